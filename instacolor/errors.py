@@ -1,0 +1,31 @@
+"""The small error hierarchy of instacolor.
+
+Every error raised on purpose by the library derives from :class:`InstacolorError`
+and from the builtin that matches its kind, so ``except ValueError`` keeps working
+for callers that do not know instacolor. Messages say what was expected, what was
+received and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InstacolorError", "InputError", "DecodeError", "WeightsError", "DownloadError"]
+
+
+class InstacolorError(Exception):
+    """Base class of every error instacolor raises on purpose."""
+
+
+class InputError(InstacolorError, ValueError):
+    """An argument (image, instances, semantic map, option) is not usable as given."""
+
+
+class DecodeError(InstacolorError, OSError):
+    """A file could not be read or decoded as an image."""
+
+
+class WeightsError(InstacolorError, RuntimeError):
+    """Weights are missing, corrupt, or do not match the architecture they are loaded into."""
+
+
+class DownloadError(WeightsError):
+    """Weights could not be fetched from their official location (offline, refused, bad hash)."""
