@@ -1,0 +1,219 @@
+"""The one-call API and the reusable :class:`Colorizer`.
+
+Example:
+    >>> import numpy as np
+    >>> from instacolor import Colorizer
+    >>> gray = (np.arange(64 * 48, dtype=np.uint32).reshape(48, 64) % 256).astype(np.uint8)
+    >>> colorizer = Colorizer(working_size=64)  # doctest: +SKIP
+    >>> colorizer.colorize(gray, instances=[[4, 4, 40, 30]]).shape  # doctest: +SKIP
+    (48, 64, 3)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from instacolor.color import AB_NORM, normalize_l
+from instacolor.errors import InputError
+from instacolor.io.coco import instances_from_coco
+from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
+from instacolor.models.generator import FUSION_POINTS
+from instacolor.models.network import instance_placements
+from instacolor.reconstruct import reconstruct
+from instacolor.structures import ColorizeResult, Instances, SemanticMap
+from instacolor.weights import load_weights
+
+__all__ = ["Colorizer", "colorize"]
+
+
+def _resize(plane: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased bilinear resize of ``(H, W)`` to ``(1, 1, size, size)`` (squash)."""
+    return F.interpolate(
+        plane[None, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+
+
+def _as_instances(instances: Any, image_size: tuple[int, int]) -> Instances | None:
+    if instances is None:
+        return None
+    if isinstance(instances, Instances):
+        if instances.image_size != image_size:
+            raise InputError(
+                f"instances: expected image_size {image_size} (H, W) of this image, received "
+                f"{instances.image_size}; rescale the boxes or build Instances for this image"
+            )
+        return instances
+    if isinstance(instances, Mapping) or (
+        isinstance(instances, Sequence) and len(instances) and isinstance(instances[0], Mapping)
+    ):
+        return instances_from_coco(instances, image_size)
+    arr = np.asarray(instances)
+    if arr.dtype == np.bool_ and arr.ndim in (2, 3):
+        if arr.shape[-2:] != image_size:
+            raise InputError(
+                f"instances: expected masks of shape (N, {image_size[0]}, {image_size[1]}), "
+                f"received {arr.shape}"
+            )
+        return Instances.from_masks(arr)
+    return Instances.from_boxes(arr, image_size)
+
+
+def _as_semantic(semantic: Any) -> SemanticMap | None:
+    if semantic is None or isinstance(semantic, SemanticMap):
+        return semantic
+    return SemanticMap(np.asarray(semantic))
+
+
+class Colorizer:
+    """Loads the networks once and colorizes many images.
+
+    Args:
+        weights: registered name, ``.safetensors`` file, InstColorization checkpoint
+            folder or siggraph17 ``.pth`` (see :mod:`instacolor.weights`).
+        device: torch device for the networks.
+        working_size: square size the networks run at (multiple of 8, at least 32).
+        color_tolerance: largest channel difference (fraction of full scale) for an RGB
+            input to count as gray.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike = "default",
+        *,
+        device: str | torch.device = "cpu",
+        working_size: int = 256,
+        color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+    ) -> None:
+        if not isinstance(working_size, int) or working_size < 32 or working_size % 8:
+            raise InputError(
+                f"working_size: expected a multiple of 8 of at least 32, received {working_size!r}"
+            )
+        self.device = torch.device(device)
+        self.working_size = working_size
+        self.color_tolerance = color_tolerance
+        self.loaded = load_weights(weights, device=self.device)
+        self.net = self.loaded.net
+
+    def __repr__(self) -> str:
+        return (
+            f"Colorizer(weights={self.loaded.name!r}, width={self.net.width}, "
+            f"device='{self.device}', working_size={self.working_size})"
+        )
+
+    @torch.inference_mode()
+    def colorize(
+        self,
+        image: Any,
+        *,
+        instances: Any = None,
+        semantic: Any = None,
+        full_result: bool = False,
+    ) -> Any:
+        """Colorize one grayscale image.
+
+        Args:
+            image: numpy array (uint8, uint16 or float in [0, 1]; gray or RGB holding
+                gray), PIL image, or path.
+            instances: None (full-image network only), :class:`Instances`, boxes
+                ``(N, 4)`` XYXY in input pixels (clipped to the image), bool masks
+                ``(N, H, W)``, or COCO annotations of this image.
+            semantic: None, :class:`SemanticMap` or an ``(H, W)`` int label map.
+            full_result: return a :class:`ColorizeResult` instead of the image.
+
+        Returns:
+            The colorized image in the input's kind (numpy of the same dtype with 3
+            channels; PIL ``RGB`` for PIL and path inputs), or a :class:`ColorizeResult`.
+        """
+        t0 = time.perf_counter()
+        l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
+        size = (int(l_full.shape[0]), int(l_full.shape[1]))
+        inst = _as_instances(instances, size)
+        sem = _as_semantic(semantic)
+        s = self.working_size
+        l_tensor = torch.from_numpy(l_full)
+        l_low = _resize(l_tensor, s)
+        crops = placements = labels = None
+        fuse = inst is not None and len(inst) > 0 and self.net.with_instances
+        if inst is not None and len(inst) > 0 and not self.net.with_instances:
+            warnings.warn(
+                f"weights {self.loaded.name!r} have no instance network: the {len(inst)} "
+                "instances are ignored and the full-image network runs alone",
+                stacklevel=2,
+            )
+        if fuse:
+            boxes = inst.integer_boxes()
+            crops = torch.cat([_resize(l_tensor[y0:y1, x0:x1], s) for x0, y0, x1, y1 in boxes])
+            crops = normalize_l(crops).to(self.device)
+            placements = instance_placements(boxes, size, s, device=self.device)
+        if sem is not None:
+            lab = torch.from_numpy(sem.labels)[None, None].float()
+            labels = F.interpolate(lab, size=(s, s), mode="nearest")[:, 0].long().to(self.device)
+        t1 = time.perf_counter()
+        out = self.net.colorize(
+            normalize_l(l_low).to(self.device), crops=crops, placements=placements, labels=labels
+        )
+        ab = (out.ab[0].float() * AB_NORM).cpu()
+        t2 = time.perf_counter()
+        rgb = reconstruct(ab, l_low[0, 0], l_full, out_dtype=kind.dtype)
+        result_image = to_output(rgb, kind)
+        t3 = time.perf_counter()
+        if not full_result:
+            return result_image
+        weight_maps = {name: w.float().cpu().numpy() for name, w in zip(FUSION_POINTS, out.weights)}
+        return ColorizeResult(
+            image=result_image,
+            ab=ab.numpy(),
+            instances=inst if fuse else None,
+            semantic=sem,
+            weight_maps=weight_maps,
+            timings={
+                "prepare": t1 - t0,
+                "network": t2 - t1,
+                "reconstruct": t3 - t2,
+                "total": t3 - t0,
+            },
+            model=self.loaded.name,
+            weights_sha256=self.loaded.sha256,
+        )
+
+
+@lru_cache(maxsize=2)
+def _cached_colorizer(weights: str | os.PathLike, device: str) -> Colorizer:
+    return Colorizer(weights, device=device)
+
+
+def colorize(
+    image: Any,
+    *,
+    instances: Any = None,
+    semantic: Any = None,
+    weights: str | os.PathLike = "default",
+    device: str = "cpu",
+    full_result: bool = False,
+) -> Any:
+    """Colorize one grayscale image with a cached :class:`Colorizer`.
+
+    See :meth:`Colorizer.colorize` for the arguments and the return value. The
+    networks for ``(weights, device)`` are loaded on first use and kept for the next
+    call (two most recent combinations).
+
+    Example:
+        >>> import numpy as np
+        >>> from instacolor import colorize
+        >>> out = colorize(np.full((32, 48), 128, np.uint8))  # doctest: +SKIP
+        >>> out.shape, out.dtype  # doctest: +SKIP
+        ((32, 48, 3), dtype('uint8'))
+    """
+    colorizer = _cached_colorizer(weights, str(device))
+    return colorizer.colorize(
+        image, instances=instances, semantic=semantic, full_result=full_result
+    )

@@ -1,0 +1,100 @@
+"""COCO-style annotations to :class:`~instacolor.structures.Instances`.
+
+Accepts what archivists and COCO tools hand over for ONE image: a list of annotation
+dicts (``bbox`` as XYWH in pixels, ``category_id``, optional ``segmentation`` as
+polygons or RLE, optional ``score``), or a dict holding such a list under
+``"annotations"``. Polygons and RLE (compressed or not) are decoded to masks with
+pycocotools; category ids map to :mod:`instacolor.labels` (unknown ids raise).
+
+Example:
+    >>> from instacolor.io.coco import instances_from_coco
+    >>> ann = [{"bbox": [10, 20, 30, 40], "category_id": 1}]
+    >>> inst = instances_from_coco(ann, image_size=(100, 100))
+    >>> inst.boxes.tolist(), inst.labels.tolist()
+    ([[10.0, 20.0, 40.0, 60.0]], [0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from instacolor.errors import InputError
+from instacolor.labels import label_from_coco_id
+from instacolor.structures import Instances
+
+__all__ = ["decode_segmentation", "instances_from_coco"]
+
+
+def decode_segmentation(segmentation: Any, image_size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool mask of a COCO segmentation (polygons, RLE or compressed RLE)."""
+    h, w = image_size
+    try:
+        if isinstance(segmentation, list):
+            rles = mask_utils.frPyObjects(segmentation, h, w)
+            rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
+        elif isinstance(segmentation, Mapping) and isinstance(segmentation.get("counts"), list):
+            rle = mask_utils.frPyObjects(dict(segmentation), h, w)
+        elif isinstance(segmentation, Mapping):
+            rle = dict(segmentation)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+        else:
+            raise TypeError(type(segmentation).__name__)
+        return mask_utils.decode(rle).astype(bool)
+    except (TypeError, KeyError, ValueError, IndexError) as exc:
+        raise InputError(
+            f"segmentation: expected COCO polygons or RLE for a {w}x{h} image, could not "
+            f"decode it ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def instances_from_coco(
+    annotations: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    image_size: Sequence[int],
+    *,
+    with_masks: bool = True,
+) -> Instances:
+    """Instances of one image from its COCO annotations.
+
+    Args:
+        annotations: list of annotation dicts, or a dict with an ``"annotations"`` list.
+        image_size: ``(H, W)`` of the image.
+        with_masks: decode ``segmentation`` to masks (when every annotation has one).
+
+    Returns:
+        :class:`Instances` with boxes clipped to the image; crowd annotations
+        (``iscrowd=1``) are kept, as their boxes still locate objects.
+    """
+    if isinstance(annotations, Mapping):
+        if "annotations" not in annotations:
+            raise InputError(
+                "COCO annotations: expected a list of annotation dicts or a dict with an "
+                f"'annotations' list, received a dict with keys {sorted(annotations)[:6]}"
+            )
+        annotations = annotations["annotations"]
+    h, w = (int(v) for v in image_size)
+    boxes, labels, scores, masks = [], [], [], []
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, Mapping) or "bbox" not in ann or "category_id" not in ann:
+            raise InputError(
+                f"COCO annotation {i}: expected a dict with 'bbox' [x, y, w, h] and "
+                f"'category_id', received {ann!r:.120}"
+            )
+        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        boxes.append((x, y, x + bw, y + bh))
+        labels.append(label_from_coco_id(int(ann["category_id"])))
+        scores.append(float(ann.get("score", 1.0)))
+        if with_masks and ann.get("segmentation") is not None:
+            masks.append(decode_segmentation(ann["segmentation"], (h, w)))
+    use_masks = with_masks and len(masks) == len(boxes) and len(boxes) > 0
+    return Instances.from_boxes(
+        np.asarray(boxes, np.float64).reshape(-1, 4),
+        (h, w),
+        scores=scores,
+        labels=np.asarray(labels, np.int64),
+        masks=np.stack(masks) if use_masks else None,
+    )

@@ -1,0 +1,318 @@
+"""InstColorization's fusion: per-pixel weights that blend instance and full-image features.
+
+The math (Su et al., CVPR 2020), at one fusion point of grid size ``S``:
+
+* each instance ``i`` has a feature map computed on its crop (``s x s``) and a
+  non-negative logit map from the instance branch (``ReLU`` last, so logits >= 0);
+  both are bilinearly resized to the instance's box (``h_i x w_i`` cells of the
+  ``S x S`` grid) and zero-padded to ``S x S``;
+* the background logit is the background branch on the full-image feature plus
+  ``1e5`` outside the union of boxes;
+* a softmax over ``(instances..., background)`` gives the weights; the fused feature
+  is the weighted sum of the padded instance features and the full-image feature.
+
+Reproduced quirk: an instance's padded logit outside its box is 0, not ``-inf``, so
+it still takes softmax weight there while contributing zero features.
+
+Resize-and-pad is written as two interpolation matrices per instance (rows
+``(S, s)`` and columns ``(S, s)``, zero outside the box), so all instances are placed
+with one batched matmul instead of a Python loop per crop; the matrices hold the
+same weights as ``F.interpolate(mode="bilinear", align_corners=False)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from instacolor.models.generator import (
+    FUSION_SCALE_DIVISOR,
+    REFERENCE_WIDTH,
+    ColorGenerator,
+    FeatureHook,
+    GeneratorOutput,
+    fusion_channels,
+)
+
+__all__ = [
+    "BACKGROUND_BIAS",
+    "WEIGHT_LAYER_NAMES",
+    "FusionGenerator",
+    "FusionOutput",
+    "Placement",
+    "WeightGenerator",
+    "box_placements",
+    "box_union",
+    "fuse_features",
+    "make_placement",
+    "place",
+    "resize_pad_matrices",
+]
+
+#: Attribute name of the weight generator at each fusion point (state-dict keys).
+WEIGHT_LAYER_NAMES = {
+    "conv1_2": "weight_layer",
+    "conv2_2": "weight_layer2",
+    "conv3_3": "weight_layer3",
+    "conv4_3": "weight_layer4",
+    "conv5_3": "weight_layer5",
+    "conv6_3": "weight_layer6",
+    "conv7_3": "weight_layer7",
+    "conv8_up": "weight_layer8_1",
+    "conv8_3": "weight_layer8_2",
+    "conv9_up": "weight_layer9_1",
+    "conv9_3": "weight_layer9_2",
+    "conv10_up": "weight_layer10_1",
+    "conv10_2": "weight_layer10_2",
+}
+#: Added to the background logit outside the union of boxes.
+BACKGROUND_BIAS = 1e5
+# Instance-feature elements placed at once (bounds memory with many instances).
+_PLACE_BUDGET = 1 << 25
+
+
+def box_placements(boxes: np.ndarray, image_size: tuple[int, int], size: int) -> np.ndarray:
+    """Place integer boxes on an ``size x size`` grid as InstColorization does.
+
+    Args:
+        boxes: ``(N, 4)`` integer XYXY boxes in input pixels (the reference truncates
+            detector boxes to integers first).
+        image_size: ``(H, W)`` of the input image.
+        size: grid size ``S`` (256, 128, 64 or 32 at the default working size).
+
+    Returns:
+        ``(N, 6)`` int64 ``[left_pad, right_pad, top_pad, bottom_pad, width, height]``
+        with ``left_pad + width + right_pad == S`` (same for rows) and width, height >= 1.
+    """
+    height, width = image_size
+    out = np.zeros((len(boxes), 6), dtype=np.int64)
+    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64)):
+        sx, ex = _span(x0, x1, width, size)
+        sy, ey = _span(y0, y1, height, size)
+        out[i] = (sx, size - ex, sy, size - ey, ex - sx, ey - sy)
+    return out
+
+
+def _span(start: float, end: float, extent: int, size: int) -> tuple[int, int]:
+    s, e = int(start / extent * size), int(end / extent * size)
+    if e - s < 1:  # the reference grows a collapsed box by one cell, inwards at the edge
+        if size - e > 1:
+            e = s + 1
+        else:
+            s = e - 1
+    return s, e
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Resize-and-pad operators of N instances at one grid size.
+
+    Attributes:
+        rows: ``(N, S, s)`` bilinear weights from the ``s`` crop rows to grid rows,
+            zero outside the box.
+        cols: ``(N, S, s)`` the same for columns.
+        union: ``(S, S)`` 1 inside the union of boxes, 0 elsewhere.
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    union: torch.Tensor
+
+
+def resize_pad_matrices(
+    offset: torch.Tensor,
+    extent: torch.Tensor,
+    source: int,
+    size: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Interpolation matrices that resize ``source`` samples into a span of a grid.
+
+    Row ``y`` of matrix ``i`` holds the weights ``F.interpolate(mode="bilinear",
+    align_corners=False)`` gives grid cell ``y`` when ``source`` samples are resized to
+    ``extent[i]`` cells starting at ``offset[i]``; rows outside the span are zero.
+
+    Args:
+        offset: ``(N,)`` int64 first cell of each span.
+        extent: ``(N,)`` int64 length of each span (>= 1).
+        source: number of source samples ``s``.
+        size: grid size ``S``.
+        dtype: arithmetic and result dtype; the coordinates are computed in it as
+            PyTorch's own bilinear kernel computes them, so float32 matches it closely.
+
+    Returns:
+        ``(N, S, s)`` matrices.
+    """
+    n = offset.shape[0]
+    dst = torch.arange(size, dtype=dtype).expand(n, size) - offset[:, None].to(dtype)
+    inside = (dst >= 0) & (dst < extent[:, None])
+    scale = torch.tensor(float(source), dtype=dtype) / extent.to(dtype)[:, None]
+    src = ((dst + 0.5) * scale - 0.5).clamp_min(0)
+    i0 = src.floor().clamp_max(source - 1)
+    lam = src - i0
+    i1 = (i0 + 1).clamp_max(source - 1)
+    keep = inside.to(dtype)
+    out = torch.zeros(n, size, source, dtype=dtype)
+    out.scatter_add_(2, i0.long()[..., None], ((1 - lam) * keep)[..., None])
+    out.scatter_add_(2, i1.long()[..., None], (lam * keep)[..., None])
+    return out
+
+
+def box_union(placement: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """``(S, S)`` float mask, 1 inside any box of ``placement`` ``(N, 6)``."""
+    p = torch.as_tensor(placement, dtype=torch.int64)
+    grid = torch.arange(size)
+    rows = (grid >= p[:, 2, None]) & (grid < (p[:, 2] + p[:, 5])[:, None])
+    cols = (grid >= p[:, 0, None]) & (grid < (p[:, 0] + p[:, 4])[:, None])
+    return (rows[:, :, None] & cols[:, None, :]).any(0).to(torch.float32)
+
+
+def make_placement(
+    placement: np.ndarray, source: int, size: int, *, dtype: torch.dtype, device: torch.device
+) -> Placement:
+    """Build the :class:`Placement` of ``(N, 6)`` box placements for ``s -> S``."""
+    p = torch.as_tensor(placement, dtype=torch.int64)
+    rows = resize_pad_matrices(p[:, 2], p[:, 5], source, size, dtype=dtype)
+    cols = resize_pad_matrices(p[:, 0], p[:, 4], source, size, dtype=dtype)
+    return Placement(
+        rows=rows.to(device=device),
+        cols=cols.to(device=device),
+        union=box_union(p, size).to(device=device, dtype=dtype),
+    )
+
+
+def place(maps: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Resize ``(N, C, s, s)`` maps into their boxes on the grid: ``(N, C, S, S)``."""
+    return rows[:, None] @ maps @ cols[:, None].transpose(-1, -2)
+
+
+def fuse_features(
+    full: torch.Tensor,
+    full_logit: torch.Tensor,
+    instances: torch.Tensor,
+    instance_logits: torch.Tensor,
+    placement: Placement,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend instance features into the full-image feature (one image, N instances).
+
+    Args:
+        full: ``(1, C, S, S)`` full-image feature.
+        full_logit: ``(1, 1, S, S)`` background-branch logit (>= 0).
+        instances: ``(N, C, s, s)`` instance features on their crops.
+        instance_logits: ``(N, 1, s, s)`` instance-branch logits (>= 0).
+        placement: the instances' resize-and-pad operators at this grid size.
+
+    Returns:
+        ``(fused (1, C, S, S), weights (N + 1, S, S))``; the last weight map is the
+        background's; weights sum to one at every pixel.
+    """
+    n = instances.shape[0]
+    logits = place(instance_logits, placement.rows, placement.cols)[:, 0]
+    background = full_logit[0, 0] + (1 - placement.union) * BACKGROUND_BIAS
+    weights = torch.softmax(torch.cat((logits, background[None]), 0), dim=0)
+    fused = full[0] * weights[n]
+    chunk = max(1, _PLACE_BUDGET // (instances.shape[1] * placement.rows.shape[1] ** 2))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        placed = place(
+            instances[start:stop], placement.rows[start:stop], placement.cols[start:stop]
+        )
+        fused = fused + (placed * weights[start:stop, None]).sum(0)
+    return fused[None], weights
+
+
+class WeightGenerator(nn.Module):
+    """The two logit branches of one fusion point (``simple_instance_conv``/``_bg_conv``).
+
+    Args:
+        channels: channels of the feature at this fusion point.
+        inner: hidden channels (16 in the reference).
+    """
+
+    def __init__(self, channels: int, inner: int = 16) -> None:
+        super().__init__()
+        self.simple_instance_conv = _branch(channels, inner)
+        self.simple_bg_conv = _branch(channels, inner)
+
+    def forward(self, full: torch.Tensor, instances: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Logits ``(B, 1, S, S)`` of the full feature and ``(N, 1, s, s)`` of instances."""
+        return self.simple_bg_conv(full), self.simple_instance_conv(instances)
+
+
+def _branch(channels: int, inner: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, inner, 3, padding=1),
+        nn.ReLU(True),
+        nn.Conv2d(inner, inner, 3, padding=1),
+        nn.ReLU(True),
+        nn.Conv2d(inner, 1, 3, padding=1),
+        nn.ReLU(True),
+    )
+
+
+@dataclass(frozen=True)
+class FusionOutput:
+    """Output of :class:`FusionGenerator`.
+
+    Attributes:
+        ab: ``(1, 2, S, S)`` chroma in network units.
+        weights: per fusion point (in ``FUSION_POINTS`` order) the ``(N + 1, S_i, S_i)``
+            softmax weights; the last map is the background's.
+    """
+
+    ab: torch.Tensor
+    weights: tuple[torch.Tensor, ...]
+
+
+class FusionGenerator(ColorGenerator):
+    """InstColorization's fusion network: a generator plus 13 weight generators.
+
+    Its state dict is the reference ``latest_net_GF.pth`` at ``width=64`` (including
+    the unused ``weight_layerout``).
+    """
+
+    def __init__(self, width: int = REFERENCE_WIDTH, *, in_channels: int = 4) -> None:
+        super().__init__(width, in_channels=in_channels)
+        for point, channels in fusion_channels(width).items():
+            setattr(self, WEIGHT_LAYER_NAMES[point], WeightGenerator(channels))
+        self.weight_layerout = WeightGenerator(2)
+
+    def weight_layer_at(self, point: str) -> WeightGenerator:
+        """The weight generator of fusion point ``point``."""
+        return getattr(self, WEIGHT_LAYER_NAMES[point])
+
+    def fuse(
+        self,
+        x: torch.Tensor,
+        instance: GeneratorOutput,
+        placements: dict[int, Placement],
+        hook: FeatureHook | None = None,
+    ) -> FusionOutput:
+        """Run the fusion forward for one image and its N instances.
+
+        Args:
+            x: ``(1, 4, S, S)`` network input of the full image.
+            instance: the instance network's output on the N crops (batch N).
+            placements: operators per fusion-scale divisor (1, 2, 4, 8).
+            hook: applied after fusion at every point (semantic conditioning).
+
+        Returns:
+            :class:`FusionOutput` with ab and the weight maps.
+        """
+        weights: list[torch.Tensor] = []
+
+        def fusion_hook(name: str, feature: torch.Tensor) -> torch.Tensor:
+            inst = instance.feature(name)
+            full_logit, inst_logits = self.weight_layer_at(name)(feature, inst)
+            fused, w = fuse_features(
+                feature, full_logit, inst, inst_logits, placements[FUSION_SCALE_DIVISOR[name]]
+            )
+            weights.append(w)
+            return hook(name, fused) if hook is not None else fused
+
+        out = self.forward(x, fusion_hook)
+        return FusionOutput(ab=out.ab, weights=tuple(weights))

@@ -1,0 +1,165 @@
+"""The instance-aware colorization network: full-image, instance and fusion generators.
+
+:class:`InstColorNet` owns the three generators of InstColorization and the semantic
+conditioning block, and delegates: the instance generator runs once on all crops
+(batched), the fusion generator blends its features into the full image at the 13
+fusion points, and the semantic block conditions the decoder. Without instances the
+full-image generator runs alone, as in the reference.
+
+State-dict prefixes: ``full.``, ``instance.``, ``fusion.``, ``semantic.``; the first
+three are, key for key, the reference's ``latest_net_GComp``, ``latest_net_G`` and
+``latest_net_GF`` at width 64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from instacolor.models.fusion import FusionGenerator, Placement, box_placements, make_placement
+from instacolor.models.generator import (
+    FUSION_SCALE_DIVISOR,
+    REFERENCE_WIDTH,
+    ColorGenerator,
+    GeneratorOutput,
+    fusion_channels,
+)
+from instacolor.models.semantic import SEMANTIC_POINTS, SemanticConditioning
+
+__all__ = ["InstColorNet", "NetOutput", "instance_placements", "network_input"]
+
+
+@dataclass(frozen=True)
+class NetOutput:
+    """Output of :meth:`InstColorNet.colorize`.
+
+    Attributes:
+        ab: ``(1, 2, S, S)`` chroma in network units (times 110 for Lab).
+        weights: ``(N + 1, S_i, S_i)`` fusion weights per fusion point, or ``()`` when
+            the full-image generator ran alone.
+    """
+
+    ab: torch.Tensor
+    weights: tuple[torch.Tensor, ...]
+
+
+def network_input(l_norm: torch.Tensor, mask_value: float) -> torch.Tensor:
+    """Automatic-mode input ``(B, 4, S, S)`` from normalised L ``(B, 1, S, S)``: no hints."""
+    b, _, h, w = l_norm.shape
+    hints = l_norm.new_zeros(b, 2, h, w)
+    mask = l_norm.new_full((b, 1, h, w), mask_value)
+    return torch.cat((l_norm, hints, mask), dim=1)
+
+
+def instance_placements(
+    boxes: np.ndarray,
+    image_size: tuple[int, int],
+    working_size: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> dict[int, Placement]:
+    """Resize-and-pad operators of integer boxes for every fusion scale.
+
+    Args:
+        boxes: ``(N, 4)`` integer XYXY boxes in input pixels.
+        image_size: ``(H, W)`` of the input.
+        working_size: the network's square working size (multiple of 8).
+
+    Returns:
+        ``{divisor: Placement}`` for divisors 1, 2, 4 and 8.
+    """
+    out = {}
+    for divisor in sorted(set(FUSION_SCALE_DIVISOR.values())):
+        size = working_size // divisor
+        placement = box_placements(boxes, image_size, size)
+        out[divisor] = make_placement(placement, size, size, dtype=dtype, device=device)
+    return out
+
+
+class InstColorNet(nn.Module):
+    """Full-image, instance and fusion generators plus semantic conditioning.
+
+    Args:
+        width: generator width (64 is the published architecture).
+        with_instances: build the instance and fusion generators (False for weights
+            that only hold a full-image generator, such as Zhang et al.'s siggraph17).
+        mask_value: automatic-mode value of the mask channel (-0.5 for InstColorization,
+            0 for siggraph17).
+        instance_batch: crops per instance-generator forward (bounds peak memory).
+    """
+
+    def __init__(
+        self,
+        width: int = REFERENCE_WIDTH,
+        *,
+        with_instances: bool = True,
+        mask_value: float = -0.5,
+        instance_batch: int = 8,
+    ) -> None:
+        super().__init__()
+        self.width = width
+        self.mask_value = mask_value
+        self.instance_batch = instance_batch
+        self.full = ColorGenerator(width)
+        self.instance = ColorGenerator(width) if with_instances else None
+        self.fusion = FusionGenerator(width) if with_instances else None
+        channels = fusion_channels(width)
+        self.semantic = SemanticConditioning({p: channels[p] for p in SEMANTIC_POINTS})
+
+    @property
+    def with_instances(self) -> bool:
+        """Whether the network can fuse instances."""
+        return self.fusion is not None
+
+    def instance_features(self, crops: torch.Tensor) -> GeneratorOutput:
+        """Instance generator on ``(N, 1, S, S)`` normalised crop L, in batches."""
+        if self.instance is None:
+            raise RuntimeError("this network has no instance generator (with_instances=False)")
+        outs = [
+            self.instance(network_input(chunk, self.mask_value))
+            for chunk in crops.split(self.instance_batch)
+        ]
+        if len(outs) == 1:
+            return outs[0]
+        return GeneratorOutput(
+            ab=torch.cat([o.ab for o in outs]),
+            features=tuple(torch.cat(f) for f in zip(*(o.features for o in outs))),
+        )
+
+    def colorize(
+        self,
+        l_norm: torch.Tensor,
+        *,
+        crops: torch.Tensor | None = None,
+        placements: dict[int, Placement] | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> NetOutput:
+        """Predict ab for one image.
+
+        Args:
+            l_norm: ``(1, 1, S, S)`` normalised L, ``(L - 50) / 100``.
+            crops: ``(N, 1, S, S)`` normalised L of the instance crops, or None.
+            placements: operators from :func:`instance_placements` for the crops' boxes.
+            labels: ``(1, S, S)`` int64 semantic labels, or None.
+
+        Returns:
+            :class:`NetOutput`; fusion weights are present when crops were given.
+        """
+        hook = None
+        if labels is not None:
+            semantic = self.semantic
+
+            def hook(name: str, feature: torch.Tensor) -> torch.Tensor:
+                return semantic(name, feature, labels)
+
+        x = network_input(l_norm, self.mask_value)
+        if crops is None or crops.shape[0] == 0 or self.fusion is None:
+            return NetOutput(ab=self.full(x, hook).ab, weights=())
+        if placements is None:
+            raise ValueError("placements are required with crops")
+        fused = self.fusion.fuse(x, self.instance_features(crops), placements, hook)
+        return NetOutput(ab=fused.ab, weights=fused.weights)

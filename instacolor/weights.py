@@ -1,0 +1,318 @@
+"""Named weights as data: a registry, a cache directory, verified downloads.
+
+``weights`` arguments across instacolor accept:
+
+* a registered name (see :func:`list_weights`; ``"default"`` is an alias),
+* a path to an instacolor ``.safetensors`` file,
+* a path to an InstColorization checkpoint folder (``latest_net_G.pth``,
+  ``latest_net_GComp.pth``, ``latest_net_GF.pth``),
+* a path to a Zhang et al. ``siggraph17`` ``.pth`` file (full-image network only).
+
+Registered files live in the cache directory, ``$INSTACOLOR_CACHE`` or
+``~/.cache/instacolor``, under ``<name>/<file>``. A missing file is downloaded from
+its official URL when the entry has one; the download is verified against the
+entry's sha256 (a full digest or, as torch.hub names files, a prefix of one) before it
+is moved into place, so the cache never holds a partial or wrong file. Offline, the
+error names the file, where to put it and where to get it.
+
+Example:
+    >>> from instacolor.weights import list_weights, get_entry
+    >>> "siggraph17" in list_weights()
+    True
+    >>> get_entry("siggraph17").architecture
+    'siggraph17'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from instacolor.checkpoints import (
+    OFFICIAL_FILES,
+    load_official_folder,
+    load_safetensors,
+    load_siggraph17,
+)
+from instacolor.errors import DownloadError, WeightsError
+from instacolor.models.network import InstColorNet
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "REGISTRY",
+    "LoadedWeights",
+    "UntrainedWeightsWarning",
+    "WeightFile",
+    "WeightsEntry",
+    "cache_dir",
+    "fetch",
+    "get_entry",
+    "list_weights",
+    "load_weights",
+    "sha256_file",
+]
+
+#: What ``weights="default"`` means.
+DEFAULT_WEIGHTS = "instacolor-untrained-w16"
+
+
+class UntrainedWeightsWarning(UserWarning):
+    """The weights in use are randomly initialised: outputs are not real colorizations."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a weights entry.
+
+    Attributes:
+        name: file name inside the entry's cache folder (or the package).
+        sha256: full hex digest, or a prefix of at least 8 hex digits; None if unknown.
+        url: official download URL, or None when it must be fetched by hand.
+    """
+
+    name: str
+    sha256: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A named set of weights.
+
+    Attributes:
+        name: registry name.
+        architecture: ``"instcolor"`` (full, instance and fusion networks) or
+            ``"siggraph17"`` (full-image network only).
+        width: generator width.
+        files: the files that make up the weights.
+        source: ``"download"``, ``"manual"`` (official host needs a browser),
+            ``"package"`` (shipped inside instacolor) or ``"random"`` (untrained).
+        license: licence of the weights.
+        mask_value: automatic-mode mask channel value.
+        description: one line for ``list_weights``/``instacolor models``.
+        homepage: where the weights are documented.
+    """
+
+    name: str
+    architecture: str
+    width: int
+    files: tuple[WeightFile, ...]
+    source: str
+    license: str
+    mask_value: float
+    description: str
+    homepage: str = ""
+
+
+REGISTRY: dict[str, WeightsEntry] = {
+    e.name: e
+    for e in (
+        WeightsEntry(
+            name="instacolor-untrained-w16",
+            architecture="instcolor",
+            width=16,
+            files=(),
+            source="random",
+            license="n/a",
+            mask_value=-0.5,
+            description="UNTRAINED compact networks (seed 0): placeholder until trained "
+            "default weights ship; outputs are not meaningful colors",
+        ),
+        WeightsEntry(
+            name="instcolorization-coco-ffs",
+            architecture="instcolor",
+            width=64,
+            files=tuple(WeightFile(n) for n in OFFICIAL_FILES),
+            source="manual",
+            license="MIT",
+            mask_value=-0.5,
+            description="InstColorization (Su et al. CVPR 2020) coco_finetuned_mask_256_ffs",
+            homepage="https://github.com/ericsujw/InstColorization "
+            "(checkpoints.zip: https://drive.google.com/open?id=1Xb-DKAA9ibCVLqm8teKd1MWk6imjwTBh)",
+        ),
+        WeightsEntry(
+            name="siggraph17",
+            architecture="siggraph17",
+            width=64,
+            files=(
+                WeightFile(
+                    "siggraph17-df00044c.pth",
+                    sha256="df00044c",
+                    url="https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth",
+                ),
+            ),
+            source="download",
+            license="BSD-2-Clause",
+            mask_value=0.0,
+            description="Zhang et al. 2017 (siggraph17) automatic colorization, full image only",
+            homepage="https://github.com/richzhang/colorization",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A network with the facts of where it came from.
+
+    Attributes:
+        net: the network in eval mode on the requested device.
+        name: registry name or file path.
+        sha256: digest of the weights file (of ``latest_net_GF.pth`` for a folder), or
+            None for untrained weights.
+        trained: False for randomly initialised weights.
+    """
+
+    net: InstColorNet
+    name: str
+    sha256: str | None
+    trained: bool
+
+
+def list_weights() -> list[str]:
+    """Names of the registered weights."""
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The registry entry of ``name`` (``"default"`` resolves to :data:`DEFAULT_WEIGHTS`)."""
+    key = DEFAULT_WEIGHTS if name == "default" else name
+    if key not in REGISTRY:
+        raise _unknown(name)
+    return REGISTRY[key]
+
+
+def _unknown(weights: object) -> WeightsError:
+    return WeightsError(
+        f"unknown weights {str(weights)!r}: expected a registered name "
+        f"({', '.join(list_weights())}), an existing .safetensors file, an InstColorization "
+        "checkpoint folder or a siggraph17 .pth file"
+    )
+
+
+def cache_dir() -> Path:
+    """The weights cache: ``$INSTACOLOR_CACHE`` or ``~/.cache/instacolor``."""
+    return Path(os.environ.get("INSTACOLOR_CACHE", Path.home() / ".cache" / "instacolor"))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected: str | None, origin: str) -> str:
+    digest = sha256_file(path)
+    if expected is not None and not digest.startswith(expected.lower()):
+        raise WeightsError(
+            f"{origin}: sha256 {digest[:16]}... does not match the expected {expected}; the "
+            f"file at {path} is corrupt or not the official one: delete it and fetch it again"
+        )
+    return digest
+
+
+def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Path:
+    """Path of ``file`` in the cache, downloading and verifying it if it is missing.
+
+    Raises:
+        WeightsError: the file is missing and has no download URL.
+        DownloadError: the download failed or the downloaded bytes have the wrong hash.
+    """
+    target = cache_dir() / entry.name / file.name
+    if target.is_file():
+        return target
+    if file.url is None:
+        where = entry.homepage or "its publisher"
+        raise WeightsError(
+            f"weights {entry.name!r}: file {file.name} not found at {target}. It cannot be "
+            f"downloaded automatically: get it from {where}, then put it at {target} "
+            f"(or pass the folder/file path as weights=)"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.download")
+    try:
+        torch.hub.download_url_to_file(file.url, str(partial), progress=progress)
+        digest = sha256_file(partial)
+        if file.sha256 is not None and not digest.startswith(file.sha256.lower()):
+            raise DownloadError(
+                f"weights {entry.name!r}: {file.url} gave a file with sha256 {digest[:16]}..., "
+                f"expected {file.sha256}; nothing was saved. Retry, or report a changed file"
+            )
+        os.replace(partial, target)
+    except DownloadError:
+        raise
+    except Exception as exc:  # urllib raises URLError, HTTPError, TimeoutError, OSError
+        raise DownloadError(
+            f"weights {entry.name!r}: could not download {file.name} from {file.url} "
+            f"({type(exc).__name__}: {exc}). If this machine is offline, download it "
+            f"elsewhere and put it at {target}"
+        ) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _random_network(entry: WeightsEntry) -> InstColorNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = InstColorNet(
+            entry.width,
+            with_instances=entry.architecture == "instcolor",
+            mask_value=entry.mask_value,
+        )
+    return net.eval()
+
+
+def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
+    if entry.source == "random":
+        warnings.warn(
+            f"weights {entry.name!r} are randomly initialised (no trained default weights "
+            "ship yet): the colors are not meaningful",
+            UntrainedWeightsWarning,
+            stacklevel=4,
+        )
+        return _random_network(entry), None
+    if entry.source == "package":
+        file = entry.files[0]
+        path = Path(str(resources.files("instacolor") / "data" / file.name))
+        return load_safetensors(path), _verify(path, file.sha256, entry.name)
+    paths = [fetch(entry, f) for f in entry.files]
+    digests = [_verify(p, f.sha256, entry.name) for p, f in zip(paths, entry.files)]
+    if entry.architecture == "siggraph17":
+        return load_siggraph17(paths[0]), digests[0]
+    return load_official_folder(paths[0].parent), digests[-1]
+
+
+def load_weights(
+    weights: str | os.PathLike = "default", *, device: str | torch.device = "cpu"
+) -> LoadedWeights:
+    """Resolve ``weights`` (name or path) and build the network on ``device``.
+
+    Raises:
+        WeightsError: unknown name, missing or corrupt file, architecture mismatch.
+    """
+    if isinstance(weights, str) and (weights == "default" or weights in REGISTRY):
+        entry = get_entry(weights)
+        net, digest = _load_entry(entry)
+        name, trained = entry.name, entry.source != "random"
+    else:
+        path = Path(weights)
+        if path.is_dir():
+            net, digest = load_official_folder(path), sha256_file(path / "latest_net_GF.pth")
+        elif path.suffix == ".safetensors":
+            net, digest = load_safetensors(path), sha256_file(path)
+        elif path.suffix in (".pth", ".pt") and path.is_file():
+            net, digest = load_siggraph17(path), sha256_file(path)
+        else:
+            raise _unknown(weights)
+        name, trained = str(path), True
+    return LoadedWeights(net=net.to(device), name=name, sha256=digest, trained=trained)
