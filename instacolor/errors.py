@@ -8,7 +8,7 @@ received and what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["InstacolorError", "InputError", "DecodeError", "WeightsError", "DownloadError"]
+__all__ = ["DecodeError", "DownloadError", "InputError", "InstacolorError", "WeightsError"]
 
 
 class InstacolorError(Exception):

@@ -1,0 +1,245 @@
+"""The public API end to end: input kinds, output kinds, luminance kept, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from instacolor import (
+    Colorizer,
+    ColorizeResult,
+    DecodeError,
+    InputError,
+    InstacolorError,
+    Instances,
+    SemanticMap,
+    WeightsError,
+    colorize,
+)
+from instacolor.checkpoints import save_safetensors
+from instacolor.color import l_to_gray, rgb_to_l
+from instacolor.models.network import InstColorNet
+from instacolor.weights import UntrainedWeightsWarning
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
+
+
+@pytest.fixture(scope="module")
+def colorizer() -> Colorizer:
+    with pytest.warns(UntrainedWeightsWarning):
+        return Colorizer(working_size=64)
+
+
+def _gray(h=40, w=56, dtype=np.uint8, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max if dtype != np.float32 else 1.0
+    ramp = np.linspace(0, 1, w)[None, :] * np.linspace(0.2, 1, h)[:, None]
+    img = np.clip(ramp + rng.normal(0, 0.05, (h, w)), 0, 1) * top
+    return img.astype(dtype) if dtype == np.float32 else np.rint(img).astype(dtype)
+
+
+def _gray_level(rgb: np.ndarray, top: float) -> np.ndarray:
+    """Gray level (same scale as the input) whose L equals the output pixel's L."""
+    t = torch.from_numpy(rgb.astype(np.float64) / top).permute(2, 0, 1)
+    return l_to_gray(rgb_to_l(t))[0].numpy() * top
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_numpy_in_numpy_out_keeps_luminance(colorizer, dtype):
+    gray = _gray(dtype=dtype)
+    before = gray.copy()
+    out = colorizer.colorize(gray, instances=[[5, 5, 30, 30], [20, 10, 56, 40]])
+    assert out.shape == (*gray.shape, 3) and out.dtype == np.dtype(dtype)
+    assert np.array_equal(gray, before)  # input untouched
+    top = 1.0 if dtype == np.float32 else float(np.iinfo(dtype).max)
+    err = np.abs(_gray_level(out, top) - gray.astype(np.float64))
+    # 8-bit: at most one level; 16-bit: one 8-bit level is 257 levels; float: 1/255
+    assert err.max() <= {np.uint8: 1.0, np.uint16: 257.0, np.float32: 1 / 255}[dtype]
+    assert np.abs(out.astype(np.float64).std(axis=2)).max() > 0  # it did add color
+
+
+def test_gray_layouts_give_the_same_result(colorizer):
+    gray = _gray()
+    base = colorizer.colorize(gray)
+    assert np.array_equal(colorizer.colorize(gray[:, :, None]), base)
+    assert np.array_equal(colorizer.colorize(np.repeat(gray[:, :, None], 3, 2)), base)
+
+
+def test_pil_and_path_inputs_return_pil(colorizer, tmp_path):
+    gray = _gray()
+    pil = Image.fromarray(gray)
+    out = colorizer.colorize(pil)
+    assert isinstance(out, Image.Image) and out.mode == "RGB" and out.size == pil.size
+    assert np.array_equal(np.asarray(out), colorizer.colorize(gray))
+    path = tmp_path / "in.png"
+    pil.save(path)
+    raw = path.read_bytes()
+    from_path = colorizer.colorize(path)
+    assert np.array_equal(np.asarray(from_path), np.asarray(out))
+    assert path.read_bytes() == raw
+    sixteen = Image.fromarray(_gray(dtype=np.uint16))
+    assert colorizer.colorize(sixteen).mode == "RGB"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 91), (300, 17)])
+def test_any_size_works(colorizer, shape):
+    gray = _gray(*shape)
+    out = colorizer.colorize(gray, instances=[[0, 0, shape[1], shape[0]]])
+    assert out.shape == (*shape, 3)
+    assert np.abs(_gray_level(out, 255.0) - gray).max() <= 1.0
+
+
+def test_full_result_reports_everything(colorizer):
+    res = colorizer.colorize(_gray(), instances=[[5, 5, 30, 30], [0, 0, 10, 10]], full_result=True)
+    assert isinstance(res, ColorizeResult)
+    assert res.ab.shape == (2, 64, 64) and res.ab.dtype == np.float32
+    assert len(res.weight_maps) == 13 and res.weight_maps["conv10_2"].shape == (3, 64, 64)
+    np.testing.assert_allclose(res.weight_maps["conv10_2"].sum(0), 1.0, atol=1e-5)
+    assert set(res.timings) == {"prepare", "network", "reconstruct", "total"}
+    assert res.model == "instacolor-untrained-w16" and res.weights_sha256 is None
+    assert len(res.instances) == 2
+    plain = colorizer.colorize(_gray(), full_result=True)
+    assert plain.instances is None and plain.weight_maps == {}
+
+
+def test_no_instances_equals_empty_instances(colorizer):
+    gray = _gray()
+    assert np.array_equal(colorizer.colorize(gray), colorizer.colorize(gray, instances=[]))
+    assert not np.array_equal(
+        colorizer.colorize(gray), colorizer.colorize(gray, instances=[[0, 0, 30, 30]])
+    )
+
+
+def test_instances_as_masks_and_objects(colorizer):
+    gray = _gray()
+    masks = np.zeros((1, 40, 56), bool)
+    masks[0, 10:20, 5:25] = True
+    a = colorizer.colorize(gray, instances=masks, full_result=True)
+    b = colorizer.colorize(gray, instances=[[5, 10, 25, 20]])
+    assert np.array_equal(a.image, b)
+    inst = Instances.from_boxes([[5, 10, 25, 20]], (40, 56), labels=[0])
+    assert np.array_equal(colorizer.colorize(gray, instances=inst), b)
+
+
+def test_untrained_semantic_map_does_not_change_output(colorizer):
+    gray = _gray()
+    labels = np.random.default_rng(0).integers(0, 134, (40, 56))
+    a = colorizer.colorize(gray, instances=[[5, 5, 30, 30]])
+    b = colorizer.colorize(gray, instances=[[5, 5, 30, 30]], semantic=labels)
+    c = colorizer.colorize(gray, instances=[[5, 5, 30, 30]], semantic=SemanticMap(labels))
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+@pytest.mark.skipif(not COCO.is_dir(), reason="shared coco128 data not present")
+def test_coco_annotations_drive_fusion(colorizer):
+    data = json.loads((COCO / "annotations" / "instances_train2017.json").read_text())
+    image = data["images"][0]
+    anns = [a for a in data["annotations"] if a["image_id"] == image["id"]]
+    path = next(COCO.rglob(image["file_name"]))
+    gray = np.asarray(Image.open(path).convert("L"))
+    res = colorizer.colorize(gray, instances=anns, full_result=True)
+    assert len(res.instances) == len(anns) and res.instances.masks is not None
+    assert res.weight_maps["conv10_2"].shape[0] == len(anns) + 1
+
+
+def test_colorize_function_matches_colorizer(colorizer):
+    gray = _gray()
+    with pytest.warns(UntrainedWeightsWarning):
+        out = colorize(gray, instances=[[5, 5, 30, 30]])
+    full = Colorizer.__new__(Colorizer)  # same weights at the default working size
+    full.__dict__.update(colorizer.__dict__, working_size=256)
+    assert np.array_equal(out, full.colorize(gray, instances=[[5, 5, 30, 30]]))
+
+
+def test_full_image_only_weights_warn_about_ignored_instances(tmp_path):
+    net = InstColorNet(8, with_instances=False, mask_value=0.0)
+    path = save_safetensors(net, tmp_path / "full.safetensors", name="full-only")
+    c = Colorizer(path, working_size=64)
+    gray = _gray()
+    with pytest.warns(UserWarning, match="no instance network"):
+        out = c.colorize(gray, instances=[[0, 0, 10, 10]])
+    assert np.array_equal(out, c.colorize(gray))
+
+
+BAD_IMAGES = {
+    "empty": np.zeros((0, 0), np.uint8),
+    "empty-rows": np.zeros((0, 5), np.uint8),
+    "bool": np.ones((8, 8), bool),
+    "complex": np.ones((8, 8), np.complex64),
+    "int32": np.ones((8, 8), np.int32),
+    "nan": np.full((8, 8), np.nan, np.float32),
+    "inf": np.full((8, 8), np.inf, np.float64),
+    "float-range": np.full((8, 8), 2.0, np.float32),
+    "four-channels": np.zeros((8, 8, 4), np.uint8),
+    "4d": np.zeros((1, 8, 8, 1), np.uint8),
+    "color": np.stack([np.full((8, 8), 200), np.full((8, 8), 30), np.full((8, 8), 90)], 2).astype(
+        np.uint8
+    ),
+    "list": [[1, 2], [3, 4]],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_bad_images_raise_input_error(colorizer, name):
+    image = BAD_IMAGES[name]
+    with pytest.raises(InputError) as info:
+        colorizer.colorize(image)
+    assert isinstance(info.value, InstacolorError) and isinstance(info.value, ValueError)
+    assert "expected" in str(info.value)
+
+
+BAD_BOXES = {
+    "outside": [[100, 100, 120, 120]],
+    "inverted": [[30, 30, 10, 10]],
+    "zero-area": [[10, 10, 10, 20]],
+    "nan": [[np.nan, 0, 10, 10]],
+    "shape": [[1, 2, 3]],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BOXES))
+def test_bad_boxes_raise_input_error(colorizer, name):
+    with pytest.raises(InputError, match="box"):
+        colorizer.colorize(_gray(), instances=BAD_BOXES[name])
+
+
+def test_boxes_partly_outside_are_clipped(colorizer):
+    gray = _gray()
+    res = colorizer.colorize(gray, instances=[[-10, -5, 30, 100]], full_result=True)
+    assert res.instances.boxes.tolist() == [[0.0, 0.0, 30.0, 40.0]]
+    assert np.array_equal(res.image, colorizer.colorize(gray, instances=[[0, 0, 30, 40]]))
+
+
+def test_bad_masks_semantics_and_options(colorizer, tmp_path):
+    gray = _gray()
+    with pytest.raises(InputError, match="masks"):
+        colorizer.colorize(gray, instances=np.zeros((1, 10, 10), bool))
+    with pytest.raises(InputError, match="empty"):
+        colorizer.colorize(gray, instances=np.zeros((1, 40, 56), bool))
+    with pytest.raises(InputError, match="labels"):
+        colorizer.colorize(gray, semantic=np.full((40, 56), 500))
+    with pytest.raises(InputError, match="integer"):
+        colorizer.colorize(gray, semantic=np.zeros((40, 56), np.float32))
+    with pytest.raises(InputError, match="image_size"):
+        colorizer.colorize(gray, instances=Instances.from_boxes([[0, 0, 5, 5]], (10, 10)))
+    with pytest.raises(InputError, match="working_size"):
+        Colorizer(working_size=100)
+    with pytest.raises(WeightsError, match="unknown weights"):
+        Colorizer("no-such-weights")
+
+
+def test_unreadable_paths_raise_and_leave_files_alone(colorizer, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        colorizer.colorize(tmp_path / "missing.png")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(DecodeError):
+        colorizer.colorize(corrupt)
+    assert corrupt.read_bytes() == b"\x89PNG\r\n\x1a\n" + b"garbage" * 10
+    with pytest.raises(InputError, match="numpy array"):
+        colorizer.colorize(12345)
