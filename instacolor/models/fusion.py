@@ -14,10 +14,9 @@ The math (Su et al., CVPR 2020), at one fusion point of grid size ``S``:
 Reproduced quirk: an instance's padded logit outside its box is 0, not ``-inf``, so
 it still takes softmax weight there while contributing zero features.
 
-Resize-and-pad is written as two interpolation matrices per instance (rows
-``(S, s)`` and columns ``(S, s)``, zero outside the box), so all instances are placed
-with one batched matmul instead of a Python loop per crop; the matrices hold the
-same weights as ``F.interpolate(mode="bilinear", align_corners=False)``.
+Resize-and-pad is one batched ``grid_sample`` whose sampling grid reproduces
+``F.interpolate(mode="bilinear", align_corners=False)`` into each box (zero outside
+it), so all instances are placed at once instead of in a Python loop per crop.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ __all__ = [
     "fuse_features",
     "make_placement",
     "place",
-    "resize_pad_matrices",
+    "span_coordinates",
 ]
 
 #: Attribute name of the weight generator at each fusion point (state-dict keys).
@@ -108,58 +107,48 @@ def _span(start: float, end: float, extent: int, size: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Placement:
-    """Resize-and-pad operators of N instances at one grid size.
+    """Resize-and-pad operators of N instances on an ``S x S`` grid.
 
     Attributes:
-        rows: ``(N, S, s)`` bilinear weights from the ``s`` crop rows to grid rows,
-            zero outside the box.
-        cols: ``(N, S, s)`` the same for columns.
+        grid_y: ``(N, S)`` normalised ``grid_sample`` row coordinate of each grid row
+            in the instance's crop (outside ``[-1, 1]`` off the box).
+        grid_x: ``(N, S)`` the same for columns.
+        inside_y: ``(N, S)`` 1 for grid rows inside the box, else 0.
+        inside_x: ``(N, S)`` the same for columns.
         union: ``(S, S)`` 1 inside the union of boxes, 0 elsewhere.
     """
 
-    rows: torch.Tensor
-    cols: torch.Tensor
+    grid_y: torch.Tensor
+    grid_x: torch.Tensor
+    inside_y: torch.Tensor
+    inside_x: torch.Tensor
     union: torch.Tensor
 
 
-def resize_pad_matrices(
-    offset: torch.Tensor,
-    extent: torch.Tensor,
-    source: int,
-    size: int,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Interpolation matrices that resize ``source`` samples into a span of a grid.
+def span_coordinates(
+    offset: torch.Tensor, extent: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised sampling coordinates that resize a crop into a span of a grid.
 
-    Row ``y`` of matrix ``i`` holds the weights ``F.interpolate(mode="bilinear",
-    align_corners=False)`` gives grid cell ``y`` when ``source`` samples are resized to
-    ``extent[i]`` cells starting at ``offset[i]``; rows outside the span are zero.
+    Grid cell ``y`` of instance ``i`` samples its crop at the position
+    ``F.interpolate(mode="bilinear", align_corners=False)`` uses when the crop is
+    resized to ``extent[i]`` cells starting at ``offset[i]``; in ``grid_sample``'s
+    normalised units (``align_corners=False``) that is ``(2 (y - offset) + 1) / extent - 1``
+    whatever the crop size, and ``padding_mode="border"`` reproduces interpolate's
+    clamping at the crop edges.
 
     Args:
         offset: ``(N,)`` int64 first cell of each span.
         extent: ``(N,)`` int64 length of each span (>= 1).
-        source: number of source samples ``s``.
         size: grid size ``S``.
-        dtype: arithmetic and result dtype; the coordinates are computed in it as
-            PyTorch's own bilinear kernel computes them, so float32 matches it closely.
 
     Returns:
-        ``(N, S, s)`` matrices.
+        ``(coordinate (N, S) float64, inside (N, S) float64)``.
     """
-    n = offset.shape[0]
-    dst = torch.arange(size, dtype=dtype).expand(n, size) - offset[:, None].to(dtype)
-    inside = (dst >= 0) & (dst < extent[:, None])
-    scale = torch.tensor(float(source), dtype=dtype) / extent.to(dtype)[:, None]
-    src = ((dst + 0.5) * scale - 0.5).clamp_min(0)
-    i0 = src.floor().clamp_max(source - 1)
-    lam = src - i0
-    i1 = (i0 + 1).clamp_max(source - 1)
-    keep = inside.to(dtype)
-    out = torch.zeros(n, size, source, dtype=dtype)
-    out.scatter_add_(2, i0.long()[..., None], ((1 - lam) * keep)[..., None])
-    out.scatter_add_(2, i1.long()[..., None], (lam * keep)[..., None])
-    return out
+    dst = torch.arange(size, dtype=torch.float64)[None] - offset[:, None].to(torch.float64)
+    coordinate = (2 * dst + 1) / extent[:, None].to(torch.float64) - 1
+    inside = ((dst >= 0) & (dst < extent[:, None])).to(torch.float64)
+    return coordinate, inside
 
 
 def box_union(placement: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
@@ -172,22 +161,32 @@ def box_union(placement: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
 
 
 def make_placement(
-    placement: np.ndarray, source: int, size: int, *, dtype: torch.dtype, device: torch.device
+    placement: np.ndarray, size: int, *, dtype: torch.dtype, device: torch.device | str
 ) -> Placement:
-    """Build the :class:`Placement` of ``(N, 6)`` box placements for ``s -> S``."""
+    """Build the :class:`Placement` of ``(N, 6)`` box placements on an ``S x S`` grid."""
     p = torch.as_tensor(placement, dtype=torch.int64)
-    rows = resize_pad_matrices(p[:, 2], p[:, 5], source, size, dtype=dtype)
-    cols = resize_pad_matrices(p[:, 0], p[:, 4], source, size, dtype=dtype)
-    return Placement(
-        rows=rows.to(device=device),
-        cols=cols.to(device=device),
-        union=box_union(p, size).to(device=device, dtype=dtype),
+    gy, iy = span_coordinates(p[:, 2], p[:, 5], size)
+    gx, ix = span_coordinates(p[:, 0], p[:, 4], size)
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype)
+
+    return Placement(cast(gy), cast(gx), cast(iy), cast(ix), cast(box_union(p, size)))
+
+
+def place(maps: torch.Tensor, placement: Placement, start: int = 0, stop: int | None = None):
+    """Resize ``(n, C, s, s)`` maps into their boxes, zero elsewhere: ``(n, C, S, S)``.
+
+    ``start``/``stop`` select the instances of ``placement`` that ``maps`` belong to.
+    """
+    sl = slice(start, stop)
+    gy, gx = placement.grid_y[sl], placement.grid_x[sl]
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    sampled = torch.nn.functional.grid_sample(
+        maps, grid, mode="bilinear", padding_mode="border", align_corners=False
     )
-
-
-def place(maps: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Resize ``(N, C, s, s)`` maps into their boxes on the grid: ``(N, C, S, S)``."""
-    return rows[:, None] @ maps @ cols[:, None].transpose(-1, -2)
+    inside = placement.inside_y[sl][:, None, :, None] * placement.inside_x[sl][:, None, None, :]
+    return sampled * inside
 
 
 def fuse_features(
@@ -211,16 +210,14 @@ def fuse_features(
         background's; weights sum to one at every pixel.
     """
     n = instances.shape[0]
-    logits = place(instance_logits, placement.rows, placement.cols)[:, 0]
+    logits = place(instance_logits, placement)[:, 0]
     background = full_logit[0, 0] + (1 - placement.union) * BACKGROUND_BIAS
     weights = torch.softmax(torch.cat((logits, background[None]), 0), dim=0)
     fused = full[0] * weights[n]
-    chunk = max(1, _PLACE_BUDGET // (instances.shape[1] * placement.rows.shape[1] ** 2))
+    chunk = max(1, _PLACE_BUDGET // (instances.shape[1] * placement.union.shape[0] ** 2))
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        placed = place(
-            instances[start:stop], placement.rows[start:stop], placement.cols[start:stop]
-        )
+        placed = place(instances[start:stop], placement, start, stop)
         fused = fused + (placed * weights[start:stop, None]).sum(0)
     return fused[None], weights
 

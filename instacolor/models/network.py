@@ -76,7 +76,7 @@ def instance_placements(
     for divisor in sorted(set(FUSION_SCALE_DIVISOR.values())):
         size = working_size // divisor
         placement = box_placements(boxes, image_size, size)
-        out[divisor] = make_placement(placement, size, size, dtype=dtype, device=device)
+        out[divisor] = make_placement(placement, size, dtype=dtype, device=device)
     return out
 
 
