@@ -199,12 +199,17 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
             if n <= 0 or n > 100_000_000:
                 raise ValueError(f"header length {n}")
             header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError(f"header is a JSON {type(header).__name__}, not an object")
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError(f"__metadata__ is a JSON {type(metadata).__name__}, not an object")
     except (OSError, ValueError) as exc:
         raise WeightsError(
             f"{path}: could not be read as a safetensors file ({exc}); it is corrupt or not "
             "an instacolor weights file"
         ) from exc
-    return dict(header.get("__metadata__") or {})
+    return {str(k): str(v) for k, v in metadata.items()}
 
 
 def load_safetensors(path: str | os.PathLike) -> InstColorNet:

@@ -80,6 +80,16 @@ class WeightFile:
     sha256: str | None = None
     url: str | None = None
 
+    def __post_init__(self) -> None:
+        digest = self.sha256
+        if digest is not None and (
+            len(digest) < 8 or any(c not in "0123456789abcdefABCDEF" for c in digest)
+        ):
+            raise ValueError(
+                f"WeightFile {self.name}: sha256 must be None or at least 8 hex digits, "
+                f"received {digest!r}"
+            )
+
 
 @dataclass(frozen=True)
 class WeightsEntry:
@@ -303,6 +313,12 @@ def load_weights(
     if isinstance(weights, str) and (weights == "default" or weights in REGISTRY):
         entry = get_entry(weights)
         net, digest = _load_entry(entry)
+        if net.width != entry.width or net.with_instances != (entry.architecture == "instcolor"):
+            raise WeightsError(
+                f"weights {entry.name!r}: expected architecture {entry.architecture} at width "
+                f"{entry.width}, the files in {cache_dir() / entry.name} hold width {net.width}"
+                f"{'' if net.with_instances else ' (full-image network only)'}; replace them"
+            )
         name, trained = entry.name, entry.source != "random"
     else:
         path = Path(weights)
