@@ -1,0 +1,1 @@
+"""Training the three stages of instacolor's networks (see ``tools/train.py``)."""

@@ -1,0 +1,247 @@
+"""Training data: colour photos to (L, ab) pairs, crops, and boxes for the fusion stage.
+
+Every random choice (crop, flip, sampled boxes) is drawn from a generator seeded by
+``(seed, epoch, index)``, so a sample is the same whichever worker loads it and a
+resumed run sees exactly the data an uninterrupted run would.
+
+Sources:
+
+* :func:`list_images` - every image file of a folder (recursively), minus those named
+  in its ``GRAYSCALE_OR_LOWCHROMA.txt``;
+* :func:`load_coco_boxes` - per image, the XYXY boxes of a COCO annotation file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from instacolor.color import normalize_ab, normalize_l, rgb_to_lab
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ColorImages",
+    "FusionScenes",
+    "InstanceCrops",
+    "list_images",
+    "load_coco_boxes",
+    "sample_boxes",
+    "sample_rng",
+    "to_lab_tensors",
+]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+_SKIP_LIST = "GRAYSCALE_OR_LOWCHROMA.txt"
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator for one sample: the same for the same ``(seed, epoch, index)``."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Sorted image files under ``folder``, without those its skip list names as gray."""
+    folder = Path(folder)
+    skip: set[str] = set()
+    for listing in folder.rglob(_SKIP_LIST):
+        skip.update(line.strip() for line in listing.read_text().splitlines() if line.strip())
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in skip and p.is_file()
+    )
+
+
+def load_coco_boxes(annotation_file: str | Path) -> dict[str, np.ndarray]:
+    """``{file_name: (N, 4) float XYXY boxes}`` from a COCO instances file."""
+    data = json.loads(Path(annotation_file).read_text())
+    names = {img["id"]: img["file_name"] for img in data["images"]}
+    boxes: dict[str, list] = {name: [] for name in names.values()}
+    for ann in data["annotations"]:
+        x, y, w, h = ann["bbox"]
+        if w >= 1 and h >= 1:
+            boxes[names[ann["image_id"]]].append((x, y, x + w, y + h))
+    return {k: np.asarray(v, np.float64).reshape(-1, 4) for k, v in boxes.items()}
+
+
+def sample_boxes(
+    rng: np.random.Generator, size: tuple[int, int], count: int, *, min_frac: float = 0.15
+) -> np.ndarray:
+    """``count`` random XYXY boxes covering at least ``min_frac`` of each side."""
+    h, w = size
+    bw = rng.uniform(min_frac, 0.8, count) * w
+    bh = rng.uniform(min_frac, 0.8, count) * h
+    x0 = rng.uniform(0, 1, count) * (w - bw)
+    y0 = rng.uniform(0, 1, count) * (h - bh)
+    return np.stack([x0, y0, x0 + bw, y0 + bh], 1)
+
+
+def to_lab_tensors(rgb: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``(H, W, 3)`` -> normalised L ``(1, S, S)`` and ab ``(2, S, S)`` (squashed)."""
+    t = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
+    t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    lab = rgb_to_lab(t.clamp(0, 1))[0]
+    return normalize_l(lab[:1]), normalize_ab(lab[1:])
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _augment(rgb: np.ndarray, rng: np.random.Generator, scale: tuple[float, float]):
+    """Random crop keeping ``scale`` of the area, and a horizontal flip."""
+    h, w = rgb.shape[:2]
+    area = rng.uniform(*scale)
+    ch, cw = max(1, round(h * area**0.5)), max(1, round(w * area**0.5))
+    y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    crop = rgb[y0 : y0 + ch, x0 : x0 + cw]
+    return crop[:, ::-1] if rng.random() < 0.5 else crop
+
+
+class _Epoched(Dataset):
+    """A dataset whose randomness depends on a settable epoch."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rng(self, index: int) -> np.random.Generator:
+        return sample_rng(self.seed, self.epoch, index)
+
+
+class ColorImages(_Epoched):
+    """Stage 1: whole images as ``{"l": (1, S, S), "ab": (2, S, S)}`` (normalised).
+
+    Args:
+        files: image paths.
+        size: training resolution ``S``.
+        augment: random crop (70-100 % of the area) and flip.
+        seed: seed of all random choices.
+    """
+
+    def __init__(self, files: Sequence[Path], size: int, *, augment: bool = True, seed: int = 0):
+        super().__init__(seed)
+        self.files, self.size, self.augment = list(files), size, augment
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rgb = _read_rgb(self.files[index])
+        if self.augment:
+            rgb = _augment(rgb, self.rng(index), (0.7, 1.0))
+        light, ab = to_lab_tensors(rgb, self.size)
+        return {"l": light, "ab": ab}
+
+
+class InstanceCrops(_Epoched):
+    """Stage 2: one random instance crop per image (annotated box, else a sampled box).
+
+    Args:
+        files: image paths.
+        size: training resolution ``S``.
+        boxes: ``{file_name: (N, 4) XYXY}``; images without boxes get a sampled box.
+        seed: seed of all random choices.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        size: int,
+        *,
+        boxes: Mapping[str, np.ndarray] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(seed)
+        self.files, self.size, self.boxes = list(files), size, dict(boxes or {})
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        rgb = _read_rgb(self.files[index])
+        h, w = rgb.shape[:2]
+        known = self.boxes.get(self.files[index].name)
+        if known is not None and len(known):
+            box = known[rng.integers(len(known))]
+        else:
+            box = sample_boxes(rng, (h, w), 1)[0]
+        x0, y0 = int(max(0, box[0])), int(max(0, box[1]))
+        x1, y1 = int(min(w, max(box[2], x0 + 1))), int(min(h, max(box[3], y0 + 1)))
+        crop = rgb[y0:y1, x0:x1]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        light, ab = to_lab_tensors(crop, self.size)
+        return {"l": light, "ab": ab}
+
+
+class FusionScenes(_Epoched):
+    """Stage 3: an image, its instance crops and their integer boxes.
+
+    Returns ``{"l", "ab"}`` of the whole image, ``"crops"`` ``(N, 1, S, S)`` normalised
+    crop L, ``"boxes"`` ``(N, 4)`` int64 XYXY and ``"size"`` ``(H, W)``; use batch size 1
+    (instance counts differ). Images without boxes get ``sampled`` random boxes.
+
+    Args:
+        files: image paths.
+        size: training resolution ``S``.
+        boxes: ``{file_name: (N, 4) XYXY}``.
+        max_instances: the largest boxes kept (8 in the reference).
+        sampled: boxes drawn for images without annotations.
+        seed: seed of all random choices.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        size: int,
+        *,
+        boxes: Mapping[str, np.ndarray] | None = None,
+        max_instances: int = 8,
+        sampled: int = 3,
+        seed: int = 0,
+    ):
+        super().__init__(seed)
+        self.files, self.size, self.boxes = list(files), size, dict(boxes or {})
+        self.max_instances, self.sampled = max_instances, sampled
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        rgb = _read_rgb(self.files[index])
+        h, w = rgb.shape[:2]
+        boxes = self.boxes.get(self.files[index].name)
+        if boxes is None or not len(boxes):
+            boxes = sample_boxes(rng, (h, w), self.sampled)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        boxes = boxes[np.argsort(-area, kind="stable")[: self.max_instances]]
+        ibox = np.floor(boxes).astype(np.int64)
+        ibox[:, [0, 2]] = ibox[:, [0, 2]].clip(0, w)
+        ibox[:, [1, 3]] = ibox[:, [1, 3]].clip(0, h)
+        ibox[:, 2] = np.maximum(ibox[:, 2], ibox[:, 0] + 1).clip(max=w)
+        ibox[:, 3] = np.maximum(ibox[:, 3], ibox[:, 1] + 1).clip(max=h)
+        ibox[:, 0] = np.minimum(ibox[:, 0], ibox[:, 2] - 1)
+        ibox[:, 1] = np.minimum(ibox[:, 1], ibox[:, 3] - 1)
+        light, ab = to_lab_tensors(rgb, self.size)
+        crops = [to_lab_tensors(rgb[y0:y1, x0:x1], self.size)[0] for x0, y0, x1, y1 in ibox]
+        return {
+            "l": light,
+            "ab": ab,
+            "crops": torch.stack(crops),
+            "boxes": torch.from_numpy(ibox),
+            "size": torch.tensor([h, w]),
+        }

@@ -1,0 +1,249 @@
+"""The three training stages with resumable, bit-exact checkpoints.
+
+* stage 1 - the full-image generator on whole images;
+* stage 2 - the instance generator, initialised from stage 1, on one crop per image;
+* stage 3 - the fusion generator, initialised from stage 1, with the stage-2 instance
+  generator frozen; only the weight generators, ``model10`` and ``model_out`` (and the
+  semantic block, when labels are given) learn, as in the reference.
+
+Resuming: a checkpoint holds the trained modules, the optimizer, the step and the
+seed; the data order of every epoch is a permutation seeded by ``(seed, epoch)`` and
+every sample's augmentation by ``(seed, epoch, index)``, so a resumed run continues
+exactly where an uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from instacolor.models.generator import FUSION_POINTS
+from instacolor.models.network import InstColorNet, instance_placements, network_input
+from instacolor.train.losses import huber_ab_loss
+
+__all__ = ["EpochSampler", "TrainConfig", "load_stage", "train_stage", "trainable_parameters"]
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training stage (see ``tools/train.py`` for the command line)."""
+
+    stage: int
+    out_dir: str
+    width: int = 16
+    size: int = 128
+    batch_size: int = 16
+    lr: float = 5e-4
+    steps: int = 1000
+    checkpoint_every: int = 200
+    validate_every: int = 200
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 1
+    amp: bool = False
+    init: str | None = None  # stage-1/2 checkpoint (or .safetensors) to start from
+    extra: dict = field(default_factory=dict)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of a seeded permutation per epoch, starting at ``start`` samples in."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g)[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+def trainable_parameters(net: InstColorNet, stage: int) -> list[torch.nn.Parameter]:
+    """The parameters a stage trains (stage 3: weight generators, model10, model_out)."""
+    if stage == 1:
+        return list(net.full.parameters())
+    if stage == 2:
+        return list(net.instance.parameters())
+    fusion = net.fusion
+    params = [p for n, p in fusion.named_parameters() if n.startswith("weight_layer")]
+    params += list(fusion.model10.parameters()) + list(fusion.model_out.parameters())
+    return params + list(net.semantic.parameters())
+
+
+def _set_modes(net: InstColorNet, stage: int) -> None:
+    net.eval()
+    if stage == 1:
+        net.full.train()
+    elif stage == 2:
+        net.instance.train()
+    else:  # the fusion backbone keeps its stage-1 BatchNorm statistics
+        for module in (net.fusion.model10, net.fusion.model_out, net.semantic):
+            module.train()
+        for point in FUSION_POINTS:
+            net.fusion.weight_layer_at(point).train()
+
+
+def load_stage(path: str | os.PathLike, net: InstColorNet) -> int:
+    """Load a training checkpoint's network into ``net``; returns its stage."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    net.load_state_dict(ckpt["net"])
+    return int(ckpt["config"]["stage"])
+
+
+def _initial_network(config: TrainConfig) -> InstColorNet:
+    torch.manual_seed(config.seed)
+    net = InstColorNet(config.width)
+    prior = load_stage(config.init, net) if config.init else 0
+    if config.stage > 1 and prior != config.stage - 1:
+        raise ValueError(
+            f"stage {config.stage} starts from a stage-{config.stage - 1} checkpoint (init=), "
+            f"received {'none' if not config.init else f'a stage-{prior} checkpoint'}"
+        )
+    if config.stage == 2:
+        net.instance.load_state_dict(net.full.state_dict())
+    if config.stage == 3:
+        net.fusion.load_state_dict(net.full.state_dict(), strict=False)
+    return net
+
+
+def _step_loss(net: InstColorNet, batch: dict, config: TrainConfig) -> torch.Tensor:
+    device = config.device
+    if config.stage in (1, 2):
+        generator = net.full if config.stage == 1 else net.instance
+        x = network_input(batch["l"].to(device), net.mask_value)
+        return huber_ab_loss(generator(x).ab, batch["ab"].to(device))
+    losses = []
+    for i in range(batch["l"].shape[0]):  # one scene at a time: instance counts differ
+        size = tuple(int(v) for v in batch["size"][i])
+        placements = instance_placements(
+            batch["boxes"][i].numpy(), size, config.size, device=device
+        )
+        with torch.no_grad():
+            inst = net.instance_features(batch["crops"][i].to(device))
+        x = network_input(batch["l"][i : i + 1].to(device), net.mask_value)
+        out = net.fusion.fuse(x, inst, placements)
+        losses.append(huber_ab_loss(out.ab, batch["ab"][i : i + 1].to(device)))
+    return torch.stack(losses).mean()
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train_stage(
+    config: TrainConfig,
+    dataset: Dataset,
+    *,
+    resume: bool = False,
+    validate: Callable[[InstColorNet, int], dict] | None = None,
+    collate: Callable | None = None,
+    progress: bool = True,
+) -> InstColorNet:
+    """Run (or resume) one stage for ``config.steps`` optimizer steps.
+
+    Args:
+        config: the stage's options.
+        dataset: samples of the stage (see :mod:`instacolor.train.data`); it may have
+            ``set_epoch``.
+        resume: continue from ``out_dir/latest.pt`` when it exists.
+        validate: ``validate(net, step) -> metrics`` logged to ``out_dir/log.jsonl``.
+        collate: DataLoader collate function (stage 3 uses a list collate).
+        progress: show a tqdm bar with loss and rate.
+
+    Returns:
+        The network (all three generators) after the last step.
+    """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    latest = out / "latest.pt"
+    net = _initial_network(config)
+    params = trainable_parameters(net, config.stage)
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.99))
+    step = 0
+    if resume and latest.is_file():
+        ckpt = torch.load(latest, map_location="cpu", weights_only=False)
+        net.load_state_dict(ckpt["net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["step"])
+    net.to(config.device)
+    _set_modes(net, config.stage)
+    per_epoch = max(1, len(dataset) // config.batch_size)
+    log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"stage {config.stage}")
+    t0, seen = time.perf_counter(), 0
+    try:
+        while step < config.steps:
+            epoch, offset = divmod(step, per_epoch)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            sampler = EpochSampler(len(dataset), config.seed, epoch, offset * config.batch_size)
+            loader = DataLoader(
+                dataset,
+                batch_size=config.batch_size,
+                sampler=sampler,
+                drop_last=True,
+                num_workers=config.workers,
+                collate_fn=collate,
+            )
+            for batch in loader:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
+                    loss = _step_loss(net, batch, config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                seen += config.batch_size
+                rate = seen / (time.perf_counter() - t0)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
+                record = {"step": step, "loss": loss.item(), "images_per_s": rate}
+                if validate is not None and (
+                    step % config.validate_every == 0 or step == config.steps
+                ):
+                    net.eval()
+                    record.update(validate(net, step))
+                    _set_modes(net, config.stage)
+                log.write(json.dumps(record) + "\n")
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    log.flush()
+                    payload = {
+                        "net": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "config": asdict(config),
+                    }
+                    _save(latest, payload)
+                if step >= config.steps:
+                    break
+    finally:
+        bar.close()
+        log.close()
+    return net.eval()
+
+
+def list_collate(batch: list[dict]) -> dict[str, list | torch.Tensor]:
+    """Collate for stage 3: stack same-shaped entries, keep the rest as lists."""
+    out: dict[str, list | torch.Tensor] = {}
+    for key in batch[0]:
+        values = [b[key] for b in batch]
+        same = all(v.shape == values[0].shape for v in values)
+        out[key] = torch.stack(values) if same and key in ("l", "ab", "size") else values
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy's global generators (the data path uses its own)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)

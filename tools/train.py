@@ -1,0 +1,161 @@
+"""Train one stage of instacolor's networks; resumable, with a validation log.
+
+    # stage 1: full-image network on a folder of colour photos
+    python tools/train.py --stage 1 --data ../shared/data/train --out runs/w16 --steps 5000
+    # stage 2: instance network on crops (COCO boxes where present, sampled boxes elsewhere)
+    python tools/train.py --stage 2 --data ../shared/data/train \
+        --coco ../shared/data/coco128 --init runs/w16/stage1/latest.pt --out runs/w16
+    # stage 3: fusion on scenes with several boxes
+    python tools/train.py --stage 3 --data ../shared/data/coco128/train2017 \
+        --coco ../shared/data/coco128 --init runs/w16/stage2/latest.pt --out runs/w16
+    # export the three stages as instacolor weights
+    python tools/train.py --export runs/w16/stage3/latest.pt --to weights.safetensors
+
+Every stage writes ``OUT/stageN/latest.pt`` (every ``--checkpoint-every`` steps) and
+``OUT/stageN/log.jsonl`` (loss, images/s, and validation PSNR beside the gray baseline);
+``--resume`` continues a stopped run exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from instacolor.checkpoints import save_safetensors
+from instacolor.color import AB_NORM, L_CENT, L_NORM, lab_to_rgb
+from instacolor.metrics import colorfulness, psnr
+from instacolor.models.network import InstColorNet, network_input
+from instacolor.train.data import (
+    ColorImages,
+    FusionScenes,
+    InstanceCrops,
+    list_images,
+    load_coco_boxes,
+)
+from instacolor.train.loop import TrainConfig, list_collate, load_stage, train_stage
+
+
+def _to_rgb8(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    lab = torch.cat((light * L_NORM + L_CENT, ab * AB_NORM), dim=1)
+    rgb = lab_to_rgb(lab).clamp(0, 1)
+    return (rgb * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def make_validator(files: list[Path], size: int, stage: int):
+    """PSNR and colorfulness of the full (stages 1, 3) or instance (2) network."""
+    data = ColorImages(files, size, augment=False)
+    batch = [data[i] for i in range(len(data))]
+    light = torch.stack([b["l"] for b in batch])
+    ab = torch.stack([b["ab"] for b in batch])
+    truth = _to_rgb8(light, ab)
+    gray = _to_rgb8(light, torch.zeros_like(ab))
+
+    def validate(net: InstColorNet, step: int) -> dict:
+        gen = net.instance if stage == 2 else net.full
+        device = next(gen.parameters()).device
+        preds = []
+        with torch.no_grad():
+            for chunk in light.split(32):
+                x = network_input(chunk.to(device), net.mask_value)
+                preds.append(gen(x).ab.float().cpu())
+        pred = _to_rgb8(light, torch.cat(preds))
+        return {
+            "val_psnr": float(np.mean([psnr(p, t) for p, t in zip(pred, truth)])),
+            "val_gray_psnr": float(np.mean([psnr(g, t) for g, t in zip(gray, truth)])),
+            "val_colorfulness": float(np.mean([colorfulness(p) for p in pred])),
+            "val_colorfulness_gt": float(np.mean([colorfulness(t) for t in truth])),
+        }
+
+    return validate
+
+
+def export(checkpoint: Path, target: Path, width: int) -> None:
+    net = InstColorNet(width)
+    stage = load_stage(checkpoint, net)
+    if stage != 3:
+        warnings.warn(f"{checkpoint} is a stage-{stage} checkpoint, not stage 3", stacklevel=1)
+    save_safetensors(
+        net, target, name=target.stem, dtype=torch.float16, extra={"trained_from": str(checkpoint)}
+    )
+    print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", type=int, choices=(1, 2, 3))
+    parser.add_argument("--data", type=Path, help="folder of colour images")
+    parser.add_argument("--coco", type=Path, help="COCO folder with annotations/*.json")
+    parser.add_argument("--out", type=Path, default=Path("runs/default"))
+    parser.add_argument("--init", help="checkpoint of the previous stage")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--validate-every", type=int, default=200)
+    parser.add_argument("--val-count", type=int, default=200, help="held-out images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--export", type=Path, help="stage-3 checkpoint to export")
+    parser.add_argument("--to", type=Path, help="safetensors file written by --export")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.export:
+        export(args.export, args.to or Path("weights.safetensors"), args.width)
+        return
+    if args.stage is None or args.data is None:
+        parser.error("--stage and --data are required (or --export)")
+
+    files = list_images(args.data)
+    step = max(1, len(files) // max(1, args.val_count))
+    held_out = set(files[::step][: args.val_count])
+    train_files = [f for f in files if f not in held_out]
+    boxes = {}
+    if args.coco:
+        for ann in sorted((args.coco / "annotations").glob("instances_*.json")):
+            boxes.update(load_coco_boxes(ann))
+    size = args.size
+    if args.stage == 1:
+        dataset = ColorImages(train_files, size, seed=args.seed)
+    elif args.stage == 2:
+        dataset = InstanceCrops(train_files, size, boxes=boxes, seed=args.seed)
+    else:
+        dataset = FusionScenes(train_files, size, boxes=boxes, seed=args.seed)
+    config = TrainConfig(
+        stage=args.stage,
+        out_dir=str(args.out / f"stage{args.stage}"),
+        width=args.width,
+        size=size,
+        batch_size=args.batch,
+        lr=args.lr or (5e-4 if args.stage < 3 else 5e-5),
+        steps=args.steps,
+        checkpoint_every=args.checkpoint_every,
+        validate_every=args.validate_every,
+        seed=args.seed,
+        device=args.device,
+        workers=args.workers,
+        amp=args.device.startswith("cuda"),
+        init=args.init,
+    )
+    print(f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out")
+    validate = make_validator(sorted(held_out), size, args.stage)
+    train_stage(
+        config,
+        dataset,
+        resume=args.resume,
+        validate=validate,
+        collate=list_collate if args.stage == 3 else None,
+    )
+
+
+if __name__ == "__main__":
+    main()
