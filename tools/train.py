@@ -98,7 +98,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--validate-every", type=int, default=200)
-    parser.add_argument("--val-count", type=int, default=200, help="held-out images")
+    parser.add_argument(
+        "--holdout-every",
+        type=int,
+        default=115,
+        help="every Nth image (sorted by path) is held out for validation",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -116,8 +121,7 @@ def main() -> None:
         parser.error("--stage and --data are required (or --export)")
 
     files = list_images(args.data)
-    step = max(1, len(files) // max(1, args.val_count))
-    held_out = set(files[::step][: args.val_count])
+    held_out = set(files[:: args.holdout_every])
     train_files = [f for f in files if f not in held_out]
     boxes = {}
     if args.coco:
