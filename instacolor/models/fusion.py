@@ -11,8 +11,10 @@ The math (Su et al., CVPR 2020), at one fusion point of grid size ``S``:
 * a softmax over ``(instances..., background)`` gives the weights; the fused feature
   is the weighted sum of the padded instance features and the full-image feature.
 
-Reproduced quirk: an instance's padded logit outside its box is 0, not ``-inf``, so
-it still takes softmax weight there while contributing zero features.
+Reproduced quirks: an instance's padded logit outside its box is 0, not ``-inf``, so
+it still takes softmax weight there while contributing zero features; and the
+instance features at ``conv8_up``, ``conv9_up`` and ``conv10_up`` are rectified (see
+:data:`RELU_BEFORE_FUSION`).
 
 Resize-and-pad is one batched ``grid_sample`` whose sampling grid reproduces
 ``F.interpolate(mode="bilinear", align_corners=False)`` into each box (zero outside
@@ -28,16 +30,17 @@ import torch
 from torch import nn
 
 from instacolor.models.generator import (
+    FUSION_POINTS,
     FUSION_SCALE_DIVISOR,
     REFERENCE_WIDTH,
     ColorGenerator,
     FeatureHook,
-    GeneratorOutput,
     fusion_channels,
 )
 
 __all__ = [
     "BACKGROUND_BIAS",
+    "RELU_BEFORE_FUSION",
     "WEIGHT_LAYER_NAMES",
     "FusionGenerator",
     "FusionOutput",
@@ -67,6 +70,11 @@ WEIGHT_LAYER_NAMES = {
     "conv10_up": "weight_layer10_1",
     "conv10_2": "weight_layer10_2",
 }
+#: Points whose instance feature the reference fuses after a ReLU: its instance network
+#: stores ``conv8_up``, ``conv9_up`` and ``conv10_up`` and then applies the next block's
+#: in-place ``ReLU(inplace=True)`` to the same tensor, so the fusion network receives
+#: rectified instance features there (while the full-image feature is not rectified).
+RELU_BEFORE_FUSION = ("conv8_up", "conv9_up", "conv10_up")
 #: Added to the background logit outside the union of boxes.
 BACKGROUND_BIAS = 1e5
 # Instance-feature elements placed at once (bounds memory with many instances).
@@ -285,30 +293,57 @@ class FusionGenerator(ColorGenerator):
     def fuse(
         self,
         x: torch.Tensor,
-        instance: GeneratorOutput,
+        instance_net: ColorGenerator,
+        crops: torch.Tensor,
         placements: dict[int, Placement],
         hook: FeatureHook | None = None,
+        *,
+        batch: int = 8,
+        instance_grad: bool = False,
     ) -> FusionOutput:
         """Run the fusion forward for one image and its N instances.
 
+        The instance network runs on the crops in lockstep with this network, in
+        batches of ``batch`` crops: at each fusion point every batch is advanced to that
+        point, its features are fused, and only what the instance network still needs
+        (its skip connections) stays in memory.
+
         Args:
             x: ``(1, 4, S, S)`` network input of the full image.
-            instance: the instance network's output on the N crops (batch N).
+            instance_net: the instance generator.
+            crops: ``(N, 4, S, S)`` network inputs of the crops.
             placements: operators per fusion-scale divisor (1, 2, 4, 8).
             hook: applied after fusion at every point (semantic conditioning).
+            batch: crops per instance-network batch (bounds peak memory).
+            instance_grad: track gradients through the instance network.
 
         Returns:
             :class:`FusionOutput` with ab and the weight maps.
         """
+        grad = torch.enable_grad() if instance_grad and torch.is_grad_enabled() else None
+        runs = [instance_net.stages(chunk) for chunk in crops.split(batch)]
+
+        def advance(step):
+            with grad if grad is not None else torch.no_grad():
+                return [step(run) for run in runs]
+
+        current = advance(next)
         weights: list[torch.Tensor] = []
 
         def fusion_hook(name: str, feature: torch.Tensor) -> torch.Tensor:
-            inst = instance.feature(name)
+            nonlocal current
+            inst = torch.cat([f for _, f in current]) if len(current) > 1 else current[0][1]
+            if name in RELU_BEFORE_FUSION:
+                inst = torch.relu(inst)
             full_logit, inst_logits = self.weight_layer_at(name)(feature, inst)
             fused, w = fuse_features(
                 feature, full_logit, inst, inst_logits, placements[FUSION_SCALE_DIVISOR[name]]
             )
             weights.append(w)
+            del inst
+            if name != FUSION_POINTS[-1]:
+                sent = iter(f for _, f in current)
+                current = advance(lambda run: run.send(next(sent)))
             return hook(name, fused) if hook is not None else fused
 
         out = self.forward(x, fusion_hook)

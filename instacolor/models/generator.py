@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +78,10 @@ FUSION_SCALE_DIVISOR = {
     "conv10_2": 1,
 }
 
+#: The forward pass as a coroutine: yields ``(name, feature)``, is sent the feature to
+#: continue with, returns ab.
+Stages = Generator[tuple[str, torch.Tensor], torch.Tensor, torch.Tensor]
+
 #: ``hook(fusion_point_name, feature) -> feature`` applied at every fusion point.
 FeatureHook = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -110,7 +114,9 @@ class GeneratorOutput:
         ab: ``(B, 2, H, W)`` predicted chroma in network units (Tanh range ``[-1, 1]``;
             times 110 gives Lab a, b).
         features: the 13 fusion-point features in :data:`FUSION_POINTS` order, each
-            ``(B, C_i, H / d_i, W / d_i)``, after any hook replaced them.
+            ``(B, C_i, H / d_i, W / d_i)``, after any hook replaced them. As in the
+            reference, ``conv8_up``, ``conv9_up`` and ``conv10_up`` are seen by the next
+            block's in-place ReLU, so they are returned rectified.
     """
 
     ab: torch.Tensor
@@ -176,6 +182,31 @@ class ColorGenerator(nn.Module):
         self.model_class = nn.Sequential(nn.Conv2d(c3, AB_CLASSES, 1))
         self.model_out = nn.Sequential(nn.Conv2d(c2, 2, 1), nn.Tanh())
 
+    def stages(
+        self, x: torch.Tensor
+    ) -> Generator[tuple[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The forward pass as a coroutine that pauses at every fusion point.
+
+        It yields ``(name, feature)`` at each point of :data:`FUSION_POINTS` and
+        continues with the tensor sent back (``gen.send(feature)``); it returns the
+        ``(B, 2, H, W)`` ab. Two networks can so run in lockstep (the fusion network
+        and the instance network on the crops) without keeping every feature alive.
+        """
+        c1 = yield "conv1_2", self.model1(x)
+        c2 = yield "conv2_2", self.model2(c1[:, :, ::2, ::2])
+        c3 = yield "conv3_3", self.model3(c2[:, :, ::2, ::2])
+        c4 = yield "conv4_3", self.model4(c3[:, :, ::2, ::2])
+        c5 = yield "conv5_3", self.model5(c4)
+        c6 = yield "conv6_3", self.model6(c5)
+        c7 = yield "conv7_3", self.model7(c6)
+        u8 = yield "conv8_up", self.model8up(c7) + self.model3short8(c3)
+        c8 = yield "conv8_3", self.model8(u8)
+        u9 = yield "conv9_up", self.model9up(c8) + self.model2short9(c2)
+        c9 = yield "conv9_3", self.model9(u9)
+        u10 = yield "conv10_up", self.model10up(c9) + self.model1short10(c1)
+        c10 = yield "conv10_2", self.model10(u10)
+        return self.model_out(c10)
+
     def forward(self, x: torch.Tensor, hook: FeatureHook | None = None) -> GeneratorOutput:
         """Predict ab and expose the fusion-point features.
 
@@ -188,22 +219,16 @@ class ColorGenerator(nn.Module):
             A :class:`GeneratorOutput` with ``ab`` ``(B, 2, H, W)`` in ``[-1, 1]``.
         """
         h = hook or _identity_hook
-        c1 = h("conv1_2", self.model1(x))
-        c2 = h("conv2_2", self.model2(c1[:, :, ::2, ::2]))
-        c3 = h("conv3_3", self.model3(c2[:, :, ::2, ::2]))
-        c4 = h("conv4_3", self.model4(c3[:, :, ::2, ::2]))
-        c5 = h("conv5_3", self.model5(c4))
-        c6 = h("conv6_3", self.model6(c5))
-        c7 = h("conv7_3", self.model7(c6))
-        u8 = h("conv8_up", self.model8up(c7) + self.model3short8(c3))
-        c8 = h("conv8_3", self.model8(u8))
-        u9 = h("conv9_up", self.model9up(c8) + self.model2short9(c2))
-        c9 = h("conv9_3", self.model9(u9))
-        u10 = h("conv10_up", self.model10up(c9) + self.model1short10(c1))
-        c10 = h("conv10_2", self.model10(u10))
-        return GeneratorOutput(
-            ab=self.model_out(c10), features=(c1, c2, c3, c4, c5, c6, c7, u8, c8, u9, c9, u10, c10)
-        )
+        run = self.stages(x)
+        features = []
+        name, feature = next(run)
+        while True:
+            feature = h(name, feature)
+            features.append(feature)
+            try:
+                name, feature = run.send(feature)
+            except StopIteration as done:
+                return GeneratorOutput(ab=done.value, features=tuple(features))
 
     def classify(self, conv8_3: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 529, H/4, W/4)`` over quantised ab from the conv8_3 feature."""

@@ -24,7 +24,6 @@ from instacolor.models.generator import (
     FUSION_SCALE_DIVISOR,
     REFERENCE_WIDTH,
     ColorGenerator,
-    GeneratorOutput,
     fusion_channels,
 )
 from instacolor.models.semantic import SEMANTIC_POINTS, SemanticConditioning
@@ -115,21 +114,6 @@ class InstColorNet(nn.Module):
         """Whether the network can fuse instances."""
         return self.fusion is not None
 
-    def instance_features(self, crops: torch.Tensor) -> GeneratorOutput:
-        """Instance generator on ``(N, 1, S, S)`` normalised crop L, in batches."""
-        if self.instance is None:
-            raise RuntimeError("this network has no instance generator (with_instances=False)")
-        outs = [
-            self.instance(network_input(chunk, self.mask_value))
-            for chunk in crops.split(self.instance_batch)
-        ]
-        if len(outs) == 1:
-            return outs[0]
-        return GeneratorOutput(
-            ab=torch.cat([o.ab for o in outs]),
-            features=tuple(torch.cat(f) for f in zip(*(o.features for o in outs))),
-        )
-
     def colorize(
         self,
         l_norm: torch.Tensor,
@@ -161,5 +145,8 @@ class InstColorNet(nn.Module):
             return NetOutput(ab=self.full(x, hook).ab, weights=())
         if placements is None:
             raise ValueError("placements are required with crops")
-        fused = self.fusion.fuse(x, self.instance_features(crops), placements, hook)
+        crops_x = network_input(crops, self.mask_value)
+        fused = self.fusion.fuse(
+            x, self.instance, crops_x, placements, hook, batch=self.instance_batch
+        )
         return NetOutput(ab=fused.ab, weights=fused.weights)

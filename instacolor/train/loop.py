@@ -128,10 +128,11 @@ def _step_loss(net: InstColorNet, batch: dict, config: TrainConfig) -> torch.Ten
         placements = instance_placements(
             batch["boxes"][i].numpy(), size, config.size, device=device
         )
-        with torch.no_grad():
-            inst = net.instance_features(batch["crops"][i].to(device))
-        x = network_input(batch["l"][i : i + 1].to(device), net.mask_value)
-        out = net.fusion.fuse(x, inst, placements)
+        out = net.colorize(
+            batch["l"][i : i + 1].to(device),
+            crops=batch["crops"][i].to(device),
+            placements=placements,
+        )
         losses.append(huber_ab_loss(out.ab, batch["ab"][i : i + 1].to(device)))
     return torch.stack(losses).mean()
 
