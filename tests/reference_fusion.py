@@ -56,6 +56,8 @@ def reference_forward(
     Returns:
         (ab (1, 2, S, S), [weights (N + 1, S_i, S_i) per point]).
     """
+    # One forward per crop; conv8_up/conv9_up/conv10_up come back rectified by the next
+    # block's in-place ReLU, exactly as the reference's instance network stores them.
     per_crop = [
         instance_net(network_input(crops_l[i : i + 1], mask_value)) for i in range(crops_l.shape[0])
     ]
