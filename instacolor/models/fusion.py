@@ -23,6 +23,7 @@ it), so all instances are placed at once instead of in a Python loop per crop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,7 @@ RELU_BEFORE_FUSION = ("conv8_up", "conv9_up", "conv10_up")
 #: Added to the background logit outside the union of boxes.
 BACKGROUND_BIAS = 1e5
 # Instance-feature elements placed at once (bounds memory with many instances).
-_PLACE_BUDGET = 1 << 25
+_PLACE_BUDGET = 1 << 24
 
 
 def box_placements(boxes: np.ndarray, image_size: tuple[int, int], size: int) -> np.ndarray:
@@ -182,25 +183,32 @@ def make_placement(
     return Placement(cast(gy), cast(gx), cast(iy), cast(ix), cast(box_union(p, size)))
 
 
+def _sample(maps: torch.Tensor, placement: Placement, start: int, stop: int) -> torch.Tensor:
+    gy, gx = placement.grid_y[start:stop], placement.grid_x[start:stop]
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return torch.nn.functional.grid_sample(
+        maps, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+def _inside(placement: Placement, start: int, stop: int) -> torch.Tensor:
+    rows = placement.inside_y[start:stop][:, None, :, None]
+    return rows * placement.inside_x[start:stop][:, None, None, :]
+
+
 def place(maps: torch.Tensor, placement: Placement, start: int = 0, stop: int | None = None):
     """Resize ``(n, C, s, s)`` maps into their boxes, zero elsewhere: ``(n, C, S, S)``.
 
     ``start``/``stop`` select the instances of ``placement`` that ``maps`` belong to.
     """
-    sl = slice(start, stop)
-    gy, gx = placement.grid_y[sl], placement.grid_x[sl]
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    sampled = torch.nn.functional.grid_sample(
-        maps, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    inside = placement.inside_y[sl][:, None, :, None] * placement.inside_x[sl][:, None, None, :]
-    return sampled * inside
+    stop = placement.grid_y.shape[0] if stop is None else stop
+    return _sample(maps, placement, start, stop) * _inside(placement, start, stop)
 
 
 def fuse_features(
     full: torch.Tensor,
     full_logit: torch.Tensor,
-    instances: torch.Tensor,
+    instances: torch.Tensor | Sequence[torch.Tensor],
     instance_logits: torch.Tensor,
     placement: Placement,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +217,8 @@ def fuse_features(
     Args:
         full: ``(1, C, S, S)`` full-image feature.
         full_logit: ``(1, 1, S, S)`` background-branch logit (>= 0).
-        instances: ``(N, C, s, s)`` instance features on their crops.
+        instances: ``(N, C, s, s)`` instance features on their crops, or a sequence of
+            consecutive batches of them (so they need not be concatenated).
         instance_logits: ``(N, 1, s, s)`` instance-branch logits (>= 0).
         placement: the instances' resize-and-pad operators at this grid size.
 
@@ -217,16 +226,23 @@ def fuse_features(
         ``(fused (1, C, S, S), weights (N + 1, S, S))``; the last weight map is the
         background's; weights sum to one at every pixel.
     """
-    n = instances.shape[0]
+    blocks = [instances] if isinstance(instances, torch.Tensor) else list(instances)
+    n = instance_logits.shape[0]
     logits = place(instance_logits, placement)[:, 0]
     background = full_logit[0, 0] + (1 - placement.union) * BACKGROUND_BIAS
     weights = torch.softmax(torch.cat((logits, background[None]), 0), dim=0)
     fused = full[0] * weights[n]
-    chunk = max(1, _PLACE_BUDGET // (instances.shape[1] * placement.union.shape[0] ** 2))
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        placed = place(instances[start:stop], placement, start, stop)
-        fused = fused + (placed * weights[start:stop, None]).sum(0)
+    size = placement.union.shape[0]
+    offset = 0
+    for block in blocks:
+        step = max(1, _PLACE_BUDGET // (block.shape[1] * size * size))
+        for i in range(0, block.shape[0], step):
+            part = block[i : i + step]
+            lo, hi = offset + i, offset + i + part.shape[0]
+            # placed features are zero outside their box: fold that mask into the weights
+            scale = _inside(placement, lo, hi) * weights[lo:hi, None]
+            fused = fused + (_sample(part, placement, lo, hi) * scale).sum(0)
+        offset += block.shape[0]
     return fused[None], weights
 
 
@@ -332,12 +348,19 @@ class FusionGenerator(ColorGenerator):
 
         def fusion_hook(name: str, feature: torch.Tensor) -> torch.Tensor:
             nonlocal current
-            inst = torch.cat([f for _, f in current]) if len(current) > 1 else current[0][1]
+            inst = [f for _, f in current]
             if name in RELU_BEFORE_FUSION:
-                inst = torch.relu(inst)
-            full_logit, inst_logits = self.weight_layer_at(name)(feature, inst)
+                # in place (as the reference) unless autograd may have saved the tensor
+                relu = torch.relu if torch.is_grad_enabled() else torch.relu_
+                inst = [relu(f) for f in inst]
+            layer = self.weight_layer_at(name)
+            inst_logits = torch.cat([layer.simple_instance_conv(f) for f in inst])
             fused, w = fuse_features(
-                feature, full_logit, inst, inst_logits, placements[FUSION_SCALE_DIVISOR[name]]
+                feature,
+                layer.simple_bg_conv(feature),
+                inst,
+                inst_logits,
+                placements[FUSION_SCALE_DIVISOR[name]],
             )
             weights.append(w)
             del inst
