@@ -12,6 +12,13 @@ from PIL import Image
 
 from instacolor.train.data import ColorImages, FusionScenes, InstanceCrops, list_images
 from instacolor.train.loop import TrainConfig, list_collate, train_stage
+from instacolor.train.losses import (
+    AB_BINS,
+    ab_bin_index,
+    ab_prior,
+    huber_ab_loss,
+    rebalance_weights,
+)
 
 SIZE, WIDTH = 32, 4
 
@@ -109,3 +116,32 @@ def test_later_stages_refuse_a_missing_or_wrong_init(image_folder, tmp_path):
         train_stage(
             _config(tmp_path / "y", 3, 1, str(tmp_path / "s1" / "latest.pt")), data, progress=False
         )
+
+
+def test_rebalancing_weighs_rare_colours_up_and_keeps_the_mean():
+    g = torch.Generator().manual_seed(0)
+    ab = torch.full((4, 2, 16, 16), 0.02)  # nearly gray, one bin ...
+    ab[:, :, :1] = torch.tensor([0.5, -0.4]).view(1, 2, 1, 1)  # ... and a rare saturated one
+    prior = ab_prior(ab)
+    assert prior.shape == (AB_BINS**2,) and abs(float(prior.sum()) - 1) < 1e-6
+    w = rebalance_weights(prior, 0.5)
+    assert abs(float((prior * w).sum()) - 1) < 1e-5  # E_p[w] == 1
+    gray, rare = ab_bin_index(ab)[0, 10, 0], ab_bin_index(ab)[0, 0, 0]
+    assert w[rare] > 2 * w[gray]  # 1/(0.03 + 0.25) vs 1/(0.47 + 0.25)
+    # lambda = 1: every colour that occurs weighs the same, so the loss is unchanged
+    flat = rebalance_weights(prior, 1.0)
+    pred = torch.randn(ab.shape, generator=g) * 0.1
+    assert torch.allclose(huber_ab_loss(pred, ab, flat), huber_ab_loss(pred, ab) * flat[gray])
+
+
+def test_rebalanced_stage_learns(image_folder, tmp_path):
+    files = list_images(image_folder)
+    data = ColorImages(files, SIZE)
+    cfg = _config(tmp_path / "r", 1, 24)
+    cfg.rebalance = 0.5
+    with pytest.raises(ValueError, match="prior"):
+        train_stage(cfg, data, progress=False)
+    cfg.prior = ab_prior(torch.stack([data[i]["ab"] for i in range(len(data))])).tolist()
+    train_stage(cfg, data, progress=False)
+    losses = _losses(tmp_path / "r")
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])

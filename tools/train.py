@@ -37,6 +37,7 @@ from instacolor.train.data import (
     load_coco_boxes,
 )
 from instacolor.train.loop import TrainConfig, list_collate, load_stage, train_stage
+from instacolor.train.losses import ab_prior
 
 
 def _to_rgb8(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
@@ -73,6 +74,14 @@ def make_validator(files: list[Path], size: int, stage: int):
     return validate
 
 
+def estimate_prior(files: list[Path], size: int, *, seed: int, n: int = 1000) -> torch.Tensor:
+    """The ab prior of ``n`` training images drawn at random (see ``losses.ab_prior``)."""
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(files), size=min(n, len(files)), replace=False))
+    data = ColorImages([files[i] for i in pick], size, augment=False)
+    return ab_prior(torch.stack([data[i]["ab"] for i in range(len(data))]))
+
+
 def export(checkpoint: Path, target: Path, width: int) -> None:
     net = InstColorNet(width)
     stage = load_stage(checkpoint, net)
@@ -104,6 +113,12 @@ def main() -> None:
         default=115,
         help="every Nth image (sorted by path) is held out for validation",
     )
+    parser.add_argument(
+        "--rebalance",
+        type=float,
+        default=0.0,
+        help="class-rebalancing lambda (0: plain reference loss; Zhang et al. use 0.5)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -134,6 +149,9 @@ def main() -> None:
         dataset = InstanceCrops(train_files, size, boxes=boxes, seed=args.seed)
     else:
         dataset = FusionScenes(train_files, size, boxes=boxes, seed=args.seed)
+    prior = None
+    if args.rebalance > 0:
+        prior = estimate_prior(train_files, size, seed=args.seed).tolist()
     config = TrainConfig(
         stage=args.stage,
         out_dir=str(args.out / f"stage{args.stage}"),
@@ -149,6 +167,8 @@ def main() -> None:
         workers=args.workers,
         amp=args.device.startswith("cuda"),
         init=args.init,
+        rebalance=args.rebalance,
+        prior=prior,
     )
     print(f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out")
     validate = make_validator(sorted(held_out), size, args.stage)

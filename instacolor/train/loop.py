@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
-from instacolor.train.losses import huber_ab_loss
+from instacolor.train.losses import huber_ab_loss, rebalance_weights
 
 __all__ = ["EpochSampler", "TrainConfig", "load_stage", "train_stage", "trainable_parameters"]
 
@@ -51,6 +51,8 @@ class TrainConfig:
     workers: int = 1
     amp: bool = False
     init: str | None = None  # stage-1/2 checkpoint (or .safetensors) to start from
+    rebalance: float = 0.0  # lambda of class rebalancing (0: the reference's plain loss)
+    prior: list[float] | None = None  # ab prior over AB_BINS**2 bins, needed to rebalance
     extra: dict = field(default_factory=dict)
 
 
@@ -116,12 +118,22 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
     return net
 
 
-def _step_loss(net: InstColorNet, batch: dict, config: TrainConfig) -> torch.Tensor:
+def _pixel_weights(config: TrainConfig) -> torch.Tensor | None:
+    if config.rebalance <= 0:
+        return None
+    if config.prior is None:
+        raise ValueError("rebalance > 0 needs config.prior (see losses.ab_prior)")
+    return rebalance_weights(torch.tensor(config.prior), config.rebalance).to(config.device)
+
+
+def _step_loss(
+    net: InstColorNet, batch: dict, config: TrainConfig, weights: torch.Tensor | None
+) -> torch.Tensor:
     device = config.device
     if config.stage in (1, 2):
         generator = net.full if config.stage == 1 else net.instance
         x = network_input(batch["l"].to(device), net.mask_value)
-        return huber_ab_loss(generator(x).ab, batch["ab"].to(device))
+        return huber_ab_loss(generator(x).ab, batch["ab"].to(device), weights)
     losses = []
     for i in range(batch["l"].shape[0]):  # one scene at a time: instance counts differ
         size = tuple(int(v) for v in batch["size"][i])
@@ -133,7 +145,7 @@ def _step_loss(net: InstColorNet, batch: dict, config: TrainConfig) -> torch.Ten
             crops=batch["crops"][i].to(device),
             placements=placements,
         )
-        losses.append(huber_ab_loss(out.ab, batch["ab"][i : i + 1].to(device)))
+        losses.append(huber_ab_loss(out.ab, batch["ab"][i : i + 1].to(device), weights))
     return torch.stack(losses).mean()
 
 
@@ -180,6 +192,7 @@ def train_stage(
         step = int(ckpt["step"])
     net.to(config.device)
     _set_modes(net, config.stage)
+    weights = _pixel_weights(config)
     per_epoch = max(1, len(dataset) // config.batch_size)
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"stage {config.stage}")
@@ -200,7 +213,7 @@ def train_stage(
             )
             for batch in loader:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
-                    loss = _step_loss(net, batch, config)
+                    loss = _step_loss(net, batch, config, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

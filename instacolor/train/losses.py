@@ -4,6 +4,13 @@ The reference (InstColorization, after Zhang et al. 2017) regresses ab with a Hu
 loss of ``delta = 1/110`` (one Lab unit), summed over the two channels, averaged over
 pixels and scaled by 10. Images whose ground truth is nearly gray teach nothing but
 washed-out colours, so they are masked out (reference: ab range below 5 Lab units).
+
+Regression towards the (conditional) median still favours desaturated colours: a pixel
+that could be red or blue is cheapest as gray. Optional class rebalancing (Zhang et al.
+2016, eq. 4) weighs each pixel by the rarity of its true colour: ab is quantised on a
+grid of 10 Lab units, the empirical prior ``p`` is smoothed with a Gaussian, and a pixel
+whose colour falls in bin ``q`` gets ``w_q ∝ 1 / ((1 - λ) p_q + λ / Q)``, normalised so
+that ``E_p[w] = 1`` (``Q``: the number of bins that occur).
 """
 
 from __future__ import annotations
@@ -13,11 +20,22 @@ import torch.nn.functional as F
 
 from instacolor.color import AB_NORM
 
-__all__ = ["HUBER_DELTA", "LOSS_SCALE", "colorful_mask", "huber_ab_loss"]
+__all__ = [
+    "AB_BINS",
+    "HUBER_DELTA",
+    "LOSS_SCALE",
+    "ab_bin_index",
+    "ab_prior",
+    "colorful_mask",
+    "huber_ab_loss",
+    "rebalance_weights",
+]
 
 HUBER_DELTA = 1.0 / AB_NORM
 LOSS_SCALE = 10.0
 _MIN_AB_RANGE = 5.0 / AB_NORM
+AB_BINS = 22  # per axis: [-110, 110) in steps of 10 Lab units
+_GRID = 10.0 / AB_NORM
 
 
 def colorful_mask(ab: torch.Tensor) -> torch.Tensor:
@@ -27,18 +45,60 @@ def colorful_mask(ab: torch.Tensor) -> torch.Tensor:
     return spread >= _MIN_AB_RANGE
 
 
-def huber_ab_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def ab_bin_index(ab: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` int64 bin of each pixel of normalised ``ab`` ``(B, 2, H, W)``."""
+    cell = ((ab + 1.0) / _GRID).floor().long().clamp_(0, AB_BINS - 1)
+    return cell[:, 0] * AB_BINS + cell[:, 1]
+
+
+def ab_prior(ab: torch.Tensor, sigma: float = 0.5) -> torch.Tensor:
+    """Smoothed empirical distribution ``(AB_BINS**2,)`` of the pixels of ``ab``.
+
+    Args:
+        ab: ``(B, 2, H, W)`` normalised ab of sample images.
+        sigma: Gaussian smoothing in bins (0.5 bins = 5 Lab units, as in Zhang et al.).
+    """
+    counts = torch.bincount(ab_bin_index(ab).flatten(), minlength=AB_BINS**2).double()
+    grid = counts.view(1, 1, AB_BINS, AB_BINS)
+    if sigma > 0:
+        radius = max(1, int(3 * sigma + 0.5))
+        x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        k = k / k.sum()
+        grid = F.conv2d(grid, k.view(1, 1, -1, 1), padding=(radius, 0))
+        grid = F.conv2d(grid, k.view(1, 1, 1, -1), padding=(0, radius))
+        grid = grid * (counts.view_as(grid) > 0)  # only colours that occur
+    prior = grid.flatten()
+    return (prior / prior.sum()).float()
+
+
+def rebalance_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
+    """Per-bin weights ``(AB_BINS**2,)`` with ``sum(prior * w) == 1`` (0 where unseen)."""
+    seen = prior > 0
+    w = torch.zeros_like(prior)
+    w[seen] = 1.0 / ((1.0 - lam) * prior[seen] + lam / int(seen.sum()))
+    return w / (prior * w).sum()
+
+
+def huber_ab_loss(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reference regression loss over colourful samples; 0 (with grad) if there are none.
 
     Args:
         pred: ``(B, 2, H, W)`` predicted normalised ab.
         target: ``(B, 2, H, W)`` ground-truth normalised ab.
+        weights: optional per-bin rebalancing weights from :func:`rebalance_weights`;
+            each pixel's loss is multiplied by the weight of its true colour's bin.
 
     Returns:
-        Scalar loss: ``10 * mean_pixels(sum_channels(huber_delta(pred - target)))``.
+        Scalar loss: ``10 * mean_pixels(w * sum_channels(huber_delta(pred - target)))``.
     """
     keep = colorful_mask(target)
     if not bool(keep.any()):
         return pred.sum() * 0.0
-    per = F.smooth_l1_loss(pred[keep], target[keep], beta=HUBER_DELTA, reduction="none")
-    return LOSS_SCALE * per.sum(1).mean()
+    pred, target = pred[keep], target[keep]
+    per = F.smooth_l1_loss(pred, target, beta=HUBER_DELTA, reduction="none").sum(1)
+    if weights is not None:
+        per = per * weights.to(per.device, per.dtype)[ab_bin_index(target)]
+    return LOSS_SCALE * per.mean()
