@@ -195,17 +195,21 @@ class ColorGenerator(nn.Module):
         c1 = yield "conv1_2", self.model1(x)
         c2 = yield "conv2_2", self.model2(c1[:, :, ::2, ::2])
         c3 = yield "conv3_3", self.model3(c2[:, :, ::2, ::2])
-        c4 = yield "conv4_3", self.model4(c3[:, :, ::2, ::2])
-        c5 = yield "conv5_3", self.model5(c4)
-        c6 = yield "conv6_3", self.model6(c5)
-        c7 = yield "conv7_3", self.model7(c6)
-        u8 = yield "conv8_up", self.model8up(c7) + self.model3short8(c3)
-        c8 = yield "conv8_3", self.model8(u8)
-        u9 = yield "conv9_up", self.model9up(c8) + self.model2short9(c2)
-        c9 = yield "conv9_3", self.model9(u9)
-        u10 = yield "conv10_up", self.model10up(c9) + self.model1short10(c1)
-        c10 = yield "conv10_2", self.model10(u10)
-        return self.model_out(c10)
+        # one running feature ``h``: only the skip sources c1..c3 stay alive meanwhile
+        h = yield "conv4_3", self.model4(c3[:, :, ::2, ::2])
+        h = yield "conv5_3", self.model5(h)
+        h = yield "conv6_3", self.model6(h)
+        h = yield "conv7_3", self.model7(h)
+        h = yield "conv8_up", self.model8up(h) + self.model3short8(c3)
+        del c3
+        h = yield "conv8_3", self.model8(h)
+        h = yield "conv9_up", self.model9up(h) + self.model2short9(c2)
+        del c2
+        h = yield "conv9_3", self.model9(h)
+        h = yield "conv10_up", self.model10up(h) + self.model1short10(c1)
+        del c1
+        h = yield "conv10_2", self.model10(h)
+        return self.model_out(h)
 
     def forward(self, x: torch.Tensor, hook: FeatureHook | None = None) -> GeneratorOutput:
         """Predict ab and expose the fusion-point features.
