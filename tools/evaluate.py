@@ -7,8 +7,10 @@ Each image is converted to gray, colorized through the public API and compared w
 the original, at 256x256 (image squashed, as the network sees it) and at full
 resolution. With ``--coco`` the ground-truth instances of each image are used and
 three modes are compared: full-image only, instance fusion, and fusion + semantic map
-(painted from the instance masks); the boundary colour-bleeding error (mean ab error
-within 3 px of instance boundaries) is reported too. Prints Markdown tables.
+(painted from the instance masks), at full resolution and at 256x256 (the full-resolution
+result and the original both resized to 256x256); the boundary colour-bleeding error
+(mean ab error within 3 px of instance boundaries, full resolution) is reported too.
+Prints Markdown tables; ``--grid`` writes a figure of samples (gray | model | original).
 """
 
 from __future__ import annotations
@@ -65,6 +67,28 @@ def _table(title: str, rows: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def _small(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((256, 256), Image.BILINEAR))
+
+
+def write_grid(colorizer: Colorizer, files: list[Path], target: Path, height: int = 192) -> None:
+    """One row per image: gray input | model | original, each ``height`` pixels high."""
+    rows = []
+    for path in files:
+        truth = Image.open(path).convert("RGB")
+        truth = truth.resize((round(truth.width * height / truth.height), height), Image.LANCZOS)
+        truth = np.asarray(truth)
+        gray = _gray(truth)
+        rows.append(
+            np.concatenate([np.repeat(gray[..., None], 3, 2), colorizer.colorize(gray), truth], 1)
+        )
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows)).save(target)
+    print(f"wrote {target}")
+
+
 def evaluate_folder(colorizer: Colorizer, files: list[Path]) -> str:
     out = []
     for label, resize in (("256x256", True), ("full resolution", False)):
@@ -72,7 +96,7 @@ def evaluate_folder(colorizer: Colorizer, files: list[Path]) -> str:
         for path in files:
             truth = np.asarray(Image.open(path).convert("RGB"))
             if resize:
-                truth = np.asarray(Image.fromarray(truth).resize((256, 256), Image.BILINEAR))
+                truth = _small(truth)
             pred = colorizer.colorize(_gray(truth))
             rows["gray baseline (ab=0)"].append(_score(gray_baseline(truth), truth))
             rows["model"].append(_score(pred, truth))
@@ -89,12 +113,9 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int) -> str:
     by_name = {i["file_name"]: i for i in data["images"] if i["id"] in anns}
     held_out = list_images(coco)[::every]  # the same split as tools/train.py --holdout-every
     images = [(p, by_name[p.name]) for p in held_out if p.name in by_name]
-    rows: dict[str, list] = {
-        "gray baseline (ab=0)": [],
-        "full image only": [],
-        "instance fusion": [],
-        "fusion + semantic": [],
-    }
+    modes = ("gray baseline (ab=0)", "full image only", "instance fusion", "fusion + semantic")
+    rows: dict[str, list] = {m: [] for m in modes}
+    small: dict[str, list] = {m: [] for m in modes}
     for path, info in images:
         truth = np.asarray(Image.open(path).convert("RGB"))
         gray = _gray(truth)
@@ -114,7 +135,11 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int) -> str:
                 boundary_bleeding(_ab(pred), ab_truth, masks) if masks is not None else np.nan
             )
             rows[name].append(score)
-    return _table(f"coco128, {len(images)} images (every {every}th), full resolution", rows)
+            small[name].append(_score(_small(pred), _small(truth)))
+    title = f"coco128, {len(images)} images (every {every}th)"
+    return "\n\n".join(
+        (_table(f"{title}, full resolution", rows), _table(f"{title}, resized to 256x256", small))
+    )
 
 
 def main() -> None:
@@ -130,6 +155,8 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=0, help="at most this many images")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")
+    parser.add_argument("--grid-images", type=int, default=6, help="images in the --grid figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
@@ -139,6 +166,8 @@ def main() -> None:
     if args.data:
         files = list_images(args.data)
         print(evaluate_folder(colorizer, files[: args.limit or None]) + "\n")
+        if args.grid:
+            write_grid(colorizer, files[: args.grid_images], args.grid)
     if args.coco:
         print(evaluate_coco(colorizer, args.coco, args.holdout_every))
 
