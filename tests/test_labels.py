@@ -133,7 +133,7 @@ def test_thing_label_from_contiguous() -> None:
     assert [thing_label_from_contiguous(i) for i in range(80)] == list(range(80))
     assert thing_label_from_contiguous(np.int64(5)) == 5
     for bad in (-1, 80, 133):
-        with pytest.raises(InputError, match="0..79"):
+        with pytest.raises(InputError, match=r"0\.\.79"):
             thing_label_from_contiguous(bad)
 
 

@@ -145,3 +145,21 @@ def test_rebalanced_stage_learns(image_folder, tmp_path):
     train_stage(cfg, data, progress=False)
     losses = _losses(tmp_path / "r")
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
+
+
+def test_stage3_takes_the_full_network_from_init_full(image_folder, tmp_path):
+    files = list_images(image_folder)
+    data = ColorImages(files, SIZE)
+    train_stage(_config(tmp_path / "s1", 1, 1), data, progress=False)
+    s1 = str(tmp_path / "s1" / "latest.pt")
+    train_stage(_config(tmp_path / "s2", 2, 1, s1), InstanceCrops(files, SIZE), progress=False)
+    later = train_stage(_config(tmp_path / "s1b", 1, 3), data, progress=False)
+    cfg = _config(tmp_path / "s3", 3, 1, str(tmp_path / "s2" / "latest.pt"))
+    cfg.init_full = str(tmp_path / "s1b" / "latest.pt")
+    fused = train_stage(cfg, FusionScenes(files, SIZE), collate=list_collate, progress=False)
+    assert torch.equal(fused.full.model1[0].weight, later.full.model1[0].weight)
+    assert torch.equal(fused.fusion.model1[0].weight, later.full.model1[0].weight)
+    cfg = _config(tmp_path / "bad", 2, 1, s1)
+    cfg.init_full = s1
+    with pytest.raises(ValueError, match="init_full is for stage 3"):
+        train_stage(cfg, data, progress=False)

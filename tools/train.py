@@ -100,6 +100,10 @@ def main() -> None:
     parser.add_argument("--coco", type=Path, help="COCO folder with annotations/*.json")
     parser.add_argument("--out", type=Path, default=Path("runs/default"))
     parser.add_argument("--init", help="checkpoint of the previous stage")
+    parser.add_argument(
+        "--init-full",
+        help="stage 3: full-image network from this (later stage-1) checkpoint instead",
+    )
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
@@ -167,6 +171,7 @@ def main() -> None:
         workers=args.workers,
         amp=args.device.startswith("cuda"),
         init=args.init,
+        init_full=args.init_full,
         rebalance=args.rebalance,
         prior=prior,
     )

@@ -51,6 +51,7 @@ class TrainConfig:
     workers: int = 1
     amp: bool = False
     init: str | None = None  # stage-1/2 checkpoint (or .safetensors) to start from
+    init_full: str | None = None  # stage 3: take the full-image network from this checkpoint
     rebalance: float = 0.0  # lambda of class rebalancing (0: the reference's plain loss)
     prior: list[float] | None = None  # ab prior over AB_BINS**2 bins, needed to rebalance
     extra: dict = field(default_factory=dict)
@@ -111,6 +112,12 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
             f"stage {config.stage} starts from a stage-{config.stage - 1} checkpoint (init=), "
             f"received {'none' if not config.init else f'a stage-{prior} checkpoint'}"
         )
+    if config.init_full:
+        if config.stage != 3:
+            raise ValueError(f"init_full is for stage 3, received stage {config.stage}")
+        donor = InstColorNet(config.width)
+        load_stage(config.init_full, donor)
+        net.full.load_state_dict(donor.full.state_dict())
     if config.stage == 2:
         net.instance.load_state_dict(net.full.state_dict())
     if config.stage == 3:
