@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from instacolor.labels import UNKNOWN
 from instacolor.train.data import ColorImages, FusionScenes, InstanceCrops, list_images
 from instacolor.train.loop import TrainConfig, list_collate, train_stage
 from instacolor.train.losses import (
@@ -163,3 +164,25 @@ def test_stage3_takes_the_full_network_from_init_full(image_folder, tmp_path):
     cfg.init_full = s1
     with pytest.raises(ValueError, match="init_full is for stage 3"):
         train_stage(cfg, data, progress=False)
+
+
+def test_stage3_learns_semantic_conditioning_from_label_maps(image_folder, tmp_path):
+    files = list_images(image_folder)
+    boxes = {f.name: np.array([[4.0, 4.0, 30.0, 28.0]]) for f in files}
+    labels = np.zeros((40, 48), np.uint8)
+    labels[4:28, 4:30] = 17  # a "horse" where the box is, "person" elsewhere
+    semantic = {f.name: labels for f in files[:-1]}  # the last file has no map
+    scenes = FusionScenes(files, SIZE, boxes=boxes, semantic=semantic)
+    assert scenes[0]["labels"].shape == (SIZE, SIZE)
+    assert set(scenes[0]["labels"].unique().tolist()) == {0, 17}
+    assert set(scenes[len(files) - 1]["labels"].unique().tolist()) == {UNKNOWN}
+    train_stage(_config(tmp_path / "s1", 1, 1), ColorImages(files, SIZE), progress=False)
+    s1 = str(tmp_path / "s1" / "latest.pt")
+    train_stage(_config(tmp_path / "s2", 2, 1, s1), InstanceCrops(files, SIZE), progress=False)
+    cfg = _config(tmp_path / "s3", 3, 4, str(tmp_path / "s2" / "latest.pt"))
+    fused = train_stage(cfg, scenes, collate=list_collate, progress=False)
+    # zero-initialised scale/shift convolutions moved away from the identity
+    moved = [
+        float(p.detach().abs().sum()) for n, p in fused.semantic.named_parameters() if "gamma" in n
+    ]
+    assert moved and all(m > 0 for m in moved)

@@ -28,13 +28,14 @@ import torch
 from instacolor.checkpoints import save_safetensors
 from instacolor.color import AB_NORM, L_CENT, L_NORM, lab_to_rgb
 from instacolor.metrics import colorfulness, psnr
-from instacolor.models.network import InstColorNet, network_input
+from instacolor.models.network import InstColorNet, instance_placements, network_input
 from instacolor.train.data import (
     ColorImages,
     FusionScenes,
     InstanceCrops,
     list_images,
     load_coco_boxes,
+    load_coco_semantic,
 )
 from instacolor.train.loop import TrainConfig, list_collate, load_stage, train_stage
 from instacolor.train.losses import ab_prior
@@ -69,6 +70,46 @@ def make_validator(files: list[Path], size: int, stage: int):
             "val_gray_psnr": float(np.mean([psnr(g, t) for g, t in zip(gray, truth)])),
             "val_colorfulness": float(np.mean([colorfulness(p) for p in pred])),
             "val_colorfulness_gt": float(np.mean([colorfulness(t) for t in truth])),
+        }
+
+    return validate
+
+
+def make_fusion_validator(scenes: FusionScenes):
+    """PSNR of the fusion network beside the full-image network alone, on held-out scenes."""
+    samples = [scenes[i] for i in range(len(scenes))]
+
+    def validate(net: InstColorNet, step: int) -> dict:
+        device = next(net.parameters()).device
+        rows = {"full": [], "fusion": [], "gray": []}
+        colorful = []
+        with torch.no_grad():
+            for b in samples:
+                light = b["l"][None].to(device)
+                size = tuple(int(v) for v in b["size"])
+                placements = instance_placements(
+                    b["boxes"].numpy(), size, light.shape[-1], device=device
+                )
+                labels = b["labels"][None].to(device) if "labels" in b else None
+                fused = net.colorize(
+                    light, crops=b["crops"].to(device), placements=placements, labels=labels
+                )
+                full = net.colorize(light)
+                truth = _to_rgb8(b["l"][None], b["ab"][None])[0]
+                for key, ab in (
+                    ("full", full.ab),
+                    ("fusion", fused.ab),
+                    ("gray", torch.zeros_like(full.ab)),
+                ):
+                    pred = _to_rgb8(b["l"][None], ab.float().cpu())[0]
+                    rows[key].append(psnr(pred, truth))
+                    if key == "fusion":
+                        colorful.append(colorfulness(pred))
+        return {
+            "val_psnr": float(np.mean(rows["fusion"])),
+            "val_full_psnr": float(np.mean(rows["full"])),
+            "val_gray_psnr": float(np.mean(rows["gray"])),
+            "val_colorfulness": float(np.mean(colorful)),
         }
 
     return validate
@@ -142,17 +183,21 @@ def main() -> None:
     files = list_images(args.data)
     held_out = set(files[:: args.holdout_every])
     train_files = [f for f in files if f not in held_out]
-    boxes = {}
+    boxes, semantic = {}, {}
     if args.coco:
         for ann in sorted((args.coco / "annotations").glob("instances_*.json")):
             boxes.update(load_coco_boxes(ann))
+            if args.stage == 3:
+                semantic.update(load_coco_semantic(ann))
     size = args.size
     if args.stage == 1:
         dataset = ColorImages(train_files, size, seed=args.seed)
     elif args.stage == 2:
         dataset = InstanceCrops(train_files, size, boxes=boxes, seed=args.seed)
     else:
-        dataset = FusionScenes(train_files, size, boxes=boxes, seed=args.seed)
+        dataset = FusionScenes(
+            train_files, size, boxes=boxes, semantic=semantic or None, seed=args.seed
+        )
     prior = None
     if args.rebalance > 0:
         prior = estimate_prior(train_files, size, seed=args.seed).tolist()
@@ -176,7 +221,12 @@ def main() -> None:
         prior=prior,
     )
     print(f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out")
-    validate = make_validator(sorted(held_out), size, args.stage)
+    if args.stage == 3:
+        validate = make_fusion_validator(
+            FusionScenes(sorted(held_out), size, boxes=boxes, semantic=semantic or None)
+        )
+    else:
+        validate = make_validator(sorted(held_out), size, args.stage)
     train_stage(
         config,
         dataset,

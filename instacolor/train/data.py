@@ -8,7 +8,8 @@ Sources:
 
 * :func:`list_images` - every image file of a folder (recursively), minus those named
   in its ``GRAYSCALE_OR_LOWCHROMA.txt``;
-* :func:`load_coco_boxes` - per image, the XYXY boxes of a COCO annotation file.
+* :func:`load_coco_boxes` - per image, the XYXY boxes of a COCO annotation file;
+* :func:`load_coco_semantic` - per image, a label map painted from its instance masks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from instacolor.color import normalize_ab, normalize_l, rgb_to_lab
+from instacolor.io.coco import instances_from_coco
+from instacolor.labels import UNKNOWN
+from instacolor.structures import SemanticMap
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -32,6 +36,7 @@ __all__ = [
     "InstanceCrops",
     "list_images",
     "load_coco_boxes",
+    "load_coco_semantic",
     "sample_boxes",
     "sample_rng",
     "to_lab_tensors",
@@ -69,6 +74,24 @@ def load_coco_boxes(annotation_file: str | Path) -> dict[str, np.ndarray]:
         if w >= 1 and h >= 1:
             boxes[names[ann["image_id"]]].append((x, y, x + w, y + h))
     return {k: np.asarray(v, np.float64).reshape(-1, 4) for k, v in boxes.items()}
+
+
+def load_coco_semantic(annotation_file: str | Path) -> dict[str, np.ndarray]:
+    """``{file_name: (H, W) uint8 labels}`` painted from a COCO file's instance masks.
+
+    Pixels outside every mask are :data:`~instacolor.labels.UNKNOWN`; images without
+    annotations are left out.
+    """
+    data = json.loads(Path(annotation_file).read_text())
+    anns: dict[int, list] = {}
+    for ann in data["annotations"]:
+        anns.setdefault(ann["image_id"], []).append(ann)
+    out = {}
+    for img in data["images"]:
+        if img["id"] in anns:
+            inst = instances_from_coco(anns[img["id"]], (img["height"], img["width"]))
+            out[img["file_name"]] = SemanticMap.from_instances(inst).labels.astype(np.uint8)
+    return out
 
 
 def sample_boxes(
@@ -192,7 +215,8 @@ class FusionScenes(_Epoched):
 
     Returns ``{"l", "ab"}`` of the whole image, ``"crops"`` ``(N, 1, S, S)`` normalised
     crop L, ``"boxes"`` ``(N, 4)`` int64 XYXY and ``"size"`` ``(H, W)``; use batch size 1
-    (instance counts differ). Images without boxes get ``sampled`` random boxes.
+    (instance counts differ). Images without boxes get ``sampled`` random boxes. With
+    ``semantic`` maps, ``"labels"`` ``(S, S)`` int64 too (``UNKNOWN`` where a file has none).
 
     Args:
         files: image paths.
@@ -201,6 +225,7 @@ class FusionScenes(_Epoched):
         max_instances: the largest boxes kept (8 in the reference).
         sampled: boxes drawn for images without annotations.
         seed: seed of all random choices.
+        semantic: ``{file_name: (H, W) labels}`` (see :func:`load_coco_semantic`).
     """
 
     def __init__(
@@ -209,6 +234,7 @@ class FusionScenes(_Epoched):
         size: int,
         *,
         boxes: Mapping[str, np.ndarray] | None = None,
+        semantic: Mapping[str, np.ndarray] | None = None,
         max_instances: int = 8,
         sampled: int = 3,
         seed: int = 0,
@@ -216,6 +242,7 @@ class FusionScenes(_Epoched):
         super().__init__(seed)
         self.files, self.size, self.boxes = list(files), size, dict(boxes or {})
         self.max_instances, self.sampled = max_instances, sampled
+        self.semantic = None if semantic is None else dict(semantic)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -238,10 +265,19 @@ class FusionScenes(_Epoched):
         ibox[:, 1] = np.minimum(ibox[:, 1], ibox[:, 3] - 1)
         light, ab = to_lab_tensors(rgb, self.size)
         crops = [to_lab_tensors(rgb[y0:y1, x0:x1], self.size)[0] for x0, y0, x1, y1 in ibox]
-        return {
+        sample = {
             "l": light,
             "ab": ab,
             "crops": torch.stack(crops),
             "boxes": torch.from_numpy(ibox),
             "size": torch.tensor([h, w]),
         }
+        if self.semantic is not None:
+            labels = self.semantic.get(self.files[index].name)
+            if labels is None or labels.shape != (h, w):
+                sample["labels"] = torch.full((self.size, self.size), UNKNOWN, dtype=torch.int64)
+            else:
+                lab = torch.from_numpy(labels.astype(np.int64))[None, None].float()
+                lab = F.interpolate(lab, size=(self.size, self.size), mode="nearest")
+                sample["labels"] = lab[0, 0].long()
+        return sample

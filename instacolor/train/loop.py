@@ -147,10 +147,12 @@ def _step_loss(
         placements = instance_placements(
             batch["boxes"][i].numpy(), size, config.size, device=device
         )
+        labels = batch["labels"][i][None].to(device) if "labels" in batch else None
         out = net.colorize(
             batch["l"][i : i + 1].to(device),
             crops=batch["crops"][i].to(device),
             placements=placements,
+            labels=labels,
         )
         losses.append(huber_ab_loss(out.ab, batch["ab"][i : i + 1].to(device), weights))
     return torch.stack(losses).mean()
