@@ -37,7 +37,8 @@ def image_folder(tmp_path_factory) -> Path:
             img[y0 : y0 + 14, x0 : x0 + 16] = rng.integers(0, 255, 3)
         Image.fromarray(img).save(folder / f"img{i}.png")
     Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(folder / "gray.png")
-    (folder / "GRAYSCALE_OR_LOWCHROMA.txt").write_text("gray.png\n")
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(folder / "gray2.png")
+    (folder / "GRAYSCALE_OR_LOWCHROMA.txt").write_text("gray.png\nsub/gray2.png\tmode_L\t0.00\n")
     return folder
 
 
@@ -63,7 +64,7 @@ def _losses(folder: Path) -> list[float]:
 
 def test_list_images_skips_the_gray_list(image_folder):
     names = [p.name for p in list_images(image_folder)]
-    assert len(names) == 8 and "gray.png" not in names
+    assert len(names) == 8 and "gray.png" not in names and "gray2.png" not in names
 
 
 def test_samples_are_reproducible_per_epoch(image_folder):

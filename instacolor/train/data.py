@@ -52,11 +52,17 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files under ``folder``, without those its skip list names as gray."""
+    """Sorted image files under ``folder``, without those its skip list names as gray.
+
+    The skip list (``GRAYSCALE_OR_LOWCHROMA.txt`` anywhere under ``folder``) names one
+    file per line, optionally followed by tab-separated reasons; files are matched by name.
+    """
     folder = Path(folder)
     skip: set[str] = set()
     for listing in folder.rglob(_SKIP_LIST):
-        skip.update(line.strip() for line in listing.read_text().splitlines() if line.strip())
+        # one file per line, first field (``path`` or ``path<TAB>reason<TAB>chroma``)
+        lines = listing.read_text().splitlines()
+        skip.update(Path(line.split()[0]).name for line in lines if line.strip())
     return sorted(
         p
         for p in folder.rglob("*")
