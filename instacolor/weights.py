@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: What ``weights="default"`` means.
-DEFAULT_WEIGHTS = "instacolor-untrained-w16"
+DEFAULT_WEIGHTS = "instacolor-w16-v0"
 
 
 class UntrainedWeightsWarning(UserWarning):
@@ -124,6 +124,23 @@ REGISTRY: dict[str, WeightsEntry] = {
     e.name: e
     for e in (
         WeightsEntry(
+            name="instacolor-w16-v0",
+            architecture="instcolor",
+            width=16,
+            files=(
+                WeightFile(
+                    "instacolor-w16-v0.safetensors",
+                    sha256="1e637a795e83c0539c552cfae9fbee2e65c960b3a81482b2d03c9ad9bff48597",
+                ),
+            ),
+            source="package",
+            license="research use only (trained on research-only photos; docs/model-card.md)",
+            mask_value=-0.5,
+            description="compact networks trained here on CPU (about 1 h per stage); "
+            "plausible but washed-out colours, see docs/model-card.md",
+            homepage="docs/model-card.md",
+        ),
+        WeightsEntry(
             name="instacolor-untrained-w16",
             architecture="instcolor",
             width=16,
@@ -131,8 +148,8 @@ REGISTRY: dict[str, WeightsEntry] = {
             source="random",
             license="n/a",
             mask_value=-0.5,
-            description="UNTRAINED compact networks (seed 0): placeholder until trained "
-            "default weights ship; outputs are not meaningful colors",
+            description="UNTRAINED compact networks (seed 0), for tests and benchmarks; "
+            "outputs are not meaningful colors",
         ),
         WeightsEntry(
             name="instcolorization-coco-ffs",
@@ -285,8 +302,8 @@ def _random_network(entry: WeightsEntry) -> InstColorNet:
 def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
     if entry.source == "random":
         warnings.warn(
-            f"weights {entry.name!r} are randomly initialised (no trained default weights "
-            "ship yet): the colors are not meaningful",
+            f"weights {entry.name!r} are randomly initialised: the colors are not "
+            "meaningful (weights='default' gives the trained ones)",
             UntrainedWeightsWarning,
             stacklevel=4,
         )

@@ -803,10 +803,32 @@ def test_untrained_entries_build_networks(name):
     _assert_state_equal(again.state_dict(), net.state_dict())  # seeded: reproducible
 
 
-def test_default_is_the_default_entry():
-    with pytest.warns(UntrainedWeightsWarning):
+def test_default_is_the_shipped_trained_entry():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedWeightsWarning)
         loaded = load_weights("default")
-    assert loaded.name == DEFAULT_WEIGHTS
+    entry = REGISTRY[DEFAULT_WEIGHTS]
+    assert loaded.name == DEFAULT_WEIGHTS and loaded.trained and entry.source == "package"
+    assert loaded.sha256.startswith(entry.files[0].sha256)
+    assert loaded.net.width == entry.width and loaded.net.with_instances
+
+
+def test_shipped_weights_are_fp16_and_small():
+    from importlib import resources
+
+    from safetensors import safe_open
+
+    folder = Path(str(resources.files("instacolor") / "data"))
+    files = sorted(folder.glob("*.safetensors"))
+    packaged = {f.name for e in REGISTRY.values() if e.source == "package" for f in e.files}
+    assert {f.name for f in files} == packaged  # every shipped file is registered, and back
+    assert sum(f.stat().st_size for f in files) <= 25 * 2**20
+    for f in files:
+        with safe_open(f, "pt") as data:
+            dtypes = {data.get_slice(k).get_dtype() for k in data.keys()}  # noqa: SIM118
+        assert "F32" not in dtypes and "F16" in dtypes
 
 
 def test_random_entries_exist():
