@@ -163,11 +163,13 @@ def label_from_coco_id(category_id: int) -> int:
     return label
 
 
-def coco_ids_to_labels(ids: np.ndarray | Sequence[int]) -> np.ndarray:
+def coco_ids_to_labels(ids: np.ndarray | Sequence[int], *, strict: bool = True) -> np.ndarray:
     """Map an array of COCO panoptic category ids to labels in one vectorised lookup.
 
     Args:
         ids: Integer array (any shape) or sequence of COCO category ids.
+        strict: raise on an id that is no COCO category; when False it maps to
+            :data:`UNKNOWN` (e.g. the unused slots 12, 26, ... of torchvision's detectors).
 
     Returns:
         An int64 array of the same shape holding labels in ``0..132``.
@@ -186,6 +188,8 @@ def coco_ids_to_labels(ids: np.ndarray | Sequence[int]) -> np.ndarray:
     in_range = (arr >= 0) & (arr < _ID_TO_LABEL.size)
     labels = _ID_TO_LABEL[np.where(in_range, arr, 0).astype(np.intp)]
     bad = ~in_range | (labels < 0)
+    if not strict:
+        return np.where(bad, UNKNOWN, labels).astype(np.int64, copy=False)
     if bad.any():
         first = arr[bad].flat[0]
         raise InputError(

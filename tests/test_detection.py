@@ -18,7 +18,7 @@ from instacolor.detection import (
 )
 from instacolor.detection.torchvision_backend import OFFICIAL_WEIGHTS, official_weights_path
 from instacolor.errors import InputError, WeightsError
-from instacolor.labels import NUM_LABELS, UNKNOWN, label_from_name
+from instacolor.labels import NUM_LABELS, UNKNOWN, coco_ids_to_labels, label_from_name
 from instacolor.weights import UntrainedWeightsWarning
 
 H, W = 96, 128
@@ -160,9 +160,7 @@ def test_missing_official_weights_offline_name_file_and_url(tmp_path, monkeypatc
 
 
 def test_unused_category_slots_become_unknown():
-    from instacolor.detection.torchvision_backend import _labels
-
-    assert _labels(np.array([1, 12, 18])).tolist() == [
+    assert coco_ids_to_labels(np.array([1, 12, 18]), strict=False).tolist() == [
         label_from_name("person"),
         UNKNOWN,
         label_from_name("dog"),

@@ -11,7 +11,6 @@ one from the masks).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -24,7 +23,7 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn
 
 from instacolor.detection.base import Detection, DetectorConfig, detector_input, select_instances
 from instacolor.errors import WeightsError
-from instacolor.labels import UNKNOWN, coco_ids_to_labels
+from instacolor.labels import coco_ids_to_labels
 from instacolor.weights import UntrainedWeightsWarning
 
 __all__ = ["OFFICIAL_WEIGHTS", "TorchvisionMaskRCNN", "official_weights_path"]
@@ -51,15 +50,6 @@ def _official_state_dict(progress: bool) -> dict:
             f"on a connected machine and put it at that path (or point $TORCH_HOME at a "
             f"folder whose hub/checkpoints holds it)"
         ) from err
-
-
-def _labels(category_ids: np.ndarray) -> np.ndarray:
-    """COCO ids to labels; torchvision's unused id slots (e.g. 12, 26) become UNKNOWN."""
-    out = np.full(category_ids.shape, UNKNOWN, np.int64)
-    for i, cid in enumerate(category_ids.tolist()):
-        with contextlib.suppress(ValueError):
-            out[i] = coco_ids_to_labels([cid])[0]
-    return out
 
 
 def _first_lines(err: Exception, limit: int = 400) -> str:
@@ -154,7 +144,7 @@ class TorchvisionMaskRCNN:
         instances = select_instances(
             out["boxes"].cpu().numpy(),
             out["scores"].cpu().numpy(),
-            _labels(out["labels"].cpu().numpy()),
+            coco_ids_to_labels(out["labels"].cpu().numpy(), strict=False),
             tuple(light.shape),
             self.config,
             masks=masks,
