@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from instacolor.color import AB_NORM, normalize_l
-from instacolor.errors import InputError
+from instacolor.detection.base import Detector, DetectorConfig, DetectorUnavailableWarning
+from instacolor.detection.factory import make_detector
+from instacolor.errors import InputError, WeightsError
 from instacolor.io.coco import instances_from_coco
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
@@ -73,6 +75,37 @@ def _as_semantic(semantic: Any) -> SemanticMap | None:
     return SemanticMap(np.asarray(semantic))
 
 
+def _build_detector(
+    detector: str | Detector | None,
+    config: DetectorConfig | None,
+    device: torch.device,
+    fallback: bool,
+) -> tuple[Detector | None, str | None]:
+    """The detector to use and, when it could not be built and ``fallback`` is set, why."""
+    if detector is None:
+        return None, None
+    if not isinstance(detector, str):
+        if not isinstance(detector, Detector):
+            raise InputError(
+                "detector: expected None, a backend name ('torchvision', 'detectron2', "
+                f"optionally '+sam') or an object with detect(light), received {detector!r:.80}"
+            )
+        return detector, None
+    try:
+        return make_detector(detector, config, device=device), None
+    except (WeightsError, ImportError) as err:
+        if not fallback:
+            raise
+        reason = f"{type(err).__name__}: {err}"
+        warnings.warn(
+            f"detector {detector!r} is unavailable, so images are colorized WITHOUT instances "
+            f"(full-image network only) as fallback_to_full_image=True asks: {reason}",
+            DetectorUnavailableWarning,
+            stacklevel=3,
+        )
+        return None, reason
+
+
 class Colorizer:
     """Loads the networks once and colorizes many images.
 
@@ -83,6 +116,17 @@ class Colorizer:
         working_size: square size the networks run at (multiple of 8, at least 32).
         color_tolerance: largest channel difference (fraction of full scale) for an RGB
             input to count as gray.
+        detector: None (instances only when given), a backend name for
+            :func:`~instacolor.detection.factory.make_detector` (``"torchvision"``,
+            ``"detectron2"``, ``"torchvision+sam"``...), or a
+            :class:`~instacolor.detection.Detector`. It runs when ``colorize`` is called
+            without ``instances``.
+        detector_config: thresholds, top-k, minimum box size, class filter.
+        fallback_to_full_image: when the named detector cannot be built (weights missing
+            offline, package not installed), warn with
+            :class:`~instacolor.detection.DetectorUnavailableWarning` and colorize with
+            the full-image network only instead of raising. Off by default: instacolor
+            never drops instances silently.
     """
 
     def __init__(
@@ -92,6 +136,9 @@ class Colorizer:
         device: str | torch.device = "cpu",
         working_size: int = 256,
         color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+        detector: str | Detector | None = None,
+        detector_config: DetectorConfig | None = None,
+        fallback_to_full_image: bool = False,
     ) -> None:
         if not isinstance(working_size, int) or working_size < 32 or working_size % 8:
             raise InputError(
@@ -102,6 +149,9 @@ class Colorizer:
         self.color_tolerance = color_tolerance
         self.loaded = load_weights(weights, device=self.device)
         self.net = self.loaded.net
+        self.detector, self.detector_error = _build_detector(
+            detector, detector_config, self.device, fallback_to_full_image
+        )
 
     def __repr__(self) -> str:
         return (
@@ -123,10 +173,13 @@ class Colorizer:
         Args:
             image: numpy array (uint8, uint16 or float in [0, 1]; gray or RGB holding
                 gray), PIL image, or path.
-            instances: None (full-image network only), :class:`Instances`, boxes
+            instances: None (the detector's instances when the colorizer has one,
+                else the full-image network only), :class:`Instances`, boxes
                 ``(N, 4)`` XYXY in input pixels (clipped to the image), bool masks
                 ``(N, H, W)``, or COCO annotations of this image.
-            semantic: None, :class:`SemanticMap` or an ``(H, W)`` int label map.
+            semantic: None, :class:`SemanticMap` or an ``(H, W)`` int label map. With
+                detected instances and no map given, the detector's semantic map is used,
+                or one painted from the detected masks.
             full_result: return a :class:`ColorizeResult` instead of the image.
 
         Returns:
@@ -138,6 +191,14 @@ class Colorizer:
         size = (int(l_full.shape[0]), int(l_full.shape[1]))
         inst = _as_instances(instances, size)
         sem = _as_semantic(semantic)
+        t_detect = time.perf_counter()
+        backend = None
+        if inst is None and self.detector is not None:
+            found = self.detector.detect(l_full)
+            inst, backend = found.instances, found.backend
+            if sem is None and (found.semantic is not None or len(inst)):
+                sem = found.semantic or SemanticMap.from_instances(inst)
+        t_detect = time.perf_counter() - t_detect
         s = self.working_size
         l_tensor = torch.from_numpy(l_full)
         l_low = _resize(l_tensor, s)
@@ -176,19 +237,21 @@ class Colorizer:
             semantic=sem,
             weight_maps=weight_maps,
             timings={
-                "prepare": t1 - t0,
+                "detect": t_detect,
+                "prepare": t1 - t0 - t_detect,
                 "network": t2 - t1,
                 "reconstruct": t3 - t2,
                 "total": t3 - t0,
             },
             model=self.loaded.name,
             weights_sha256=self.loaded.sha256,
+            detector=backend,
         )
 
 
 @lru_cache(maxsize=2)
-def _cached_colorizer(weights: str | os.PathLike, device: str) -> Colorizer:
-    return Colorizer(weights, device=device)
+def _cached_colorizer(weights: str | os.PathLike, device: str, detector: str | None) -> Colorizer:
+    return Colorizer(weights, device=device, detector=detector)
 
 
 def colorize(
@@ -198,13 +261,17 @@ def colorize(
     semantic: Any = None,
     weights: str | os.PathLike = "default",
     device: str = "cpu",
+    detector: str | None = None,
     full_result: bool = False,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
     See :meth:`Colorizer.colorize` for the arguments and the return value. The
     networks for ``(weights, device)`` are loaded on first use and kept for the next
-    call (two most recent combinations).
+    call (two most recent combinations). ``detector`` names a detection backend
+    (``"torchvision"``, ``"detectron2"``, ``"+sam"`` refinement) that finds the
+    instances when none are given; its weights missing raise a ``WeightsError`` (use
+    ``Colorizer(..., fallback_to_full_image=True)`` to continue without instances).
 
     Example:
         >>> import numpy as np
@@ -213,7 +280,7 @@ def colorize(
         >>> out.shape, out.dtype  # doctest: +SKIP
         ((32, 48, 3), dtype('uint8'))
     """
-    colorizer = _cached_colorizer(weights, str(device))
+    colorizer = _cached_colorizer(weights, str(device), detector)
     return colorizer.colorize(
         image, instances=instances, semantic=semantic, full_result=full_result
     )

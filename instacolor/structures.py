@@ -261,9 +261,12 @@ class ColorizeResult:
         semantic: the semantic map that conditioned the decoder, or None.
         weight_maps: ``{fusion_point: (N + 1, S_i, S_i) float32}`` softmax fusion weights,
             last map the background's; empty without instances.
-        timings: seconds per stage (``prepare``, ``network``, ``reconstruct``, ``total``).
+        timings: seconds per stage (``detect``, ``prepare``, ``network``,
+            ``reconstruct``, ``total``).
         model: name of the weights used.
         weights_sha256: sha256 of the weights file (None for untrained weights).
+        detector: the detection backend (and its weights) that found the instances, or
+            None when instances were given or no detection ran.
     """
 
     image: Any
@@ -274,3 +277,4 @@ class ColorizeResult:
     timings: Mapping[str, float]
     model: str
     weights_sha256: str | None
+    detector: str | None = None

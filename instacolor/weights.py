@@ -52,6 +52,7 @@ __all__ = [
     "WeightsEntry",
     "cache_dir",
     "fetch",
+    "fetch_file",
     "get_entry",
     "list_weights",
     "load_weights",
@@ -254,13 +255,33 @@ def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Pa
         WeightsError: the file is missing and has no download URL.
         DownloadError: the download failed or the downloaded bytes have the wrong hash.
     """
-    target = cache_dir() / entry.name / file.name
+    return fetch_file(entry.name, file, homepage=entry.homepage, progress=progress)
+
+
+def fetch_file(folder: str, file: WeightFile, *, homepage: str = "", progress: bool = True) -> Path:
+    """Path of ``file`` in ``cache_dir() / folder``, downloaded and verified if missing.
+
+    The download goes to a hidden temporary file that is checked against
+    ``file.sha256`` and only then renamed into place, so an interrupted or wrong
+    download never leaves a file the next call would trust.
+
+    Args:
+        folder: sub-folder of the cache (a weights name, or e.g. ``"segment-anything"``).
+        file: name, expected sha256 and official URL.
+        homepage: where users can get the file by hand (for the error message).
+        progress: show a download progress bar.
+
+    Raises:
+        WeightsError: the file is missing and has no download URL.
+        DownloadError: the download failed or the downloaded bytes have the wrong hash.
+    """
+    target = cache_dir() / folder / file.name
     if target.is_file():
         return target
     if file.url is None:
-        where = entry.homepage or "its publisher"
+        where = homepage or "its publisher"
         raise WeightsError(
-            f"weights {entry.name!r}: file {file.name} not found at {target}. It cannot be "
+            f"weights {folder!r}: file {file.name} not found at {target}. It cannot be "
             f"downloaded automatically: get it from {where}, then put it at {target} "
             f"(or pass the folder/file path as weights=)"
         )
@@ -271,7 +292,7 @@ def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Pa
         digest = sha256_file(partial)
         if file.sha256 is not None and not digest.startswith(file.sha256.lower()):
             raise DownloadError(
-                f"weights {entry.name!r}: {file.url} gave a file with sha256 {digest[:16]}..., "
+                f"weights {folder!r}: {file.url} gave a file with sha256 {digest[:16]}..., "
                 f"expected {file.sha256}; nothing was saved. Retry, or report a changed file"
             )
         os.replace(partial, target)
@@ -279,7 +300,7 @@ def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Pa
         raise
     except Exception as exc:  # urllib raises URLError, HTTPError, TimeoutError, OSError
         raise DownloadError(
-            f"weights {entry.name!r}: could not download {file.name} from {file.url} "
+            f"weights {folder!r}: could not download {file.name} from {file.url} "
             f"({type(exc).__name__}: {exc}). If this machine is offline, download it "
             f"elsewhere and put it at {target}"
         ) from exc

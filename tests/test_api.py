@@ -100,7 +100,8 @@ def test_full_result_reports_everything(colorizer):
     assert res.ab.shape == (2, 64, 64) and res.ab.dtype == np.float32
     assert len(res.weight_maps) == 13 and res.weight_maps["conv10_2"].shape == (3, 64, 64)
     np.testing.assert_allclose(res.weight_maps["conv10_2"].sum(0), 1.0, atol=1e-5)
-    assert set(res.timings) == {"prepare", "network", "reconstruct", "total"}
+    assert set(res.timings) == {"detect", "prepare", "network", "reconstruct", "total"}
+    assert res.detector is None
     assert res.model == "instacolor-untrained-w16" and res.weights_sha256 is None
     assert len(res.instances) == 2
     plain = colorizer.colorize(_gray(), full_result=True)

@@ -7,14 +7,10 @@ parameters per generator) are built and saved once per module.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import random
 import shutil
-import socket
 import struct
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,6 +42,7 @@ from instacolor.weights import (
     load_weights,
     sha256_file,
 )
+from tests.conftest import closed_port
 
 # The reference file -> sub-network mapping, written out here so that a library-side
 # swap (e.g. G <-> GComp) is caught: both are ColorGenerators with different weights.
@@ -152,53 +149,6 @@ def official8(tmp_path_factory):
     states = {name: net.state_dict() for name, net in nets.items()}
     folder = _write_official(tmp_path_factory.mktemp("official8") / "ckpt", states)
     return SimpleNamespace(states=states, folder=folder)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("INSTACOLOR_CACHE", str(root))
-    return root
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        super().do_GET()
-
-
-@pytest.fixture
-def http_root(tmp_path, monkeypatch):
-    """A real HTTP server on 127.0.0.1 serving ``tmp_path / "served"``."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SimpleNamespace(
-            root=served, url=f"http://127.0.0.1:{server.server_address[1]}", server=server
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def _closed_port() -> int:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _siggraph_entry(file: WeightFile, *, name: str = "test-sig8", source: str = "download"):
@@ -698,7 +648,7 @@ def test_fetch_http_404_is_a_download_error(http_root, cache):
 
 
 def test_fetch_offline_names_target_and_url(cache):
-    url = f"http://127.0.0.1:{_closed_port()}/siggraph17-test.pth"
+    url = f"http://127.0.0.1:{closed_port()}/siggraph17-test.pth"
     file = WeightFile("siggraph17-test.pth", sha256="deadbeef", url=url)
     entry = _siggraph_entry(file)
     with pytest.raises(DownloadError) as info:

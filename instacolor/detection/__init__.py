@@ -1,6 +1,7 @@
 """Detection stage: instances (and semantic maps) from pluggable backends.
 
 * :class:`TorchvisionMaskRCNN` - torchvision's Mask R-CNN ResNet-50 FPN (the default);
+* :class:`SamRefiner` - segment-anything masks prompted by any detector's boxes;
 * instances the caller supplies go straight to :meth:`instacolor.Colorizer.colorize`
   (boxes, masks or COCO annotations).
 """
@@ -9,16 +10,23 @@ from instacolor.detection.base import (
     Detection,
     Detector,
     DetectorConfig,
+    DetectorUnavailableWarning,
     detector_input,
     select_instances,
 )
+from instacolor.detection.factory import BACKENDS, make_detector
+from instacolor.detection.sam import SamRefiner
 from instacolor.detection.torchvision_backend import TorchvisionMaskRCNN
 
 __all__ = [
+    "BACKENDS",
     "Detection",
     "Detector",
     "DetectorConfig",
+    "DetectorUnavailableWarning",
+    "SamRefiner",
     "TorchvisionMaskRCNN",
     "detector_input",
+    "make_detector",
     "select_instances",
 ]

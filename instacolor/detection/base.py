@@ -21,7 +21,18 @@ from instacolor.errors import InputError
 from instacolor.labels import NUM_LABELS
 from instacolor.structures import Instances, SemanticMap
 
-__all__ = ["Detection", "Detector", "DetectorConfig", "detector_input", "select_instances"]
+__all__ = [
+    "Detection",
+    "Detector",
+    "DetectorConfig",
+    "DetectorUnavailableWarning",
+    "detector_input",
+    "select_instances",
+]
+
+
+class DetectorUnavailableWarning(UserWarning):
+    """A detector could not be built and colorization goes on without instances."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,7 @@ from instacolor.errors import InputError
 from instacolor.labels import label_from_coco_id
 from instacolor.structures import Instances
 
-__all__ = ["decode_segmentation", "instances_from_coco"]
+__all__ = ["CocoAnnotations", "decode_segmentation", "instances_from_coco"]
 
 
 def decode_segmentation(segmentation: Any, image_size: tuple[int, int]) -> np.ndarray:
@@ -98,3 +101,75 @@ def instances_from_coco(
         labels=np.asarray(labels, np.int64),
         masks=np.stack(masks) if use_masks else None,
     )
+
+
+class CocoAnnotations:
+    """A COCO instances file (or dict) indexed by image, for given-instance colorization.
+
+    Archivists with their own annotations, and evaluation on COCO, hand the pipeline a
+    whole ``instances_*.json``; this finds one image's annotations by file name (or
+    path; its last part is matched) or image id.
+
+    Args:
+        source: path of a COCO instances JSON file, or the loaded dict (``images`` and
+            ``annotations`` lists).
+
+    Example:
+        >>> coco = CocoAnnotations({"images": [{"id": 7, "file_name": "a.jpg",
+        ...     "height": 40, "width": 60}], "annotations": [{"image_id": 7,
+        ...     "bbox": [1, 2, 10, 10], "category_id": 18}]})
+        >>> inst = coco.instances("scans/a.jpg")
+        >>> len(inst), inst.image_size, inst.labels.tolist()
+        (1, (40, 60), [16])
+    """
+
+    def __init__(self, source: str | os.PathLike | Mapping[str, Any]) -> None:
+        if isinstance(source, Mapping):
+            data, origin = source, "COCO dict"
+        else:
+            origin = str(source)
+            try:
+                data = json.loads(Path(source).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InputError(
+                    f"COCO annotations {origin}: expected a readable COCO instances JSON file "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+        if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
+            raise InputError(
+                f"COCO annotations {origin}: expected a dict with 'images' and 'annotations' "
+                "lists (a COCO instances file); for one image's annotations pass them "
+                "directly as instances="
+            )
+        self.origin = origin
+        self.images: dict[int, Mapping[str, Any]] = {int(i["id"]): i for i in data["images"]}
+        self._by_name = {Path(i["file_name"]).name: int(i["id"]) for i in data["images"]}
+        self._anns: dict[int, list[Mapping[str, Any]]] = {k: [] for k in self.images}
+        for ann in data.get("annotations", []):
+            self._anns.setdefault(int(ann["image_id"]), []).append(ann)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_id(self, image: str | os.PathLike | int) -> int:
+        """The id of an image given by id, file name or path."""
+        if isinstance(image, int | np.integer) and int(image) in self.images:
+            return int(image)
+        key = Path(str(image)).name
+        if key in self._by_name:
+            return self._by_name[key]
+        raise InputError(
+            f"COCO annotations {self.origin}: no image {str(image)!r} (expected one of its "
+            f"{len(self.images)} images' file names or ids, e.g. "
+            f"{next(iter(self._by_name), 'none')!r})"
+        )
+
+    def annotations(self, image: str | os.PathLike | int) -> list[Mapping[str, Any]]:
+        """The raw annotation dicts of one image."""
+        return list(self._anns.get(self.image_id(image), []))
+
+    def instances(self, image: str | os.PathLike | int, *, with_masks: bool = True) -> Instances:
+        """:class:`Instances` of one image (see :func:`instances_from_coco`)."""
+        info = self.images[self.image_id(image)]
+        size = (int(info["height"]), int(info["width"]))
+        return instances_from_coco(self.annotations(image), size, with_masks=with_masks)
