@@ -8,7 +8,14 @@ received and what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["DecodeError", "DownloadError", "InputError", "InstacolorError", "WeightsError"]
+__all__ = [
+    "DecodeError",
+    "DownloadError",
+    "InputError",
+    "InstacolorError",
+    "MissingDependencyError",
+    "WeightsError",
+]
 
 
 class InstacolorError(Exception):
@@ -29,3 +36,7 @@ class WeightsError(InstacolorError, RuntimeError):
 
 class DownloadError(WeightsError):
     """Weights could not be fetched from their official location (offline, refused, bad hash)."""
+
+
+class MissingDependencyError(InstacolorError, ImportError):
+    """An optional package a feature needs is not installed (or does not import)."""

@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "instacolor.color",
+    "instacolor.detection.detectron2_backend",
     "instacolor.io.coco",
     "instacolor.labels",
     "instacolor.models.generator",

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from instacolor.detection.base import Detection, Detector, DetectorConfig, detector_input
-from instacolor.errors import InputError, WeightsError
+from instacolor.errors import InputError, MissingDependencyError, WeightsError
 from instacolor.structures import Instances
 from instacolor.weights import UntrainedWeightsWarning, WeightFile, fetch_file, sha256_file
 
@@ -72,7 +72,7 @@ def _segment_anything() -> Any:
     try:
         import segment_anything
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "SamRefiner needs the segment-anything package: pip install 'instacolor[sam]' "
             "(or pip install segment-anything)"
         ) from err
