@@ -108,6 +108,29 @@ def test_three_stages_learn_and_resume_bit_exactly(image_folder, tmp_path):
     assert torch.equal(fused.fusion.model1[0].weight, net.full.model1[0].weight)
     assert torch.equal(fused.full.model1[0].weight, net.full.model1[0].weight)
 
+    # a stage-3 checkpoint can be trained further: its fusion head is kept, not re-initialised
+    more = _config(tmp_path / "s3more", 3, 1, str(tmp_path / "s3" / "latest.pt"))
+    more.lr = 0.0
+    again = train_stage(more, scenes, collate=list_collate, progress=False)
+    for (k, v), w in zip(fused.fusion.state_dict().items(), again.fusion.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_label_dropout_is_seeded_and_drops_the_map(image_folder):
+    files = list_images(image_folder)
+    labels = {f.name: np.full((40, 48), 3, np.uint8) for f in files}
+
+    def drops(p: float, seed: int = 0) -> list[bool]:
+        scenes = FusionScenes(files, SIZE, semantic=labels, label_dropout=p, seed=seed)
+        return [bool(scenes[i]["drop_labels"]) for i in range(len(scenes))]
+
+    assert drops(0.0) == [False] * 8 and drops(1.0) == [True] * 8
+    half = drops(0.5)
+    assert half == drops(0.5) and 0 < sum(half) < 8  # reproducible, mixed
+    plain = FusionScenes(files, SIZE, semantic=labels, label_dropout=0.0)
+    dropped = FusionScenes(files, SIZE, semantic=labels, label_dropout=1.0)
+    assert torch.equal(plain[2]["crops"], dropped[2]["crops"])  # the draw changes nothing else
+
 
 def test_later_stages_refuse_a_missing_or_wrong_init(image_folder, tmp_path):
     data = ColorImages(list_images(image_folder), SIZE)

@@ -81,7 +81,7 @@ def make_fusion_validator(scenes: FusionScenes):
 
     def validate(net: InstColorNet, step: int) -> dict:
         device = next(net.parameters()).device
-        rows = {"full": [], "fusion": [], "gray": []}
+        rows = {"full": [], "fusion": [], "plain": [], "gray": []}
         colorful = []
         with torch.no_grad():
             for b in samples:
@@ -91,14 +91,15 @@ def make_fusion_validator(scenes: FusionScenes):
                     b["boxes"].numpy(), size, light.shape[-1], device=device
                 )
                 labels = b["labels"][None].to(device) if "labels" in b else None
-                fused = net.colorize(
-                    light, crops=b["crops"].to(device), placements=placements, labels=labels
-                )
+                crops = b["crops"].to(device)
+                fused = net.colorize(light, crops=crops, placements=placements, labels=labels)
+                plain = net.colorize(light, crops=crops, placements=placements)
                 full = net.colorize(light)
                 truth = _to_rgb8(b["l"][None], b["ab"][None])[0]
                 for key, ab in (
                     ("full", full.ab),
                     ("fusion", fused.ab),
+                    ("plain", plain.ab),
                     ("gray", torch.zeros_like(full.ab)),
                 ):
                     pred = _to_rgb8(b["l"][None], ab.float().cpu())[0]
@@ -107,6 +108,7 @@ def make_fusion_validator(scenes: FusionScenes):
                         colorful.append(colorfulness(pred))
         return {
             "val_psnr": float(np.mean(rows["fusion"])),
+            "val_fusion_no_semantic_psnr": float(np.mean(rows["plain"])),
             "val_full_psnr": float(np.mean(rows["full"])),
             "val_gray_psnr": float(np.mean(rows["gray"])),
             "val_colorfulness": float(np.mean(colorful)),
@@ -164,6 +166,12 @@ def main() -> None:
         default=0.0,
         help="class-rebalancing lambda (0: plain reference loss; Zhang et al. use 0.5)",
     )
+    parser.add_argument(
+        "--label-dropout",
+        type=float,
+        default=0.0,
+        help="stage 3: fraction of scenes trained without their semantic map",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -196,7 +204,12 @@ def main() -> None:
         dataset = InstanceCrops(train_files, size, boxes=boxes, seed=args.seed)
     else:
         dataset = FusionScenes(
-            train_files, size, boxes=boxes, semantic=semantic or None, seed=args.seed
+            train_files,
+            size,
+            boxes=boxes,
+            semantic=semantic or None,
+            seed=args.seed,
+            label_dropout=args.label_dropout,
         )
     prior = None
     if args.rebalance > 0:

@@ -222,7 +222,9 @@ class FusionScenes(_Epoched):
     Returns ``{"l", "ab"}`` of the whole image, ``"crops"`` ``(N, 1, S, S)`` normalised
     crop L, ``"boxes"`` ``(N, 4)`` int64 XYXY and ``"size"`` ``(H, W)``; use batch size 1
     (instance counts differ). Images without boxes get ``sampled`` random boxes. With
-    ``semantic`` maps, ``"labels"`` ``(S, S)`` int64 too (``UNKNOWN`` where a file has none).
+    ``semantic`` maps, ``"labels"`` ``(S, S)`` int64 too (``UNKNOWN`` where a file has none)
+    and ``"drop_labels"``, a bool that is True for a ``label_dropout`` fraction of samples
+    (the network then trains without the map, so it works with and without one).
 
     Args:
         files: image paths.
@@ -232,6 +234,7 @@ class FusionScenes(_Epoched):
         sampled: boxes drawn for images without annotations.
         seed: seed of all random choices.
         semantic: ``{file_name: (H, W) labels}`` (see :func:`load_coco_semantic`).
+        label_dropout: probability that a sample is trained without its label map.
     """
 
     def __init__(
@@ -244,8 +247,10 @@ class FusionScenes(_Epoched):
         max_instances: int = 8,
         sampled: int = 3,
         seed: int = 0,
+        label_dropout: float = 0.0,
     ):
         super().__init__(seed)
+        self.label_dropout = label_dropout
         self.files, self.size, self.boxes = list(files), size, dict(boxes or {})
         self.max_instances, self.sampled = max_instances, sampled
         self.semantic = None if semantic is None else dict(semantic)
@@ -286,4 +291,6 @@ class FusionScenes(_Epoched):
                 lab = torch.from_numpy(labels.astype(np.int64))[None, None].float()
                 lab = F.interpolate(lab, size=(self.size, self.size), mode="nearest")
                 sample["labels"] = lab[0, 0].long()
+            drop = self.label_dropout > 0 and rng.random() < self.label_dropout
+            sample["drop_labels"] = torch.tensor(bool(drop))
         return sample

@@ -107,10 +107,11 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
     torch.manual_seed(config.seed)
     net = InstColorNet(config.width)
     prior = load_stage(config.init, net) if config.init else 0
-    if config.stage > 1 and prior != config.stage - 1:
+    if config.stage > 1 and prior not in (config.stage - 1, config.stage):
         raise ValueError(
-            f"stage {config.stage} starts from a stage-{config.stage - 1} checkpoint (init=), "
-            f"received {'none' if not config.init else f'a stage-{prior} checkpoint'}"
+            f"stage {config.stage} starts from a stage-{config.stage - 1} checkpoint (or "
+            f"continues a stage-{config.stage} one) (init=), received "
+            f"{'none' if not config.init else f'a stage-{prior} checkpoint'}"
         )
     if config.init_full:
         if config.stage != 3:
@@ -118,9 +119,9 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
         donor = InstColorNet(config.width)
         load_stage(config.init_full, donor)
         net.full.load_state_dict(donor.full.state_dict())
-    if config.stage == 2:
+    if config.stage == 2 and prior == 1:
         net.instance.load_state_dict(net.full.state_dict())
-    if config.stage == 3:
+    if config.stage == 3 and prior == 2:
         net.fusion.load_state_dict(net.full.state_dict(), strict=False)
     return net
 
@@ -148,6 +149,8 @@ def _step_loss(
             batch["boxes"][i].numpy(), size, config.size, device=device
         )
         labels = batch["labels"][i][None].to(device) if "labels" in batch else None
+        if "drop_labels" in batch and bool(batch["drop_labels"][i]):
+            labels = None
         out = net.colorize(
             batch["l"][i : i + 1].to(device),
             crops=batch["crops"][i].to(device),
