@@ -15,6 +15,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -188,6 +189,66 @@ class Colorizer:
         """
         t0 = time.perf_counter()
         l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
+        result = self._colorize_plane(l_full, instances, semantic, kind.dtype, t0)
+        result_image = to_output(result.image, kind)
+        if not full_result:
+            return result_image
+        return replace(result, image=result_image)
+
+    @torch.inference_mode()
+    def colorize_light(
+        self,
+        light: np.ndarray,
+        *,
+        instances: Any = None,
+        semantic: Any = None,
+        out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
+    ) -> ColorizeResult:
+        """Colorize a full-resolution L plane, e.g. ``ScanImage.light`` of an archival scan.
+
+        The networks run at ``working_size`` on a downscaled copy; the predicted chroma is
+        upsampled guided by ``light`` and joined to ``light`` itself, so the output keeps
+        the original luminance at full precision (see :func:`~instacolor.reconstruct.
+        reconstruct`).
+
+        Args:
+            light: ``(H, W)`` float32 CIE L in ``[0, 100]``.
+            instances: as for :meth:`colorize`, in the pixels of ``light``.
+            semantic: as for :meth:`colorize`.
+            out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
+
+        Returns:
+            A :class:`ColorizeResult` whose ``image`` is ``(H, W, 3)`` sRGB of ``out_dtype``.
+
+        Raises:
+            InputError: ``light`` is not an ``(H, W)`` float32 array of finite L in
+                ``[0, 100]``, or a bad ``out_dtype``, ``instances`` or ``semantic``.
+
+        Example:
+            >>> import numpy as np
+            >>> light = np.full((30, 40), 60.0, np.float32)
+            >>> colorizer = Colorizer("instacolor-untrained-w16", working_size=32)  # doctest: +SKIP
+            >>> colorizer.colorize_light(light).image.dtype  # doctest: +SKIP
+            dtype('uint16')
+        """
+        t0 = time.perf_counter()
+        if not isinstance(light, np.ndarray) or light.ndim != 2 or light.dtype != np.float32:
+            got = (getattr(light, "shape", None), getattr(light, "dtype", type(light).__name__))
+            raise InputError(f"light: expected an (H, W) float32 array of L, received {got}")
+        if min(light.shape) < 1 or not np.isfinite(light).all():
+            raise InputError(
+                f"light: expected a non-empty array of finite L in [0, 100], received shape "
+                f"{light.shape} with NaN/infinite values or no pixels"
+            )
+        dtype = np.dtype(out_dtype)
+        if dtype not in (np.uint8, np.uint16):
+            raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
+        return self._colorize_plane(light, instances, semantic, dtype, t0)
+
+    def _colorize_plane(
+        self, l_full: np.ndarray, instances: Any, semantic: Any, out_dtype: np.dtype, t0: float
+    ) -> ColorizeResult:
+        """The pipeline on a full-resolution L plane; ``image`` is the raw ``(H, W, 3)`` RGB."""
         size = (int(l_full.shape[0]), int(l_full.shape[1]))
         inst = _as_instances(instances, size)
         sem = _as_semantic(semantic)
@@ -208,7 +269,7 @@ class Colorizer:
             warnings.warn(
                 f"weights {self.loaded.name!r} have no instance network: the {len(inst)} "
                 "instances are ignored and the full-image network runs alone",
-                stacklevel=2,
+                stacklevel=3,
             )
         if fuse:
             boxes = inst.integer_boxes()
@@ -224,14 +285,11 @@ class Colorizer:
         )
         ab = (out.ab[0].float() * AB_NORM).cpu()
         t2 = time.perf_counter()
-        rgb = reconstruct(ab, l_low[0, 0], l_full, out_dtype=kind.dtype)
-        result_image = to_output(rgb, kind)
+        rgb = reconstruct(ab, l_low[0, 0], l_full, out_dtype=out_dtype)
         t3 = time.perf_counter()
-        if not full_result:
-            return result_image
         weight_maps = {name: w.float().cpu().numpy() for name, w in zip(FUSION_POINTS, out.weights)}
         return ColorizeResult(
-            image=result_image,
+            image=rgb,
             ab=ab.numpy(),
             instances=inst if fuse else None,
             semantic=sem,

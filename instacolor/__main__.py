@@ -1,0 +1,5 @@
+"""``python -m instacolor``: the ``instacolor`` command."""
+
+from instacolor.cli import main
+
+raise SystemExit(main())

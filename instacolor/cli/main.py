@@ -1,0 +1,313 @@
+"""The ``instacolor`` command: argument parsing and the ``colorize`` and ``models`` commands.
+
+Exit status: 0 when every input was colorized or skipped (already in colour, already
+complete), 1 when at least one input failed, 2 on a usage error (bad option, missing
+input, unusable output folder, unknown weights), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from tqdm import tqdm
+
+from instacolor import __version__
+from instacolor.cli.batch import (
+    Job,
+    Manifest,
+    Record,
+    UsageError,
+    clean_stale_temps,
+    discover,
+    is_complete,
+    read_successes,
+)
+from instacolor.errors import InstacolorError
+from instacolor.io.archival import DEFAULT_MAX_PIXELS
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "instacolor"
+_DESCRIPTION = "Colorize grayscale photographs (JPEG, PNG, TIFF; 8 or 16 bit), in batches."
+_EPILOG = (
+    "exit status: 0 all inputs done or skipped, 1 some inputs failed (see the manifest), "
+    "2 usage error"
+)
+
+
+def _say(message: str) -> None:
+    tqdm.write(f"{_PROG}: {message}", file=sys.stderr)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text}")
+    return value
+
+
+def _pixels(text: str) -> int | None:
+    if text.lower() in ("0", "none"):
+        return None
+    return _positive(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``instacolor``."""
+    parser = argparse.ArgumentParser(prog=_PROG, description=_DESCRIPTION, epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "colorize",
+        help="colorize files, folders (recursively), globs or a list of files",
+        description="Colorize images into OUTDIR, mirroring the input tree. Inputs are "
+        "never modified; each output is written atomically, keeps the input's bit depth, "
+        "ICC-tagged sRGB, EXIF/XMP/IPTC and gets provenance metadata.",
+        epilog=_EPILOG,
+    )
+    run.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder or glob")
+    run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    run.add_argument("--list", metavar="FILE", help="text file with one input file per line")
+    run.add_argument(
+        "--format",
+        choices=("png", "tiff", "jpeg"),
+        help="output format (default: the input's; JPEG is 8-bit only)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose output exists and matches its success record in the "
+        "manifest (sha256 of input and output); redo the rest, replacing partial outputs",
+    )
+    run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    run.add_argument("--force", action="store_true", help="also recolor inputs already in colour")
+    run.add_argument("--weights", default="default", help="weights name or path (see `models`)")
+    run.add_argument(
+        "--detector",
+        default="none",
+        help="detection backend for instances: none (default: full-image network only), "
+        "torchvision, detectron2, optionally +sam. Without its weights the batch goes on "
+        "WITHOUT instances after a loud warning",
+    )
+    run.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes; each loads the networks once (default 1: in this process)",
+    )
+    run.add_argument(
+        "--threads",
+        type=_positive,
+        help="torch CPU threads of each worker (default: CPU cores / workers)",
+    )
+    run.add_argument(
+        "--batch",
+        type=_positive,
+        default=1,
+        help="images handed to a worker process at a time (with --workers > 1). The "
+        "networks still run one image at a time: there is no batched inference",
+    )
+    run.add_argument(
+        "--working-size", type=_positive, default=256, help="square size the networks run at"
+    )
+    run.add_argument(
+        "--max-pixels",
+        type=_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images over this many pixels (default {DEFAULT_MAX_PIXELS}; 0: no limit)",
+    )
+    run.add_argument(
+        "--manifest", metavar="FILE", help="JSON-lines manifest (default OUTDIR/manifest.jsonl)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    commands.add_parser("models", help="list the registered weights and whether they are here")
+    return parser
+
+
+def _one_line_warnings() -> None:
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        _say(f"warning: {' '.join(str(message).split())}")
+
+    warnings.showwarning = show
+
+
+def _load_worker(args: argparse.Namespace, settings):
+    """The in-process worker; a detector that cannot load is reported LOUDLY."""
+    from instacolor.cli.worker import Worker
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker = Worker(settings)
+    for warning in caught:
+        if settings.detector is not None and "WITHOUT instances" in str(warning.message):
+            reason = worker.colorizer.detector_error
+            _say(
+                f"WARNING: DETECTOR {settings.detector!r} UNAVAILABLE - every image is colorized "
+                f"WITHOUT instances (full-image network only). Reason: {reason}"
+            )
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, 0)
+    return worker
+
+
+def _colorize(args: argparse.Namespace) -> int:
+    from instacolor.cli.worker import Settings, run_parallel
+
+    outdir = Path(args.output).absolute()
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"OUTDIR {outdir}: exists and is not a folder")
+    jobs, refused = discover(args.inputs, args.list, outdir, args.format)
+    settings = Settings(
+        weights=args.weights,
+        device=args.device,
+        working_size=args.working_size,
+        detector=None if args.detector.lower() == "none" else args.detector,
+        max_pixels=args.max_pixels,
+        force=args.force,
+        overwrite=args.overwrite or args.resume,
+        format=args.format,
+        threads=args.threads or max(1, (os.cpu_count() or 1) // args.workers),
+    )
+    try:
+        worker = _load_worker(args, settings)
+    except InstacolorError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"OUTDIR {outdir}: cannot create the output folder ({exc})") from exc
+    manifest = Manifest(
+        Path(args.manifest).absolute() if args.manifest else outdir / "manifest.jsonl"
+    )
+    try:
+        removed = clean_stale_temps(jobs)
+        if removed:
+            _say(f"removed {len(removed)} temporary file(s) left by an interrupted run")
+        return _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel)
+    finally:
+        manifest.close()
+
+
+def _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel) -> int:
+    counts: Counter[str] = Counter()
+    bar = tqdm(
+        total=len(jobs) + len(refused),
+        unit="img",
+        file=sys.stderr,
+        disable=args.no_progress,
+        dynamic_ncols=True,
+    )
+
+    def on_record(record: Record) -> None:
+        manifest.append(record)
+        counts[record.status] += 1
+        if record.status == "failed":
+            _say(f"FAILED {record.input}: {record.error}")
+        bar.update(1)
+
+    facts = {"model": worker.model, "weights_sha256": worker.weights_sha256}
+    for job, reason in refused:
+        on_record(
+            Record(
+                status="failed",
+                input=str(job.source),
+                output=str(job.output),
+                error=reason,
+                **facts,
+            )
+        )
+    todo: list[Job] = []
+    successes = read_successes(manifest.path) if args.resume else {}
+    for job in jobs:
+        complete = is_complete(job, successes) if args.resume else None
+        if complete is None:
+            todo.append(job)
+        else:
+            record = Record(
+                status="skipped-complete",
+                input=str(job.source),
+                output=str(job.output),
+                input_sha256=complete[0],
+                output_sha256=complete[1],
+                **facts,
+            )
+            on_record(record)
+    try:
+        if args.workers > 1 and len(todo) > 1:
+            del worker  # the processes load their own
+            run_parallel(
+                settings, todo, workers=args.workers, chunk=args.batch, on_record=on_record
+            )
+        else:
+            for job in todo:
+                on_record(worker.process(job))
+    finally:
+        bar.close()
+    summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))
+    _say(f"{summary or 'nothing to do'}; manifest: {manifest.path}")
+    return 1 if counts["failed"] else 0
+
+
+def _models() -> int:
+    from instacolor.weights import DEFAULT_WEIGHTS, REGISTRY, cache_dir
+
+    print(f"weights cache: {cache_dir()} (set INSTACOLOR_CACHE to move it)")
+    for name, entry in sorted(REGISTRY.items()):
+        if entry.source == "random":
+            where, state = "built in (random initialisation, no file)", "available"
+        elif entry.source == "package":
+            path = Path(str(resources.files("instacolor") / "data" / entry.files[0].name))
+            where, state = str(path), "present" if path.is_file() else "MISSING"
+        else:
+            folder = cache_dir() / name
+            present = all((folder / f.name).is_file() for f in entry.files)
+            how = "downloaded on first use" if entry.source == "download" else "fetch by hand"
+            where, state = str(folder), "cached" if present else f"not cached ({how})"
+        default = " [default]" if name == DEFAULT_WEIGHTS else ""
+        print(f"{name}{default}: {state}")
+        print(f"    architecture {entry.architecture}, width {entry.width}; at {where}")
+        for file in entry.files:
+            print(f"    file {file.name} sha256 {file.sha256 or 'unknown'}")
+        print(f"    licence: {entry.license}")
+        print(f"    {entry.description}")
+        if entry.homepage:
+            print(f"    see {entry.homepage}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``instacolor`` command; returns the exit status.
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+
+    Example:
+        ``instacolor colorize scans/ -o colorized/ --resume``
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _one_line_warnings()
+    try:
+        if args.command == "models":
+            return _models()
+        return _colorize(args)
+    except UsageError as exc:
+        _say(f"error: {' '.join(str(exc).split())}")
+        return 2
+    except OSError as exc:  # the manifest or the output folder became unwritable
+        _say(f"error: the batch stopped: {exc}; run again with --resume once it is fixed")
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted; finished outputs are complete: run again with --resume to go on")
+        return 130

@@ -1,0 +1,259 @@
+"""Colorize one :class:`~instacolor.cli.batch.Job`: read the scan, colorize L, write the output.
+
+A :class:`Worker` loads the networks once (one per process with ``--workers N``) and
+turns each job into a :class:`~instacolor.cli.batch.Record`; a bad input gives a
+``failed`` record with a one-line reason, never an exception. The parallel runner
+hands jobs to ``N`` spawned processes and gets the records back in the parent, which
+alone writes the manifest.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import numpy as np
+import torch
+
+from instacolor.api import Colorizer
+from instacolor.cli.batch import Job, Record
+from instacolor.detection.base import DetectorUnavailableWarning
+from instacolor.errors import InstacolorError
+from instacolor.io.archival import read_scan
+from instacolor.io.archival_write import write_colorized
+from instacolor.io.provenance import Provenance
+from instacolor.weights import LoadedWeights, UntrainedWeightsWarning, sha256_file
+
+__all__ = ["Settings", "Worker", "run_parallel", "weights_digest"]
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "jpeg": "JPEG"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every worker needs to build its :class:`Colorizer` and treat a job.
+
+    Attributes:
+        weights: weights name or path.
+        device: torch device.
+        working_size: the networks' square working size.
+        detector: detection backend name, or None.
+        max_pixels: largest ``width * height`` decoded, or None for no limit.
+        force: recolor inputs that are already in colour.
+        overwrite: replace an existing output file.
+        format: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (from the output suffix).
+        threads: torch CPU threads of each worker, or None for torch's default.
+    """
+
+    weights: str
+    device: str
+    working_size: int
+    detector: str | None
+    max_pixels: int | None
+    force: bool
+    overwrite: bool
+    format: str | None
+    threads: int | None = None
+
+
+def weights_digest(loaded: LoadedWeights) -> str:
+    """sha256 of the weights file, or of the parameters for weights without a file."""
+    if loaded.sha256 is not None and len(loaded.sha256) == 64:
+        return loaded.sha256
+    digest = hashlib.sha256()
+    for name, tensor in sorted(loaded.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def describe_error(exc: BaseException, source: object = None) -> str:
+    """One line saying what went wrong, for stderr and the manifest (without the path)."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        text = f"disk full or file size limit reached while writing ({exc}); nothing was left"
+    elif isinstance(exc, MemoryError):
+        text = "out of memory: the image is too large for this machine (try --max-pixels)"
+    elif isinstance(exc, InstacolorError | OSError):
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+    if source is not None:
+        text = text.replace(f"{source}: ", "", 1)
+    return " ".join(text.split())
+
+
+class Worker:
+    """Loads the networks once and colorizes jobs.
+
+    Args:
+        settings: the batch settings.
+        colorizer: an already built colorizer to use instead of building one.
+    """
+
+    def __init__(self, settings: Settings, colorizer: Colorizer | None = None) -> None:
+        self.settings = settings
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        if colorizer is None:
+            colorizer = Colorizer(
+                settings.weights,
+                device=settings.device,
+                working_size=settings.working_size,
+                detector=settings.detector,
+                fallback_to_full_image=True,
+            )
+        self.colorizer = colorizer
+        self.model = colorizer.loaded.name
+        self.weights_sha256 = weights_digest(colorizer.loaded)
+
+    def process(self, job: Job) -> Record:
+        """Colorize one job; every failure becomes a ``failed`` record."""
+        t0 = time.perf_counter()
+        facts = {"model": self.model, "weights_sha256": self.weights_sha256}
+        base = {"input": str(job.source), "output": str(job.output), **facts}
+        scan = None
+        try:
+            if os.path.lexists(job.output) and not self.settings.overwrite:
+                raise FileExistsError(
+                    f"the output {job.output} already exists; pass --resume to skip complete "
+                    "outputs or --overwrite to replace it"
+                )
+            scan = read_scan(job.source, max_pixels=self.settings.max_pixels)
+            base.update(input_sha256=scan.sha256, bit_depth=scan.bit_depth)
+            t_read = time.perf_counter()
+            if scan.is_color and not self.settings.force:
+                return Record(
+                    status="skipped-color",
+                    note=f"already in colour (tone deviation {scan.tone_deviation:.1f}); "
+                    "--force recolors it",
+                    timings={"read": t_read - t0, "total": t_read - t0},
+                    **base,
+                )
+            dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
+            result = self.colorizer.colorize_light(scan.light, out_dtype=dtype)
+            t_color = time.perf_counter()
+            record = Provenance(
+                model=self.model, weights_sha256=self.weights_sha256, input_sha256=scan.sha256
+            )
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            fmt = _FORMAT_NAMES.get(self.settings.format or "")
+            written = write_colorized(
+                job.output,
+                result.image,
+                provenance=record,
+                source=scan,
+                format=fmt,
+                overwrite=self.settings.overwrite,
+            )
+            output_sha = sha256_file(written)
+            t_write = time.perf_counter()
+        except Exception as exc:  # one bad input never stops the batch: it is recorded
+            return Record(
+                status="failed",
+                error=describe_error(exc, job.source),
+                timings={"total": time.perf_counter() - t0},
+                **base,
+            )
+        note = None
+        if scan.page_count > 1:
+            note = f"multi-page TIFF: only page 1 of {scan.page_count} was colorized"
+        return Record(
+            status="done",
+            output_sha256=output_sha,
+            detector=result.detector,
+            instances=0 if result.instances is None else len(result.instances),
+            bit_depth=8 if written.suffix.lower() in (".jpg", ".jpeg", ".jpe") else scan.bit_depth,
+            note=note,
+            timings={
+                "read": t_read - t0,
+                "colorize": t_color - t_read,
+                "write": t_write - t_color,
+                "total": t_write - t0,
+            },
+            **{k: v for k, v in base.items() if k != "bit_depth"},
+        )
+
+
+_WORKER: Worker | None = None
+
+
+def _init_process(settings: Settings) -> None:
+    global _WORKER
+    # The parent already reported these once for the whole batch.
+    warnings.simplefilter("ignore", UntrainedWeightsWarning)
+    warnings.simplefilter("ignore", DetectorUnavailableWarning)
+    _WORKER = Worker(settings)
+
+
+def _process_chunk(jobs: Sequence[Job]) -> list[Record]:
+    if _WORKER is None:  # pragma: no cover - the initializer always ran
+        raise RuntimeError("worker process was not initialised")
+    return [_WORKER.process(job) for job in jobs]
+
+
+def _chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(jobs), size):
+        yield list(jobs[start : start + size])
+
+
+def run_parallel(
+    settings: Settings,
+    jobs: Sequence[Job],
+    *,
+    workers: int,
+    chunk: int,
+    on_record: Callable[[Record], None],
+) -> None:
+    """Process ``jobs`` in ``workers`` spawned processes, ``chunk`` jobs a task.
+
+    Each process builds its own :class:`Worker` once. ``on_record`` runs in this
+    process for every record as it arrives. When a worker process dies (killed for
+    memory, crashed), the jobs it held are recorded as failed and a new pool goes on
+    with the rest.
+    """
+    pending = list(_chunks(jobs, chunk))
+    pending.reverse()
+    while pending:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_process, initargs=(settings,)
+        ) as pool:
+            running: dict[Future, list[Job]] = {}
+            broken = False
+            while (pending or running) and not broken:
+                while pending and len(running) < 2 * workers:
+                    part = pending.pop()
+                    running[pool.submit(_process_chunk, part)] = part
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    part = running.pop(future)
+                    try:
+                        records = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        records = [_died(job) for job in part]
+                    for record in records:
+                        on_record(record)
+            for future, part in running.items():  # lost with the broken pool
+                future.cancel()
+                for job in part:
+                    on_record(_died(job))
+
+
+def _died(job: Job) -> Record:
+    return Record(
+        status="failed",
+        input=str(job.source),
+        output=str(job.output),
+        error="the worker process died while colorizing this image (out of memory or a "
+        "crash); retry it with --resume, --workers 1 or a lower --max-pixels",
+    )

@@ -1,0 +1,378 @@
+"""The ``instacolor`` command, run for real as ``python -m instacolor`` in a subprocess.
+
+Folders of small images are made here; the untrained compact weights at working size
+64 keep each run to a few seconds, and every download is refused at once (empty
+caches, proxies pointing at a closed port). Checked: valid files processed, each bad
+file reported on one stderr line and in the manifest while the batch goes on, inputs
+byte-identical, 16-bit kept, metadata and provenance carried, kill + resume, exit codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import ExifTags, Image
+
+from instacolor import __version__
+from instacolor.cli.batch import (
+    Job,
+    Manifest,
+    Record,
+    UsageError,
+    clean_stale_temps,
+    discover,
+    read_successes,
+)
+from instacolor.io.provenance import read_provenance
+
+FAST = [
+    "--weights", "instacolor-untrained-w16", "--working-size", "64", "--threads", "1",
+    "--no-progress",
+]  # fmt: skip
+TITLE_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+    b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title><rdf:Alt><rdf:li '
+    b'xml:lang="x-default">Grandma, 1921</rdf:li></rdf:Alt></dc:title></rdf:Description>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """Environment of the CLI: empty caches, every download refused at once."""
+    values = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    values.update(
+        INSTACOLOR_CACHE=str(tmp_path / "cache"),
+        TORCH_HOME=str(tmp_path / "torch"),
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",  # the test machine's cores are shared
+    )
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        values[var] = "http://127.0.0.1:9"
+    return values
+
+
+def _cli(env, *args, preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "instacolor", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=preexec_fn,
+    )
+
+
+def _gray(h=48, w=64, seed=0) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x * 3 + y * 2 + seed * 17) % 256).astype(np.uint8)
+
+
+def _png(path: Path, gray: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(gray).save(path)
+    return path
+
+
+def _manifest(outdir: Path) -> list[dict]:
+    lines = (outdir / "manifest.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def _by_name(records: list[dict]) -> dict[str, dict]:
+    return {Path(r["input"]).name: r for r in records}
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def _tiff16_with_metadata(path: Path) -> Path:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Artist] = "County archive"
+    exif[700] = TITLE_XMP
+    ramp = (np.arange(48 * 64, dtype=np.int64) * 65535 // (48 * 64 - 1)).astype(np.uint16)
+    Image.fromarray(ramp.reshape(48, 64)).save(path, exif=exif.tobytes(), dpi=(300, 300))
+    return path
+
+
+def _mixed_folder(root: Path) -> tuple[Path, Path]:
+    """Valid, colour and bad inputs; returns (input folder, list file)."""
+    src = root / "in"
+    _png(src / "gray8.png", _gray())
+    (src / "sub").mkdir()
+    _tiff16_with_metadata(src / "sub" / "scan16.tif")
+    Image.fromarray(_gray(seed=2)).save(src / "sub" / "photo.jpg", quality=90)
+    colour = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(src / "colour.png")
+    png = (src / "gray8.png").read_bytes()
+    (src / "empty.png").write_bytes(b"")
+    (src / "notes.png").write_bytes(b"scanned 1921, box 4\n")
+    (src / "truncated.png").write_bytes(png[: len(png) // 2])
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 40)
+    bmp = io.BytesIO()
+    Image.fromarray(_gray()).save(bmp, format="BMP")
+    (src / "old.bmp").write_bytes(bmp.getvalue())
+    _png(src / "huge.png", np.zeros((120, 120), np.uint8))  # over --max-pixels 10000
+    (src / "gone.png").symlink_to(src / "no-such-file.png")  # a broken link
+    _png(src / "blocked" / "inner.png", _gray(seed=3))  # its output folder is a file
+    (root / "dir.png").mkdir()  # a folder named like an image, listed as a file
+    listing = root / "list.txt"
+    listing.write_text(f"{root / 'dir.png'}\n\n{src / 'gray8.png'}\n")
+    return src, listing
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_version_and_models(env):
+    version = _cli(env, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"instacolor {__version__}"
+    models = _cli(env, "models")
+    assert models.returncode == 0, models.stderr
+    assert "instacolor-w16-v0 [default]: present" in models.stdout
+    assert "instacolor-untrained-w16: available" in models.stdout
+    assert "siggraph17: not cached" in models.stdout and "licence: BSD-2-Clause" in models.stdout
+    assert str(Path(env["INSTACOLOR_CACHE"])) in models.stdout
+
+
+def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, env):
+    src, listing = _mixed_folder(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "blocked").write_text("a file where an output folder should go")
+    before = _hashes(src)
+    run = _cli(env, "colorize", src, "-o", out, "--list", listing, "--max-pixels", 10000, *FAST)
+    assert run.returncode == 1, run.stderr
+    records = _manifest(out)
+    status = {n: r["status"] for n, r in _by_name(records).items()}
+    bad = ["empty.png", "notes.png", "truncated.png", "corrupt.jpg", "old.bmp", "huge.png"]
+    bad += ["gone.png", "inner.png", "dir.png"]
+    assert status == {
+        "gray8.png": "done",
+        "scan16.tif": "done",
+        "photo.jpg": "done",
+        "colour.png": "skipped-color",
+        **{name: "failed" for name in bad},
+    }
+    assert len(records) == len(status)  # gray8.png named twice is done once
+    failed_lines = [line for line in run.stderr.splitlines() if " FAILED " in f" {line}"]
+    assert len(failed_lines) == len(bad)
+    reasons = {n: r["error"] for n, r in _by_name(records).items() if r["status"] == "failed"}
+    assert "empty (0 bytes)" in reasons["empty.png"]
+    assert "expected a JPEG, PNG or TIFF image" in reasons["notes.png"]
+    assert "truncated or corrupt" in reasons["truncated.png"]
+    assert "could not be decoded" in reasons["corrupt.jpg"]
+    assert "received a BMP image" in reasons["old.bmp"]
+    assert "max_pixels" in reasons["huge.png"] or "10000" in reasons["huge.png"]
+    assert "no file at this path" in reasons["gone.png"]
+    assert "no file at this path" in reasons["dir.png"]
+    assert "blocked" in reasons["inner.png"]
+    for name, reason in reasons.items():
+        assert any(name in line and reason in line for line in failed_lines), name
+    assert _hashes(src) == before
+
+    # 16 bit in -> 16 bit out, with sRGB ICC, EXIF, XMP and provenance.
+    scan16 = _by_name(records)["scan16.tif"]
+    out16 = out / "sub" / "scan16.tif"
+    assert scan16["output"] == str(out16) and scan16["bit_depth"] == 16
+    assert scan16["model"] == "instacolor-untrained-w16" and len(scan16["weights_sha256"]) == 64
+    assert set(scan16["timings"]) == {"read", "colorize", "write", "total"}
+    assert tifffile.imread(out16).dtype == np.uint16
+    with Image.open(out16) as image:
+        assert image.info.get("icc_profile")
+        assert image.getexif()[ExifTags.Base.Artist] == "County archive"
+    assert b"Grandma, 1921" in tifffile.TiffFile(out16).pages[0].tags[700].value
+    record = read_provenance(out16)
+    assert record.input_sha256 == scan16["input_sha256"] == before[str(src / "sub/scan16.tif")]
+    assert hashlib.sha256(out16.read_bytes()).hexdigest() == scan16["output_sha256"]
+    with Image.open(out / "gray8.png") as image:
+        assert image.mode == "RGB" and image.size == (64, 48)
+
+    # Resume with --force: the colour image is recolored, complete ones are skipped.
+    again = _cli(env, "colorize", src, "-o", out, "--max-pixels", 10000, "--resume", "--force",
+                 "--format", "png", *FAST)  # fmt: skip
+    assert again.returncode == 1
+    second = _by_name(_manifest(out)[len(records) :])
+    assert second["colour.png"]["status"] == "done" and (out / "colour.png").is_file()
+    assert second["gray8.png"]["status"] == "skipped-complete"
+    assert second["scan16.tif"]["status"] == "done"  # --format png: a new output, scan16.png
+    assert (out / "sub" / "scan16.png").is_file()
+    assert second["empty.png"]["status"] == "failed"
+    assert _hashes(src) == before
+
+
+def test_usage_errors_exit_2(tmp_path, env):
+    src = tmp_path / "in"
+    _png(src / "a.png", _gray())
+    onto_input = _cli(env, "colorize", src / "a.png", "-o", src, *FAST)
+    assert onto_input.returncode == 2
+    assert "never writes over its inputs" in onto_input.stderr
+    bad_outdir = _cli(env, "colorize", src, "-o", "/proc/self/instacolor-out", *FAST)
+    assert bad_outdir.returncode == 2 and "cannot create the output folder" in bad_outdir.stderr
+    assert not (src / "manifest.jsonl").exists()
+
+
+def _disk_limit() -> None:
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and /proc are Linux")
+def test_disk_full_and_existing_output_fail_one_image_each_and_detector_falls_back(tmp_path, env):
+    src = tmp_path / "in"
+    _png(src / "small.png", _gray())
+    noise = np.random.default_rng(1).integers(0, 65536, (300, 300), dtype=np.uint16)
+    Image.fromarray(noise).save(src / "noisy16.png")  # its 16-bit RGB output is > 200 kB
+    _png(src / "existing.png", _gray(seed=5))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "existing.png").write_bytes(b"an earlier result")
+    run = _cli(env, "colorize", src, "-o", out, "--detector", "torchvision", *FAST,
+               preexec_fn=_disk_limit)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "DETECTOR 'torchvision' UNAVAILABLE" in run.stderr
+    assert "WITHOUT instances" in run.stderr
+    records = _by_name(_manifest(out))
+    assert records["small.png"]["status"] == "done" and records["small.png"]["instances"] == 0
+    assert records["noisy16.png"]["status"] == "failed"
+    assert "disk full or file size limit" in records["noisy16.png"]["error"]
+    assert records["existing.png"]["status"] == "failed"
+    assert "already exists; pass --resume" in records["existing.png"]["error"]
+    assert (out / "existing.png").read_bytes() == b"an earlier result"
+    assert sorted(p.name for p in out.iterdir()) == ["existing.png", "manifest.jsonl", "small.png"]
+
+
+def test_killed_batch_resumes_without_partial_or_duplicate_outputs(tmp_path, env):
+    src = tmp_path / "in"
+    for i in range(40):
+        _png(src / f"img{i:02d}.png", _gray(seed=i))
+    before = _hashes(src)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "instacolor", "colorize", str(src), "-o", str(out), *FAST]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if manifest.is_file() and manifest.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(_manifest(out)) < 40, "the batch ended before it could be killed"
+    # What a kill during a write and during a manifest append leaves behind:
+    (out / ".img39.png.0badcafe.tmp").write_bytes(b"\x89PNG partial")
+    with manifest.open("a") as fh:
+        fh.write('{"status": "done", "inp')
+
+    resumed = _cli(env, "colorize", src, "-o", out, "--resume", "--workers", 2, *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "removed 1 temporary file(s)" in resumed.stderr
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+    outputs = sorted(p.name for p in out.glob("*.png"))
+    assert outputs == sorted(p.name for p in src.iterdir())
+    records = read_successes(manifest)
+    done = Counter(r["input"] for r in _manifest_lines(manifest) if r.get("status") == "done")
+    assert set(done) == set(before) and set(done.values()) == {1}
+    for name in outputs:
+        record = records[str(out / name)]
+        assert record["output_sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    count = len(_manifest_lines(manifest))
+    idle = _cli(env, "colorize", src, "-o", out, "--resume", *FAST)
+    assert idle.returncode == 0, idle.stderr
+    last = _manifest_lines(manifest)[count:]
+    assert len(last) == 40 and {r["status"] for r in last} == {"skipped-complete"}
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
+    assert _hashes(src) == before
+
+
+def _manifest_lines(path: Path) -> list[dict]:
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+def test_discover_mirrors_folders_and_refuses_mistakes(tmp_path):
+    src = tmp_path / "in"
+    _png(src / "a" / "x.tif", _gray())
+    _png(src / ".hidden.png", _gray())
+    (src / "notes.txt").write_text("not an image")
+    out = src / "colorized"  # inside the input folder: never read back as input
+    _png(out / "old.png", _gray())
+    jobs, refused = discover([str(src)], None, out, "png")
+    assert jobs == [Job(src / "a" / "x.tif", out / "a" / "x.png")] and refused == []
+    _png(tmp_path / "b" / "x.png", _gray())
+    jobs, refused = discover(
+        [str(src / "a" / "x.tif"), str(tmp_path / "b/x.png")], None, out, "png"
+    )
+    assert len(jobs) == 1 and "already the output of" in refused[0][1]
+    with pytest.raises(UsageError, match="no such file or folder"):
+        discover([str(tmp_path / "missing")], None, out, None)
+    with pytest.raises(UsageError, match="matches no file"):
+        discover([str(tmp_path / "*.nothing")], None, out, None)
+    with pytest.raises(UsageError, match="is the output folder or inside it"):
+        discover([str(out)], None, out, None)
+    with pytest.raises(UsageError, match="never writes over its inputs"):
+        discover([str(src / "a" / "x.tif")], None, src / "a", None)
+
+
+def test_stale_temp_cleanup_removes_only_this_batchs_temp_files(tmp_path):
+    job = Job(tmp_path / "in.png", tmp_path / "out" / "photo.png")
+    job.output.parent.mkdir()
+    ours = job.output.parent / ".photo.png.1234abcd.tmp"
+    other = [job.output.parent / ".other.png.1234abcd.tmp", job.output.parent / ".photo.png.tmp"]
+    for path in [ours, *other]:
+        path.write_bytes(b"x")
+    assert clean_stale_temps([job]) == [ours]
+    assert all(p.exists() for p in other) and not ours.exists()
+
+
+def test_manifest_is_locked_and_ends_a_line_cut_short(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_text('{"status": "done", "output": "a"}\n{"status": "do')
+    manifest = Manifest(path)
+    try:
+        with pytest.raises(UsageError, match="another instacolor batch"):
+            Manifest(path)
+        manifest.append(Record(status="failed", input="x.png", output="y.png", error="bad"))
+    finally:
+        manifest.close()
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[-1])["error"] == "bad" and len(lines) == 3
+    assert list(read_successes(path)) == ["a"]
