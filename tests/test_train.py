@@ -210,3 +210,14 @@ def test_stage3_learns_semantic_conditioning_from_label_maps(image_folder, tmp_p
         float(p.detach().abs().sum()) for n, p in fused.semantic.named_parameters() if "gamma" in n
     ]
     assert moved and all(m > 0 for m in moved)
+
+
+def test_list_images_takes_extra_skip_lists(tmp_path):
+    sub = tmp_path / "images"
+    sub.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(sub / name)
+    listing = tmp_path / "GRAYSCALE_OR_LOWCHROMA.txt"  # at the dataset root, beside images/
+    listing.write_text("images/b.png\tmode_L\n")
+    assert [p.name for p in list_images(sub)] == ["a.png", "b.png", "c.png"]
+    assert [p.name for p in list_images(sub, [listing])] == ["a.png", "c.png"]

@@ -188,7 +188,9 @@ def main() -> None:
     if args.stage is None or args.data is None:
         parser.error("--stage and --data are required (or --export)")
 
-    files = list_images(args.data)
+    # the coco root's skip list too, so the split equals tools/evaluate.py's
+    skip_lists = sorted(args.coco.glob("GRAYSCALE_OR_LOWCHROMA.txt")) if args.coco else []
+    files = list_images(args.data, skip_lists)
     held_out = set(files[:: args.holdout_every])
     train_files = [f for f in files if f not in held_out]
     boxes, semantic = {}, {}

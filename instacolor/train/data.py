@@ -51,15 +51,18 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files under ``folder``, without those its skip list names as gray.
+def list_images(folder: str | Path, skip_lists: Sequence[str | Path] = ()) -> list[Path]:
+    """Sorted image files under ``folder``, without those its skip lists name as gray.
 
-    The skip list (``GRAYSCALE_OR_LOWCHROMA.txt`` anywhere under ``folder``) names one
-    file per line, optionally followed by tab-separated reasons; files are matched by name.
+    A skip list (``GRAYSCALE_OR_LOWCHROMA.txt`` anywhere under ``folder``, plus any given
+    in ``skip_lists``, e.g. the one at a dataset's root when ``folder`` is its image
+    sub-folder) names one file per line, optionally followed by tab-separated reasons;
+    files are matched by name.
     """
     folder = Path(folder)
     skip: set[str] = set()
-    for listing in folder.rglob(_SKIP_LIST):
+    listings = [*folder.rglob(_SKIP_LIST), *(Path(p) for p in skip_lists)]
+    for listing in listings:
         # one file per line, first field (``path`` or ``path<TAB>reason<TAB>chroma``)
         lines = listing.read_text().splitlines()
         skip.update(Path(line.split()[0]).name for line in lines if line.strip())
