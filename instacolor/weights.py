@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: What ``weights="default"`` means.
-DEFAULT_WEIGHTS = "instacolor-w16-v0"
+DEFAULT_WEIGHTS = "instacolor-w16-v1"
 
 
 class UntrainedWeightsWarning(UserWarning):
@@ -125,19 +125,19 @@ REGISTRY: dict[str, WeightsEntry] = {
     e.name: e
     for e in (
         WeightsEntry(
-            name="instacolor-w16-v0",
+            name="instacolor-w16-v1",
             architecture="instcolor",
             width=16,
             files=(
                 WeightFile(
-                    "instacolor-w16-v0.safetensors",
-                    sha256="1e637a795e83c0539c552cfae9fbee2e65c960b3a81482b2d03c9ad9bff48597",
+                    "instacolor-w16-v1.safetensors",
+                    sha256="e454739c60c40e6bc6d2d6dcb04472d46823d2a98f407713a96cdcbf979e402c",
                 ),
             ),
             source="package",
             license="research use only (trained on research-only photos; docs/model-card.md)",
             mask_value=-0.5,
-            description="compact networks trained here on CPU (about 1 h per stage); "
+            description="compact networks trained here on CPU (1-2 h per stage); "
             "plausible but washed-out colours, see docs/model-card.md",
             homepage="docs/model-card.md",
         ),
