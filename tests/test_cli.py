@@ -376,3 +376,36 @@ def test_manifest_is_locked_and_ends_a_line_cut_short(tmp_path):
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["error"] == "bad" and len(lines) == 3
     assert list(read_successes(path)) == ["a"]
+
+
+def test_multi_page_tiff_first_page_or_all_pages(tmp_path, env):
+    src = tmp_path / "in"
+    src.mkdir()
+    pages = [(_gray(seed=k).astype(np.uint16) * 257) for k in range(3)]
+    tifffile.imwrite(src / "book.tif", np.stack(pages), photometric="minisblack")
+    before = _hashes(src)
+    first = _cli(env, "colorize", src, "-o", tmp_path / "one", *FAST)
+    assert first.returncode == 0, first.stderr
+    (record,) = _manifest(tmp_path / "one")
+    assert "only page 1 of 3" in record["note"] and record["pages"] == {}
+    assert not list((tmp_path / "one").glob("book.page*"))
+
+    out = tmp_path / "all"
+    run = _cli(env, "colorize", src, "-o", out, *FAST, "--all-pages")
+    assert run.returncode == 0, run.stderr
+    (record,) = _manifest(out)
+    assert record["status"] == "done" and record["note"] is None
+    expected = {str(out / "book.page2.tif"), str(out / "book.page3.tif")}
+    assert set(record["pages"]) == expected
+    for path, digest in record["pages"].items():
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
+        assert tifffile.imread(path).shape == (48, 64, 3)
+        assert tifffile.imread(path).dtype == np.uint16
+    # resume checks every page: a changed page is redone
+    again = _cli(env, "colorize", src, "-o", out, *FAST, "--all-pages", "--resume")
+    assert _manifest(out)[-1]["status"] == "skipped-complete", again.stderr
+    (out / "book.page3.tif").write_bytes(b"damaged")
+    redo = _cli(env, "colorize", src, "-o", out, *FAST, "--all-pages", "--resume")
+    assert _manifest(out)[-1]["status"] == "done", redo.stderr
+    assert tifffile.imread(out / "book.page3.tif").shape == (48, 64, 3)
+    assert _hashes(src) == before

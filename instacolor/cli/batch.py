@@ -117,6 +117,8 @@ class Record:
         timings: seconds: ``read``, ``colorize``, ``write``, ``total``.
         error: one-line reason for ``failed``, else None.
         note: remark (e.g. only the first page of a multi-page TIFF), or None.
+        pages: with ``--all-pages``, ``{output path: sha256}`` of the pages after the
+            first (``output`` holds page 1).
         time: UTC time the record was made, ISO 8601.
     """
 
@@ -133,6 +135,7 @@ class Record:
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     note: str | None = None
+    pages: Mapping[str, str] = field(default_factory=dict)
     time: str = field(
         default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
@@ -302,7 +305,11 @@ def read_successes(manifest: Path) -> dict[str, dict]:
 
 
 def is_complete(job: Job, successes: Mapping[str, dict]) -> tuple[str, str] | None:
-    """``(input_sha256, output_sha256)`` when ``job``'s output is complete, else None."""
+    """``(input_sha256, output_sha256)`` when ``job``'s output is complete, else None.
+
+    Complete: the output exists, and the last success record of its path has the sha256
+    of this output and of the current input (and of every later page it lists).
+    """
     record = successes.get(str(job.output))
     if record is None or not job.output.is_file():
         return None
@@ -313,6 +320,12 @@ def is_complete(job: Job, successes: Mapping[str, dict]) -> tuple[str, str] | No
         return None
     if record.get("output_sha256") != output_sha or record.get("input_sha256") != input_sha:
         return None
+    for page, digest in (record.get("pages") or {}).items():  # --all-pages outputs
+        try:
+            if sha256_file(page) != digest:
+                return None
+        except OSError:
+            return None
     return input_sha, output_sha
 
 

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     run.add_argument("--force", action="store_true", help="also recolor inputs already in colour")
+    run.add_argument(
+        "--all-pages",
+        action="store_true",
+        help="colorize every page of multi-page TIFFs: page K > 1 goes beside page 1 as "
+        "NAME.pageK.EXT (default: page 1 only, noted in the manifest)",
+    )
     run.add_argument("--weights", default="default", help="weights name or path (see `models`)")
     run.add_argument(
         "--detector",
@@ -178,6 +184,7 @@ def _colorize(args: argparse.Namespace) -> int:
         overwrite=args.overwrite or args.resume,
         format=args.format,
         threads=args.threads or max(1, (os.cpu_count() or 1) // args.workers),
+        all_pages=args.all_pages,
     )
     try:
         worker = _load_worker(args, settings)
@@ -240,6 +247,7 @@ def _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel) ->
                 output=str(job.output),
                 input_sha256=complete[0],
                 output_sha256=complete[1],
+                pages=successes[str(job.output)].get("pages") or {},
                 **facts,
             )
             on_record(record)

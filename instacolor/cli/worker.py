@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from instacolor.api import Colorizer
 from instacolor.cli.batch import Job, Record
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError
-from instacolor.io.archival import read_scan
+from instacolor.io.archival import read_scan, read_scan_pages
 from instacolor.io.archival_write import write_colorized
 from instacolor.io.provenance import Provenance
 from instacolor.weights import LoadedWeights, UntrainedWeightsWarning, sha256_file
@@ -52,6 +53,7 @@ class Settings:
         overwrite: replace an existing output file.
         format: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (from the output suffix).
         threads: torch CPU threads of each worker, or None for torch's default.
+        all_pages: colorize every page of multi-page TIFFs (see :func:`page_path`).
     """
 
     weights: str
@@ -63,6 +65,12 @@ class Settings:
     overwrite: bool
     format: str | None
     threads: int | None = None
+    all_pages: bool = False
+
+
+def page_path(output: Path, page: int) -> Path:
+    """Where page ``page`` (0-based, > 0) of a multi-page input goes: ``NAME.pageK.EXT``."""
+    return output.with_name(f"{output.stem}.page{page + 1}{output.suffix}")
 
 
 def weights_digest(loaded: LoadedWeights) -> str:
@@ -155,6 +163,9 @@ class Worker:
                 overwrite=self.settings.overwrite,
             )
             output_sha = sha256_file(written)
+            pages = {}
+            if self.settings.all_pages and scan.page_count > 1:
+                pages = self._later_pages(job, scan, record, fmt)
             t_write = time.perf_counter()
         except Exception as exc:  # one bad input never stops the batch: it is recorded
             return Record(
@@ -164,7 +175,7 @@ class Worker:
                 **base,
             )
         note = None
-        if scan.page_count > 1:
+        if scan.page_count > 1 and not pages:
             note = f"multi-page TIFF: only page 1 of {scan.page_count} was colorized"
         return Record(
             status="done",
@@ -173,6 +184,7 @@ class Worker:
             instances=0 if result.instances is None else len(result.instances),
             bit_depth=8 if written.suffix.lower() in (".jpg", ".jpeg", ".jpe") else scan.bit_depth,
             note=note,
+            pages=pages,
             timings={
                 "read": t_read - t0,
                 "colorize": t_color - t_read,
@@ -181,6 +193,32 @@ class Worker:
             },
             **{k: v for k, v in base.items() if k != "bit_depth"},
         )
+
+    def _later_pages(self, job: Job, first, provenance: Provenance, fmt: str | None):
+        """Colorize and write pages 2.. of ``job``; ``{path: sha256}`` of what was written."""
+        written = {}
+        pages = read_scan_pages(job.source, max_pixels=self.settings.max_pixels)
+        try:
+            next(pages)  # page 1 is done
+            for k, scan in enumerate(pages, start=1):
+                dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
+                result = self.colorizer.colorize_light(scan.light, out_dtype=dtype)
+                path = write_colorized(
+                    page_path(job.output, k),
+                    result.image,
+                    provenance=provenance,
+                    source=scan,
+                    format=fmt,
+                    overwrite=self.settings.overwrite,
+                )
+                written[str(path)] = sha256_file(path)
+        finally:
+            pages.close()
+        if len(written) != first.page_count - 1:
+            raise InstacolorError(
+                f"expected {first.page_count} pages, read {len(written) + 1}: the file changed"
+            )
+        return written
 
 
 _WORKER: Worker | None = None
