@@ -25,7 +25,7 @@ import numpy as np
 from instacolor.errors import InputError
 from instacolor.labels import NUM_LABELS, UNKNOWN
 
-__all__ = ["ColorizeResult", "Instances", "SemanticMap"]
+__all__ = ["ColorizeResult", "Instances", "SemanticMap", "clip_boxes"]
 
 
 def _image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -136,9 +136,7 @@ class Instances:
             raise InputError(f"boxes: expected shape (N, 4) XYXY, received {arr.shape}")
         _check_box_order(arr)
         h, w = size
-        clipped = arr.copy()
-        clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, w)
-        clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, h)
+        clipped = clip_boxes(arr, size)
         outside = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
@@ -174,6 +172,15 @@ class Instances:
         b[:, 2] = np.maximum(b[:, 2], b[:, 0] + 1).clip(max=w)
         b[:, 3] = np.maximum(b[:, 3], b[:, 1] + 1).clip(max=h)
         return b
+
+
+def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """A copy of ``(N, 4)`` XYXY ``boxes`` clipped to an ``(H, W)`` image."""
+    h, w = image_size
+    clipped = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, w)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, h)
+    return clipped
 
 
 def _check_box_order(boxes: np.ndarray) -> None:

@@ -53,10 +53,12 @@ __all__ = [
     "cache_dir",
     "fetch",
     "fetch_file",
+    "file_digest",
     "get_entry",
     "list_weights",
     "load_weights",
     "sha256_file",
+    "verify_sha256",
 ]
 
 #: What ``weights="default"`` means.
@@ -229,16 +231,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("INSTACOLOR_CACHE", Path.home() / ".cache" / "instacolor"))
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file with a :mod:`hashlib` algorithm, read in chunks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _verify(path: Path, expected: str | None, origin: str) -> str:
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return file_digest(path, "sha256", chunk)
+
+
+def verify_sha256(path: Path, expected: str | None, origin: str) -> str:
+    """sha256 of ``path``, checked against ``expected`` (a digest or prefix; None: any).
+
+    Raises:
+        WeightsError: the digest does not match; the message starts with ``origin``.
+    """
     digest = sha256_file(path)
     if expected is not None and not digest.startswith(expected.lower()):
         raise WeightsError(
@@ -332,9 +344,9 @@ def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
     if entry.source == "package":
         file = entry.files[0]
         path = Path(str(resources.files("instacolor") / "data" / file.name))
-        return load_safetensors(path), _verify(path, file.sha256, entry.name)
+        return load_safetensors(path), verify_sha256(path, file.sha256, entry.name)
     paths = [fetch(entry, f) for f in entry.files]
-    digests = [_verify(p, f.sha256, entry.name) for p, f in zip(paths, entry.files)]
+    digests = [verify_sha256(p, f.sha256, entry.name) for p, f in zip(paths, entry.files)]
     if entry.architecture == "siggraph17":
         return load_siggraph17(paths[0]), digests[0]
     return load_official_folder(paths[0].parent), digests[-1]

@@ -1,4 +1,5 @@
-"""Shared fixtures: a throw-away weights cache and a real local HTTP server."""
+"""Shared fixtures and helpers: a throw-away weights cache, a real local HTTP server,
+a synthetic L plane for detectors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
+
+from instacolor.color import gray_to_l
 
 
 @pytest.fixture
@@ -57,3 +62,12 @@ def closed_port() -> int:
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+def bright_box_light(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """``(h, w)`` L plane: a bright box on a darker, slightly noisy background."""
+    rng = np.random.default_rng(seed)
+    gray = np.full((h, w), 0.3, np.float32)
+    gray[20:70, 30:90] = 0.8
+    gray += rng.normal(0, 0.02, (h, w)).astype(np.float32)
+    return gray_to_l(torch.from_numpy(gray.clip(0, 1))).numpy()

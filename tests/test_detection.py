@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from instacolor import Colorizer
-from instacolor.color import gray_to_l
 from instacolor.detection import (
     Detection,
     Detector,
@@ -20,16 +19,13 @@ from instacolor.detection.torchvision_backend import OFFICIAL_WEIGHTS, official_
 from instacolor.errors import InputError, WeightsError
 from instacolor.labels import NUM_LABELS, UNKNOWN, coco_ids_to_labels, label_from_name
 from instacolor.weights import UntrainedWeightsWarning
+from tests.conftest import bright_box_light
 
 H, W = 96, 128
 
 
 def _light(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    gray = np.full((H, W), 0.3, np.float32)
-    gray[20:70, 30:90] = 0.8
-    gray += rng.normal(0, 0.02, (H, W)).astype(np.float32)
-    return gray_to_l(torch.from_numpy(gray.clip(0, 1))).numpy()
+    return bright_box_light(H, W, seed)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ with warnings.catch_warnings():  # detectron2 v0.6 calls the deprecated torch.ji
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import MetadataCatalog
 
-from instacolor.color import gray_to_l
 from instacolor.detection import Detection, Detector, DetectorConfig, detector_input
 from instacolor.detection.detectron2_backend import (
     OFFICIAL_WEIGHTS,
@@ -43,7 +42,7 @@ from instacolor.errors import (
 )
 from instacolor.labels import LABEL_NAMES, NUM_THINGS, UNKNOWN
 from instacolor.weights import UntrainedWeightsWarning
-from tests.conftest import closed_port
+from tests.conftest import bright_box_light, closed_port
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning"),
@@ -58,11 +57,7 @@ CONFIG = DetectorConfig(score_threshold=0.0, max_instances=5)
 
 
 def _light(seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    gray = np.full((H, W), 0.3, np.float32)
-    gray[20:70, 30:90] = 0.8
-    gray += rng.normal(0, 0.02, (H, W)).astype(np.float32)
-    return gray_to_l(torch.from_numpy(gray.clip(0, 1))).numpy()
+    return bright_box_light(H, W, seed)
 
 
 def _tame(detector: Detectron2Detector) -> Detectron2Detector:

@@ -19,7 +19,7 @@ import torch
 from instacolor.color import l_to_gray
 from instacolor.errors import InputError
 from instacolor.labels import NUM_LABELS
-from instacolor.structures import Instances, SemanticMap
+from instacolor.structures import Instances, SemanticMap, clip_boxes
 
 __all__ = [
     "Detection",
@@ -145,10 +145,7 @@ def select_instances(
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.asarray(scores, np.float32).reshape(-1)
     labels = np.asarray(labels, np.int64).reshape(-1)
-    h, w = image_size
-    clipped = boxes.copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, w)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, h)
+    clipped = clip_boxes(boxes, image_size)
     side = np.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
     keep = (scores >= config.score_threshold) & (side >= max(config.min_box_size, 1e-6))
     if config.classes is not None:

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -55,7 +54,13 @@ from instacolor.labels import (
     thing_label_from_contiguous,
 )
 from instacolor.structures import SemanticMap
-from instacolor.weights import UntrainedWeightsWarning, WeightFile, cache_dir, fetch_file
+from instacolor.weights import (
+    UntrainedWeightsWarning,
+    WeightFile,
+    cache_dir,
+    fetch_file,
+    file_digest,
+)
 
 __all__ = [
     "OFFICIAL_WEIGHTS",
@@ -160,14 +165,6 @@ def official_weights_path(config: str) -> Path:
     return cache_dir() / OFFICIAL_WEIGHTS[config].folder / OFFICIAL_WEIGHTS[config].file
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch_official(config: str, progress: bool) -> Path:
     """The verified official file of ``config``, downloaded into the cache if missing."""
     if config not in OFFICIAL_WEIGHTS:
@@ -180,7 +177,7 @@ def _fetch_official(config: str, progress: bool) -> Path:
     path = fetch_file(
         w.folder, WeightFile(w.file, url=w.url), homepage=_HOMEPAGE, progress=progress
     )
-    digest = _md5(path)
+    digest = file_digest(path, "md5")
     if not digest.startswith(w.md5_prefix):
         if fresh:
             path.unlink(missing_ok=True)

@@ -40,7 +40,7 @@ import torch
 from instacolor.detection.base import Detection, Detector, DetectorConfig, detector_input
 from instacolor.errors import InputError, MissingDependencyError, WeightsError
 from instacolor.structures import Instances
-from instacolor.weights import UntrainedWeightsWarning, WeightFile, fetch_file, sha256_file
+from instacolor.weights import UntrainedWeightsWarning, WeightFile, fetch_file, verify_sha256
 
 __all__ = ["SAM_CHECKPOINTS", "SamRefiner", "build_sam"]
 
@@ -100,13 +100,7 @@ def _checkpoint_path(model: str, checkpoint: str | os.PathLike | WeightFile, pro
     if isinstance(checkpoint, WeightFile) or str(checkpoint) == "official":
         file = checkpoint if isinstance(checkpoint, WeightFile) else SAM_CHECKPOINTS[model]
         path = fetch_file(_FOLDER, file, homepage=_HOMEPAGE, progress=progress)
-        digest = sha256_file(path)
-        if file.sha256 is not None and not digest.startswith(file.sha256.lower()):
-            raise WeightsError(
-                f"SAM {model}: {path} has sha256 {digest[:16]}..., expected {file.sha256}: the "
-                f"file is corrupt or not the official one; delete it and fetch it again from "
-                f"{file.url}"
-            )
+        verify_sha256(path, file.sha256, f"SAM {model} (official file: {file.url})")
         return path, file.name
     path = Path(checkpoint)
     if not path.is_file():
