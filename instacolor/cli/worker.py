@@ -146,22 +146,14 @@ class Worker:
                     timings={"read": t_read - t0, "total": t_read - t0},
                     **base,
                 )
-            dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
-            result = self.colorizer.colorize_light(scan.light, out_dtype=dtype)
+            result = self._colorize(scan)
             t_color = time.perf_counter()
             record = Provenance(
                 model=self.model, weights_sha256=self.weights_sha256, input_sha256=scan.sha256
             )
             job.output.parent.mkdir(parents=True, exist_ok=True)
             fmt = _FORMAT_NAMES.get(self.settings.format or "")
-            written = write_colorized(
-                job.output,
-                result.image,
-                provenance=record,
-                source=scan,
-                format=fmt,
-                overwrite=self.settings.overwrite,
-            )
+            written = self._write(job.output, result, scan, record, fmt)
             output_sha = sha256_file(written)
             pages = {}
             if self.settings.all_pages and scan.page_count > 1:
@@ -194,6 +186,22 @@ class Worker:
             **{k: v for k, v in base.items() if k != "bit_depth"},
         )
 
+    def _colorize(self, scan):
+        """The colorized page at the scan's bit depth."""
+        dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
+        return self.colorizer.colorize_light(scan.light, out_dtype=dtype)
+
+    def _write(self, path: Path, result, scan, provenance: Provenance, fmt: str | None) -> Path:
+        """Write one colorized page atomically, with the scan's metadata and provenance."""
+        return write_colorized(
+            path,
+            result.image,
+            provenance=provenance,
+            source=scan,
+            format=fmt,
+            overwrite=self.settings.overwrite,
+        )
+
     def _later_pages(self, job: Job, first, provenance: Provenance, fmt: str | None):
         """Colorize and write pages 2.. of ``job``; ``{path: sha256}`` of what was written."""
         written = {}
@@ -201,15 +209,8 @@ class Worker:
         try:
             next(pages)  # page 1 is done
             for k, scan in enumerate(pages, start=1):
-                dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
-                result = self.colorizer.colorize_light(scan.light, out_dtype=dtype)
-                path = write_colorized(
-                    page_path(job.output, k),
-                    result.image,
-                    provenance=provenance,
-                    source=scan,
-                    format=fmt,
-                    overwrite=self.settings.overwrite,
+                path = self._write(
+                    page_path(job.output, k), self._colorize(scan), scan, provenance, fmt
                 )
                 written[str(path)] = sha256_file(path)
         finally:
