@@ -78,13 +78,17 @@ def make_validator(files: list[Path], size: int, stage: int):
 def make_fusion_validator(scenes: FusionScenes):
     """PSNR of the fusion network beside the full-image network alone, on held-out scenes."""
     samples = [scenes[i] for i in range(len(scenes))]
+    # fixed across validations: the originals and the gray baseline
+    truths = [_to_rgb8(b["l"][None], b["ab"][None])[0] for b in samples]
+    gray = [psnr(_to_rgb8(b["l"][None], torch.zeros_like(b["ab"][None]))[0], t)
+            for b, t in zip(samples, truths)]  # fmt: skip
 
     def validate(net: InstColorNet, step: int) -> dict:
         device = next(net.parameters()).device
-        rows = {"full": [], "fusion": [], "plain": [], "gray": []}
+        rows = {"full": [], "fusion": [], "plain": []}
         colorful = []
         with torch.no_grad():
-            for b in samples:
+            for b, truth in zip(samples, truths):
                 light = b["l"][None].to(device)
                 size = tuple(int(v) for v in b["size"])
                 placements = instance_placements(
@@ -95,13 +99,7 @@ def make_fusion_validator(scenes: FusionScenes):
                 fused = net.colorize(light, crops=crops, placements=placements, labels=labels)
                 plain = net.colorize(light, crops=crops, placements=placements)
                 full = net.colorize(light)
-                truth = _to_rgb8(b["l"][None], b["ab"][None])[0]
-                for key, ab in (
-                    ("full", full.ab),
-                    ("fusion", fused.ab),
-                    ("plain", plain.ab),
-                    ("gray", torch.zeros_like(full.ab)),
-                ):
+                for key, ab in (("full", full.ab), ("fusion", fused.ab), ("plain", plain.ab)):
                     pred = _to_rgb8(b["l"][None], ab.float().cpu())[0]
                     rows[key].append(psnr(pred, truth))
                     if key == "fusion":
@@ -110,7 +108,7 @@ def make_fusion_validator(scenes: FusionScenes):
             "val_psnr": float(np.mean(rows["fusion"])),
             "val_fusion_no_semantic_psnr": float(np.mean(rows["plain"])),
             "val_full_psnr": float(np.mean(rows["full"])),
-            "val_gray_psnr": float(np.mean(rows["gray"])),
+            "val_gray_psnr": float(np.mean(gray)),
             "val_colorfulness": float(np.mean(colorful)),
         }
 
