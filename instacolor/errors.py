@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "DecodeError",
     "DownloadError",
+    "ExportError",
     "InputError",
     "InstacolorError",
     "MissingDependencyError",
@@ -40,3 +41,7 @@ class DownloadError(WeightsError):
 
 class MissingDependencyError(InstacolorError, ImportError):
     """An optional package a feature needs is not installed (or does not import)."""
+
+
+class ExportError(InstacolorError, RuntimeError):
+    """A network could not be exported to ONNX, or the exported graph failed its check."""

@@ -59,6 +59,7 @@ __all__ = [
     "load_weights",
     "sha256_file",
     "verify_sha256",
+    "weights_digest",
 ]
 
 #: What ``weights="default"`` means.
@@ -382,3 +383,14 @@ def load_weights(
             raise _unknown(weights)
         name, trained = str(path), True
     return LoadedWeights(net=net.to(device), name=name, sha256=digest, trained=trained)
+
+
+def weights_digest(loaded: LoadedWeights) -> str:
+    """sha256 of the weights file, or of the parameters for weights without a file."""
+    if loaded.sha256 is not None and len(loaded.sha256) == 64:
+        return loaded.sha256
+    digest = hashlib.sha256()
+    for name, tensor in sorted(loaded.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

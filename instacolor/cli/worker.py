@@ -10,7 +10,6 @@ alone writes the manifest.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import time
 import warnings
@@ -31,7 +30,7 @@ from instacolor.errors import InstacolorError
 from instacolor.io.archival import read_scan, read_scan_pages
 from instacolor.io.archival_write import write_colorized
 from instacolor.io.provenance import Provenance
-from instacolor.weights import LoadedWeights, UntrainedWeightsWarning, sha256_file
+from instacolor.weights import UntrainedWeightsWarning, sha256_file, weights_digest
 
 __all__ = ["Settings", "Worker", "run_parallel", "weights_digest"]
 
@@ -54,6 +53,7 @@ class Settings:
         format: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (from the output suffix).
         threads: torch CPU threads of each worker, or None for torch's default.
         all_pages: colorize every page of multi-page TIFFs (see :func:`page_path`).
+        backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
     """
 
     weights: str
@@ -66,22 +66,12 @@ class Settings:
     format: str | None
     threads: int | None = None
     all_pages: bool = False
+    backend: str = "torch"
 
 
 def page_path(output: Path, page: int) -> Path:
     """Where page ``page`` (0-based, > 0) of a multi-page input goes: ``NAME.pageK.EXT``."""
     return output.with_name(f"{output.stem}.page{page + 1}{output.suffix}")
-
-
-def weights_digest(loaded: LoadedWeights) -> str:
-    """sha256 of the weights file, or of the parameters for weights without a file."""
-    if loaded.sha256 is not None and len(loaded.sha256) == 64:
-        return loaded.sha256
-    digest = hashlib.sha256()
-    for name, tensor in sorted(loaded.net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def describe_error(exc: BaseException, source: object = None) -> str:
@@ -118,6 +108,7 @@ class Worker:
                 working_size=settings.working_size,
                 detector=settings.detector,
                 fallback_to_full_image=True,
+                backend=settings.backend,
             )
         self.colorizer = colorizer
         self.model = colorizer.loaded.name

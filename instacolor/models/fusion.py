@@ -211,6 +211,8 @@ def fuse_features(
     instances: torch.Tensor | Sequence[torch.Tensor],
     instance_logits: torch.Tensor,
     placement: Placement,
+    *,
+    budget: int | None = _PLACE_BUDGET,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend instance features into the full-image feature (one image, N instances).
 
@@ -221,29 +223,41 @@ def fuse_features(
             consecutive batches of them (so they need not be concatenated).
         instance_logits: ``(N, 1, s, s)`` instance-branch logits (>= 0).
         placement: the instances' resize-and-pad operators at this grid size.
+        budget: instance-feature elements placed at once (bounds memory), or None to
+            place all instances in one pass (what a traced graph with a dynamic number
+            of instances needs: no Python loop over the count).
 
     Returns:
         ``(fused (1, C, S, S), weights (N + 1, S, S))``; the last weight map is the
         background's; weights sum to one at every pixel.
     """
     blocks = [instances] if isinstance(instances, torch.Tensor) else list(instances)
-    n = instance_logits.shape[0]
     logits = place(instance_logits, placement)[:, 0]
     background = full_logit[0, 0] + (1 - placement.union) * BACKGROUND_BIAS
     weights = torch.softmax(torch.cat((logits, background[None]), 0), dim=0)
-    fused = full[0] * weights[n]
+    fused = full[0] * weights[-1]
+    if budget is None:
+        every = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+        return (fused + _blend(every, placement, weights[:-1], 0, None))[None], weights
     size = placement.union.shape[0]
     offset = 0
     for block in blocks:
-        step = max(1, _PLACE_BUDGET // (block.shape[1] * size * size))
+        step = max(1, budget // (block.shape[1] * size * size))
         for i in range(0, block.shape[0], step):
             part = block[i : i + step]
-            lo, hi = offset + i, offset + i + part.shape[0]
-            # placed features are zero outside their box: fold that mask into the weights
-            scale = _inside(placement, lo, hi) * weights[lo:hi, None]
-            fused = fused + (_sample(part, placement, lo, hi) * scale).sum(0)
+            lo, hi = offset + i, offset + i + len(part)
+            fused = fused + _blend(part, placement, weights[lo:hi], lo, hi)
         offset += block.shape[0]
     return fused[None], weights
+
+
+def _blend(
+    part: torch.Tensor, placement: Placement, weights: torch.Tensor, lo: int, hi: int | None
+) -> torch.Tensor:
+    """Sum of instances ``lo:hi``'s placed features ``part`` times their ``weights``."""
+    # placed features are zero outside their box: fold that mask into the weights
+    scale = _inside(placement, lo, hi) * weights[:, None]
+    return (_sample(part, placement, lo, hi) * scale).sum(0)
 
 
 class WeightGenerator(nn.Module):
@@ -306,6 +320,34 @@ class FusionGenerator(ColorGenerator):
         """The weight generator of fusion point ``point``."""
         return getattr(self, WEIGHT_LAYER_NAMES[point])
 
+    def fuse_point(
+        self,
+        name: str,
+        feature: torch.Tensor,
+        instances: Sequence[torch.Tensor],
+        placement: Placement,
+        *,
+        budget: int | None = _PLACE_BUDGET,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse the instance features into ``feature`` at fusion point ``name``.
+
+        Args:
+            name: fusion point (one of :data:`FUSION_POINTS`).
+            feature: ``(1, C, S, S)`` this network's feature at that point.
+            instances: batches of the instance features ``(n, C, s, s)`` at that point
+                (rectified at :data:`RELU_BEFORE_FUSION`).
+            placement: the instances' operators at this grid size.
+            budget: see :func:`fuse_features`.
+
+        Returns:
+            ``(fused (1, C, S, S), weights (N + 1, S, S))``.
+        """
+        layer = self.weight_layer_at(name)
+        logits = torch.cat([layer.simple_instance_conv(f) for f in instances])
+        return fuse_features(
+            feature, layer.simple_bg_conv(feature), instances, logits, placement, budget=budget
+        )
+
     def fuse(
         self,
         x: torch.Tensor,
@@ -353,15 +395,7 @@ class FusionGenerator(ColorGenerator):
                 # in place (as the reference) unless autograd may have saved the tensor
                 relu = torch.relu if torch.is_grad_enabled() else torch.relu_
                 inst = [relu(f) for f in inst]
-            layer = self.weight_layer_at(name)
-            inst_logits = torch.cat([layer.simple_instance_conv(f) for f in inst])
-            fused, w = fuse_features(
-                feature,
-                layer.simple_bg_conv(feature),
-                inst,
-                inst_logits,
-                placements[FUSION_SCALE_DIVISOR[name]],
-            )
+            fused, w = self.fuse_point(name, feature, inst, placements[FUSION_SCALE_DIVISOR[name]])
             weights.append(w)
             del inst
             if name != FUSION_POINTS[-1]:

@@ -28,7 +28,14 @@ from instacolor.models.generator import (
 )
 from instacolor.models.semantic import SEMANTIC_POINTS, SemanticConditioning
 
-__all__ = ["InstColorNet", "NetOutput", "instance_placements", "network_input"]
+__all__ = [
+    "PLACEMENT_DIVISORS",
+    "InstColorNet",
+    "NetOutput",
+    "instance_placements",
+    "network_input",
+    "placement_cells",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,28 @@ def network_input(l_norm: torch.Tensor, mask_value: float) -> torch.Tensor:
     return torch.cat((l_norm, hints, mask), dim=1)
 
 
+#: Grid divisors of the fusion points, in the order of :func:`placement_cells`' rows.
+PLACEMENT_DIVISORS = tuple(sorted(set(FUSION_SCALE_DIVISOR.values())))
+
+
+def placement_cells(
+    boxes: np.ndarray, image_size: tuple[int, int], working_size: int
+) -> np.ndarray:
+    """Box placements on the grid of every fusion scale.
+
+    Args:
+        boxes: ``(N, 4)`` integer XYXY boxes in input pixels.
+        image_size: ``(H, W)`` of the input.
+        working_size: the network's square working size (multiple of 8).
+
+    Returns:
+        ``(4, N, 6)`` int64: :func:`~instacolor.models.fusion.box_placements` on the
+        ``working_size // d`` grid for ``d`` in :data:`PLACEMENT_DIVISORS` (1, 2, 4, 8).
+    """
+    rows = [box_placements(boxes, image_size, working_size // d) for d in PLACEMENT_DIVISORS]
+    return np.stack(rows) if len(boxes) else np.zeros((len(rows), 0, 6), np.int64)
+
+
 def instance_placements(
     boxes: np.ndarray,
     image_size: tuple[int, int],
@@ -71,12 +100,11 @@ def instance_placements(
     Returns:
         ``{divisor: Placement}`` for divisors 1, 2, 4 and 8.
     """
-    out = {}
-    for divisor in sorted(set(FUSION_SCALE_DIVISOR.values())):
-        size = working_size // divisor
-        placement = box_placements(boxes, image_size, size)
-        out[divisor] = make_placement(placement, size, dtype=dtype, device=device)
-    return out
+    cells = placement_cells(boxes, image_size, working_size)
+    return {
+        d: make_placement(c, working_size // d, dtype=dtype, device=device)
+        for d, c in zip(PLACEMENT_DIVISORS, cells)
+    }
 
 
 class InstColorNet(nn.Module):

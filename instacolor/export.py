@@ -1,0 +1,329 @@
+"""ONNX export of the full-image, instance and fusion networks.
+
+:func:`export_onnx` writes a folder that :class:`~instacolor.onnx_backend.OnnxNetwork`
+runs with onnxruntime alone (no torch), and that any ONNX runtime can use:
+
+============================  ===========================================================
+file                          inputs -> outputs
+============================  ===========================================================
+``full.onnx``                 ``l`` (B, 1, H, W) -> ``ab`` (B, 2, H, W)
+``full_semantic.onnx``        ``l``, ``labels`` (B, H, W) int64 -> ``ab``
+``instance.onnx``             ``crops`` (N, 1, H, W) -> ``f_conv1_2`` ... ``f_conv10_2``
+                              (N, C_i, H / d_i, W / d_i), the 13 fusion-point features
+``fusion.onnx``               ``l`` (1, 1, H, W), ``placements`` (4, N, 6) int64, the 13
+                              instance features -> ``ab`` (1, 2, H, W) and ``w_conv1_2``
+                              ... ``w_conv10_2`` (N + 1, H / d_i, W / d_i) fusion weights
+``fusion_semantic.onnx``      as ``fusion.onnx`` plus ``labels`` (1, H, W) int64
+============================  ===========================================================
+
+``l`` and ``crops`` are normalised L, ``(L - 50) / 100``; ``ab`` is in network units
+(times 110 gives Lab); ``labels`` are instacolor label ids (:mod:`instacolor.labels`);
+``placements[k]`` holds :func:`~instacolor.models.fusion.box_placements` of the boxes
+on the grid of divisor ``(1, 2, 4, 8)[k]`` (``[left, right, top, bottom, width,
+height]`` cells). ``B``, ``N`` (>= 1), ``H`` and ``W`` (multiples of 8) are dynamic
+axes; 13 ``d_i`` and ``C_i`` are :data:`~instacolor.models.generator.
+FUSION_SCALE_DIVISOR` and :func:`~instacolor.models.generator.fusion_channels`. The
+semantic graphs are written only when the weights' semantic block is not the identity
+(official weights have none: labels change nothing there).
+
+Exporter: ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-tracing exporter),
+opset :data:`ONNX_OPSET`; every file is checked with ``onnx.checker.check_model``.
+``instacolor-onnx.json`` records the weights' name and sha256, the width, the mask
+value, the exporter, the opset and the sha256 of every file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from instacolor.errors import ExportError, MissingDependencyError
+from instacolor.models.fusion import RELU_BEFORE_FUSION, make_placement
+from instacolor.models.generator import FUSION_POINTS, FUSION_SCALE_DIVISOR, fusion_channels
+from instacolor.models.network import PLACEMENT_DIVISORS, InstColorNet, network_input
+from instacolor.weights import LoadedWeights, cache_dir, sha256_file, weights_digest
+
+__all__ = [
+    "EXPORTER",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "ONNX_OPSET",
+    "FullGraph",
+    "FusionGraph",
+    "InstanceGraph",
+    "export_cached",
+    "export_onnx",
+    "semantic_is_identity",
+]
+
+#: ONNX opset of the exported graphs.
+ONNX_OPSET = 17
+#: The exporter, as recorded in the manifest.
+EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript tracing)"
+#: Name of the manifest file in an export folder.
+MANIFEST_NAME = "instacolor-onnx.json"
+#: Version of the folder layout; :class:`OnnxNetwork` refuses others.
+FORMAT_VERSION = 1
+_FEATURES = tuple(f"f_{p}" for p in FUSION_POINTS)
+_WEIGHTS = tuple(f"w_{p}" for p in FUSION_POINTS)
+
+
+def _semantic_hook(net: InstColorNet, labels: torch.Tensor | None):
+    if labels is None:
+        return None
+    return lambda name, feature: net.semantic(name, feature, labels)
+
+
+class FullGraph(nn.Module):
+    """The full-image generator with optional semantic conditioning: ``l[, labels] -> ab``."""
+
+    def __init__(self, net: InstColorNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, l_norm: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = network_input(l_norm, self.net.mask_value)
+        return self.net.full(x, _semantic_hook(self.net, labels)).ab
+
+
+class InstanceGraph(nn.Module):
+    """The instance generator: ``crops -> 13 features`` as the fusion network consumes them."""
+
+    def __init__(self, net: InstColorNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net.instance(network_input(crops, self.net.mask_value))
+        # rectified where the reference's in-place ReLU reaches the stored feature
+        return tuple(
+            torch.relu(f) if p in RELU_BEFORE_FUSION else f
+            for p, f in zip(FUSION_POINTS, out.features)
+        )
+
+
+class FusionGraph(nn.Module):
+    """The fusion generator: ``l, placements, 13 features[, labels] -> ab, 13 weights``."""
+
+    def __init__(self, net: InstColorNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, l_norm: torch.Tensor, placements: torch.Tensor, *rest: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        features, labels = rest[: len(FUSION_POINTS)], (rest[len(FUSION_POINTS) :] or (None,))[0]
+        semantic = _semantic_hook(self.net, labels)
+        fusion = self.net.fusion
+        weights = []
+
+        def hook(name: str, feature: torch.Tensor) -> torch.Tensor:
+            divisor = FUSION_SCALE_DIVISOR[name]
+            cells = placements[PLACEMENT_DIVISORS.index(divisor)]
+            placement = make_placement(
+                cells, feature.shape[-1], dtype=feature.dtype, device=feature.device
+            )
+            inst = [features[FUSION_POINTS.index(name)]]
+            fused, w = fusion.fuse_point(name, feature, inst, placement, budget=None)
+            weights.append(w)
+            return semantic(name, fused) if semantic is not None else fused
+
+        ab = fusion(network_input(l_norm, self.net.mask_value), hook).ab
+        return (ab, *weights)
+
+
+def semantic_is_identity(net: InstColorNet) -> bool:
+    """True when every gamma and beta layer of the semantic block is zero (labels are moot)."""
+    return all(
+        not bool(t.any())
+        for name, t in net.semantic.state_dict().items()
+        if ".gamma." in name or ".beta." in name
+    )
+
+
+def _dims(names: tuple[str, ...], first: str, spatial: int) -> dict[str, dict[int, str]]:
+    """Dynamic axes of per-point tensors: a shared first axis, per-point spatial names."""
+    return {
+        n: {0: first, spatial: f"height_{p}", spatial + 1: f"width_{p}"}
+        for n, p in zip(names, FUSION_POINTS)
+    }
+
+
+def _specs(net: InstColorNet, size: int) -> dict[str, tuple[nn.Module, tuple, dict]]:
+    """``{graph: (module, example inputs, export keyword arguments)}``."""
+    l_norm = torch.zeros(1, 1, size, size)
+    labels = torch.zeros(1, size, size, dtype=torch.int64)
+    img = {0: "batch", 2: "height", 3: "width"}
+    spatial = {1: "height", 2: "width"}
+    specs = {}
+    for semantic in (False, True):
+        if semantic and semantic_is_identity(net):
+            continue
+        suffix = "_semantic" if semantic else ""
+        names = ("l", "labels") if semantic else ("l",)
+        axes = {"l": img, "ab": img, "labels": {0: "batch", **spatial}}
+        specs["full" + suffix] = (
+            FullGraph(net).eval(),
+            (l_norm, labels) if semantic else (l_norm,),
+            {"input_names": list(names), "output_names": ["ab"], "dynamic_axes": axes},
+        )
+        if not net.with_instances:
+            continue
+        n = 2
+        feats = _example_features(net, n, size)
+        inputs = ("l", "placements", *_FEATURES, *(("labels",) if semantic else ()))
+        axes = {
+            "l": {2: "height", 3: "width"},
+            "ab": {2: "height", 3: "width"},
+            "labels": spatial,
+            "placements": {1: "instances"},
+            **_dims(_FEATURES, "instances", 2),
+            **_dims(_WEIGHTS, "instances_plus_1", 1),
+        }
+        placements = torch.tensor([[0, 0, 0, 0, 1, 1]] * n).repeat(4, 1, 1)
+        placements[..., 4:] = torch.tensor([size // d for d in PLACEMENT_DIVISORS])[:, None, None]
+        example = (l_norm, placements, *feats, *((labels,) if semantic else ()))
+        specs["fusion" + suffix] = (
+            FusionGraph(net).eval(),
+            example,
+            {"input_names": list(inputs), "output_names": ["ab", *_WEIGHTS], "dynamic_axes": axes},
+        )
+    if net.with_instances:
+        axes = {"crops": {0: "instances", 2: "height", 3: "width"}}
+        axes.update(_dims(_FEATURES, "instances", 2))
+        specs["instance"] = (
+            InstanceGraph(net).eval(),
+            (torch.zeros(2, 1, size, size),),
+            {"input_names": ["crops"], "output_names": list(_FEATURES), "dynamic_axes": axes},
+        )
+    return specs
+
+
+def _example_features(net: InstColorNet, n: int, size: int) -> list[torch.Tensor]:
+    channels = fusion_channels(net.width)
+    grid = {p: size // d for p, d in FUSION_SCALE_DIVISOR.items()}
+    return [torch.zeros(n, channels[p], grid[p], grid[p]) for p in FUSION_POINTS]
+
+
+def _check(path: Path, graph: str) -> None:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"checking the exported {graph} graph needs the onnx package, which is not "
+            f'installed ({exc}); install it with: pip install "instacolor[onnx]"'
+        ) from exc
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(
+            f"the exported {graph} graph {path} fails onnx.checker ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}); please report this with the weights used"
+        ) from exc
+
+
+def export_onnx(
+    loaded: LoadedWeights,
+    folder: str | os.PathLike,
+    *,
+    working_size: int = 64,
+    opset: int = ONNX_OPSET,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Export the networks of ``loaded`` to ONNX files in ``folder`` (created).
+
+    Args:
+        loaded: weights from :func:`~instacolor.weights.load_weights`.
+        folder: output folder; files already there are replaced atomically.
+        working_size: spatial size of the example inputs; the graphs accept any
+            multiple of 8 (tested at 32 to 256), a small example exports faster.
+        opset: ONNX opset (17 is tested).
+        progress: called with each graph's name before it is exported.
+
+    Returns:
+        The folder.
+
+    Raises:
+        ExportError: the exporter or ``onnx.checker`` rejects a graph.
+        MissingDependencyError: ``onnx`` is not installed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    net = loaded.net
+    if next(net.parameters()).dtype != torch.float32 or next(net.parameters()).device.type != "cpu":
+        net = copy.deepcopy(net).float().cpu()
+    net = net.eval()
+    files = {}
+    for graph, (module, example, kwargs) in _specs(net, working_size).items():
+        if progress is not None:
+            progress(graph)
+        target = folder / f"{graph}.onnx"
+        partial = folder / f".{graph}.onnx.partial"
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer and deprecation chatter
+                torch.onnx.export(
+                    module, example, str(partial), opset_version=opset, dynamo=False, **kwargs
+                )
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            raise ExportError(
+                f"exporting the {graph} network of {loaded.name!r} to ONNX opset {opset} with "
+                f"{EXPORTER} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                f"expected opset 14-20 ({ONNX_OPSET} is tested): use --opset {ONNX_OPSET}"
+            ) from exc
+        try:
+            _check(partial, graph)
+        except Exception:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, target)
+        files[graph] = {"file": target.name, "sha256": sha256_file(target), **_io(kwargs)}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "weights": loaded.name,
+        "weights_sha256": weights_digest(loaded),
+        "width": net.width,
+        "mask_value": net.mask_value,
+        "with_instances": net.with_instances,
+        "semantic": "full_semantic" in files,
+        "opset": opset,
+        "exporter": EXPORTER,
+        "torch": torch.__version__,
+        "graphs": files,
+    }
+    partial = folder / f".{MANIFEST_NAME}.partial"
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(partial, folder / MANIFEST_NAME)
+    return folder
+
+
+def _io(kwargs: dict) -> dict:
+    return {"inputs": kwargs["input_names"], "outputs": kwargs["output_names"]}
+
+
+def export_cached(loaded: LoadedWeights, *, opset: int = ONNX_OPSET) -> Path:
+    """The export folder of ``loaded`` in the cache, exported on first use.
+
+    The folder ``<cache>/onnx/<weights sha256[:16]>-o<opset>-t<torch version hash>`` is
+    reused while its manifest names the same weights digest.
+    """
+    digest = weights_digest(loaded)
+    tag = hashlib.sha256(torch.__version__.encode()).hexdigest()[:8]
+    folder = cache_dir() / "onnx" / f"{digest[:16]}-o{opset}-t{tag}"
+    manifest = folder / MANIFEST_NAME
+    if manifest.is_file():
+        try:
+            if json.loads(manifest.read_text()).get("weights_sha256") == digest:
+                return folder
+        except (OSError, ValueError):
+            pass  # unreadable: export again
+    return export_onnx(loaded, folder, opset=opset)

@@ -1,0 +1,295 @@
+"""ONNX export and the onnxruntime backend: real exports, real sessions, parity with torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import onnx
+
+from instacolor import Colorizer
+from instacolor.errors import ExportError, InputError, WeightsError
+from instacolor.export import MANIFEST_NAME, ONNX_OPSET, export_cached, export_onnx
+from instacolor.models.generator import FUSION_POINTS
+from instacolor.models.network import (
+    InstColorNet,
+    instance_placements,
+    placement_cells,
+)
+from instacolor.onnx_backend import OnnxNetwork
+from instacolor.weights import LoadedWeights, load_weights, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+S = 64  # working size of these tests (the graphs take any multiple of 8)
+IMAGE = (240, 320)
+
+
+def _random_net(width: int, seed: int = 0) -> InstColorNet:
+    """Every floating tensor random, BatchNorm statistics included; semantic block too."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = InstColorNet(width).eval()
+        with torch.no_grad():
+            for name, t in net.state_dict().items():
+                if not t.is_floating_point():
+                    continue
+                if name.endswith("running_var"):
+                    t.copy_(torch.rand(t.shape) + 0.5)
+                elif ".gamma." in name or ".beta." in name:
+                    t.copy_(torch.randn(t.shape) * 0.05)
+    return net
+
+
+def _boxes(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    h, w = IMAGE
+    x0, y0 = rng.integers(0, w - 30, n), rng.integers(0, h - 30, n)
+    x1 = np.minimum(x0 + rng.integers(2, 160, n), w)
+    y1 = np.minimum(y0 + rng.integers(2, 120, n), h)
+    return np.stack([x0, y0, x1, y1], 1)
+
+
+@pytest.fixture(scope="module")
+def random_export(tmp_path_factory):
+    net = _random_net(8)
+    loaded = LoadedWeights(net=net, name="random-w8", sha256=None, trained=False)
+    folder = export_onnx(loaded, tmp_path_factory.mktemp("random") / "onnx", working_size=S)
+    return net, folder
+
+
+@pytest.fixture(scope="module")
+def shipped_export(tmp_path_factory):
+    loaded = load_weights("default")
+    return loaded.net, export_onnx(
+        loaded, tmp_path_factory.mktemp("shipped") / "onnx", working_size=S
+    )
+
+
+def test_export_writes_checked_graphs_and_a_manifest(random_export):
+    _, folder = random_export
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert manifest["opset"] == ONNX_OPSET and manifest["width"] == 8
+    assert manifest["semantic"] is True and manifest["with_instances"] is True
+    assert set(manifest["graphs"]) == {
+        "full",
+        "full_semantic",
+        "instance",
+        "fusion",
+        "fusion_semantic",
+    }
+    for entry in manifest["graphs"].values():
+        model = onnx.load(str(folder / entry["file"]))
+        onnx.checker.check_model(model, full_check=True)
+        assert model.opset_import[0].version == ONNX_OPSET
+        assert [i.name for i in model.graph.input] == entry["inputs"]
+        assert [o.name for o in model.graph.output] == entry["outputs"]
+        assert sha256_file(folder / entry["file"]) == entry["sha256"]
+    fusion = onnx.load(str(folder / "fusion.onnx"))
+    dims = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in fusion.graph.input
+    }
+    assert dims["placements"] == [4, "instances", 6]
+    assert dims["f_conv1_2"][0] == "instances" and dims["f_conv4_3"][2] == "height_conv4_3"
+    assert not list(folder.glob(".*"))  # no partial files left
+
+
+@pytest.mark.parametrize("n", [0, 1, 8])
+@pytest.mark.parametrize("semantic", [False, True])
+@pytest.mark.parametrize("which", ["random", "shipped"])
+def test_onnxruntime_matches_torch(request, which, n, semantic):
+    net, folder = request.getfixturevalue(f"{which}_export")
+    ort_net = OnnxNetwork(folder, threads=1)
+    gen = torch.Generator().manual_seed(n)
+    size = S if n != 1 else 2 * S  # another size than the export's example: dynamic axes
+    l_norm = torch.rand(1, 1, size, size, generator=gen) - 0.5
+    crops = torch.rand(n, 1, size, size, generator=gen) - 0.5
+    labels = torch.randint(0, 134, (1, size, size), generator=gen) if semantic else None
+    boxes = _boxes(n, seed=n)
+    with torch.no_grad():
+        expected = net.colorize(
+            l_norm,
+            crops=crops if n else None,
+            placements=instance_placements(boxes, IMAGE, size) if n else None,
+            labels=labels,
+        )
+    ab, weights = ort_net.colorize(
+        l_norm.numpy(),
+        crops=crops.numpy() if n else None,
+        placements=placement_cells(boxes, IMAGE, size) if n else None,
+        labels=None if labels is None else labels.numpy(),
+    )
+    assert ab.shape == (1, 2, size, size)
+    assert np.abs(ab - expected.ab.numpy()).max() < 1e-4
+    assert len(weights) == len(expected.weights) == (13 if n else 0)
+    for got, want in zip(weights, expected.weights):
+        assert got.shape == tuple(want.shape) and np.abs(got - want.numpy()).max() < 1e-4
+    if semantic and which == "random":  # the labels really reach the graph
+        plain, _ = ort_net.colorize(
+            l_norm.numpy(),
+            crops=crops.numpy() if n else None,
+            placements=placement_cells(boxes, IMAGE, size) if n else None,
+        )
+        assert np.abs(plain - ab).max() > 1e-3
+
+
+def test_official_width64_folder_exports_and_matches(tmp_path):
+    net = _random_net(64, seed=3)
+    folder = tmp_path / "official"
+    folder.mkdir()
+    for file, part in (
+        ("latest_net_GComp.pth", "full"),
+        ("latest_net_G.pth", "instance"),
+        ("latest_net_GF.pth", "fusion"),
+    ):
+        torch.save(getattr(net, part).state_dict(), folder / file)
+    loaded = load_weights(folder)
+    out = export_onnx(loaded, tmp_path / "onnx", working_size=32)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    # official weights have no semantic block: labels change nothing, no semantic graphs
+    assert manifest["semantic"] is False and manifest["width"] == 64
+    assert manifest["weights_sha256"] == sha256_file(folder / "latest_net_GF.pth")
+    ort_net = OnnxNetwork(out, threads=2)
+    l_norm = torch.rand(1, 1, 32, 32) - 0.5
+    crops = torch.rand(2, 1, 32, 32) - 0.5
+    boxes = _boxes(2, seed=5)
+    with torch.no_grad():
+        expected = loaded.net.colorize(
+            l_norm, crops=crops, placements=instance_placements(boxes, IMAGE, 32)
+        )
+    ab, _ = ort_net.colorize(
+        l_norm.numpy(),
+        crops=crops.numpy(),
+        placements=placement_cells(boxes, IMAGE, 32),
+        labels=np.zeros((1, 32, 32), np.int64),
+    )
+    assert np.abs(ab - expected.ab.numpy()).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def ort_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("cache")
+        patch.setenv("INSTACOLOR_CACHE", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def backends(ort_cache):
+    return Colorizer(working_size=S), Colorizer(working_size=S, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("n", [0, 1, 8])
+def test_colorizer_backends_agree(backends, n):
+    torch_c, ort_c = backends
+    assert "backend='onnxruntime'" in repr(ort_c)
+    image = (np.random.default_rng(n).random(IMAGE) * 255).astype(np.uint8)
+    boxes = _boxes(n, seed=10 + n) if n else None
+    a = torch_c.colorize(image, instances=boxes, full_result=True)
+    b = ort_c.colorize(image, instances=boxes, full_result=True)
+    assert np.abs(a.ab - b.ab).max() < 1e-4  # Lab units
+    assert np.abs(a.image.astype(int) - b.image).max() <= 1
+    assert a.weight_maps.keys() == b.weight_maps.keys()
+    for name in a.weight_maps:
+        assert np.abs(a.weight_maps[name] - b.weight_maps[name]).max() < 1e-4
+    assert b.model == a.model and b.weights_sha256 == a.weights_sha256
+
+
+def test_export_is_cached_per_weights(backends, ort_cache):
+    first = backends[1].onnx.folder  # exported when the colorizer was built
+    assert first.parent == ort_cache / "onnx"
+    stamps = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    assert export_cached(load_weights("default")) == first
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == stamps
+
+
+def test_changed_or_missing_files_are_refused(random_export, tmp_path):
+    _, folder = random_export
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in folder.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    with open(copy / "fusion.onnx", "r+b") as f:
+        f.seek(-3, os.SEEK_END)
+        f.write(b"xyz")
+    with pytest.raises(WeightsError, match=r"fusion graph .*export the weights again"):
+        OnnxNetwork(copy)
+    with pytest.raises(WeightsError, match="expected an ONNX export folder"):
+        OnnxNetwork(tmp_path / "nowhere")
+    ort_net = OnnxNetwork(folder)
+    with pytest.raises(InputError, match=r"placements: expected shape \(4, 2, 6\)"):
+        ort_net.colorize(
+            np.zeros((1, 1, S, S), np.float32),
+            crops=np.zeros((2, 1, S, S)),
+            placements=np.zeros((4, 3, 6), np.int64),
+        )
+
+
+def test_a_failing_export_says_why_and_leaves_nothing(tmp_path):
+    loaded = LoadedWeights(net=_random_net(8), name="random-w8", sha256=None, trained=False)
+    target = tmp_path / "onnx"
+    with pytest.raises(ExportError, match=r"opset 7 .*failed .*use --opset 17"):
+        export_onnx(loaded, target, working_size=32, opset=7)
+    assert list(target.iterdir()) == []
+
+
+def test_bad_backend_is_an_input_error():
+    with pytest.raises(InputError, match=r"backend: expected one of \('torch', 'onnxruntime'\)"):
+        Colorizer(backend="tensorrt")
+
+
+def test_missing_onnxruntime_is_a_clear_error(tmp_path):
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from instacolor import Colorizer\n"
+        "from instacolor.errors import MissingDependencyError\n"
+        "try:\n    Colorizer(backend='onnxruntime')\n"
+        "except MissingDependencyError as e:\n    print('MDE', e)\n"
+    )
+    env = {**os.environ, "INSTACOLOR_CACHE": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("MDE backend='onnxruntime' needs the onnxruntime package")
+    assert 'pip install "instacolor[onnx]"' in out.stdout
+    assert not (tmp_path / "onnx").exists()  # nothing was exported
+
+
+def test_export_tool_writes_verifies_and_reports(tmp_path):
+    out = tmp_path / "exported"
+    with warnings.catch_warnings():
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tools" / "export_onnx.py"),
+                "--weights",
+                "default",
+                "--out",
+                str(out),
+                "--verify",
+                "--working-size",
+                "64",
+                "--threads",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+    assert run.returncode == 0, run.stderr
+    assert "onnx.checker: ok" in run.stdout
+    for n in (0, 1, 8):
+        line = next(x for x in run.stdout.splitlines() if x.startswith(f"parity {n} instance"))
+        assert float(line.split("max |ab diff|")[1].split(",")[0]) < 1e-4
+    assert (out / MANIFEST_NAME).is_file()
+    assert len(FUSION_POINTS) == 13
