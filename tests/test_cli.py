@@ -26,15 +26,8 @@ import tifffile
 from PIL import ExifTags, Image
 
 from instacolor import __version__
-from instacolor.cli.batch import (
-    Job,
-    Manifest,
-    Record,
-    UsageError,
-    clean_stale_temps,
-    discover,
-    read_successes,
-)
+from instacolor.batch.jobs import Job, UsageError, clean_stale_temps, discover
+from instacolor.batch.manifest import Manifest, Record, read_successes
 from instacolor.io.provenance import read_provenance
 
 FAST = [

@@ -1,8 +1,9 @@
 """The ``instacolor`` command line (``instacolor colorize``, ``instacolor models``).
 
-Layers: :mod:`~instacolor.cli.main` parses arguments and reports,
-:mod:`~instacolor.cli.batch` finds inputs, maps outputs and keeps the manifest,
-:mod:`~instacolor.cli.worker` colorizes one file. The library never imports this package.
+:mod:`~instacolor.cli.main` parses arguments and reports; the batch itself is
+:mod:`instacolor.batch` (inputs, outputs, manifest, the per-file worker), run in this
+process, a process pool, or Ray actors (:mod:`instacolor.distributed`). The library
+never imports this package.
 """
 
 from instacolor.cli.main import main

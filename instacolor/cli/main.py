@@ -13,23 +13,16 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from tqdm import tqdm
 
 from instacolor import __version__
-from instacolor.cli.batch import (
-    Job,
-    Manifest,
-    Record,
-    UsageError,
-    clean_stale_temps,
-    discover,
-    is_complete,
-    read_successes,
-)
-from instacolor.errors import InstacolorError
+from instacolor.batch.jobs import Job, UsageError, clean_stale_temps, discover
+from instacolor.batch.manifest import Manifest, Record, read_successes, run_batch
+from instacolor.errors import InstacolorError, MissingDependencyError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS
 
 __all__ = ["build_parser", "main"]
@@ -53,6 +46,16 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, received {text}")
     return value
 
 
@@ -110,7 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         default=1,
-        help="processes; each loads the networks once (default 1: in this process)",
+        help="processes (Ray actors with --ray); each loads the networks once (default 1: "
+        "in this process)",
+    )
+    run.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help='colorize on Ray Data actors (pip install "instacolor[ray]"): a local Ray '
+        "instance, or the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:PORT), whose "
+        "nodes all see the input and output paths",
+    )
+    run.add_argument(
+        "--ray-gpus",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="GPU fraction each Ray actor reserves, with --ray and --device cuda (default 0)",
     )
     run.add_argument(
         "--threads",
@@ -121,11 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch",
         type=_positive,
         default=1,
-        help="images handed to a worker process at a time (with --workers > 1). The "
-        "networks still run one image at a time: there is no batched inference",
+        help="images handed to a worker process or Ray actor at a time (with --workers > 1 "
+        "or --ray). The networks still run one image at a time: there is no batched inference",
     )
     run.add_argument(
         "--working-size", type=_positive, default=256, help="square size the networks run at"
+    )
+    run.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help='what runs the networks: torch, or onnxruntime (pip install "instacolor[onnx]"; '
+        "the networks are exported to ONNX once and cached)",
     )
     run.add_argument(
         "--max-pixels",
@@ -150,7 +177,7 @@ def _one_line_warnings() -> None:
 
 def _load_worker(args: argparse.Namespace, settings):
     """The in-process worker; a detector that cannot load is reported LOUDLY."""
-    from instacolor.cli.worker import Worker
+    from instacolor.batch.worker import Worker
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -167,12 +194,34 @@ def _load_worker(args: argparse.Namespace, settings):
     return worker
 
 
+def _check_ray(args: argparse.Namespace) -> None:
+    """Refuse ``--ray`` without Ray installed, and GPU fractions without a GPU device."""
+    from instacolor.distributed import import_ray
+
+    if args.ray != "local" and os.path.lexists(args.ray):
+        raise UsageError(
+            f"--ray took the input {args.ray!r} as its cluster ADDRESS: put --ray after the "
+            "inputs, or write --ray=ADDRESS"
+        )
+    try:
+        import_ray()
+    except MissingDependencyError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.ray_gpus > 0 and not args.device.startswith("cuda"):
+        raise UsageError(
+            f"--ray-gpus {args.ray_gpus} reserves a GPU for each actor, but --device is "
+            f"{args.device!r}: add --device cuda (Ray gives each actor its GPU as cuda)"
+        )
+
+
 def _colorize(args: argparse.Namespace) -> int:
-    from instacolor.cli.worker import Settings, run_parallel
+    from instacolor.batch.worker import Settings, run_parallel
 
     outdir = Path(args.output).absolute()
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"OUTDIR {outdir}: exists and is not a folder")
+    if args.ray is not None:
+        _check_ray(args)
     jobs, refused = discover(args.inputs, args.list, outdir, args.format)
     settings = Settings(
         weights=args.weights,
@@ -185,9 +234,10 @@ def _colorize(args: argparse.Namespace) -> int:
         format=args.format,
         threads=args.threads or max(1, (os.cpu_count() or 1) // args.workers),
         all_pages=args.all_pages,
+        backend=args.backend,
     )
-    try:
-        worker = _load_worker(args, settings)
+    try:  # Ray actors load their own networks: this one only checks them (on the CPU)
+        worker = _load_worker(args, replace(settings, device="cpu") if args.ray else settings)
     except InstacolorError as exc:
         raise UsageError(str(exc)) from exc
     try:
@@ -223,43 +273,32 @@ def _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel) ->
             _say(f"FAILED {record.input}: {record.error}")
         bar.update(1)
 
-    facts = {"model": worker.model, "weights_sha256": worker.weights_sha256}
-    for job, reason in refused:
-        on_record(
-            Record(
-                status="failed",
-                input=str(job.source),
-                output=str(job.output),
-                error=reason,
-                **facts,
+    def run(todo: list[Job]) -> None:
+        if args.ray is not None:
+            from instacolor.distributed import run_ray
+
+            address = None if args.ray == "local" else args.ray
+            run_ray(
+                settings,
+                todo,
+                workers=args.workers,
+                chunk=args.batch,
+                on_record=on_record,
+                address=address,
+                num_gpus=args.ray_gpus,
             )
-        )
-    todo: list[Job] = []
-    successes = read_successes(manifest.path) if args.resume else {}
-    for job in jobs:
-        complete = is_complete(job, successes) if args.resume else None
-        if complete is None:
-            todo.append(job)
-        else:
-            record = Record(
-                status="skipped-complete",
-                input=str(job.source),
-                output=str(job.output),
-                input_sha256=complete[0],
-                output_sha256=complete[1],
-                pages=successes[str(job.output)].get("pages") or {},
-                **facts,
-            )
-            on_record(record)
-    try:
-        if args.workers > 1 and len(todo) > 1:
-            del worker  # the processes load their own
+        elif args.workers > 1 and len(todo) > 1:
             run_parallel(
                 settings, todo, workers=args.workers, chunk=args.batch, on_record=on_record
             )
         else:
             for job in todo:
                 on_record(worker.process(job))
+
+    facts = {"model": worker.model, "weights_sha256": worker.weights_sha256}
+    successes = read_successes(manifest.path) if args.resume else None
+    try:
+        run_batch(jobs, refused, facts=facts, successes=successes, on_record=on_record, run=run)
     finally:
         bar.close()
     summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))

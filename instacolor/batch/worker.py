@@ -1,7 +1,7 @@
-"""Colorize one :class:`~instacolor.cli.batch.Job`: read the scan, colorize L, write the output.
+"""Colorize one :class:`~instacolor.batch.jobs.Job`: read the scan, colorize L, write the output.
 
 A :class:`Worker` loads the networks once (one per process with ``--workers N``) and
-turns each job into a :class:`~instacolor.cli.batch.Record`; a bad input gives a
+turns each job into a :class:`~instacolor.batch.manifest.Record`; a bad input gives a
 ``failed`` record with a one-line reason, never an exception. The parallel runner
 hands jobs to ``N`` spawned processes and gets the records back in the parent, which
 alone writes the manifest.
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from instacolor.api import Colorizer
-from instacolor.cli.batch import Job, Record
+from instacolor.batch.jobs import Job
+from instacolor.batch.manifest import Record
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError
 from instacolor.io.archival import read_scan, read_scan_pages

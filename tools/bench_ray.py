@@ -1,0 +1,121 @@
+"""Benchmark Ray Data batches (:func:`instacolor.distributed.run_ray`) with 1 and 2 actors.
+
+Writes ``--count`` synthetic gray 640x480 8-bit JPEGs (the smooth gradients, soft blobs
+and hard-edged shapes of ``tools/bench_batch.py``, deterministic) to a temporary folder,
+starts one local Ray instance (``num_cpus`` = the most actors x ``--threads``; its start-up
+is timed and printed apart), then colorizes the folder with 1 and then 2 actors, each with
+``--threads`` torch threads, ``weights="default"``, working size 256 and no detector,
+into a fresh output folder each time. Per run: the wall time from the call to the last
+record (actor start-up, imports and model load included), the time to the first record,
+images/min and seconds per image over the whole run and in the steady state (first to
+last record). Prints Markdown. Not a test.
+
+    .venv/bin/python tools/bench_ray.py > /tmp/bench_ray.md            # 100 images
+    .venv/bin/python tools/bench_ray.py --count 20                     # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import ray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batch import Scenario, load_avg, write_inputs
+
+from instacolor.batch.jobs import discover
+from instacolor.batch.manifest import Record
+from instacolor.batch.worker import Settings
+from instacolor.distributed import run_ray
+
+
+def run_once(settings: Settings, src: Path, out: Path, workers: int) -> dict:
+    """Colorize ``src`` into ``out`` on ``workers`` actors; timings and status counts."""
+    jobs, _ = discover([str(src)], None, out, None)
+    stamps: list[float] = []
+    statuses: dict[str, int] = {}
+
+    def on_record(record: Record) -> None:
+        stamps.append(time.perf_counter())
+        statuses[record.status] = statuses.get(record.status, 0) + 1
+
+    t0 = time.perf_counter()
+    run_ray(settings, jobs, workers=workers, chunk=1, on_record=on_record)
+    n = len(stamps)
+    wall = stamps[-1] - t0
+    steady = stamps[-1] - stamps[0]
+    return {
+        "workers": workers,
+        "images": n,
+        "statuses": statuses,
+        "wall": wall,
+        "first": stamps[0] - t0,
+        "per_min": 60 * n / wall,
+        "per_image": wall / n,
+        "steady_per_min": 60 * (n - 1) / steady if n > 1 and steady > 0 else float("nan"),
+        "steady_per_image": steady / (n - 1) if n > 1 else float("nan"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100, help="number of images (100)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per actor (1)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="actors (1 2)")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    settings = Settings(
+        weights="default",
+        device="cpu",
+        working_size=256,
+        detector=None,
+        max_pixels=None,
+        force=False,
+        overwrite=False,
+        format=None,
+        threads=args.threads,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench_ray_") as tmp:
+        src = Path(tmp) / "in"
+        write_inputs(Scenario("ray", args.count, 640, 480, 8, "jpeg"), src)
+        cpus = max(args.workers) * args.threads
+        t0 = time.perf_counter()
+        ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False)
+        startup = time.perf_counter() - t0
+        try:
+            results = [run_once(settings, src, Path(tmp) / f"out{w}", w) for w in args.workers]
+        finally:
+            ray.shutdown()
+
+    print("## Ray Data batches (issue 6)\n")
+    print(f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`")
+    print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average after the runs {load_avg()}")  # fmt: skip
+    print(f"- Ray {ray.__version__}, local instance with {cpus} CPUs, started in {startup:.1f} s")
+    print(f"- {args.count} images 640x480 8-bit JPEG, weights default, working size 256, "
+          f"{args.threads} torch thread(s) per actor, no detector\n")  # fmt: skip
+    print("| actors | images | wall s | first record s | img/min | s/img | "
+          "steady img/min | steady s/img | statuses |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in results:
+        status = ", ".join(f"{v} {k}" for k, v in sorted(r["statuses"].items()))
+        print(
+            f"| {r['workers']} | {r['images']} | {r['wall']:.1f} | {r['first']:.1f} | "
+            f"{r['per_min']:.1f} | {r['per_image']:.3f} | {r['steady_per_min']:.1f} | "
+            f"{r['steady_per_image']:.3f} | {status} |"
+        )
+    ok = all(r["statuses"] == {"done": args.count} for r in results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
