@@ -293,3 +293,44 @@ def test_export_tool_writes_verifies_and_reports(tmp_path):
         assert float(line.split("max |ab diff|")[1].split(",")[0]) < 1e-4
     assert (out / MANIFEST_NAME).is_file()
     assert len(FUSION_POINTS) == 13
+
+
+def test_cli_backend_onnxruntime_matches_torch(tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "in"
+    source.mkdir()
+    y, x = np.mgrid[0:60, 0:80]
+    Image.fromarray(((x * 3 + y * 2) % 256).astype(np.uint8)).save(source / "a.png")
+    env = {**os.environ, "INSTACOLOR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    images = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "instacolor",
+                "colorize",
+                str(source),
+                "-o",
+                str(out),
+                "--backend",
+                backend,
+                "--working-size",
+                "64",
+                "--threads",
+                "1",
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        record = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
+        assert record["status"] == "done"
+        images[backend] = np.asarray(Image.open(out / "a.png")).astype(int)
+    assert np.abs(images["torch"] - images["onnxruntime"]).max() <= 1
+    assert (tmp_path / "cache" / "onnx").is_dir()  # exported once, into the cache
