@@ -75,6 +75,8 @@ class OnnxNetwork:
         self.folder = Path(folder)
         self.manifest = _read_manifest(self.folder)
         options = ort.SessionOptions()
+        # no busy-waiting after a run: torch (reading, reconstruction) runs next on the cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -29,6 +29,7 @@ from pathlib import Path
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import cpu_busy_s
 from bench_batch import Scenario, load_avg, write_inputs
 
 from instacolor.batch.jobs import discover
@@ -37,7 +38,7 @@ from instacolor.batch.worker import Settings
 from instacolor.distributed import run_ray
 
 
-def run_once(settings: Settings, src: Path, out: Path, workers: int) -> dict:
+def run_once(settings: Settings, src: Path, out: Path, workers: int, chunk: int) -> dict:
     """Colorize ``src`` into ``out`` on ``workers`` actors; timings and status counts."""
     jobs, _ = discover([str(src)], None, out, None)
     stamps: list[float] = []
@@ -47,13 +48,16 @@ def run_once(settings: Settings, src: Path, out: Path, workers: int) -> dict:
         stamps.append(time.perf_counter())
         statuses[record.status] = statuses.get(record.status, 0) + 1
 
-    t0 = time.perf_counter()
-    run_ray(settings, jobs, workers=workers, chunk=1, on_record=on_record)
+    t0, busy0 = time.perf_counter(), cpu_busy_s()
+    run_ray(settings, jobs, workers=workers, chunk=chunk, on_record=on_record)
+    busy = (cpu_busy_s() - busy0) / (time.perf_counter() - t0)
     n = len(stamps)
     wall = stamps[-1] - t0
     steady = stamps[-1] - stamps[0]
     return {
         "workers": workers,
+        "chunk": chunk,
+        "busy": busy,
         "images": n,
         "statuses": statuses,
         "wall": wall,
@@ -70,6 +74,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100, help="number of images (100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per actor (1)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="actors (1 2)")
+    parser.add_argument("--chunk", type=int, default=1, help="images per actor task (1)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     settings = Settings(
@@ -91,7 +96,9 @@ def main() -> int:
         ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False)
         startup = time.perf_counter() - t0
         try:
-            results = [run_once(settings, src, Path(tmp) / f"out{w}", w) for w in args.workers]
+            results = [
+                run_once(settings, src, Path(tmp) / f"out{w}", w, args.chunk) for w in args.workers
+            ]
         finally:
             ray.shutdown()
 
@@ -103,15 +110,16 @@ def main() -> int:
     print(f"- Ray {ray.__version__}, local instance with {cpus} CPUs, started in {startup:.1f} s")
     print(f"- {args.count} images 640x480 8-bit JPEG, weights default, working size 256, "
           f"{args.threads} torch thread(s) per actor, no detector\n")  # fmt: skip
-    print("| actors | images | wall s | first record s | img/min | s/img | "
-          "steady img/min | steady s/img | statuses |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| actors | chunk | images | wall s | first record s | img/min | s/img | "
+          "steady img/min | steady s/img | machine cores busy | statuses |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         status = ", ".join(f"{v} {k}" for k, v in sorted(r["statuses"].items()))
         print(
-            f"| {r['workers']} | {r['images']} | {r['wall']:.1f} | {r['first']:.1f} | "
-            f"{r['per_min']:.1f} | {r['per_image']:.3f} | {r['steady_per_min']:.1f} | "
-            f"{r['steady_per_image']:.3f} | {status} |"
+            f"| {r['workers']} | {r['chunk']} | {r['images']} | {r['wall']:.1f} | "
+            f"{r['first']:.1f} | {r['per_min']:.1f} | {r['per_image']:.3f} | "
+            f"{r['steady_per_min']:.1f} | {r['steady_per_image']:.3f} | {r['busy']:.2f} | "
+            f"{status} |"
         )
     ok = all(r["statuses"] == {"done": args.count} for r in results)
     return 0 if ok else 1

@@ -27,6 +27,9 @@ from instacolor.io.archival import DEFAULT_MAX_PIXELS
 
 __all__ = ["build_parser", "main"]
 
+#: Images per Ray actor task unless --batch says otherwise.
+RAY_CHUNK = 8
+
 _PROG = "instacolor"
 _DESCRIPTION = "Colorize grayscale photographs (JPEG, PNG, TIFF; 8 or 16 bit), in batches."
 _EPILOG = (
@@ -140,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--batch",
         type=_positive,
-        default=1,
-        help="images handed to a worker process or Ray actor at a time (with --workers > 1 "
-        "or --ray). The networks still run one image at a time: there is no batched inference",
+        default=None,
+        help="images handed to a worker process (default 1) or Ray actor (default 8: a Ray "
+        "task costs ~70 ms) at a time, with --workers > 1 or --ray; an actor that dies loses "
+        "its batch. The networks still run one image at a time: no batched inference",
     )
     run.add_argument(
         "--working-size", type=_positive, default=256, help="square size the networks run at"
@@ -282,14 +286,14 @@ def _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel) ->
                 settings,
                 todo,
                 workers=args.workers,
-                chunk=args.batch,
+                chunk=args.batch or RAY_CHUNK,
                 on_record=on_record,
                 address=address,
                 num_gpus=args.ray_gpus,
             )
         elif args.workers > 1 and len(todo) > 1:
             run_parallel(
-                settings, todo, workers=args.workers, chunk=args.batch, on_record=on_record
+                settings, todo, workers=args.workers, chunk=args.batch or 1, on_record=on_record
             )
         else:
             for job in todo:
