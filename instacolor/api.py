@@ -363,8 +363,8 @@ def _onnx_network(loaded, device: torch.device):
 
 
 @lru_cache(maxsize=2)
-def _cached_colorizer(weights: str | os.PathLike, device: str, detector: str | None) -> Colorizer:
-    return Colorizer(weights, device=device, detector=detector)
+def _cached_colorizer(weights, device: str, detector: str | None, backend: str) -> Colorizer:
+    return Colorizer(weights, device=device, detector=detector, backend=backend)
 
 
 def colorize(
@@ -375,13 +375,14 @@ def colorize(
     weights: str | os.PathLike = "default",
     device: str = "cpu",
     detector: str | None = None,
+    backend: str = "torch",
     full_result: bool = False,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
     See :meth:`Colorizer.colorize` for the arguments and the return value. The
-    networks for ``(weights, device)`` are loaded on first use and kept for the next
-    call (two most recent combinations). ``detector`` names a detection backend
+    networks for ``(weights, device, detector, backend)`` are loaded on first use and
+    kept for the next call (two most recent combinations). ``detector`` names a detection backend
     (``"torchvision"``, ``"detectron2"``, ``"+sam"`` refinement) that finds the
     instances when none are given; its weights missing raise a ``WeightsError`` (use
     ``Colorizer(..., fallback_to_full_image=True)`` to continue without instances).
@@ -393,7 +394,7 @@ def colorize(
         >>> out.shape, out.dtype  # doctest: +SKIP
         ((32, 48, 3), dtype('uint8'))
     """
-    colorizer = _cached_colorizer(weights, str(device), detector)
+    colorizer = _cached_colorizer(weights, str(device), detector, backend)
     return colorizer.colorize(
         image, instances=instances, semantic=semantic, full_result=full_result
     )

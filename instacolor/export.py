@@ -34,10 +34,13 @@ value, the exporter, the opset and the sha256 of every file.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -314,16 +317,31 @@ def export_cached(loaded: LoadedWeights, *, opset: int = ONNX_OPSET) -> Path:
     """The export folder of ``loaded`` in the cache, exported on first use.
 
     The folder ``<cache>/onnx/<weights sha256[:16]>-o<opset>-t<torch version hash>`` is
-    reused while its manifest names the same weights digest.
+    reused while its manifest names the same weights digest. A new export is written
+    into a private temporary folder and renamed into place, so processes that start
+    together (``--workers``, Ray actors) never see each other's half-written files: the
+    first rename wins and the others use its folder.
     """
     digest = weights_digest(loaded)
     tag = hashlib.sha256(torch.__version__.encode()).hexdigest()[:8]
     folder = cache_dir() / "onnx" / f"{digest[:16]}-o{opset}-t{tag}"
-    manifest = folder / MANIFEST_NAME
-    if manifest.is_file():
-        try:
-            if json.loads(manifest.read_text()).get("weights_sha256") == digest:
-                return folder
-        except (OSError, ValueError):
-            pass  # unreadable: export again
-    return export_onnx(loaded, folder, opset=opset)
+    if _exported(folder, digest):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        export_onnx(loaded, temporary, opset=opset)
+        if folder.exists() and not _exported(folder, digest):
+            shutil.rmtree(folder)  # a stale or broken export
+        with contextlib.suppress(OSError):  # another process renamed its export first
+            os.rename(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return folder
+
+
+def _exported(folder: Path, digest: str) -> bool:
+    try:
+        return json.loads((folder / MANIFEST_NAME).read_text()).get("weights_sha256") == digest
+    except (OSError, ValueError):
+        return False

@@ -334,3 +334,31 @@ def test_cli_backend_onnxruntime_matches_torch(tmp_path):
         images[backend] = np.asarray(Image.open(out / "a.png")).astype(int)
     assert np.abs(images["torch"] - images["onnxruntime"]).max() <= 1
     assert (tmp_path / "cache" / "onnx").is_dir()  # exported once, into the cache
+
+
+def test_processes_exporting_at_once_share_one_complete_folder(tmp_path):
+    code = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "from instacolor.export import export_cached\n"
+        "from instacolor.weights import load_weights\n"
+        "print(export_cached(load_weights('default')))\n"
+    )
+    env = {**os.environ, "INSTACOLOR_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    folders = {p.communicate(timeout=300)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    (folder,) = folders
+    assert [p.name for p in (tmp_path / "onnx").iterdir()] == [Path(folder).name]
+    OnnxNetwork(folder)  # every file matches the manifest
+
+
+def test_colorize_function_takes_the_backend(backends):
+    from instacolor import colorize
+
+    image = (np.random.default_rng(7).random((40, 56)) * 255).astype(np.uint8)
+    a = colorize(image, full_result=True)
+    b = colorize(image, backend="onnxruntime", full_result=True)
+    assert np.abs(a.ab - b.ab).max() < 1e-4 and np.abs(a.ab).max() > 0.1

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from instacolor.api import Colorizer
-from instacolor.batch.jobs import Job
+from instacolor.batch.jobs import Job, clean_stale_temps
 from instacolor.batch.manifest import Record
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError
@@ -248,19 +248,20 @@ def run_parallel(
 
     Each process builds its own :class:`Worker` once. ``on_record`` runs in this
     process for every record as it arrives. When a worker process dies (killed for
-    memory, crashed), the jobs it held are recorded as failed and a new pool goes on
-    with the rest.
+    memory, crashed), the jobs the broken pool held are recorded as failed (after the
+    temporary files of their killed writes are removed) and a new pool goes on with the
+    rest.
     """
     pending = list(_chunks(jobs, chunk))
     pending.reverse()
     while pending:
         context = get_context("spawn")
+        lost: list[Job] = []
         with ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_process, initargs=(settings,)
         ) as pool:
             running: dict[Future, list[Job]] = {}
-            broken = False
-            while (pending or running) and not broken:
+            while (pending or running) and not lost:
                 while pending and len(running) < 2 * workers:
                     part = pending.pop()
                     running[pool.submit(_process_chunk, part)] = part
@@ -270,14 +271,17 @@ def run_parallel(
                     try:
                         records = future.result()
                     except BrokenProcessPool:
-                        broken = True
-                        records = [_died(job) for job in part]
+                        lost += part
+                        continue
                     for record in records:
                         on_record(record)
             for future, part in running.items():  # lost with the broken pool
                 future.cancel()
-                for job in part:
-                    on_record(_died(job))
+                lost += part
+        # every process of the pool has ended: what a killed write left can go
+        clean_stale_temps(lost)
+        for job in lost:
+            on_record(_died(job))
 
 
 def _died(job: Job) -> Record:
