@@ -130,6 +130,10 @@ def test_label_dropout_is_seeded_and_drops_the_map(image_folder):
     plain = FusionScenes(files, SIZE, semantic=labels, label_dropout=0.0)
     dropped = FusionScenes(files, SIZE, semantic=labels, label_dropout=1.0)
     assert torch.equal(plain[2]["crops"], dropped[2]["crops"])  # the draw changes nothing else
+    # a scene without a map (extra scenes with sampled boxes) always trains without one
+    partial = {f.name: m for f, m in zip(files[:4], labels.values())}
+    mixed = FusionScenes(files, SIZE, semantic=partial, label_dropout=0.0)
+    assert [bool(mixed[i]["drop_labels"]) for i in range(8)] == [False] * 4 + [True] * 4
 
 
 def test_later_stages_refuse_a_missing_or_wrong_init(image_folder, tmp_path):

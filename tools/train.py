@@ -170,6 +170,18 @@ def main() -> None:
         default=0.0,
         help="stage 3: fraction of scenes trained without their semantic map",
     )
+    parser.add_argument(
+        "--extra-data",
+        type=Path,
+        help="stage 3: a folder of more training scenes (sampled boxes, no semantic map), "
+        "e.g. ../shared/data/train; its every 115th image (stage 1's held-out) is skipped",
+    )
+    parser.add_argument(
+        "--extra-count", type=int, default=0, help="images drawn (seeded) from --extra-data"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="repeat --data's training images (oversampling)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -190,7 +202,11 @@ def main() -> None:
     skip_lists = sorted(args.coco.glob("GRAYSCALE_OR_LOWCHROMA.txt")) if args.coco else []
     files = list_images(args.data, skip_lists)
     held_out = set(files[:: args.holdout_every])
-    train_files = [f for f in files if f not in held_out]
+    train_files = [f for f in files if f not in held_out] * args.repeat
+    if args.extra_data and args.extra_count:
+        pool = [f for i, f in enumerate(list_images(args.extra_data)) if i % 115]
+        pick = np.random.default_rng(args.seed).choice(len(pool), args.extra_count, replace=False)
+        train_files += [pool[i] for i in sorted(pick)]
     boxes, semantic = {}, {}
     if args.coco:
         for ann in sorted((args.coco / "annotations").glob("instances_*.json")):

@@ -225,9 +225,10 @@ class FusionScenes(_Epoched):
     Returns ``{"l", "ab"}`` of the whole image, ``"crops"`` ``(N, 1, S, S)`` normalised
     crop L, ``"boxes"`` ``(N, 4)`` int64 XYXY and ``"size"`` ``(H, W)``; use batch size 1
     (instance counts differ). Images without boxes get ``sampled`` random boxes. With
-    ``semantic`` maps, ``"labels"`` ``(S, S)`` int64 too (``UNKNOWN`` where a file has none)
-    and ``"drop_labels"``, a bool that is True for a ``label_dropout`` fraction of samples
-    (the network then trains without the map, so it works with and without one).
+    ``semantic`` maps, ``"labels"`` ``(S, S)`` int64 too (``UNKNOWN`` where a file's map
+    does not fit it) and ``"drop_labels"``, a bool that is True for a ``label_dropout``
+    fraction of samples and for files without a map (the network then trains without
+    one, so it works with and without a map).
 
     Args:
         files: image paths.
@@ -295,5 +296,6 @@ class FusionScenes(_Epoched):
                 lab = F.interpolate(lab, size=(self.size, self.size), mode="nearest")
                 sample["labels"] = lab[0, 0].long()
             drop = self.label_dropout > 0 and rng.random() < self.label_dropout
-            sample["drop_labels"] = torch.tensor(bool(drop))
+            # a scene without a map (e.g. extra scenes with sampled boxes) trains without one
+            sample["drop_labels"] = torch.tensor(bool(drop or labels is None))
         return sample
