@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: What ``weights="default"`` means.
-DEFAULT_WEIGHTS = "instacolor-w16-v1"
+DEFAULT_WEIGHTS = "instacolor-w16-v2"
 
 
 class UntrainedWeightsWarning(UserWarning):
@@ -128,13 +128,13 @@ REGISTRY: dict[str, WeightsEntry] = {
     e.name: e
     for e in (
         WeightsEntry(
-            name="instacolor-w16-v1",
+            name="instacolor-w16-v2",
             architecture="instcolor",
             width=16,
             files=(
                 WeightFile(
-                    "instacolor-w16-v1.safetensors",
-                    sha256="e454739c60c40e6bc6d2d6dcb04472d46823d2a98f407713a96cdcbf979e402c",
+                    "instacolor-w16-v2.safetensors",
+                    sha256="65e7dfe2e5ff5000c7b10911ff8eefc4ac64c2301320091eedb411a646582233",
                 ),
             ),
             source="package",
