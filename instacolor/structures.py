@@ -25,7 +25,7 @@ import numpy as np
 from instacolor.errors import InputError
 from instacolor.labels import NUM_LABELS, UNKNOWN
 
-__all__ = ["ColorizeResult", "Instances", "SemanticMap", "clip_boxes"]
+__all__ = ["ColorizeResult", "Instances", "SemanticMap", "clip_boxes", "integer_boxes"]
 
 
 def _image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -164,14 +164,23 @@ class Instances:
         return cls(boxes, m.shape[1:], scores=scores, labels=labels, masks=m)
 
     def integer_boxes(self) -> np.ndarray:
-        """``(N, 4)`` int64 boxes truncated as the reference does, at least 1 px wide."""
-        b = np.floor(self.boxes).astype(np.int64)
-        h, w = self.image_size
-        b[:, 0] = b[:, 0].clip(0, w - 1)
-        b[:, 1] = b[:, 1].clip(0, h - 1)
-        b[:, 2] = np.maximum(b[:, 2], b[:, 0] + 1).clip(max=w)
-        b[:, 3] = np.maximum(b[:, 3], b[:, 1] + 1).clip(max=h)
-        return b
+        """``(N, 4)`` int64 boxes truncated as the reference does (:func:`integer_boxes`)."""
+        return integer_boxes(self.boxes, self.image_size)
+
+
+def integer_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """``(N, 4)`` XYXY boxes truncated to int64 pixels as the reference does.
+
+    Floor, then inside the ``(H, W)`` image and at least 1 px wide and high: the boxes
+    crops are cut with, in inference and in training alike.
+    """
+    b = np.floor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)).astype(np.int64)
+    h, w = image_size
+    b[:, 0] = b[:, 0].clip(0, w - 1)
+    b[:, 1] = b[:, 1].clip(0, h - 1)
+    b[:, 2] = np.maximum(b[:, 2], b[:, 0] + 1).clip(max=w)
+    b[:, 3] = np.maximum(b[:, 3], b[:, 1] + 1).clip(max=h)
+    return b
 
 
 def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:

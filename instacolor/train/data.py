@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from instacolor.color import normalize_ab, normalize_l, rgb_to_lab
 from instacolor.io.coco import instances_from_coco
 from instacolor.labels import UNKNOWN
-from instacolor.structures import SemanticMap
+from instacolor.structures import SemanticMap, integer_boxes
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -271,13 +271,7 @@ class FusionScenes(_Epoched):
             boxes = sample_boxes(rng, (h, w), self.sampled)
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         boxes = boxes[np.argsort(-area, kind="stable")[: self.max_instances]]
-        ibox = np.floor(boxes).astype(np.int64)
-        ibox[:, [0, 2]] = ibox[:, [0, 2]].clip(0, w)
-        ibox[:, [1, 3]] = ibox[:, [1, 3]].clip(0, h)
-        ibox[:, 2] = np.maximum(ibox[:, 2], ibox[:, 0] + 1).clip(max=w)
-        ibox[:, 3] = np.maximum(ibox[:, 3], ibox[:, 1] + 1).clip(max=h)
-        ibox[:, 0] = np.minimum(ibox[:, 0], ibox[:, 2] - 1)
-        ibox[:, 1] = np.minimum(ibox[:, 1], ibox[:, 3] - 1)
+        ibox = integer_boxes(boxes, (h, w))  # as inference cuts its crops
         light, ab = to_lab_tensors(rgb, self.size)
         crops = [to_lab_tensors(rgb[y0:y1, x0:x1], self.size)[0] for x0, y0, x1, y1 in ibox]
         sample = {
