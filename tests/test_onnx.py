@@ -362,3 +362,19 @@ def test_colorize_function_takes_the_backend(backends):
     a = colorize(image, full_result=True)
     b = colorize(image, backend="onnxruntime", full_result=True)
     assert np.abs(a.ab - b.ab).max() < 1e-4 and np.abs(a.ab).max() > 0.1
+
+
+def test_full_image_only_weights_export_the_full_graph_alone(tmp_path):
+    net = InstColorNet(8, with_instances=False, mask_value=0.0).eval()  # siggraph17's layout
+    loaded = LoadedWeights(net=net, name="siggraph17-like", sha256=None, trained=False)
+    folder = export_onnx(loaded, tmp_path / "onnx", working_size=32)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert list(manifest["graphs"]) == ["full"] and manifest["with_instances"] is False
+    assert manifest["mask_value"] == 0.0
+    l_norm = torch.rand(1, 1, 48, 48) - 0.5
+    ab, weights = OnnxNetwork(folder).colorize(
+        l_norm.numpy(),
+        crops=np.zeros((2, 1, 48, 48), np.float32),  # ignored, as in torch
+    )
+    with torch.no_grad():
+        assert np.abs(ab - net.colorize(l_norm).ab.numpy()).max() < 1e-4 and weights == ()
