@@ -53,6 +53,7 @@ __all__ = [
     "cache_dir",
     "fetch",
     "fetch_file",
+    "fetch_verified",
     "file_digest",
     "get_entry",
     "list_weights",
@@ -276,7 +277,8 @@ def fetch_file(folder: str, file: WeightFile, *, homepage: str = "", progress: b
 
     The download goes to a hidden temporary file that is checked against
     ``file.sha256`` and only then renamed into place, so an interrupted or wrong
-    download never leaves a file the next call would trust.
+    download never leaves a file the next call would trust. A file already in the
+    cache is returned as it is (see :func:`fetch_verified` to check it too).
 
     Args:
         folder: sub-folder of the cache (a weights name, or e.g. ``"segment-anything"``).
@@ -289,8 +291,29 @@ def fetch_file(folder: str, file: WeightFile, *, homepage: str = "", progress: b
         DownloadError: the download failed or the downloaded bytes have the wrong hash.
     """
     target = cache_dir() / folder / file.name
+    if not target.is_file():
+        _download(target, folder, file, homepage=homepage, progress=progress)
+    return target
+
+
+def fetch_verified(
+    folder: str, file: WeightFile, origin: str, *, homepage: str = "", progress: bool = True
+) -> tuple[Path, str]:
+    """``(path, sha256)`` of ``file``: a cached file is checked, a download hashed once.
+
+    Raises:
+        WeightsError: missing without a download URL, or a cached file fails its sha256
+            (the message starts with ``origin``).
+        DownloadError: the download failed or had the wrong hash.
+    """
+    target = cache_dir() / folder / file.name
     if target.is_file():
-        return target
+        return target, verify_sha256(target, file.sha256, origin)
+    return target, _download(target, folder, file, homepage=homepage, progress=progress)
+
+
+def _download(target: Path, folder: str, file: WeightFile, *, homepage: str, progress: bool) -> str:
+    """Download ``file`` to ``target`` through a verified temporary file; its sha256."""
     if file.url is None:
         where = homepage or "its publisher"
         raise WeightsError(
@@ -319,7 +342,7 @@ def fetch_file(folder: str, file: WeightFile, *, homepage: str = "", progress: b
         ) from exc
     finally:
         partial.unlink(missing_ok=True)
-    return target
+    return digest
 
 
 def _random_network(entry: WeightsEntry) -> InstColorNet:
@@ -346,8 +369,9 @@ def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
         file = entry.files[0]
         path = Path(str(resources.files("instacolor") / "data" / file.name))
         return load_safetensors(path), verify_sha256(path, file.sha256, entry.name)
-    paths = [fetch(entry, f) for f in entry.files]
-    digests = [verify_sha256(p, f.sha256, entry.name) for p, f in zip(paths, entry.files)]
+    home = entry.homepage
+    fetched = [fetch_verified(entry.name, f, entry.name, homepage=home) for f in entry.files]
+    paths, digests = [p for p, _ in fetched], [d for _, d in fetched]
     if entry.architecture == "siggraph17":
         return load_siggraph17(paths[0]), digests[0]
     return load_official_folder(paths[0].parent), digests[-1]

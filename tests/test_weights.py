@@ -37,6 +37,7 @@ from instacolor.weights import (
     WeightsEntry,
     cache_dir,
     fetch,
+    fetch_verified,
     get_entry,
     list_weights,
     load_weights,
@@ -784,3 +785,18 @@ def test_shipped_weights_are_fp16_and_small():
 def test_random_entries_exist():
     # guards the parametrisation above against silently testing nothing
     assert any(e.source == "random" for e in REGISTRY.values())
+
+
+def test_fetch_verified_returns_the_digest_and_checks_a_cached_file(served_siggraph8, cache):
+    file = WeightFile(
+        "siggraph17-test.pth", sha256=served_siggraph8.sha256, url=served_siggraph8.url
+    )
+    path, digest = fetch_verified("sig", file, "sig test", progress=False)
+    assert digest == served_siggraph8.sha256 == sha256_file(path)  # hashed once, while fetched
+    assert fetch_verified("sig", file, "sig test", progress=False) == (path, digest)
+    with open(path, "r+b") as f:  # the cached copy is damaged later
+        f.seek(100)
+        f.write(b"\x00\xff")
+    with pytest.raises(WeightsError, match=r"^sig test: sha256 .* does not match"):
+        fetch_verified("sig", file, "sig test", progress=False)
+    assert served_siggraph8.http.server.requests == ["/sig8.pth"]  # never fetched again

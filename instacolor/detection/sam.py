@@ -40,7 +40,7 @@ import torch
 from instacolor.detection.base import Detection, Detector, DetectorConfig, detector_input
 from instacolor.errors import InputError, MissingDependencyError, WeightsError
 from instacolor.structures import Instances
-from instacolor.weights import UntrainedWeightsWarning, WeightFile, fetch_file, verify_sha256
+from instacolor.weights import UntrainedWeightsWarning, WeightFile, fetch_verified
 
 __all__ = ["SAM_CHECKPOINTS", "SamRefiner", "build_sam"]
 
@@ -99,8 +99,8 @@ def _checkpoint_path(model: str, checkpoint: str | os.PathLike | WeightFile, pro
     """Resolve ``checkpoint`` to a verified file path and a name for the record."""
     if isinstance(checkpoint, WeightFile) or str(checkpoint) == "official":
         file = checkpoint if isinstance(checkpoint, WeightFile) else SAM_CHECKPOINTS[model]
-        path = fetch_file(_FOLDER, file, homepage=_HOMEPAGE, progress=progress)
-        verify_sha256(path, file.sha256, f"SAM {model} (official file: {file.url})")
+        origin = f"SAM {model} (official file: {file.url})"
+        path, _ = fetch_verified(_FOLDER, file, origin, homepage=_HOMEPAGE, progress=progress)
         return path, file.name
     path = Path(checkpoint)
     if not path.is_file():
