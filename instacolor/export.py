@@ -79,12 +79,6 @@ _FEATURES = tuple(f"f_{p}" for p in FUSION_POINTS)
 _WEIGHTS = tuple(f"w_{p}" for p in FUSION_POINTS)
 
 
-def _semantic_hook(net: InstColorNet, labels: torch.Tensor | None):
-    if labels is None:
-        return None
-    return lambda name, feature: net.semantic(name, feature, labels)
-
-
 class FullGraph(nn.Module):
     """The full-image generator with optional semantic conditioning: ``l[, labels] -> ab``."""
 
@@ -94,7 +88,7 @@ class FullGraph(nn.Module):
 
     def forward(self, l_norm: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = network_input(l_norm, self.net.mask_value)
-        return self.net.full(x, _semantic_hook(self.net, labels)).ab
+        return self.net.full(x, self.net.semantic_hook(labels)).ab
 
 
 class InstanceGraph(nn.Module):
@@ -124,16 +118,22 @@ class FusionGraph(nn.Module):
         self, l_norm: torch.Tensor, placements: torch.Tensor, *rest: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         features, labels = rest[: len(FUSION_POINTS)], (rest[len(FUSION_POINTS) :] or (None,))[0]
-        semantic = _semantic_hook(self.net, labels)
+        semantic = self.net.semantic_hook(labels)
         fusion = self.net.fusion
         weights = []
 
+        grids = {}  # one placement per grid size, shared by the points at that size
+
         def hook(name: str, feature: torch.Tensor) -> torch.Tensor:
             divisor = FUSION_SCALE_DIVISOR[name]
-            cells = placements[PLACEMENT_DIVISORS.index(divisor)]
-            placement = make_placement(
-                cells, feature.shape[-1], dtype=feature.dtype, device=feature.device
-            )
+            if divisor not in grids:
+                grids[divisor] = make_placement(
+                    placements[PLACEMENT_DIVISORS.index(divisor)],
+                    feature.shape[-1],
+                    dtype=feature.dtype,
+                    device=feature.device,
+                )
+            placement = grids[divisor]
             inst = [features[FUSION_POINTS.index(name)]]
             fused, w = fusion.fuse_point(name, feature, inst, placement, budget=None)
             weights.append(w)

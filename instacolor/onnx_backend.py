@@ -2,8 +2,9 @@
 
 :class:`OnnxNetwork` loads a folder written by :func:`~instacolor.export.export_onnx`
 (its files are checked against the manifest's sha256) and predicts ab exactly as
-:meth:`~instacolor.models.network.InstColorNet.colorize` does, from numpy arrays. This
-module imports numpy and onnxruntime only.
+:meth:`~instacolor.models.network.InstColorNet.colorize` does, from numpy arrays: the
+networks run in onnxruntime, torch computes nothing here (the ``instacolor`` package
+itself still imports torch).
 
 Example:
     >>> from instacolor.onnx_backend import OnnxNetwork  # doctest: +SKIP
@@ -13,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from instacolor.errors import InputError, MissingDependencyError, WeightsError
+from instacolor.export import FORMAT_VERSION, MANIFEST_NAME
+from instacolor.weights import sha256_file
 
 __all__ = ["OnnxNetwork", "import_onnxruntime"]
-
-_MANIFEST = "instacolor-onnx.json"  # instacolor.export.MANIFEST_NAME (export imports torch)
-_FORMAT = 1
 
 
 def import_onnxruntime():
@@ -40,14 +39,6 @@ def import_onnxruntime():
             "use backend='torch'"
         ) from exc
     return onnxruntime
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class OnnxNetwork:
@@ -83,7 +74,7 @@ class OnnxNetwork:
         self.sessions = {}
         for graph, entry in self.manifest["graphs"].items():
             path = self.folder / entry["file"]
-            if not path.is_file() or _sha256(path) != entry["sha256"]:
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 raise WeightsError(
                     f"{path}: expected the {graph} graph with sha256 {entry['sha256'][:16]}... "
                     "as the manifest records; it is missing or changed: export the weights "
@@ -151,17 +142,17 @@ class OnnxNetwork:
 
 
 def _read_manifest(folder: Path) -> dict:
-    path = folder / _MANIFEST
+    path = folder / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise WeightsError(
-            f"{folder}: expected an ONNX export folder with a readable {_MANIFEST} "
+            f"{folder}: expected an ONNX export folder with a readable {MANIFEST_NAME} "
             f"({type(exc).__name__}: {exc}); write one with tools/export_onnx.py"
         ) from exc
-    if manifest.get("format") != _FORMAT:
+    if manifest.get("format") != FORMAT_VERSION:
         raise WeightsError(
-            f"{path}: expected export format {_FORMAT}, received {manifest.get('format')!r}; "
-            "export the weights again with this version of instacolor"
+            f"{path}: expected export format {FORMAT_VERSION}, received "
+            f"{manifest.get('format')!r}; export the weights again with this version of instacolor"
         )
     return manifest

@@ -24,6 +24,7 @@ from instacolor.models.generator import (
     FUSION_SCALE_DIVISOR,
     REFERENCE_WIDTH,
     ColorGenerator,
+    FeatureHook,
     fusion_channels,
 )
 from instacolor.models.semantic import SEMANTIC_POINTS, SemanticConditioning
@@ -142,6 +143,13 @@ class InstColorNet(nn.Module):
         """Whether the network can fuse instances."""
         return self.fusion is not None
 
+    def semantic_hook(self, labels: torch.Tensor | None) -> FeatureHook | None:
+        """The hook that conditions decoder features on ``labels`` ``(1, S, S)``, or None."""
+        if labels is None:
+            return None
+        semantic = self.semantic
+        return lambda name, feature: semantic(name, feature, labels)
+
     def colorize(
         self,
         l_norm: torch.Tensor,
@@ -161,13 +169,7 @@ class InstColorNet(nn.Module):
         Returns:
             :class:`NetOutput`; fusion weights are present when crops were given.
         """
-        hook = None
-        if labels is not None:
-            semantic = self.semantic
-
-            def hook(name: str, feature: torch.Tensor) -> torch.Tensor:
-                return semantic(name, feature, labels)
-
+        hook = self.semantic_hook(labels)
         x = network_input(l_norm, self.mask_value)
         if crops is None or crops.shape[0] == 0 or self.fusion is None:
             return NetOutput(ab=self.full(x, hook).ab, weights=())
