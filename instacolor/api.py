@@ -117,7 +117,9 @@ class Colorizer:
         weights: registered name, ``.safetensors`` file, InstColorization checkpoint
             folder or siggraph17 ``.pth`` (see :mod:`instacolor.weights`).
         device: torch device for the networks.
-        working_size: square size the networks run at (multiple of 8, at least 32).
+        working_size: square size the networks run at (multiple of 8, at least 32);
+            None: the size the weights were trained at (``loaded.working_size``: 128 for
+            instacolor's own weights, 256 for InstColorization's and siggraph17's).
         color_tolerance: largest channel difference (fraction of full scale) for an RGB
             input to count as gray.
         detector: None (instances only when given), a backend name for
@@ -147,7 +149,7 @@ class Colorizer:
         weights: str | os.PathLike = "default",
         *,
         device: str | torch.device = "cpu",
-        working_size: int = 256,
+        working_size: int | None = None,
         color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
         detector: str | Detector | None = None,
         detector_config: DetectorConfig | None = None,
@@ -156,14 +158,17 @@ class Colorizer:
     ) -> None:
         if backend not in BACKENDS:
             raise InputError(f"backend: expected one of {BACKENDS}, received {backend!r}")
-        if not isinstance(working_size, int) or working_size < 32 or working_size % 8:
+        if working_size is not None and (
+            not isinstance(working_size, int) or working_size < 32 or working_size % 8
+        ):
             raise InputError(
-                f"working_size: expected a multiple of 8 of at least 32, received {working_size!r}"
+                f"working_size: expected a multiple of 8 of at least 32 (or None: the "
+                f"weights' own), received {working_size!r}"
             )
         self.device = torch.device(device)
-        self.working_size = working_size
         self.color_tolerance = color_tolerance
         self.loaded = load_weights(weights, device=self.device)
+        self.working_size = working_size or self.loaded.working_size
         self.net = self.loaded.net
         self.backend = backend
         self.onnx = _onnx_network(self.loaded, self.device) if backend == "onnxruntime" else None

@@ -302,7 +302,7 @@ def colorize_files(
     resume: bool = False,
     manifest: str | os.PathLike | None = None,
     detector: str | None = None,
-    working_size: int = 256,
+    working_size: int | None = None,
     threads: int = 1,
     num_gpus: float = 0.0,
     device: str | None = None,
@@ -329,7 +329,7 @@ def colorize_files(
         resume: skip inputs whose output is complete (``skipped-complete`` records).
         manifest: JSON-lines manifest path (default ``output/manifest.jsonl``).
         detector: detection backend name, or None.
-        working_size: square size the networks run at.
+        working_size: square size the networks run at (None: the weights' own).
         threads: torch CPU threads (and reserved CPUs) of each actor.
         num_gpus: GPU fraction reserved per actor (0: CPU only).
         device: torch device of the actors (default ``"cuda"`` with GPUs, else ``"cpu"``).
@@ -381,9 +381,8 @@ def colorize_files(
         all_pages=all_pages,
         backend=backend,
     )
-    checker = Worker(replace(settings, device="cpu"))  # loads the weights once here: fail early
-    facts = {"model": checker.model, "weights_sha256": checker.weights_sha256}
-    del checker
+    # loads the weights once here: fail early
+    facts = Worker(replace(settings, device="cpu")).facts
     outdir.mkdir(parents=True, exist_ok=True)
     book = Manifest(Path(manifest).absolute() if manifest else outdir / "manifest.jsonl")
     counts: Counter[str] = Counter()

@@ -39,6 +39,7 @@ from instacolor.checkpoints import (
     load_official_folder,
     load_safetensors,
     load_siggraph17,
+    read_safetensors_metadata,
 )
 from instacolor.errors import DownloadError, WeightsError
 from instacolor.models.network import InstColorNet
@@ -65,6 +66,7 @@ __all__ = [
 
 #: What ``weights="default"`` means.
 DEFAULT_WEIGHTS = "instacolor-w16-v2"
+DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
 
 
 class UntrainedWeightsWarning(UserWarning):
@@ -112,6 +114,8 @@ class WeightsEntry:
         mask_value: automatic-mode mask channel value.
         description: one line for ``list_weights``/``instacolor models``.
         homepage: where the weights are documented.
+        working_size: the square size the networks run at unless the caller says
+            otherwise: the size they were trained at (see docs/model-card.md).
     """
 
     name: str
@@ -123,6 +127,7 @@ class WeightsEntry:
     mask_value: float
     description: str
     homepage: str = ""
+    working_size: int = DEFAULT_WORKING_SIZE
 
 
 REGISTRY: dict[str, WeightsEntry] = {
@@ -144,6 +149,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             description="compact networks trained here on CPU (1-2 h per stage); "
             "plausible but washed-out colours, see docs/model-card.md",
             homepage="docs/model-card.md",
+            working_size=128,
         ),
         WeightsEntry(
             name="instacolor-untrained-w16",
@@ -199,12 +205,15 @@ class LoadedWeights:
         sha256: digest of the weights file (of ``latest_net_GF.pth`` for a folder), or
             None for untrained weights.
         trained: False for randomly initialised weights.
+        working_size: the size the networks were trained at, the default working size
+            (the registry's, a safetensors file's ``working_size`` metadata, else 256).
     """
 
     net: InstColorNet
     name: str
     sha256: str | None
     trained: bool
+    working_size: int = DEFAULT_WORKING_SIZE
 
 
 def list_weights() -> list[str]:
@@ -394,19 +403,32 @@ def load_weights(
                 f"{entry.width}, the files in {cache_dir() / entry.name} hold width {net.width}"
                 f"{'' if net.with_instances else ' (full-image network only)'}; replace them"
             )
-        name, trained = entry.name, entry.source != "random"
+        name, trained, size = entry.name, entry.source != "random", entry.working_size
     else:
-        path = Path(weights)
+        path, size = Path(weights), DEFAULT_WORKING_SIZE
         if path.is_dir():
             net, digest = load_official_folder(path), sha256_file(path / "latest_net_GF.pth")
         elif path.suffix == ".safetensors":
             net, digest = load_safetensors(path), sha256_file(path)
+            size = _metadata_working_size(path)
         elif path.suffix in (".pth", ".pt") and path.is_file():
             net, digest = load_siggraph17(path), sha256_file(path)
         else:
             raise _unknown(weights)
         name, trained = str(path), True
-    return LoadedWeights(net=net.to(device), name=name, sha256=digest, trained=trained)
+    return LoadedWeights(
+        net=net.to(device), name=name, sha256=digest, trained=trained, working_size=size
+    )
+
+
+def _metadata_working_size(path: Path) -> int:
+    value = read_safetensors_metadata(path).get("working_size", str(DEFAULT_WORKING_SIZE))
+    if not value.isdigit() or int(value) < 32 or int(value) % 8:
+        raise WeightsError(
+            f"{path}: metadata working_size: expected a multiple of 8 of at least 32, received "
+            f"{value!r}; rewrite the file's metadata (tools/train.py --export sets it)"
+        )
+    return int(value)
 
 
 def weights_digest(loaded: LoadedWeights) -> str:

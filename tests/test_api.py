@@ -234,6 +234,15 @@ def test_bad_masks_semantics_and_options(colorizer, tmp_path):
         Colorizer("no-such-weights")
 
 
+def test_working_size_defaults_to_the_weights_training_size():
+    gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
+    shipped = Colorizer()
+    assert shipped.working_size == shipped.loaded.working_size == 128
+    assert shipped.colorize(gray, full_result=True).ab.shape == (2, 128, 128)
+    assert Colorizer("instacolor-untrained-w16").working_size == 256
+    assert Colorizer(working_size=64).colorize(gray, full_result=True).ab.shape == (2, 64, 64)
+
+
 def test_unreadable_paths_raise_and_leave_files_alone(colorizer, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         colorizer.colorize(tmp_path / "missing.png")

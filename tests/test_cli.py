@@ -193,6 +193,7 @@ def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, e
     out16 = out / "sub" / "scan16.tif"
     assert scan16["output"] == str(out16) and scan16["bit_depth"] == 16
     assert scan16["model"] == "instacolor-untrained-w16" and len(scan16["weights_sha256"]) == 64
+    assert scan16["working_size"] == 64
     assert set(scan16["timings"]) == {"read", "colorize", "write", "total"}
     assert tifffile.imread(out16).dtype == np.uint16
     with Image.open(out16) as image:

@@ -12,12 +12,13 @@ from PIL import Image
 
 from instacolor.labels import UNKNOWN
 from instacolor.train.data import ColorImages, FusionScenes, InstanceCrops, list_images
-from instacolor.train.loop import TrainConfig, list_collate, train_stage
+from instacolor.train.loop import TrainConfig, learning_rate, list_collate, train_stage
 from instacolor.train.losses import (
     AB_BINS,
     ab_bin_index,
     ab_prior,
     huber_ab_loss,
+    l2_ab_loss,
     rebalance_weights,
 )
 
@@ -225,3 +226,57 @@ def test_list_images_takes_extra_skip_lists(tmp_path):
     listing.write_text("images/b.png\tmode_L\n")
     assert [p.name for p in list_images(sub)] == ["a.png", "b.png", "c.png"]
     assert [p.name for p in list_images(sub, [listing])] == ["a.png", "c.png"]
+
+
+def test_l2_loss_is_the_squared_error_of_colourful_samples():
+    target = torch.zeros(2, 2, 4, 4)
+    target[0, 0, :2] = 0.3  # sample 0 is colourful (a spans 0.3 = 33 Lab units)
+    pred = target + 0.1
+    # sample 1 is gray: masked; sample 0: 10 * mean(sum over channels of 0.1 ** 2)
+    assert l2_ab_loss(pred, target).item() == pytest.approx(10 * 2 * 0.01, rel=1e-5)
+    assert l2_ab_loss(pred[1:], target[1:]).item() == 0.0
+
+
+def test_cosine_schedule_decays_to_zero():
+    cfg = TrainConfig(stage=1, out_dir="unused", lr=1e-3, steps=100, lr_schedule="cosine")
+    assert learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 50) == pytest.approx(5e-4)
+    assert 0 < learning_rate(cfg, 99) < 1e-6
+    assert learning_rate(TrainConfig(stage=1, out_dir="unused", lr=1e-3), 99) == 1e-3
+
+
+def test_l2_cosine_stage_learns_and_resumes_bit_exactly(image_folder, tmp_path):
+    data = ColorImages(list_images(image_folder), SIZE)
+
+    def cfg(out: str, steps: int) -> TrainConfig:
+        c = _config(tmp_path / out, 1, steps)
+        c.loss, c.lr_schedule = "l2", "cosine"
+        return c
+
+    train_stage(cfg("l2", 24), data, progress=False)
+    losses = _losses(tmp_path / "l2")
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    # the decayed rate depends on the step alone: 3 + 3 resumed steps == 6 straight
+    straight = train_stage(cfg("a", 6), data, progress=False)
+    interrupted = cfg("b", 6)
+    interrupted.validate_every = 1
+
+    def stop_at_4(net, step):
+        if step == 4:  # after the step-3 checkpoint, before the next one
+            raise KeyboardInterrupt
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        train_stage(interrupted, data, validate=stop_at_4, progress=False)
+    resumed = train_stage(cfg("b", 6), data, resume=True, progress=False)
+    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+@pytest.mark.parametrize(("field", "value"), [("loss", "l1"), ("lr_schedule", "step")])
+def test_unknown_loss_or_schedule_is_refused_before_anything_is_written(tmp_path, field, value):
+    cfg = _config(tmp_path / "run", 1, 2)
+    setattr(cfg, field, value)
+    with pytest.raises(ValueError, match=f"{field}: expected one of"):
+        train_stage(cfg, [], progress=False)
+    assert not (tmp_path / "run").exists()

@@ -764,6 +764,24 @@ def test_default_is_the_shipped_trained_entry():
     assert loaded.name == DEFAULT_WEIGHTS and loaded.trained and entry.source == "package"
     assert loaded.sha256.startswith(entry.files[0].sha256)
     assert loaded.net.width == entry.width and loaded.net.with_instances
+    # instacolor's own weights were trained at 128 px and run there by default
+    assert loaded.working_size == entry.working_size == 128
+
+
+@pytest.mark.parametrize(("stored", "expected"), [("64", 64), (None, 256)])
+def test_safetensors_working_size_comes_from_metadata(small_file, tmp_path, stored, expected):
+    path = _rewrite_metadata(small_file, tmp_path / "w.safetensors", working_size=stored)
+    assert load_weights(path).working_size == expected
+
+
+@pytest.mark.parametrize("stored", ["100", "16", "abc", ""])
+def test_bad_working_size_metadata_is_refused(small_file, tmp_path, stored):
+    path = _rewrite_metadata(small_file, tmp_path / "w.safetensors", working_size=stored)
+    before = path.read_bytes()
+    with pytest.raises(WeightsError, match=r"working_size: expected a multiple of 8") as info:
+        load_weights(path)
+    assert str(path) in str(info.value) and repr(stored) in str(info.value)
+    assert path.read_bytes() == before
 
 
 def test_shipped_weights_are_fp16_and_small():

@@ -153,7 +153,17 @@ def main() -> None:
         default=4,
         help="with --coco: score every Nth image (the held-out split)",
     )
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="with --data: score every Nth image (sorted by path; 115 = tools/train.py's "
+        "held-out validation images of that folder)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="at most this many images")
+    parser.add_argument(
+        "--working-size", type=int, default=256, help="square size the networks run at"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")
     parser.add_argument("--grid-images", type=int, default=6, help="images in the --grid figure")
@@ -161,10 +171,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        colorizer = Colorizer(args.weights)
-    print(f"weights: {colorizer.loaded.name} (sha256 {colorizer.loaded.sha256})\n")
+        colorizer = Colorizer(args.weights, working_size=args.working_size)
+    print(f"weights: {colorizer.loaded.name} (sha256 {colorizer.loaded.sha256})")
+    print(f"working size: {colorizer.working_size}\n")
     if args.data:
-        files = list_images(args.data)
+        files = list_images(args.data)[:: args.every]
         print(evaluate_folder(colorizer, files[: args.limit or None]) + "\n")
         if args.grid:
             write_grid(colorizer, files[: args.grid_images], args.grid)

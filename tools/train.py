@@ -128,9 +128,9 @@ def export(checkpoint: Path, target: Path, width: int) -> None:
     stage = load_stage(checkpoint, net)
     if stage != 3:
         warnings.warn(f"{checkpoint} is a stage-{stage} checkpoint, not stage 3", stacklevel=1)
-    save_safetensors(
-        net, target, name=target.stem, dtype=torch.float16, extra={"trained_from": str(checkpoint)}
-    )
+    config = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
+    extra = {"trained_from": str(checkpoint), "working_size": str(config.get("size", 128))}
+    save_safetensors(net, target, name=target.stem, dtype=torch.float16, extra=extra)
     print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 
 
@@ -159,10 +159,29 @@ def main() -> None:
         help="every Nth image (sorted by path) is held out for validation",
     )
     parser.add_argument(
+        "--val-every",
+        type=int,
+        default=0,
+        help="validate on every Nth of the images left after the hold-out (and train on "
+        "the others), so the held-out images are never looked at (0: validate on them)",
+    )
+    parser.add_argument(
         "--rebalance",
         type=float,
         default=0.0,
         help="class-rebalancing lambda (0: plain reference loss; Zhang et al. use 0.5)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=("huber", "l2"),
+        default="huber",
+        help="huber: the reference's (~L1, the conditional median); l2: the PSNR optimum",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="cosine: decay --lr to 0 over --steps",
     )
     parser.add_argument(
         "--label-dropout",
@@ -202,7 +221,13 @@ def main() -> None:
     skip_lists = sorted(args.coco.glob("GRAYSCALE_OR_LOWCHROMA.txt")) if args.coco else []
     files = list_images(args.data, skip_lists)
     held_out = set(files[:: args.holdout_every])
-    train_files = [f for f in files if f not in held_out] * args.repeat
+    rest = [f for f in files if f not in held_out]
+    if args.val_every:  # validate on part of the rest: the held-out images stay unseen
+        validation = rest[:: args.val_every]
+        rest = [f for f in rest if f not in set(validation)]
+    else:
+        validation = sorted(held_out)
+    train_files = rest * args.repeat
     if args.extra_data and args.extra_count:
         pool = [f for i, f in enumerate(list_images(args.extra_data)) if i % 115]
         pick = np.random.default_rng(args.seed).choice(len(pool), args.extra_count, replace=False)
@@ -248,14 +273,19 @@ def main() -> None:
         init_full=args.init_full,
         rebalance=args.rebalance,
         prior=prior,
+        loss=args.loss,
+        lr_schedule=args.lr_schedule,
     )
-    print(f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out")
+    print(
+        f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out, "
+        f"validating on {len(validation)}" + (" of the others" if args.val_every else "")
+    )
     if args.stage == 3:
         validate = make_fusion_validator(
-            FusionScenes(sorted(held_out), size, boxes=boxes, semantic=semantic or None)
+            FusionScenes(validation, size, boxes=boxes, semantic=semantic or None)
         )
     else:
-        validate = make_validator(sorted(held_out), size, args.stage)
+        validate = make_validator(validation, size, args.stage)
     train_stage(
         config,
         dataset,

@@ -46,7 +46,7 @@ class Settings:
     Attributes:
         weights: weights name or path.
         device: torch device.
-        working_size: the networks' square working size.
+        working_size: the networks' square working size, or None for the weights' own.
         detector: detection backend name, or None.
         max_pixels: largest ``width * height`` decoded, or None for no limit.
         force: recolor inputs that are already in colour.
@@ -59,7 +59,7 @@ class Settings:
 
     weights: str
     device: str
-    working_size: int
+    working_size: int | None
     detector: str | None
     max_pixels: int | None
     force: bool
@@ -115,11 +115,19 @@ class Worker:
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
+    @property
+    def facts(self) -> dict[str, str | int]:
+        """What every record of this worker says about the networks it runs."""
+        return {
+            "model": self.model,
+            "weights_sha256": self.weights_sha256,
+            "working_size": self.colorizer.working_size,
+        }
+
     def process(self, job: Job) -> Record:
         """Colorize one job; every failure becomes a ``failed`` record."""
         t0 = time.perf_counter()
-        facts = {"model": self.model, "weights_sha256": self.weights_sha256}
-        base = {"input": str(job.source), "output": str(job.output), **facts}
+        base = {"input": str(job.source), "output": str(job.output), **self.facts}
         scan = None
         try:
             if os.path.lexists(job.output) and not self.settings.overwrite:

@@ -149,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
         "its batch. The networks still run one image at a time: no batched inference",
     )
     run.add_argument(
-        "--working-size", type=_positive, default=256, help="square size the networks run at"
+        "--working-size",
+        type=_positive,
+        default=None,
+        help="square size the networks run at (default: the weights' training size, "
+        "128 for instacolor's own, 256 for InstColorization's)",
     )
     run.add_argument(
         "--backend",
@@ -299,10 +303,11 @@ def _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel) ->
             for job in todo:
                 on_record(worker.process(job))
 
-    facts = {"model": worker.model, "weights_sha256": worker.weights_sha256}
     successes = read_successes(manifest.path) if args.resume else None
     try:
-        run_batch(jobs, refused, facts=facts, successes=successes, on_record=on_record, run=run)
+        run_batch(
+            jobs, refused, facts=worker.facts, successes=successes, on_record=on_record, run=run
+        )
     finally:
         bar.close()
     summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))

@@ -15,6 +15,7 @@ exactly where an uninterrupted one would be.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +29,19 @@ from tqdm import tqdm
 
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
-from instacolor.train.losses import huber_ab_loss, rebalance_weights
+from instacolor.train.losses import huber_ab_loss, l2_ab_loss, rebalance_weights
 
-__all__ = ["EpochSampler", "TrainConfig", "load_stage", "train_stage", "trainable_parameters"]
+__all__ = [
+    "EpochSampler",
+    "TrainConfig",
+    "learning_rate",
+    "load_stage",
+    "train_stage",
+    "trainable_parameters",
+]
+
+LOSSES = {"huber": huber_ab_loss, "l2": l2_ab_loss}
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -54,6 +65,8 @@ class TrainConfig:
     init_full: str | None = None  # stage 3: take the full-image network from this checkpoint
     rebalance: float = 0.0  # lambda of class rebalancing (0: the reference's plain loss)
     prior: list[float] | None = None  # ab prior over AB_BINS**2 bins, needed to rebalance
+    loss: str = "huber"  # "huber" (the reference's) or "l2" (the PSNR optimum)
+    lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * step / steps)) / 2
     extra: dict = field(default_factory=dict)
 
 
@@ -126,6 +139,22 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
     return net
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+    return config.lr
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {sorted(LOSSES)}, received {config.loss!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"lr_schedule: expected one of {list(LR_SCHEDULES)}, received {config.lr_schedule!r}"
+        )
+
+
 def _pixel_weights(config: TrainConfig) -> torch.Tensor | None:
     if config.rebalance <= 0:
         return None
@@ -141,7 +170,7 @@ def _step_loss(
     if config.stage in (1, 2):
         generator = net.full if config.stage == 1 else net.instance
         x = network_input(batch["l"].to(device), net.mask_value)
-        return huber_ab_loss(generator(x).ab, batch["ab"].to(device), weights)
+        return LOSSES[config.loss](generator(x).ab, batch["ab"].to(device), weights)
     losses = []
     for i in range(batch["l"].shape[0]):  # one scene at a time: instance counts differ
         size = tuple(int(v) for v in batch["size"][i])
@@ -157,7 +186,7 @@ def _step_loss(
             placements=placements,
             labels=labels,
         )
-        losses.append(huber_ab_loss(out.ab, batch["ab"][i : i + 1].to(device), weights))
+        losses.append(LOSSES[config.loss](out.ab, batch["ab"][i : i + 1].to(device), weights))
     return torch.stack(losses).mean()
 
 
@@ -190,6 +219,7 @@ def train_stage(
     Returns:
         The network (all three generators) after the last step.
     """
+    _check_config(config)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     latest = out / "latest.pt"
@@ -228,6 +258,8 @@ def train_stage(
                     loss = _step_loss(net, batch, config, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config, step)
                 optimizer.step()
                 step += 1
                 seen += config.batch_size

@@ -28,6 +28,7 @@ __all__ = [
     "ab_prior",
     "colorful_mask",
     "huber_ab_loss",
+    "l2_ab_loss",
     "rebalance_weights",
 ]
 
@@ -94,11 +95,33 @@ def huber_ab_loss(
     Returns:
         Scalar loss: ``10 * mean_pixels(w * sum_channels(huber_delta(pred - target)))``.
     """
+    return _masked_loss(pred, target, weights, "huber")
+
+
+def l2_ab_loss(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Squared error over colourful samples: the loss whose optimum maximises PSNR.
+
+    Huber with a delta of one Lab unit is nearly L1, whose optimum is the conditional
+    median; PSNR rewards the conditional mean. Same arguments and masking as
+    :func:`huber_ab_loss`.
+
+    Returns:
+        Scalar loss: ``10 * mean_pixels(w * sum_channels((pred - target) ** 2))``.
+    """
+    return _masked_loss(pred, target, weights, "l2")
+
+
+def _masked_loss(pred, target, weights, kind: str) -> torch.Tensor:
     keep = colorful_mask(target)
     if not bool(keep.any()):
         return pred.sum() * 0.0
     pred, target = pred[keep], target[keep]
-    per = F.smooth_l1_loss(pred, target, beta=HUBER_DELTA, reduction="none").sum(1)
+    if kind == "huber":
+        per = F.smooth_l1_loss(pred, target, beta=HUBER_DELTA, reduction="none").sum(1)
+    else:
+        per = (pred - target).square().sum(1)
     if weights is not None:
         per = per * weights.to(per.device, per.dtype)[ab_bin_index(target)]
     return LOSS_SCALE * per.mean()
