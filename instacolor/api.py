@@ -39,6 +39,7 @@ __all__ = ["BACKENDS", "Colorizer", "colorize"]
 
 #: Backends that run the networks.
 BACKENDS = ("torch", "onnxruntime")
+MAX_SATURATION = 4.0
 
 
 def _resize(plane: torch.Tensor, size: int) -> torch.Tensor:
@@ -133,12 +134,16 @@ class Colorizer:
             :class:`~instacolor.detection.DetectorUnavailableWarning` and colorize with
             the full-image network only instead of raising. Off by default: instacolor
             never drops instances silently.
+        saturation: factor on the predicted chroma (ab) before reconstruction. 1.0 (the
+            default) is what the networks predict, the PSNR-best choice; larger values
+            give more vivid but less often correct colours (docs/model-card.md measures
+            the trade-off).
         backend: ``"torch"``, or ``"onnxruntime"`` to run the networks in onnxruntime
             (exported once per weights into the cache, see :mod:`instacolor.export`; CUDA
             provider on a CUDA ``device``). Same ab within 1e-4.
 
     Raises:
-        InputError: a bad ``working_size`` or ``backend``.
+        InputError: a bad ``working_size``, ``saturation`` or ``backend``.
         WeightsError: the weights cannot be found or loaded.
         MissingDependencyError: ``backend="onnxruntime"`` without onnxruntime or onnx.
         ExportError: the networks could not be exported for onnxruntime.
@@ -154,8 +159,14 @@ class Colorizer:
         detector: str | Detector | None = None,
         detector_config: DetectorConfig | None = None,
         fallback_to_full_image: bool = False,
+        saturation: float = 1.0,
         backend: str = "torch",
     ) -> None:
+        if not isinstance(saturation, (int, float)) or not 0.0 <= saturation <= MAX_SATURATION:
+            raise InputError(
+                f"saturation: expected a number from 0 to {MAX_SATURATION} (1: as predicted), "
+                f"received {saturation!r}"
+            )
         if backend not in BACKENDS:
             raise InputError(f"backend: expected one of {BACKENDS}, received {backend!r}")
         if working_size is not None and (
@@ -167,6 +178,7 @@ class Colorizer:
             )
         self.device = torch.device(device)
         self.color_tolerance = color_tolerance
+        self.saturation = float(saturation)
         self.loaded = load_weights(weights, device=self.device)
         self.working_size = working_size or self.loaded.working_size
         self.net = self.loaded.net
@@ -179,7 +191,8 @@ class Colorizer:
     def __repr__(self) -> str:
         return (
             f"Colorizer(weights={self.loaded.name!r}, width={self.net.width}, "
-            f"device='{self.device}', working_size={self.working_size}, backend={self.backend!r})"
+            f"device='{self.device}', working_size={self.working_size}, "
+            f"saturation={self.saturation}, backend={self.backend!r})"
         )
 
     @torch.inference_mode()
@@ -302,6 +315,8 @@ class Colorizer:
             labels = F.interpolate(lab, size=(s, s), mode="nearest")[:, 0].long()
         t1 = time.perf_counter()
         ab, weights = self._network(normalize_l(l_low), crops, boxes, size, labels)
+        if self.saturation != 1.0:
+            ab = ab * self.saturation
         t2 = time.perf_counter()
         rgb = reconstruct(ab, l_low[0, 0], l_full, out_dtype=out_dtype)
         t3 = time.perf_counter()
@@ -368,8 +383,12 @@ def _onnx_network(loaded, device: torch.device):
 
 
 @lru_cache(maxsize=2)
-def _cached_colorizer(weights, device: str, detector: str | None, backend: str) -> Colorizer:
-    return Colorizer(weights, device=device, detector=detector, backend=backend)
+def _cached_colorizer(
+    weights, device: str, detector: str | None, backend: str, saturation: float
+) -> Colorizer:
+    return Colorizer(
+        weights, device=device, detector=detector, backend=backend, saturation=saturation
+    )
 
 
 def colorize(
@@ -381,15 +400,17 @@ def colorize(
     device: str = "cpu",
     detector: str | None = None,
     backend: str = "torch",
+    saturation: float = 1.0,
     full_result: bool = False,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
-    See :meth:`Colorizer.colorize` for the arguments and the return value. The
-    networks for ``(weights, device, detector, backend)`` are loaded on first use and
-    kept for the next call (two most recent combinations). ``detector`` names a detection backend
-    (``"torchvision"``, ``"detectron2"``, ``"+sam"`` refinement) that finds the
-    instances when none are given; its weights missing raise a ``WeightsError`` (use
+    See :meth:`Colorizer.colorize` for the arguments and the return value, and
+    :class:`Colorizer` for ``saturation``. The networks for ``(weights, device, detector,
+    backend, saturation)`` are loaded on first use and kept for the next call (two most
+    recent combinations). ``detector`` names a detection backend (``"torchvision"``,
+    ``"detectron2"``, ``"+sam"`` refinement) that finds the instances when none are given;
+    its weights missing raise a ``WeightsError`` (use
     ``Colorizer(..., fallback_to_full_image=True)`` to continue without instances).
 
     Example:
@@ -399,7 +420,7 @@ def colorize(
         >>> out.shape, out.dtype  # doctest: +SKIP
         ((32, 48, 3), dtype('uint8'))
     """
-    colorizer = _cached_colorizer(weights, str(device), detector, backend)
+    colorizer = _cached_colorizer(weights, str(device), detector, backend, saturation)
     return colorizer.colorize(
         image, instances=instances, semantic=semantic, full_result=full_result
     )

@@ -312,6 +312,7 @@ def colorize_files(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     all_pages: bool = False,
     backend: str = "torch",
+    saturation: float = 1.0,
     chunk: int = 8,
     on_record: Callable[[Record], None] | None = None,
 ) -> Counter[str]:
@@ -339,6 +340,7 @@ def colorize_files(
         max_pixels: largest ``width * height`` decoded, or None for no limit.
         all_pages: colorize every page of multi-page TIFFs.
         backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
+        saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
         chunk: jobs handed to an actor at a time (a Ray task costs ~70 ms, so 8 by
             default; an actor that dies loses the chunk it held).
         on_record: also receives every record after it is in the manifest (progress).
@@ -380,6 +382,7 @@ def colorize_files(
         threads=threads,
         all_pages=all_pages,
         backend=backend,
+        saturation=saturation,
     )
     # loads the weights once here: fail early
     facts = Worker(replace(settings, device="cpu")).facts

@@ -271,7 +271,8 @@ class ColorizeResult:
     Attributes:
         image: the colorized image, of the same kind as the input (numpy array, PIL
             image).
-        ab: ``(2, S, S)`` float32 predicted a and b in Lab units at the working size.
+        ab: ``(2, S, S)`` float32 predicted a and b in Lab units at the working size
+            (times the colorizer's ``saturation``).
         instances: the instances that were fused (None when the full-image network ran
             alone).
         semantic: the semantic map that conditioned the decoder, or None.

@@ -23,6 +23,7 @@ from instacolor import (
 )
 from instacolor.checkpoints import save_safetensors
 from instacolor.color import l_to_gray, rgb_to_l
+from instacolor.metrics import colorfulness
 from instacolor.models.network import InstColorNet
 from instacolor.weights import UntrainedWeightsWarning
 
@@ -241,6 +242,19 @@ def test_working_size_defaults_to_the_weights_training_size():
     assert shipped.colorize(gray, full_result=True).ab.shape == (2, 128, 128)
     assert Colorizer("instacolor-untrained-w16").working_size == 256
     assert Colorizer(working_size=64).colorize(gray, full_result=True).ab.shape == (2, 64, 64)
+
+
+def test_saturation_scales_the_predicted_chroma():
+    gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
+    plain = Colorizer(working_size=64).colorize(gray, full_result=True)
+    vivid = Colorizer(working_size=64, saturation=1.5).colorize(gray, full_result=True)
+    np.testing.assert_allclose(vivid.ab, 1.5 * plain.ab, rtol=1e-5, atol=1e-5)
+    assert colorfulness(vivid.image) > 1.3 * colorfulness(plain.image) > 0
+    flat = Colorizer(working_size=64, saturation=0).colorize(gray)
+    assert np.abs(flat.astype(int) - gray[..., None]).max() <= 1  # gray, luminance kept
+    for bad in (-0.5, 4.5, "2", float("nan")):
+        with pytest.raises(InputError, match="saturation: expected a number from 0 to 4"):
+            Colorizer(working_size=64, saturation=bad)
 
 
 def test_unreadable_paths_raise_and_leave_files_alone(colorizer, tmp_path):

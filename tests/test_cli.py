@@ -228,6 +228,22 @@ def test_usage_errors_exit_2(tmp_path, env):
     bad_outdir = _cli(env, "colorize", src, "-o", "/proc/self/instacolor-out", *FAST)
     assert bad_outdir.returncode == 2 and "cannot create the output folder" in bad_outdir.stderr
     assert not (src / "manifest.jsonl").exists()
+    vivid = _cli(env, "colorize", src, "-o", tmp_path / "v", "--saturation", "9", *FAST)
+    assert vivid.returncode == 2 and "expected a number from 0 to 4, received 9" in vivid.stderr
+    assert not (tmp_path / "v").exists()
+
+
+def test_saturation_is_applied_and_recorded(tmp_path, env):
+    src = tmp_path / "in"
+    _png(src / "a.png", _gray())
+    runs = {}
+    for factor in ("1", "2.5"):
+        out = tmp_path / f"out{factor}"
+        assert _cli(env, "colorize", src, "-o", out, "--saturation", factor, *FAST).returncode == 0
+        runs[factor] = (_manifest(out)[0], np.asarray(Image.open(out / "a.png"), np.float64))
+    assert runs["1"][0]["saturation"] == 1.0 and runs["2.5"][0]["saturation"] == 2.5
+    chroma = {k: np.ptp(img, axis=2).mean() for k, (_, img) in runs.items()}
+    assert chroma["2.5"] > 1.5 * chroma["1"] > 0
 
 
 def _disk_limit() -> None:

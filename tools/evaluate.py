@@ -162,7 +162,10 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=0, help="at most this many images")
     parser.add_argument(
-        "--working-size", type=int, default=256, help="square size the networks run at"
+        "--working-size",
+        type=int,
+        default=None,
+        help="square size the networks run at (default: the weights' training size)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")

@@ -48,6 +48,7 @@ class Record:
         weights_sha256: sha256 of the weights file (of the parameters for untrained
             weights, which have no file).
         working_size: the square size the networks ran at.
+        saturation: the factor on the predicted chroma (1: as predicted).
         detector: detection backend that found the instances, or None.
         instances: number of instances fused (0 without a detector).
         bit_depth: bits per sample of the input and output (JPEG output is 8).
@@ -67,6 +68,7 @@ class Record:
     model: str | None = None
     weights_sha256: str | None = None
     working_size: int | None = None
+    saturation: float | None = None
     detector: str | None = None
     instances: int = 0
     bit_depth: int | None = None

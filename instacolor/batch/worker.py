@@ -55,6 +55,7 @@ class Settings:
         threads: torch CPU threads of each worker, or None for torch's default.
         all_pages: colorize every page of multi-page TIFFs (see :func:`page_path`).
         backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
+        saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
     """
 
     weights: str
@@ -68,6 +69,7 @@ class Settings:
     threads: int | None = None
     all_pages: bool = False
     backend: str = "torch"
+    saturation: float = 1.0
 
 
 def page_path(output: Path, page: int) -> Path:
@@ -110,6 +112,7 @@ class Worker:
                 detector=settings.detector,
                 fallback_to_full_image=True,
                 backend=settings.backend,
+                saturation=settings.saturation,
             )
         self.colorizer = colorizer
         self.model = colorizer.loaded.name
@@ -122,6 +125,7 @@ class Worker:
             "model": self.model,
             "weights_sha256": self.weights_sha256,
             "working_size": self.colorizer.working_size,
+            "saturation": self.colorizer.saturation,
         }
 
     def process(self, job: Job) -> Record:

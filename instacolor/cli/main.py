@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from instacolor import __version__
+from instacolor.api import MAX_SATURATION
 from instacolor.batch.jobs import Job, UsageError, clean_stale_temps, discover
 from instacolor.batch.manifest import Manifest, Record, read_successes, run_batch
 from instacolor.errors import InstacolorError, MissingDependencyError
@@ -59,6 +60,18 @@ def _fraction(text: str) -> float:
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, received {text}")
+    return value
+
+
+def _saturation(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= MAX_SATURATION:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 to {MAX_SATURATION:g}, received {text}"
+        )
     return value
 
 
@@ -163,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the networks are exported to ONNX once and cached)",
     )
     run.add_argument(
+        "--saturation",
+        type=_saturation,
+        default=1.0,
+        help="factor on the predicted chroma, 0-4 (1: as predicted, the most accurate; "
+        "1.5: more vivid, less often right)",
+    )
+    run.add_argument(
         "--max-pixels",
         type=_pixels,
         default=DEFAULT_MAX_PIXELS,
@@ -243,6 +263,7 @@ def _colorize(args: argparse.Namespace) -> int:
         threads=args.threads or max(1, (os.cpu_count() or 1) // args.workers),
         all_pages=args.all_pages,
         backend=args.backend,
+        saturation=args.saturation,
     )
     try:  # Ray actors load their own networks: this one only checks them (on the CPU)
         worker = _load_worker(args, replace(settings, device="cpu") if args.ray else settings)
