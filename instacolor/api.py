@@ -162,10 +162,14 @@ class Colorizer:
         saturation: float = 1.0,
         backend: str = "torch",
     ) -> None:
-        if not isinstance(saturation, (int, float)) or not 0.0 <= saturation <= MAX_SATURATION:
+        if (
+            isinstance(saturation, bool)
+            or not isinstance(saturation, (int, float))
+            or not 0.0 <= saturation <= MAX_SATURATION
+        ):
             raise InputError(
-                f"saturation: expected a number from 0 to {MAX_SATURATION} (1: as predicted), "
-                f"received {saturation!r}"
+                f"saturation: expected a number from 0 to {MAX_SATURATION:g}, received "
+                f"{saturation!r}; use 1 for the colours as predicted, above 1 for more vivid"
             )
         if backend not in BACKENDS:
             raise InputError(f"backend: expected one of {BACKENDS}, received {backend!r}")
@@ -337,6 +341,8 @@ class Colorizer:
             model=self.loaded.name,
             weights_sha256=self.loaded.sha256,
             detector=backend,
+            working_size=s,
+            saturation=self.saturation,
         )
 
     def _network(

@@ -284,6 +284,8 @@ class ColorizeResult:
         weights_sha256: sha256 of the weights file (None for untrained weights).
         detector: the detection backend (and its weights) that found the instances, or
             None when instances were given or no detection ran.
+        working_size: the square size the networks ran at (``S``).
+        saturation: the factor applied to the predicted chroma.
     """
 
     image: Any
@@ -295,3 +297,5 @@ class ColorizeResult:
     model: str
     weights_sha256: str | None
     detector: str | None = None
+    working_size: int | None = None
+    saturation: float = 1.0

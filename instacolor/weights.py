@@ -410,7 +410,7 @@ def load_weights(
             net, digest = load_official_folder(path), sha256_file(path / "latest_net_GF.pth")
         elif path.suffix == ".safetensors":
             net, digest = load_safetensors(path), sha256_file(path)
-            size = _metadata_working_size(path)
+            size = _metadata_working_size(path, digest)
         elif path.suffix in (".pth", ".pt") and path.is_file():
             net, digest = load_siggraph17(path), sha256_file(path)
         else:
@@ -421,8 +421,12 @@ def load_weights(
     )
 
 
-def _metadata_working_size(path: Path) -> int:
-    value = read_safetensors_metadata(path).get("working_size", str(DEFAULT_WORKING_SIZE))
+def _metadata_working_size(path: Path, digest: str) -> int:
+    """The file's ``working_size`` metadata, else its registry entry's (same sha256), else 256."""
+    value = read_safetensors_metadata(path).get("working_size")
+    if value is None:
+        known = [e for e in REGISTRY.values() for f in e.files if f.sha256 == digest]
+        return known[0].working_size if known else DEFAULT_WORKING_SIZE
     if not value.isdigit() or int(value) < 32 or int(value) % 8:
         raise WeightsError(
             f"{path}: metadata working_size: expected a multiple of 8 of at least 32, received "

@@ -252,7 +252,8 @@ def test_saturation_scales_the_predicted_chroma():
     assert colorfulness(vivid.image) > 1.3 * colorfulness(plain.image) > 0
     flat = Colorizer(working_size=64, saturation=0).colorize(gray)
     assert np.abs(flat.astype(int) - gray[..., None]).max() <= 1  # gray, luminance kept
-    for bad in (-0.5, 4.5, "2", float("nan")):
+    assert (vivid.saturation, vivid.working_size) == (1.5, 64)
+    for bad in (-0.5, 4.5, "2", float("nan"), True):
         with pytest.raises(InputError, match="saturation: expected a number from 0 to 4"):
             Colorizer(working_size=64, saturation=bad)
 

@@ -244,6 +244,11 @@ def test_saturation_is_applied_and_recorded(tmp_path, env):
     assert runs["1"][0]["saturation"] == 1.0 and runs["2.5"][0]["saturation"] == 2.5
     chroma = {k: np.ptp(img, axis=2).mean() for k, (_, img) in runs.items()}
     assert chroma["2.5"] > 1.5 * chroma["1"] > 0
+    # a resumed run with other settings records the output's own, not its own settings
+    out = tmp_path / "out2.5"
+    assert _cli(env, "colorize", src, "-o", out, "--resume", *FAST).returncode == 0
+    skipped = _manifest(out)[-1]
+    assert skipped["status"] == "skipped-complete" and skipped["saturation"] == 2.5
 
 
 def _disk_limit() -> None:

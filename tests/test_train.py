@@ -280,3 +280,25 @@ def test_unknown_loss_or_schedule_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match=f"{field}: expected one of"):
         train_stage(cfg, [], progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_options_that_change_the_run(image_folder, tmp_path):
+    data = ColorImages(list_images(image_folder), SIZE)
+    first = _config(tmp_path / "run", 1, 2)
+    first.lr_schedule = "cosine"
+    train_stage(first, data, progress=False)
+    saved = (tmp_path / "run" / "latest.pt").read_bytes()
+    for field, value in (("loss", "l2"), ("steps", 4), ("lr", 1e-4)):
+        changed = _config(tmp_path / "run", 1, 2)
+        changed.lr_schedule = "cosine"
+        setattr(changed, field, value)
+        with pytest.raises(ValueError, match=f"received changes {field} "):
+            train_stage(changed, data, resume=True, progress=False)
+    assert (tmp_path / "run" / "latest.pt").read_bytes() == saved
+
+
+def test_too_few_samples_for_a_batch_are_refused(image_folder, tmp_path):
+    data = ColorImages(list_images(image_folder)[:3], SIZE)
+    with pytest.raises(ValueError, match="expected at least batch_size=4 samples, received 3"):
+        train_stage(_config(tmp_path / "run", 1, 2), data, progress=False)
+    assert not (tmp_path / "run").exists()

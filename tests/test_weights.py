@@ -764,8 +764,13 @@ def test_default_is_the_shipped_trained_entry():
     assert loaded.name == DEFAULT_WEIGHTS and loaded.trained and entry.source == "package"
     assert loaded.sha256.startswith(entry.files[0].sha256)
     assert loaded.net.width == entry.width and loaded.net.with_instances
-    # instacolor's own weights were trained at 128 px and run there by default
+    # instacolor's own weights were trained at 128 px and run there by default, also when
+    # the shipped file is named by its path (found in the registry by its sha256)
     assert loaded.working_size == entry.working_size == 128
+    from importlib import resources
+
+    path = resources.files("instacolor") / "data" / entry.files[0].name
+    assert load_weights(path).working_size == 128
 
 
 @pytest.mark.parametrize(("stored", "expected"), [("64", 64), (None, 256)])

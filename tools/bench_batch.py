@@ -134,7 +134,7 @@ def run_cli(inputs: Path, outdir: Path, threads: int) -> dict:
     """Run the CLI on ``inputs``; wall time, exit status and peak RSS of the process."""
     cmd = [sys.executable, "-m", "instacolor", "colorize", str(inputs), "-o", str(outdir)]
     cmd += ["--weights", "default", "--detector", "none", "--workers", "1"]
-    cmd += ["--threads", str(threads), "--no-progress"]
+    cmd += ["--threads", str(threads), "--no-progress", "--working-size", "256"]  # as measured
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from instacolor import Colorizer, SemanticMap
+from instacolor.api import MAX_SATURATION
 from instacolor.color import rgb_to_lab
 from instacolor.io.coco import instances_from_coco
 from instacolor.metrics import (
@@ -157,8 +158,8 @@ def main() -> None:
         "--every",
         type=int,
         default=1,
-        help="with --data: score every Nth image (sorted by path; 115 = tools/train.py's "
-        "held-out validation images of that folder)",
+        help="with --data: score every Nth image (sorted by path; 115 on a folder without "
+        "a COCO skip list = tools/train.py's held-out validation images)",
     )
     parser.add_argument("--limit", type=int, default=0, help="at most this many images")
     parser.add_argument(
@@ -167,16 +168,25 @@ def main() -> None:
         default=None,
         help="square size the networks run at (default: the weights' training size)",
     )
+    parser.add_argument(
+        "--saturation", type=float, default=1.0, help="factor on the predicted chroma"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")
     parser.add_argument("--grid-images", type=int, default=6, help="images in the --grid figure")
     args = parser.parse_args()
+    if args.every < 1:
+        parser.error(f"--every: expected at least 1, received {args.every}")
+    if not 0 <= args.saturation <= MAX_SATURATION:
+        parser.error(f"--saturation: expected 0 to {MAX_SATURATION:g}, received {args.saturation}")
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        colorizer = Colorizer(args.weights, working_size=args.working_size)
+        colorizer = Colorizer(
+            args.weights, working_size=args.working_size, saturation=args.saturation
+        )
     print(f"weights: {colorizer.loaded.name} (sha256 {colorizer.loaded.sha256})")
-    print(f"working size: {colorizer.working_size}\n")
+    print(f"working size: {colorizer.working_size}, saturation: {colorizer.saturation}\n")
     if args.data:
         files = list_images(args.data)[:: args.every]
         print(evaluate_folder(colorizer, files[: args.limit or None]) + "\n")

@@ -216,6 +216,8 @@ def main() -> None:
         return
     if args.stage is None or args.data is None:
         parser.error("--stage and --data are required (or --export)")
+    if args.val_every == 1 or args.val_every < 0:
+        parser.error(f"--val-every: expected 0 (off) or at least 2, received {args.val_every}")
 
     # the coco root's skip list too, so the split equals tools/evaluate.py's
     skip_lists = sorted(args.coco.glob("GRAYSCALE_OR_LOWCHROMA.txt")) if args.coco else []
@@ -224,7 +226,7 @@ def main() -> None:
     rest = [f for f in files if f not in held_out]
     if args.val_every:  # validate on part of the rest: the held-out images stay unseen
         validation = rest[:: args.val_every]
-        rest = [f for f in rest if f not in set(validation)]
+        rest = [f for i, f in enumerate(rest) if i % args.val_every]
     else:
         validation = sorted(held_out)
     train_files = rest * args.repeat

@@ -134,7 +134,7 @@ def run_batch(
     jobs: Sequence[Job],
     refused: Iterable[tuple[Job, str]],
     *,
-    facts: Mapping[str, str],
+    facts: Mapping[str, str | int | float],
     successes: Mapping[str, dict] | None,
     on_record: Callable[[Record], None],
     run: Callable[[list[Job]], None],
@@ -148,7 +148,9 @@ def run_batch(
     Args:
         jobs: the batch's jobs, from :func:`discover`.
         refused: jobs refused up front, with the reason, from :func:`discover`.
-        facts: ``model`` and ``weights_sha256`` of the records made here.
+        facts: what the records made here say about the networks (``model``,
+            ``weights_sha256``, ``working_size``, ``saturation``: ``Worker.facts``); a
+            ``skipped-complete`` record repeats those of the record that made the output.
         successes: with resume, :func:`read_successes` of the manifest; None without.
         on_record: receives every record made here, in order.
         run: colorizes the remaining jobs and passes their records to ``on_record``
@@ -178,7 +180,7 @@ def run_batch(
                     input_sha256=complete[0],
                     output_sha256=complete[1],
                     pages=successes[str(job.output)].get("pages") or {},
-                    **facts,
+                    **{k: successes[str(job.output)].get(k, v) for k, v in facts.items()},
                 )
             )
     run(todo)

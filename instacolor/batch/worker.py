@@ -119,7 +119,7 @@ class Worker:
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
     @property
-    def facts(self) -> dict[str, str | int]:
+    def facts(self) -> dict[str, str | int | float]:
         """What every record of this worker says about the networks it runs."""
         return {
             "model": self.model,

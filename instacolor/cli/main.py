@@ -70,7 +70,8 @@ def _saturation(text: str) -> float:
         value = -1.0
     if not 0.0 <= value <= MAX_SATURATION:
         raise argparse.ArgumentTypeError(
-            f"expected a number from 0 to {MAX_SATURATION:g}, received {text}"
+            f"expected a number from 0 to {MAX_SATURATION:g}, received {text}; 1 keeps the "
+            "colours as predicted"
         )
     return value
 

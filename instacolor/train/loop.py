@@ -155,6 +155,25 @@ def _check_config(config: TrainConfig) -> None:
         )
 
 
+_RESUME_KEYS = ("stage", "width", "size", "batch_size", "lr", "loss", "lr_schedule", "rebalance")
+
+
+def _check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
+    """A resumed run must continue the same run: refuse options that change its course."""
+    defaults = asdict(TrainConfig(stage=config.stage, out_dir=config.out_dir))
+    keys = _RESUME_KEYS + (("steps",) if config.lr_schedule == "cosine" else ())
+    now = asdict(config)
+    changed = {k: (saved.get(k, defaults[k]), now[k]) for k in keys}
+    changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+    if changed:
+        raise ValueError(
+            f"resume from {path}: expected the options of that run, received changes "
+            + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            + "; resume with the run's options, or start a new run from it (init=, a new "
+            "out_dir)"
+        )
+
+
 def _pixel_weights(config: TrainConfig) -> torch.Tensor | None:
     if config.rebalance <= 0:
         return None
@@ -220,6 +239,11 @@ def train_stage(
         The network (all three generators) after the last step.
     """
     _check_config(config)
+    if len(dataset) < config.batch_size:
+        raise ValueError(
+            f"dataset: expected at least batch_size={config.batch_size} samples, received "
+            f"{len(dataset)}; add images or lower the batch size"
+        )
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     latest = out / "latest.pt"
@@ -229,13 +253,14 @@ def train_stage(
     step = 0
     if resume and latest.is_file():
         ckpt = torch.load(latest, map_location="cpu", weights_only=False)
+        _check_resume(config, ckpt.get("config") or {}, latest)
         net.load_state_dict(ckpt["net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
     net.to(config.device)
     _set_modes(net, config.stage)
     weights = _pixel_weights(config)
-    per_epoch = max(1, len(dataset) // config.batch_size)
+    per_epoch = len(dataset) // config.batch_size
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"stage {config.stage}")
     t0, seen = time.perf_counter(), 0
