@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from instacolor.color import AB_NORM, normalize_l
-from instacolor.detection.base import Detector, DetectorConfig, DetectorUnavailableWarning
-from instacolor.detection.factory import make_detector
-from instacolor.errors import InputError, WeightsError
+from instacolor.detection.base import Detector, DetectorConfig
+from instacolor.detection.factory import build_detector
+from instacolor.errors import InputError
 from instacolor.io.coco import instances_from_coco
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
@@ -78,37 +78,6 @@ def _as_semantic(semantic: Any) -> SemanticMap | None:
     if semantic is None or isinstance(semantic, SemanticMap):
         return semantic
     return SemanticMap(np.asarray(semantic))
-
-
-def _build_detector(
-    detector: str | Detector | None,
-    config: DetectorConfig | None,
-    device: torch.device,
-    fallback: bool,
-) -> tuple[Detector | None, str | None]:
-    """The detector to use and, when it could not be built and ``fallback`` is set, why."""
-    if detector is None:
-        return None, None
-    if not isinstance(detector, str):
-        if not isinstance(detector, Detector):
-            raise InputError(
-                "detector: expected None, a backend name ('torchvision', 'detectron2', "
-                f"optionally '+sam') or an object with detect(light), received {detector!r:.80}"
-            )
-        return detector, None
-    try:
-        return make_detector(detector, config, device=device), None
-    except (WeightsError, ImportError) as err:
-        if not fallback:
-            raise
-        reason = f"{type(err).__name__}: {err}"
-        warnings.warn(
-            f"detector {detector!r} is unavailable, so images are colorized WITHOUT instances "
-            f"(full-image network only) as fallback_to_full_image=True asks: {reason}",
-            DetectorUnavailableWarning,
-            stacklevel=3,
-        )
-        return None, reason
 
 
 class Colorizer:
@@ -188,7 +157,7 @@ class Colorizer:
         self.net = self.loaded.net
         self.backend = backend
         self.onnx = _onnx_network(self.loaded, self.device) if backend == "onnxruntime" else None
-        self.detector, self.detector_error = _build_detector(
+        self.detector, self.detector_error = build_detector(
             detector, detector_config, self.device, fallback_to_full_image
         )
 

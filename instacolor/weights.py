@@ -1,4 +1,4 @@
-"""Named weights as data: a registry, a cache directory, verified downloads.
+"""Named weights as data: a registry, loading with architecture checks, the cache.
 
 ``weights`` arguments across instacolor accept:
 
@@ -41,7 +41,16 @@ from instacolor.checkpoints import (
     load_siggraph17,
     read_safetensors_metadata,
 )
-from instacolor.errors import DownloadError, WeightsError
+from instacolor.download import (
+    WeightFile,
+    cache_dir,
+    fetch_file,
+    fetch_verified,
+    file_digest,
+    sha256_file,
+    verify_sha256,
+)
+from instacolor.errors import WeightsError
 from instacolor.models.network import InstColorNet
 
 __all__ = [
@@ -71,31 +80,6 @@ DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
 
 class UntrainedWeightsWarning(UserWarning):
     """The weights in use are randomly initialised: outputs are not real colorizations."""
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file of a weights entry.
-
-    Attributes:
-        name: file name inside the entry's cache folder (or the package).
-        sha256: full hex digest, or a prefix of at least 8 hex digits; None if unknown.
-        url: official download URL, or None when it must be fetched by hand.
-    """
-
-    name: str
-    sha256: str | None = None
-    url: str | None = None
-
-    def __post_init__(self) -> None:
-        digest = self.sha256
-        if digest is not None and (
-            len(digest) < 8 or any(c not in "0123456789abcdefABCDEF" for c in digest)
-        ):
-            raise ValueError(
-                f"WeightFile {self.name}: sha256 must be None or at least 8 hex digits, "
-                f"received {digest!r}"
-            )
 
 
 @dataclass(frozen=True)
@@ -237,40 +221,6 @@ def _unknown(weights: object) -> WeightsError:
     )
 
 
-def cache_dir() -> Path:
-    """The weights cache: ``$INSTACOLOR_CACHE`` or ``~/.cache/instacolor``."""
-    return Path(os.environ.get("INSTACOLOR_CACHE", Path.home() / ".cache" / "instacolor"))
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
-    """Hex digest of a file with a :mod:`hashlib` algorithm, read in chunks."""
-    digest = hashlib.new(algorithm, usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    return file_digest(path, "sha256", chunk)
-
-
-def verify_sha256(path: Path, expected: str | None, origin: str) -> str:
-    """sha256 of ``path``, checked against ``expected`` (a digest or prefix; None: any).
-
-    Raises:
-        WeightsError: the digest does not match; the message starts with ``origin``.
-    """
-    digest = sha256_file(path)
-    if expected is not None and not digest.startswith(expected.lower()):
-        raise WeightsError(
-            f"{origin}: sha256 {digest[:16]}... does not match the expected {expected}; the "
-            f"file at {path} is corrupt or not the official one: delete it and fetch it again"
-        )
-    return digest
-
-
 def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Path:
     """Path of ``file`` in the cache, downloading and verifying it if it is missing.
 
@@ -279,79 +229,6 @@ def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Pa
         DownloadError: the download failed or the downloaded bytes have the wrong hash.
     """
     return fetch_file(entry.name, file, homepage=entry.homepage, progress=progress)
-
-
-def fetch_file(folder: str, file: WeightFile, *, homepage: str = "", progress: bool = True) -> Path:
-    """Path of ``file`` in ``cache_dir() / folder``, downloaded and verified if missing.
-
-    The download goes to a hidden temporary file that is checked against
-    ``file.sha256`` and only then renamed into place, so an interrupted or wrong
-    download never leaves a file the next call would trust. A file already in the
-    cache is returned as it is (see :func:`fetch_verified` to check it too).
-
-    Args:
-        folder: sub-folder of the cache (a weights name, or e.g. ``"segment-anything"``).
-        file: name, expected sha256 and official URL.
-        homepage: where users can get the file by hand (for the error message).
-        progress: show a download progress bar.
-
-    Raises:
-        WeightsError: the file is missing and has no download URL.
-        DownloadError: the download failed or the downloaded bytes have the wrong hash.
-    """
-    target = cache_dir() / folder / file.name
-    if not target.is_file():
-        _download(target, folder, file, homepage=homepage, progress=progress)
-    return target
-
-
-def fetch_verified(
-    folder: str, file: WeightFile, origin: str, *, homepage: str = "", progress: bool = True
-) -> tuple[Path, str]:
-    """``(path, sha256)`` of ``file``: a cached file is checked, a download hashed once.
-
-    Raises:
-        WeightsError: missing without a download URL, or a cached file fails its sha256
-            (the message starts with ``origin``).
-        DownloadError: the download failed or had the wrong hash.
-    """
-    target = cache_dir() / folder / file.name
-    if target.is_file():
-        return target, verify_sha256(target, file.sha256, origin)
-    return target, _download(target, folder, file, homepage=homepage, progress=progress)
-
-
-def _download(target: Path, folder: str, file: WeightFile, *, homepage: str, progress: bool) -> str:
-    """Download ``file`` to ``target`` through a verified temporary file; its sha256."""
-    if file.url is None:
-        where = homepage or "its publisher"
-        raise WeightsError(
-            f"weights {folder!r}: file {file.name} not found at {target}. It cannot be "
-            f"downloaded automatically: get it from {where}, then put it at {target} "
-            f"(or pass the folder/file path as weights=)"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.download")
-    try:
-        torch.hub.download_url_to_file(file.url, str(partial), progress=progress)
-        digest = sha256_file(partial)
-        if file.sha256 is not None and not digest.startswith(file.sha256.lower()):
-            raise DownloadError(
-                f"weights {folder!r}: {file.url} gave a file with sha256 {digest[:16]}..., "
-                f"expected {file.sha256}; nothing was saved. Retry, or report a changed file"
-            )
-        os.replace(partial, target)
-    except DownloadError:
-        raise
-    except Exception as exc:  # urllib raises URLError, HTTPError, TimeoutError, OSError
-        raise DownloadError(
-            f"weights {folder!r}: could not download {file.name} from {file.url} "
-            f"({type(exc).__name__}: {exc}). If this machine is offline, download it "
-            f"elsewhere and put it at {target}"
-        ) from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    return digest
 
 
 def _random_network(entry: WeightsEntry) -> InstColorNet:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from instacolor.detection.base import Detector, DetectorConfig
+from instacolor.detection.base import Detector, DetectorConfig, DetectorUnavailableWarning
 from instacolor.detection.sam import SAM_CHECKPOINTS, SamRefiner
-from instacolor.errors import InputError
+from instacolor.errors import InputError, WeightsError
 
-__all__ = ["BACKENDS", "make_detector"]
+__all__ = ["BACKENDS", "build_detector", "make_detector"]
 
 #: Backend names :func:`make_detector` knows, with what they need.
 BACKENDS: dict[str, str] = {
@@ -71,3 +73,40 @@ def make_detector(
     if sam is not None:
         detector = SamRefiner(detector, model=sam, device=device, progress=progress)
     return detector
+
+
+def build_detector(
+    detector: str | Detector | None,
+    config: DetectorConfig | None,
+    device: torch.device,
+    fallback: bool,
+) -> tuple[Detector | None, str | None]:
+    """The detector of a :class:`~instacolor.api.Colorizer` and, when it could not be
+    built and ``fallback`` is set, why (after a :class:`DetectorUnavailableWarning`).
+
+    Raises:
+        InputError: ``detector`` is neither None, a backend name nor a Detector.
+        WeightsError, ImportError: the backend cannot be built and ``fallback`` is off.
+    """
+    if detector is None:
+        return None, None
+    if not isinstance(detector, str):
+        if not isinstance(detector, Detector):
+            raise InputError(
+                "detector: expected None, a backend name ('torchvision', 'detectron2', "
+                f"optionally '+sam') or an object with detect(light), received {detector!r:.80}"
+            )
+        return detector, None
+    try:
+        return make_detector(detector, config, device=device), None
+    except (WeightsError, ImportError) as err:
+        if not fallback:
+            raise
+        reason = f"{type(err).__name__}: {err}"
+        warnings.warn(
+            f"detector {detector!r} is unavailable, so images are colorized WITHOUT instances "
+            f"(full-image network only) as fallback_to_full_image=True asks: {reason}",
+            DetectorUnavailableWarning,
+            stacklevel=3,
+        )
+        return None, reason
