@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from instacolor.labels import UNKNOWN
+from instacolor.models.network import instance_placements
 from instacolor.train.data import ColorImages, FusionScenes, InstanceCrops, list_images
 from instacolor.train.loop import TrainConfig, learning_rate, list_collate, train_stage
 from instacolor.train.losses import (
@@ -302,3 +303,27 @@ def test_too_few_samples_for_a_batch_are_refused(image_folder, tmp_path):
     with pytest.raises(ValueError, match="expected at least batch_size=4 samples, received 3"):
         train_stage(_config(tmp_path / "run", 1, 2), data, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_background_logit_starts_fusion_at_the_full_image_network(image_folder, tmp_path):
+    files = list_images(image_folder)
+    data = ColorImages(files, SIZE)
+    train_stage(_config(tmp_path / "s1", 1, 4), data, progress=False)
+    boxes = {f.name: np.array([[4.0, 4.0, 30.0, 28.0], [10.0, 2.0, 46.0, 38.0]]) for f in files}
+    s1 = str(tmp_path / "s1" / "latest.pt")
+    train_stage(_config(tmp_path / "s2", 2, 1, s1), InstanceCrops(files, SIZE), progress=False)
+    scenes = FusionScenes(files, SIZE, boxes=boxes)
+    scene = scenes[0]
+    size = tuple(int(v) for v in scene["size"])
+    gaps = {}
+    for logit in (0.0, 8.0):
+        cfg = _config(tmp_path / f"s3_{logit}", 3, 1, str(tmp_path / "s2" / "latest.pt"))
+        cfg.lr, cfg.background_logit = 0.0, logit
+        net = train_stage(cfg, scenes, collate=list_collate, progress=False)
+        with torch.no_grad():
+            placements = instance_placements(scene["boxes"].numpy(), size, SIZE)
+            fused = net.colorize(scene["l"][None], crops=scene["crops"], placements=placements)
+            full = net.colorize(scene["l"][None])
+        gaps[logit] = (fused.ab - full.ab).abs().mean().item()
+    # the reference's init scales the full features by ~1/(N+1) outside the boxes
+    assert gaps[8.0] < 0.1 * gaps[0.0]

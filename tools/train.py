@@ -184,6 +184,13 @@ def main() -> None:
         help="cosine: decay --lr to 0 over --steps",
     )
     parser.add_argument(
+        "--background-logit",
+        type=float,
+        default=0.0,
+        help="stage 3 from a stage-2 checkpoint: start the background (full-image) fusion "
+        "logits this much higher, so fusion starts near the full-image network (0: reference)",
+    )
+    parser.add_argument(
         "--label-dropout",
         type=float,
         default=0.0,
@@ -277,6 +284,7 @@ def main() -> None:
         prior=prior,
         loss=args.loss,
         lr_schedule=args.lr_schedule,
+        background_logit=args.background_logit,
     )
     print(
         f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out, "

@@ -67,6 +67,9 @@ class TrainConfig:
     prior: list[float] | None = None  # ab prior over AB_BINS**2 bins, needed to rebalance
     loss: str = "huber"  # "huber" (the reference's) or "l2" (the PSNR optimum)
     lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * step / steps)) / 2
+    # stage 3 from stage 2: added to the background (full-image) logit's bias at every
+    # fusion point, so fusion starts near the full-image network (0: the reference's init)
+    background_logit: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -136,6 +139,10 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
         net.instance.load_state_dict(net.full.state_dict())
     if config.stage == 3 and prior == 2:
         net.fusion.load_state_dict(net.full.state_dict(), strict=False)
+        with torch.no_grad():
+            for point in FUSION_POINTS:
+                last = net.fusion.weight_layer_at(point).simple_bg_conv[-2]
+                last.bias.add_(config.background_logit)
     return net
 
 
