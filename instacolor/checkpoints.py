@@ -186,6 +186,7 @@ def save_safetensors(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, tmp, metadata=metadata)
+    tmp.chmod(0o644)  # safetensors creates 0600; weights are meant to be shared and shipped
     os.replace(tmp, path)
     return path
 

@@ -439,6 +439,7 @@ def test_safetensors_round_trip(small_net, tmp_path, dtype):
     path = save_safetensors(small_net, tmp_path / "sub" / "w.safetensors", name="w8", dtype=dtype)
     assert path == tmp_path / "sub" / "w.safetensors"
     assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]  # no .tmp left
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all: weights get shipped
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         stored = {k: f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118
