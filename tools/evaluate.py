@@ -10,7 +10,10 @@ three modes are compared: full-image only, instance fusion, and fusion + semanti
 (painted from the instance masks), at full resolution and at 256x256 (the full-resolution
 result and the original both resized to 256x256); the boundary colour-bleeding error
 (mean ab error within 3 px of instance boundaries, full resolution) is reported too.
-Prints Markdown tables; ``--grid`` writes a figure of samples (gray | model | original).
+LPIPS (v0.1, AlexNet; :mod:`instacolor.perceptual`) is reported when its weights are present
+(``--lpips-alexnet`` names an AlexNet state-dict file instead of torchvision's cached one);
+otherwise a line says which files are missing. Prints Markdown tables; ``--grid`` writes a
+figure of samples (gray | model | original).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from instacolor.metrics import (
     psnr,
     ssim,
 )
+from instacolor.perceptual import Lpips, lpips_unavailable
 from instacolor.train.data import list_images
 
 METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness")
@@ -50,13 +54,16 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return gray_baseline(rgb)[:, :, 0]
 
 
-def _score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    return {
+def _score(pred: np.ndarray, truth: np.ndarray, lpips: Lpips | None) -> dict[str, float]:
+    scores = {
         "psnr": psnr(pred, truth),
         "ssim": ssim(pred, truth),
         "delta_e2000": delta_e2000(pred, truth),
         "colorfulness": colorfulness(pred),
     }
+    if lpips is not None:
+        scores["lpips"] = lpips(pred, truth)
+    return scores
 
 
 def _table(title: str, rows: dict[str, list[dict[str, float]]]) -> str:
@@ -90,7 +97,7 @@ def write_grid(colorizer: Colorizer, files: list[Path], target: Path, height: in
     print(f"wrote {target}")
 
 
-def evaluate_folder(colorizer: Colorizer, files: list[Path]) -> str:
+def evaluate_folder(colorizer: Colorizer, files: list[Path], lpips: Lpips | None) -> str:
     out = []
     for label, resize in (("256x256", True), ("full resolution", False)):
         rows: dict[str, list] = {"gray baseline (ab=0)": [], "model": [], "ground truth": []}
@@ -99,14 +106,14 @@ def evaluate_folder(colorizer: Colorizer, files: list[Path]) -> str:
             if resize:
                 truth = _small(truth)
             pred = colorizer.colorize(_gray(truth))
-            rows["gray baseline (ab=0)"].append(_score(gray_baseline(truth), truth))
-            rows["model"].append(_score(pred, truth))
-            rows["ground truth"].append(_score(truth, truth))
+            rows["gray baseline (ab=0)"].append(_score(gray_baseline(truth), truth, lpips))
+            rows["model"].append(_score(pred, truth, lpips))
+            rows["ground truth"].append(_score(truth, truth, lpips))
         out.append(_table(f"{label}, {len(files)} images", rows))
     return "\n\n".join(out)
 
 
-def evaluate_coco(colorizer: Colorizer, coco: Path, every: int) -> str:
+def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | None) -> str:
     data = json.loads((coco / "annotations" / "instances_train2017.json").read_text())
     anns: dict[int, list] = {}
     for a in data["annotations"]:
@@ -131,12 +138,12 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int) -> str:
             "fusion + semantic": colorizer.colorize(gray, instances=inst, semantic=sem),
         }
         for name, pred in outputs.items():
-            score = _score(pred, truth)
+            score = _score(pred, truth, lpips)
             score["bleeding"] = (
                 boundary_bleeding(_ab(pred), ab_truth, masks) if masks is not None else np.nan
             )
             rows[name].append(score)
-            small[name].append(_score(_small(pred), _small(truth)))
+            small[name].append(_score(_small(pred), _small(truth), lpips))
     title = f"coco128, {len(images)} images (every {every}th)"
     return "\n\n".join(
         (_table(f"{title}, full resolution", rows), _table(f"{title}, resized to 256x256", small))
@@ -171,6 +178,12 @@ def main() -> None:
     parser.add_argument(
         "--saturation", type=float, default=1.0, help="factor on the predicted chroma"
     )
+    parser.add_argument(
+        "--lpips-alexnet",
+        type=Path,
+        help="AlexNet state-dict file for LPIPS (default: torchvision's cached official one)",
+    )
+    parser.add_argument("--no-lpips", action="store_true", help="do not compute LPIPS")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")
     parser.add_argument("--grid-images", type=int, default=6, help="images in the --grid figure")
@@ -186,14 +199,22 @@ def main() -> None:
             args.weights, working_size=args.working_size, saturation=args.saturation
         )
     print(f"weights: {colorizer.loaded.name} (sha256 {colorizer.loaded.sha256})")
-    print(f"working size: {colorizer.working_size}, saturation: {colorizer.saturation}\n")
+    print(f"working size: {colorizer.working_size}, saturation: {colorizer.saturation}")
+    lpips = None
+    if not args.no_lpips:
+        missing = None if args.lpips_alexnet else lpips_unavailable()
+        if missing:
+            print(missing)
+        else:
+            lpips = Lpips(alexnet=args.lpips_alexnet, download=False)
+    print()
     if args.data:
         files = list_images(args.data)[:: args.every]
-        print(evaluate_folder(colorizer, files[: args.limit or None]) + "\n")
+        print(evaluate_folder(colorizer, files[: args.limit or None], lpips) + "\n")
         if args.grid:
             write_grid(colorizer, files[: args.grid_images], args.grid)
     if args.coco:
-        print(evaluate_coco(colorizer, args.coco, args.holdout_every))
+        print(evaluate_coco(colorizer, args.coco, args.holdout_every, lpips))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""tools/evaluate.py as users run it: a folder, a COCO folder, LPIPS present or not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from instacolor.perceptual import alexnet_features
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _photo(seed: int, size=(48, 64)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([x, y, 1 - x], -1) * 200 + 20
+    return np.clip(base + rng.normal(0, 10, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def coco(tmp_path):
+    root = tmp_path / "coco"
+    (root / "train2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, anns = [], []
+    for i in range(2):
+        name = f"{i:012d}.jpg"
+        Image.fromarray(_photo(i)).save(root / "train2017" / name, quality=95)
+        images.append({"id": i + 1, "file_name": name, "height": 48, "width": 64})
+        x0, y0, x1, y1 = 8 + 4 * i, 6, 40, 30
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 18,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": float((x1 - x0) * (y1 - y0)),
+                "iscrowd": 0,
+                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+            }
+        )
+    data = {"images": images, "annotations": anns, "categories": [{"id": 18, "name": "dog"}]}
+    (root / "annotations" / "instances_train2017.json").write_text(json.dumps(data))
+    return root
+
+
+@pytest.fixture
+def alexnet_file(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "alexnet.pth"
+    torch.save({f"features.{k}": v for k, v in alexnet_features().state_dict().items()}, path)
+    return path
+
+
+def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TORCH_HOME": str(tmp_path / "torch_home"),  # empty: no official AlexNet
+        "INSTACOLOR_CACHE": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+    }
+    cmd = [sys.executable, str(ROOT / "tools" / "evaluate.py"), "--threads", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def _rows(text: str, title: str) -> dict[str, list[float]]:
+    block = text.split(title, 1)[1].split("###", 1)[0]
+    lines = [ln for ln in block.splitlines() if ln.startswith("|") and "---" not in ln]
+    header = [c.strip() for c in lines[0].strip("|").split("|")][1:]
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, map(float, cells[1:])))
+    return rows
+
+
+def test_coco_and_folder_with_lpips(coco, alexnet_file, tmp_path):
+    out = _run(
+        "--weights",
+        "instacolor-untrained-w16",
+        "--data",
+        str(coco / "train2017"),
+        "--coco",
+        str(coco),
+        "--holdout-every",
+        "1",
+        "--lpips-alexnet",
+        str(alexnet_file),
+        tmp_path=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    folder = _rows(out.stdout, "256x256, 2 images")
+    assert folder["ground truth"]["lpips"] == 0.0 and folder["ground truth"]["psnr"] == np.inf
+    assert folder["gray baseline (ab=0)"]["lpips"] > 0
+    assert folder["gray baseline (ab=0)"]["colorfulness"] == 0.0
+    full = _rows(out.stdout, "coco128, 2 images (every 1th), full resolution")
+    assert set(full) == {
+        "gray baseline (ab=0)",
+        "full image only",
+        "instance fusion",
+        "fusion + semantic",
+    }
+    assert all({"lpips", "bleeding", "psnr"} <= set(r) for r in full.values())
+    assert full["full image only"]["psnr"] != full["instance fusion"]["psnr"]  # boxes were used
+
+
+def test_without_lpips_weights_it_says_what_is_missing(coco, tmp_path):
+    out = _run(
+        "--weights", "instacolor-untrained-w16", "--data", str(coco / "train2017"),
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "LPIPS not computed" in out.stdout and "alexnet-owt-7be5be79.pth" in out.stdout
+    assert "lpips" not in _rows(out.stdout, "256x256, 2 images")["model"]
+
+
+def test_bad_options_exit_2_and_write_nothing(coco, tmp_path):
+    grid = tmp_path / "grid.jpg"
+    for bad in (["--every", "0"], ["--saturation", "9"]):
+        out = _run("--data", str(coco / "train2017"), "--grid", str(grid), *bad, tmp_path=tmp_path)
+        assert out.returncode == 2 and "expected" in out.stderr
+    assert not grid.exists()
