@@ -128,3 +128,25 @@ def test_bad_options_exit_2_and_write_nothing(coco, tmp_path):
         out = _run("--data", str(coco / "train2017"), "--grid", str(grid), *bad, tmp_path=tmp_path)
         assert out.returncode == 2 and "expected" in out.stderr
     assert not grid.exists()
+
+
+def _tune(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "tools" / "tune_inference.py"), "--threads", "1", *args]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def test_tune_inference_scores_the_coco_training_scenes_on_a_grid(coco, tmp_path):
+    common = ["--weights", "instacolor-untrained-w16", "--coco", str(coco), "--holdout-every", "2"]
+    out = _tune(*common, "--sizes", "32", "48", "--saturations", "1", "2", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr
+    # two scenes, every 2nd held out: only the other one is scored
+    assert "coco training scenes, 1 images" in out.stdout
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    assert [r.split("|")[1:3] for r in rows] == [
+        [" 32 ", " 1 "], [" 32 ", " 2 "], [" 48 ", " 1 "], [" 48 ", " 2 "]
+    ]  # fmt: skip
+    assert "best on coco training scenes: working size" in out.stdout
+    for bad in (["--sizes", "30"], ["--saturations", "5"], ["--holdout-every", "1"]):
+        out = _tune(*common, *bad, tmp_path=tmp_path)
+        assert out.returncode == 2 and "expected" in out.stderr, bad

@@ -1,0 +1,115 @@
+"""Pick inference settings (working size, saturation) on validation photos, not test sets.
+
+    # stage 1's held-out train/ photos and the coco128 scenes tools/evaluate.py does not score
+    python tools/tune_inference.py --weights runs/candidate.safetensors \
+        --data ../shared/data/train --every 115 --coco ../shared/data/coco128 \
+        --sizes 128 160 192 --saturations 1.0 1.15 1.3 1.45
+
+The full-image network colorizes every image through the public API at each working
+size and saturation; the result and the original are both resized to 256x256 (as
+``tools/evaluate.py`` scores) and PSNR and colourfulness are averaged per set, beside
+the gray baseline. With ``--coco`` the scenes are those tools/train.py trains stage 3 on
+(every image but each ``--holdout-every``-th): the full-image network never saw them,
+and the held-out scenes stay unseen for tools/evaluate.py. The best setting per set
+(highest PSNR) is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from instacolor import Colorizer
+from instacolor.errors import InputError
+from instacolor.metrics import colorfulness, gray_baseline, psnr
+from instacolor.train.data import list_images
+
+
+def _small(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((256, 256), Image.BILINEAR))
+
+
+def score_set(weights: str, files: list[Path], size: int, saturation: float) -> dict:
+    """Mean PSNR / colourfulness at 256x256 of the full-image network on ``files``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        colorizer = Colorizer(weights, working_size=size, saturation=saturation)
+    rows = []
+    for path in files:
+        truth = np.asarray(Image.open(path).convert("RGB"))
+        pred = colorizer.colorize(gray_baseline(truth)[:, :, 0])
+        rows.append((psnr(_small(pred), _small(truth)), colorfulness(_small(pred))))
+    return {
+        "psnr": float(np.mean([r[0] for r in rows])),
+        "colorfulness": float(np.mean([r[1] for r in rows])),
+    }
+
+
+def _gray_psnr(files: list[Path]) -> float:
+    scores = []
+    for path in files:
+        truth = _small(np.asarray(Image.open(path).convert("RGB")))
+        scores.append(psnr(gray_baseline(truth), truth))
+    return float(np.mean(scores))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--data", type=Path, help="folder of colour validation photos")
+    parser.add_argument("--every", type=int, default=1, help="with --data: every Nth image")
+    parser.add_argument("--coco", type=Path, help="COCO folder: its training (non-held-out) scenes")
+    parser.add_argument("--holdout-every", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128])
+    parser.add_argument("--saturations", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.every < 1 or args.holdout_every < 2:
+        parser.error("--every: expected at least 1; --holdout-every: at least 2")
+    if not (args.data or args.coco):
+        parser.error("give --data and/or --coco")
+    torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # every setting once, before any image is scored
+            built = [
+                Colorizer(args.weights, working_size=z, saturation=v)
+                for z, v in itertools.product(args.sizes, args.saturations)
+            ]
+            loaded = built[-1].loaded
+        except InputError as err:
+            parser.error(str(err))
+    sets: dict[str, list[Path]] = {}
+    if args.data:
+        sets[f"{args.data.name} every {args.every}"] = list_images(args.data)[:: args.every]
+    if args.coco:
+        files = list_images(args.coco)
+        held = set(files[:: args.holdout_every])
+        sets[f"{args.coco.name} training scenes"] = [f for f in files if f not in held]
+    print(f"weights: {loaded.name} (sha256 {loaded.sha256})\n")
+    best = {}
+    for name, files in sets.items():
+        print(
+            f"### {name}, {len(files)} images, 256x256 (gray baseline {_gray_psnr(files):.3f} dB)\n"
+        )
+        print("| working size | saturation | psnr | colorfulness |\n|---|---|---|---|")
+        for size, sat in itertools.product(args.sizes, args.saturations):
+            row = score_set(args.weights, files, size, sat)
+            print(
+                f"| {size} | {sat:g} | {row['psnr']:.3f} | {row['colorfulness']:.2f} |", flush=True
+            )
+            if name not in best or row["psnr"] > best[name][2]:
+                best[name] = (size, sat, row["psnr"])
+        print()
+    for name, (size, sat, value) in best.items():
+        print(f"best on {name}: working size {size}, saturation {sat:g} ({value:.3f} dB)")
+
+
+if __name__ == "__main__":
+    main()
