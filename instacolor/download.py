@@ -13,6 +13,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import urlparse
 
 import torch
 
@@ -25,6 +27,8 @@ __all__ = [
     "fetch_verified",
     "file_digest",
     "sha256_file",
+    "torchvision_cache_path",
+    "torchvision_state_dict",
     "verify_sha256",
 ]
 
@@ -159,3 +163,34 @@ def _download(target: Path, folder: str, file: WeightFile, *, homepage: str, pro
     finally:
         partial.unlink(missing_ok=True)
     return digest
+
+
+def torchvision_cache_path(weights) -> Path:
+    """Where torchvision caches (and looks for) the file of a weights enum member."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def torchvision_state_dict(weights, what: str, *, progress: bool = True) -> dict:
+    """State dict of a torchvision weights enum member, through torchvision's own cache.
+
+    A missing file is downloaded by torchvision and checked against the hash prefix in
+    its name; offline, the error names the file, where to put it and where to get it.
+
+    Args:
+        weights: e.g. ``AlexNet_Weights.IMAGENET1K_V1``.
+        what: what the weights are for, to start the error message.
+        progress: show a download progress bar.
+
+    Raises:
+        WeightsError: the file is missing and could not be downloaded.
+    """
+    path = torchvision_cache_path(weights)
+    try:
+        return weights.get_state_dict(progress=progress, check_hash=True)
+    except (URLError, OSError, RuntimeError) as err:
+        raise WeightsError(
+            f"{what}: {path.name} is not at {path} and could not be downloaded from "
+            f"{weights.url} ({type(err).__name__}: {err}). Download it on a connected machine "
+            f"and put it at that path (or point $TORCH_HOME at a folder whose hub/checkpoints "
+            f"holds it)"
+        ) from err

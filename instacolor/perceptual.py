@@ -25,8 +25,6 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from urllib.error import URLError
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -34,7 +32,14 @@ import torch.nn.functional as F
 from torchvision.models import AlexNet_Weights, alexnet
 
 from instacolor.checkpoints import load_state_dict_strict, read_torch_state_dict
-from instacolor.download import WeightFile, cache_dir, fetch_verified, verify_sha256
+from instacolor.download import (
+    WeightFile,
+    cache_dir,
+    fetch_verified,
+    torchvision_cache_path,
+    torchvision_state_dict,
+    verify_sha256,
+)
 from instacolor.errors import InputError, WeightsError
 
 __all__ = [
@@ -63,7 +68,7 @@ _SCALE = (0.458, 0.448, 0.450)
 
 def alexnet_weights_path() -> Path:
     """Where torchvision caches (and looks for) the ImageNet AlexNet weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(ALEXNET_WEIGHTS.url).path).name
+    return torchvision_cache_path(ALEXNET_WEIGHTS)
 
 
 def _package_linear_path() -> Path | None:
@@ -195,14 +200,7 @@ def _alexnet_state(path: str | os.PathLike | None, download: bool) -> dict[str, 
             f"LPIPS AlexNet weights: {official.name} is not at {official}; download it from "
             f"{ALEXNET_WEIGHTS.url} and put it there (or pass alexnet=PATH)"
         )
-    try:
-        return ALEXNET_WEIGHTS.get_state_dict(progress=True, check_hash=True)
-    except (URLError, OSError, RuntimeError) as err:
-        raise WeightsError(
-            f"LPIPS AlexNet weights: {official.name} is not at {official} and could not be "
-            f"downloaded from {ALEXNET_WEIGHTS.url} ({type(err).__name__}: {err}); download "
-            "it on a connected machine and put it at that path"
-        ) from err
+    return torchvision_state_dict(ALEXNET_WEIGHTS, "LPIPS AlexNet weights")
 
 
 def _linear_weights(path: str | os.PathLike | None, download: bool) -> list[torch.Tensor]:

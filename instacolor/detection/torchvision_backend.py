@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from urllib.error import URLError
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
 
 from instacolor.detection.base import Detection, DetectorConfig, detector_input, select_instances
+from instacolor.download import torchvision_cache_path, torchvision_state_dict
 from instacolor.errors import WeightsError
 from instacolor.labels import coco_ids_to_labels
 from instacolor.weights import UntrainedWeightsWarning
@@ -35,21 +34,7 @@ _COCO_CLASSES = 91  # torchvision's category slots: background + COCO ids 1..90
 
 def official_weights_path() -> Path:
     """Where torchvision caches (and looks for) the official weights file."""
-    name = Path(urlparse(OFFICIAL_WEIGHTS.url).path).name
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
-def _official_state_dict(progress: bool) -> dict:
-    path = official_weights_path()
-    try:
-        return OFFICIAL_WEIGHTS.get_state_dict(progress=progress, check_hash=True)
-    except (URLError, OSError, RuntimeError) as err:
-        raise WeightsError(
-            f"torchvision Mask R-CNN weights: {path.name} is not at {path} and could not be "
-            f"downloaded from {OFFICIAL_WEIGHTS.url} ({type(err).__name__}: {err}). Download it "
-            f"on a connected machine and put it at that path (or point $TORCH_HOME at a "
-            f"folder whose hub/checkpoints holds it)"
-        ) from err
+    return torchvision_cache_path(OFFICIAL_WEIGHTS)
 
 
 def _first_lines(err: Exception, limit: int = 400) -> str:
@@ -103,7 +88,11 @@ class TorchvisionMaskRCNN:
             )
             self.weights_name = "random"
         elif str(weights) == "COCO_V1":
-            model.load_state_dict(_official_state_dict(progress))
+            model.load_state_dict(
+                torchvision_state_dict(
+                    OFFICIAL_WEIGHTS, "torchvision Mask R-CNN weights", progress=progress
+                )
+            )
             self.weights_name = official_weights_path().name
         else:
             path = Path(weights)
