@@ -150,3 +150,11 @@ def test_tune_inference_scores_the_coco_training_scenes_on_a_grid(coco, tmp_path
     for bad in (["--sizes", "30"], ["--saturations", "5"], ["--holdout-every", "1"]):
         out = _tune(*common, *bad, tmp_path=tmp_path)
         assert out.returncode == 2 and "expected" in out.stderr, bad
+
+
+def test_a_wrong_lpips_file_exits_2_with_the_reason(coco, tmp_path):
+    bad = tmp_path / "not_alexnet.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, bad)
+    out = _run("--data", str(coco / "train2017"), "--lpips-alexnet", str(bad), tmp_path=tmp_path)
+    assert out.returncode == 2 and "missing keys" in out.stderr
+    assert bad.is_file()

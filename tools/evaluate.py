@@ -30,6 +30,7 @@ from PIL import Image
 from instacolor import Colorizer, SemanticMap
 from instacolor.api import MAX_SATURATION
 from instacolor.color import rgb_to_lab
+from instacolor.errors import WeightsError
 from instacolor.io.coco import instances_from_coco
 from instacolor.metrics import (
     boundary_bleeding,
@@ -206,7 +207,10 @@ def main() -> None:
         if missing:
             print(missing)
         else:
-            lpips = Lpips(alexnet=args.lpips_alexnet, download=False)
+            try:
+                lpips = Lpips(alexnet=args.lpips_alexnet, download=False)
+            except WeightsError as err:
+                parser.error(str(err))
     print()
     if args.data:
         files = list_images(args.data)[:: args.every]
