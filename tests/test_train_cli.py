@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors import safe_open
 
 from instacolor import Colorizer
 
 ROOT = Path(__file__).resolve().parents[1]
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +71,24 @@ def test_unknown_loss_is_refused_by_the_command_line(folder, tmp_path):
     run = _train("--stage", "1", "--data", str(folder), "--out", str(out), "--loss", "l1")
     assert run.returncode == 2 and "--loss: invalid choice: 'l1'" in run.stderr
     assert not out.exists()
+
+
+def test_lr_zero_is_kept_and_a_negative_one_refused(folder, tmp_path):
+    init = tmp_path / "a"
+    common = ["--stage", "1", "--data", str(folder), "--width", "4", "--size", "32", "--batch",
+              "2", "--threads", "1", "--workers", "0", "--holdout-every", "4"]  # fmt: skip
+    assert _train(*common, "--out", str(init), "--steps", "2").returncode == 0
+    first = init / "stage1" / "latest.pt"
+    run = _train(*common, "--out", str(tmp_path / "b"), "--steps", "2", "--lr", "0",
+                 "--init", str(first))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    before = torch.load(first, weights_only=False)["net"]
+    after = torch.load(tmp_path / "b" / "stage1" / "latest.pt", weights_only=False)["net"]
+    params = [k for k in before if k.startswith("full.") and not k.endswith(BUFFERS)]
+    assert params and all(torch.equal(before[k], after[k]) for k in params)
+    # BatchNorm statistics of a training stage still follow the data
+    stat = "full.model1.4.running_mean"
+    assert not torch.equal(before[stat], after[stat])
+    run = _train(*common, "--out", str(tmp_path / "c"), "--lr", "-1")
+    assert run.returncode == 2 and "--lr: expected 0 or more" in run.stderr
+    assert not (tmp_path / "c").exists()

@@ -148,7 +148,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float)
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate (default 5e-4, stage 3: 5e-5); 0 moves no parameter (e.g. to "
+        "validate a stage-3 checkpoint; stages 1-2 still update BatchNorm statistics)",
+    )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--validate-every", type=int, default=200)
@@ -223,6 +228,8 @@ def main() -> None:
         return
     if args.stage is None or args.data is None:
         parser.error("--stage and --data are required (or --export)")
+    if args.lr is not None and not args.lr >= 0:
+        parser.error(f"--lr: expected 0 or more, received {args.lr}")
     if args.val_every == 1 or args.val_every < 0:
         parser.error(f"--val-every: expected 0 (off) or at least 2, received {args.val_every}")
 
@@ -270,7 +277,7 @@ def main() -> None:
         width=args.width,
         size=size,
         batch_size=args.batch,
-        lr=args.lr or (5e-4 if args.stage < 3 else 5e-5),
+        lr=args.lr if args.lr is not None else (5e-4 if args.stage < 3 else 5e-5),
         steps=args.steps,
         checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every,
