@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 #: What ``weights="default"`` means.
-DEFAULT_WEIGHTS = "instacolor-w16-v2"
+DEFAULT_WEIGHTS = "instacolor-w16-v3"
 DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
 
 
@@ -118,13 +118,13 @@ REGISTRY: dict[str, WeightsEntry] = {
     e.name: e
     for e in (
         WeightsEntry(
-            name="instacolor-w16-v2",
+            name="instacolor-w16-v3",
             architecture="instcolor",
             width=16,
             files=(
                 WeightFile(
-                    "instacolor-w16-v2.safetensors",
-                    sha256="65e7dfe2e5ff5000c7b10911ff8eefc4ac64c2301320091eedb411a646582233",
+                    "instacolor-w16-v3.safetensors",
+                    sha256="a3aaf90efd60e6353f9c0c32245b49a7b312e3e184f4031dfaa6d532e26661c8",
                 ),
             ),
             source="package",
