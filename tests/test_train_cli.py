@@ -92,3 +92,23 @@ def test_lr_zero_is_kept_and_a_negative_one_refused(folder, tmp_path):
     run = _train(*common, "--out", str(tmp_path / "c"), "--lr", "-1")
     assert run.returncode == 2 and "--lr: expected 0 or more" in run.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_validate_scores_checkpoints_and_weights_like_the_training_log(folder, tmp_path):
+    out = tmp_path / "run"
+    run = _train(
+        "--stage", "1", "--data", str(folder), "--out", str(out), "--width", "4",
+        "--size", "32", "--batch", "2", "--steps", "2", "--threads", "1", "--workers", "0",
+        "--holdout-every", "4", "--validate-every", "2",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    ckpt = out / "stage1" / "latest.pt"
+    logged = json.loads((out / "stage1" / "log.jsonl").read_text().splitlines()[-1])
+    tool = [sys.executable, str(ROOT / "tools" / "validate.py")]
+    args = ["--data", str(folder), "--holdout-every", "4", "--size", "32", "--width", "4"]
+    res = subprocess.run([*tool, str(ckpt), *args], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith(f"| {ckpt}"))
+    assert row.split("|")[2].strip() == f"{logged['val_psnr']:.3f}"  # the log's number
+    res = subprocess.run([*tool, str(tmp_path / "nope.pt"), *args], capture_output=True, text=True)
+    assert res.returncode == 2 and "expected existing files" in res.stderr
