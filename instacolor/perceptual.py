@@ -79,8 +79,12 @@ def _package_linear_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def _cached_linear_path() -> Path:
+    return cache_dir() / "lpips" / LINEAR_WEIGHTS.name
+
+
 def _linear_path() -> Path:
-    return _package_linear_path() or cache_dir() / "lpips" / LINEAR_WEIGHTS.name
+    return _package_linear_path() or _cached_linear_path()
 
 
 def lpips_unavailable() -> str | None:
@@ -114,17 +118,12 @@ def lpips_distance(
     scale = x.new_tensor(_SCALE).view(1, 3, 1, 1)
     both = (torch.cat((x, y)) - shift) / scale
     total = x.new_zeros(x.shape[0])
-    taps = iter(zip(_TAPS, linear, strict=True))
-    tap, weight = next(taps)
-    for index, layer in enumerate(trunk):
+    weights = dict(zip(_TAPS, linear, strict=True))
+    for index, layer in enumerate(trunk[: _TAPS[-1] + 1]):  # the last pooling is not used
         both = layer(both)
-        if index != tap:
-            continue
-        fx, fy = (f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10) for f in both.chunk(2))
-        total = total + F.conv2d((fx - fy).square(), weight).mean((1, 2, 3))
-        tap, weight = next(taps, (None, None))
-        if tap is None:
-            break
+        if index in weights:
+            fx, fy = (f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10) for f in both.chunk(2))
+            total = total + F.conv2d((fx - fy).square(), weights[index]).mean((1, 2, 3))
     return total
 
 
@@ -209,9 +208,9 @@ def _linear_weights(path: str | os.PathLike | None, download: bool) -> list[torc
         if package is not None:
             verify_sha256(package, LINEAR_WEIGHTS.sha256, "LPIPS linear layers (lpips package)")
             path = package
-        elif not download and not _linear_path().is_file():
+        elif not download and not _cached_linear_path().is_file():
             raise WeightsError(
-                f"LPIPS linear layers: {_linear_path()} not found; pip install "
+                f"LPIPS linear layers: {_cached_linear_path()} not found; pip install "
                 f"'instacolor[lpips]' or download {LINEAR_WEIGHTS.url} to that path"
             )
         else:
