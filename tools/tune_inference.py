@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,38 +26,34 @@ import numpy as np
 import torch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import _gray, _small  # tools/evaluate.py, beside this file: its 256x256 scoring
+
 from instacolor import Colorizer
 from instacolor.errors import InputError
 from instacolor.metrics import colorfulness, gray_baseline, psnr
 from instacolor.train.data import list_images
 
 
-def _small(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).resize((256, 256), Image.BILINEAR))
-
-
-def score_set(weights: str, files: list[Path], size: int, saturation: float) -> dict:
-    """Mean PSNR / colourfulness at 256x256 of the full-image network on ``files``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        colorizer = Colorizer(weights, working_size=size, saturation=saturation)
-    rows = []
+def load_set(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(gray L plane at full resolution, original at 256x256)`` of every file."""
+    out = []
     for path in files:
         truth = np.asarray(Image.open(path).convert("RGB"))
-        pred = colorizer.colorize(gray_baseline(truth)[:, :, 0])
-        rows.append((psnr(_small(pred), _small(truth)), colorfulness(_small(pred))))
+        out.append((_gray(truth), _small(truth)))
+    return out
+
+
+def score_set(colorizer: Colorizer, images: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Mean PSNR / colourfulness at 256x256 of the full-image network on ``images``."""
+    rows = []
+    for gray, small_truth in images:
+        pred = _small(colorizer.colorize(gray))
+        rows.append((psnr(pred, small_truth), colorfulness(pred)))
     return {
         "psnr": float(np.mean([r[0] for r in rows])),
         "colorfulness": float(np.mean([r[1] for r in rows])),
     }
-
-
-def _gray_psnr(files: list[Path]) -> float:
-    scores = []
-    for path in files:
-        truth = _small(np.asarray(Image.open(path).convert("RGB")))
-        scores.append(psnr(gray_baseline(truth), truth))
-    return float(np.mean(scores))
 
 
 def main() -> None:
@@ -77,12 +74,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:  # every setting once, before any image is scored
-            built = [
-                Colorizer(args.weights, working_size=z, saturation=v)
+        try:  # every setting, before any image is scored
+            colorizers = {
+                (z, v): Colorizer(args.weights, working_size=z, saturation=v)
                 for z, v in itertools.product(args.sizes, args.saturations)
-            ]
-            loaded = built[-1].loaded
+            }
         except InputError as err:
             parser.error(str(err))
     sets: dict[str, list[Path]] = {}
@@ -92,15 +88,16 @@ def main() -> None:
         files = list_images(args.coco)
         held = set(files[:: args.holdout_every])
         sets[f"{args.coco.name} training scenes"] = [f for f in files if f not in held]
+    loaded = next(iter(colorizers.values())).loaded
     print(f"weights: {loaded.name} (sha256 {loaded.sha256})\n")
     best = {}
     for name, files in sets.items():
-        print(
-            f"### {name}, {len(files)} images, 256x256 (gray baseline {_gray_psnr(files):.3f} dB)\n"
-        )
+        images = load_set(files)
+        gray = float(np.mean([psnr(gray_baseline(t), t) for _, t in images]))
+        print(f"### {name}, {len(files)} images, 256x256 (gray baseline {gray:.3f} dB)\n")
         print("| working size | saturation | psnr | colorfulness |\n|---|---|---|---|")
-        for size, sat in itertools.product(args.sizes, args.saturations):
-            row = score_set(args.weights, files, size, sat)
+        for (size, sat), colorizer in colorizers.items():
+            row = score_set(colorizer, images)
             print(
                 f"| {size} | {sat:g} | {row['psnr']:.3f} | {row['colorfulness']:.2f} |", flush=True
             )
