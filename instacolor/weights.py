@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 #: What ``weights="default"`` means.
-DEFAULT_WEIGHTS = "instacolor-w16-v3"
+DEFAULT_WEIGHTS = "instacolor-w16-v4"
 DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
 
 
@@ -118,13 +118,13 @@ REGISTRY: dict[str, WeightsEntry] = {
     e.name: e
     for e in (
         WeightsEntry(
-            name="instacolor-w16-v3",
+            name="instacolor-w16-v4",
             architecture="instcolor",
             width=16,
             files=(
                 WeightFile(
-                    "instacolor-w16-v3.safetensors",
-                    sha256="a3aaf90efd60e6353f9c0c32245b49a7b312e3e184f4031dfaa6d532e26661c8",
+                    "instacolor-w16-v4.safetensors",
+                    sha256="5764bbc80674abd88cb35a205fc0d496238dfcf7731164cf87d0b2d027311a32",
                 ),
             ),
             source="package",

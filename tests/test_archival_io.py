@@ -101,7 +101,7 @@ def _sha(path: Path) -> str:
 
 def _record(scan: ScanImage) -> Provenance:
     return Provenance(
-        model="instacolor-w16-v3",
+        model="instacolor-w16-v4",
         weights_sha256="0123456789abcdef" * 4,
         input_sha256=scan.sha256,
         timestamp="2026-01-02T03:04:05Z",

@@ -146,7 +146,7 @@ def test_version_and_models(env):
     assert version.returncode == 0 and version.stdout.strip() == f"instacolor {__version__}"
     models = _cli(env, "models")
     assert models.returncode == 0, models.stderr
-    assert "instacolor-w16-v3 [default]: present" in models.stdout
+    assert "instacolor-w16-v4 [default]: present" in models.stdout
     assert "instacolor-untrained-w16: available" in models.stdout
     assert "siggraph17: not cached" in models.stdout and "licence: BSD-2-Clause" in models.stdout
     assert str(Path(env["INSTACOLOR_CACHE"])) in models.stdout

@@ -806,8 +806,10 @@ def test_shipped_weights_are_fp16_and_small():
     assert sum(f.stat().st_size for f in files) <= 25 * 2**20
     for f in files:
         with safe_open(f, "pt") as data:
-            dtypes = {data.get_slice(k).get_dtype() for k in data.keys()}  # noqa: SIM118
-        assert "F32" not in dtypes and "F16" in dtypes
+            dtypes = {k: data.get_slice(k).get_dtype() for k in data.keys()}  # noqa: SIM118
+        stats = {k for k in dtypes if k.endswith(("running_mean", "running_var"))}
+        assert stats and {dtypes[k] for k in stats} == {"F32"}  # BatchNorm statistics
+        assert {v for k, v in dtypes.items() if k not in stats} == {"F16", "I64"}
 
 
 def test_random_entries_exist():

@@ -1,6 +1,6 @@
 """Score full-image networks on stage 1's validation photos, as tools/train.py logs them.
 
-    python tools/validate.py instacolor/data/instacolor-w16-v3.safetensors runs/s1e/stage1/latest.pt
+    python tools/validate.py instacolor/data/instacolor-w16-v4.safetensors runs/s1e/stage1/latest.pt
 
 Each weights file (instacolor ``.safetensors`` or a ``tools/train.py`` checkpoint) is
 scored with ``tools/train.py``'s stage-1 validator: mean PSNR and colourfulness of the

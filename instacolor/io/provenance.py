@@ -18,7 +18,7 @@ earlier ``instacolor:`` record) are removed from the input's descriptions.
 Example:
     >>> from instacolor.io.provenance import Provenance, provenance_xmp, parse_provenance
     >>> record = Provenance(
-    ...     model="instacolor-w16-v3", weights_sha256="a" * 64, input_sha256="b" * 64,
+    ...     model="instacolor-w16-v4", weights_sha256="a" * 64, input_sha256="b" * 64,
     ...     version="0.1.0", timestamp="2026-01-02T03:04:05Z")
     >>> packet = provenance_xmp(record)
     >>> b"compositeWithTrainedAlgorithmicMedia" in packet
