@@ -167,18 +167,15 @@ def save_safetensors(
 ) -> Path:
     """Write ``net`` as an instacolor safetensors file (parameters cast to ``dtype``).
 
-    Floating-point buffers (BatchNorm's running means and variances) are kept in
-    float32 whatever ``dtype`` is: a few KiB, and rounding them to float16 cost the
-    shipped full-image network 0.02 dB on stage 1's validator while float16
-    parameters cost nothing (a running mean of 187 is stored to +-0.06 in float16,
-    a visible shift where that channel's deviation is near 1). BatchNorm's
-    ``num_batches_tracked`` counters are kept as int64.
+    Floating-point buffers (BatchNorm's running means and variances) are kept in at
+    least float32: a few KiB, and rounding them to float16 cost the shipped full-image
+    network 0.02 dB on stage 1's validator while float16 parameters cost nothing
+    (docs/model-card.md). BatchNorm's ``num_batches_tracked`` counters stay int64.
     """
     params = {name for name, _ in net.named_parameters()}
+    buffers = torch.promote_types(dtype, torch.float32)
     state = {
-        k: (
-            v.to(dtype if k in params else torch.float32) if v.is_floating_point() else v
-        ).contiguous()
+        k: (v.to(dtype if k in params else buffers) if v.is_floating_point() else v).contiguous()
         for k, v in net.state_dict().items()
     }
     metadata = {
