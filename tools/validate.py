@@ -27,7 +27,7 @@ from instacolor.train.loop import load_stage
 
 def load(path: Path, width: int) -> InstColorNet:
     if path.suffix == ".safetensors":
-        return load_safetensors(path).float().eval()
+        return load_safetensors(path)  # float32, in eval mode
     net = InstColorNet(width)
     load_stage(path, net)
     return net.eval()
@@ -46,7 +46,7 @@ def main() -> None:
     if missing:
         parser.error(f"weights: expected existing files, received {missing}")
     torch.set_num_threads(args.threads)
-    files = sorted(set(list_images(args.data)[:: args.holdout_every]))
+    files = list_images(args.data)[:: args.holdout_every]  # sorted, as tools/train.py holds out
     validate = make_validator(files, args.size, 1)
     print(f"{len(files)} validation photos of {args.data} at {args.size} px\n")
     print("| weights | psnr | gray psnr | colorfulness | colorfulness gt |\n|---|---|---|---|---|")
