@@ -203,19 +203,26 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
             if n <= 0 or n > 100_000_000:
-                raise ValueError(f"header length {n}")
+                raise _not_safetensors(path, f"header length {n}")
             header = json.loads(f.read(n))
-        if not isinstance(header, dict):
-            raise ValueError(f"header is a JSON {type(header).__name__}, not an object")
-        metadata = header.get("__metadata__") or {}
-        if not isinstance(metadata, dict):
-            raise ValueError(f"__metadata__ is a JSON {type(metadata).__name__}, not an object")
-    except (OSError, ValueError) as exc:
-        raise WeightsError(
-            f"{path}: could not be read as a safetensors file ({exc}); it is corrupt or not "
-            "an instacolor weights file"
-        ) from exc
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8 or JSON
+        raise _not_safetensors(path, str(exc)) from exc
+    if not isinstance(header, dict):
+        raise _not_safetensors(path, f"header is a JSON {type(header).__name__}, not an object")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise _not_safetensors(
+            path, f"__metadata__ is a JSON {type(metadata).__name__}, not an object"
+        )
     return {str(k): str(v) for k, v in metadata.items()}
+
+
+def _not_safetensors(path: Path, reason: str) -> WeightsError:
+    return WeightsError(
+        f"{path}: expected a safetensors file (8-byte header length, then a JSON object), "
+        f"received one that could not be read ({reason}); it is corrupt or not an "
+        "instacolor weights file: fetch or export it again"
+    )
 
 
 def load_safetensors(path: str | os.PathLike) -> InstColorNet:

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from instacolor.errors import DownloadError, WeightsError
+from instacolor.errors import DownloadError, InputError, WeightsError
 
 __all__ = [
     "WeightFile",
@@ -52,9 +52,10 @@ class WeightFile:
         if digest is not None and (
             len(digest) < 8 or any(c not in "0123456789abcdefABCDEF" for c in digest)
         ):
-            raise ValueError(
-                f"WeightFile {self.name}: sha256 must be None or at least 8 hex digits, "
-                f"received {digest!r}"
+            raise InputError(
+                f"WeightFile {self.name}: sha256: expected None or at least 8 hex digits, "
+                f"received {digest!r}; copy the digest (or its first 8+ digits) from the "
+                "publisher"
             )
 
 

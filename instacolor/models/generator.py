@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from instacolor.errors import InputError
+
 __all__ = [
     "AB_CLASSES",
     "FUSION_POINTS",
@@ -158,7 +160,10 @@ class ColorGenerator(nn.Module):
     def __init__(self, width: int = REFERENCE_WIDTH, *, in_channels: int = 4) -> None:
         super().__init__()
         if width < 1:
-            raise ValueError(f"width must be a positive integer, received {width}")
+            raise InputError(
+                f"width: expected a positive integer, received {width}; use 64 for the "
+                "published architecture or a smaller width for a compact network"
+            )
         self.width = width
         c1, c2, c3, c4 = width, 2 * width, 4 * width, 8 * width
         self.model1 = _block([in_channels, c1, c1])

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from instacolor.errors import InputError
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
 from instacolor.train.losses import huber_ab_loss, l2_ab_loss, rebalance_weights
@@ -124,14 +125,14 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
     net = InstColorNet(config.width)
     prior = load_stage(config.init, net) if config.init else 0
     if config.stage > 1 and prior not in (config.stage - 1, config.stage):
-        raise ValueError(
+        raise InputError(
             f"stage {config.stage} starts from a stage-{config.stage - 1} checkpoint (or "
             f"continues a stage-{config.stage} one) (init=), received "
             f"{'none' if not config.init else f'a stage-{prior} checkpoint'}"
         )
     if config.init_full:
         if config.stage != 3:
-            raise ValueError(f"init_full is for stage 3, received stage {config.stage}")
+            raise InputError(f"init_full is for stage 3, received stage {config.stage}")
         donor = InstColorNet(config.width)
         load_stage(config.init_full, donor)
         net.full.load_state_dict(donor.full.state_dict())
@@ -155,9 +156,9 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 def _check_config(config: TrainConfig) -> None:
     if config.loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(LOSSES)}, received {config.loss!r}")
+        raise InputError(f"loss: expected one of {sorted(LOSSES)}, received {config.loss!r}")
     if config.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
+        raise InputError(
             f"lr_schedule: expected one of {list(LR_SCHEDULES)}, received {config.lr_schedule!r}"
         )
 
@@ -173,7 +174,7 @@ def _check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
     changed = {k: (saved.get(k, defaults[k]), now[k]) for k in keys}
     changed = {k: v for k, v in changed.items() if v[0] != v[1]}
     if changed:
-        raise ValueError(
+        raise InputError(
             f"resume from {path}: expected the options of that run, received changes "
             + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
             + "; resume with the run's options, or start a new run from it (init=, a new "
@@ -185,7 +186,7 @@ def _pixel_weights(config: TrainConfig) -> torch.Tensor | None:
     if config.rebalance <= 0:
         return None
     if config.prior is None:
-        raise ValueError("rebalance > 0 needs config.prior (see losses.ab_prior)")
+        raise InputError("rebalance > 0 needs config.prior (see losses.ab_prior)")
     return rebalance_weights(torch.tensor(config.prior), config.rebalance).to(config.device)
 
 
@@ -247,7 +248,7 @@ def train_stage(
     """
     _check_config(config)
     if len(dataset) < config.batch_size:
-        raise ValueError(
+        raise InputError(
             f"dataset: expected at least batch_size={config.batch_size} samples, received "
             f"{len(dataset)}; add images or lower the batch size"
         )
