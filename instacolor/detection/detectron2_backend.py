@@ -10,12 +10,10 @@ source, ``pip install 'git+https://github.com/facebookresearch/detectron2.git'``
 and tests). Configs are read from the package's model-zoo folder, not through
 ``detectron2.model_zoo``, which imports ``pkg_resources`` (gone in setuptools 81).
 
-Official weights (:data:`OFFICIAL_WEIGHTS`, CC BY-SA 3.0) download from
-``https://dl.fbaipublicfiles.com/detectron2/`` into
-``$INSTACOLOR_CACHE/detectron2/<config>/<model id>/``. No sha256 is published; MODEL_ZOO.md
-says each file name carries the file's md5 prefix (``model_final_2d9806.pkl``), checked
-on every load (24 bits against corruption, no proof of origin). ``.pkl`` files are
-pickles: load only files you trust.
+Official weights (:data:`OFFICIAL_WEIGHTS`, CC BY-SA 3.0, md5-prefix checked on every
+load; ``.pkl`` files are pickles: load only files you trust) are described, downloaded and
+checked in :mod:`instacolor.detection.detectron2_zoo`; :data:`OFFICIAL_WEIGHTS`,
+:class:`ModelZooWeights` and :func:`official_weights_path` are re-exported here.
 
 Example:
     >>> from instacolor.detection.detectron2_backend import OFFICIAL_WEIGHTS
@@ -32,7 +30,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,12 +37,14 @@ import numpy as np
 import torch
 
 from instacolor.detection.base import Detection, DetectorConfig, detector_input, select_instances
-from instacolor.errors import (
-    DownloadError,
-    InputError,
-    MissingDependencyError,
-    WeightsError,
+from instacolor.detection.detectron2_zoo import (
+    OFFICIAL_WEIGHTS,
+    ModelZooWeights,
+    config_file,
+    fetch_official_weights,
+    official_weights_path,
 )
+from instacolor.errors import InputError, MissingDependencyError, WeightsError
 from instacolor.labels import (
     NUM_THINGS,
     UNKNOWN,
@@ -54,13 +53,7 @@ from instacolor.labels import (
     thing_label_from_contiguous,
 )
 from instacolor.structures import SemanticMap
-from instacolor.weights import (
-    UntrainedWeightsWarning,
-    WeightFile,
-    cache_dir,
-    fetch_file,
-    file_digest,
-)
+from instacolor.weights import UntrainedWeightsWarning
 
 __all__ = [
     "OFFICIAL_WEIGHTS",
@@ -69,70 +62,12 @@ __all__ = [
     "official_weights_path",
 ]
 
-_URL = "https://dl.fbaipublicfiles.com/detectron2/"
-_HOMEPAGE = "https://github.com/facebookresearch/detectron2/blob/main/MODEL_ZOO.md"
 _INSTALL = (
     "install it from its official source: pip install "
     "'git+https://github.com/facebookresearch/detectron2.git' (see "
     "https://detectron2.readthedocs.io/tutorials/install.html), or, without a compiler, "
     "for CPU inference: python tools/install_detectron2.py from instacolor's repository"
 )
-
-
-@dataclass(frozen=True)
-class ModelZooWeights:
-    """Official detectron2 model-zoo weights of one config.
-
-    Attributes:
-        config: model-zoo config, e.g. ``"COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"``.
-        model_id: detectron2's model id (a folder of the URL and of the cache).
-        file: file name, ``model_final_<md5 prefix>.pkl``.
-        url: download URL.
-        metrics: COCO val2017 results from MODEL_ZOO.md.
-    """
-
-    config: str
-    model_id: int
-    file: str
-    url: str
-    metrics: str
-
-    @property
-    def md5_prefix(self) -> str:
-        """The md5 prefix the file name carries."""
-        return Path(self.file).stem.rpartition("_")[2]
-
-    @property
-    def folder(self) -> str:
-        """Its folder in the cache."""
-        return f"detectron2/{self.config.removesuffix('.yaml')}/{self.model_id}"
-
-
-def _zoo(config: str, model_id: int, file: str, metrics: str) -> ModelZooWeights:
-    url = f"{_URL}{config.removesuffix('.yaml')}/{model_id}/{file}"
-    return ModelZooWeights(config, model_id, file, url, metrics)
-
-
-#: Official COCO weights by model-zoo config (ids and files from detectron2 v0.6 model_zoo.py).
-OFFICIAL_WEIGHTS: dict[str, ModelZooWeights] = {
-    w.config: w
-    for w in (
-        _zoo("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml", 137260431,
-             "model_final_a54504.pkl", "box AP 38.6, mask AP 35.2"),
-        _zoo("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml", 137849600,
-             "model_final_f10217.pkl", "box AP 41.0, mask AP 37.2"),
-        _zoo("COCO-InstanceSegmentation/mask_rcnn_R_101_FPN_3x.yaml", 138205316,
-             "model_final_a3ec72.pkl", "box AP 42.9, mask AP 38.6"),
-        _zoo("COCO-InstanceSegmentation/mask_rcnn_X_101_32x8d_FPN_3x.yaml", 139653917,
-             "model_final_2d9806.pkl", "box AP 44.3, mask AP 39.5"),
-        _zoo("COCO-PanopticSegmentation/panoptic_fpn_R_50_1x.yaml", 139514544,
-             "model_final_dbfeb4.pkl", "box AP 37.6, mask AP 34.7, PQ 39.4"),
-        _zoo("COCO-PanopticSegmentation/panoptic_fpn_R_50_3x.yaml", 139514569,
-             "model_final_c10459.pkl", "box AP 40.0, mask AP 36.5, PQ 41.5"),
-        _zoo("COCO-PanopticSegmentation/panoptic_fpn_R_101_3x.yaml", 139514519,
-             "model_final_cafdb1.pkl", "box AP 42.4, mask AP 38.5, PQ 43.0"),
-    )
-}  # fmt: skip
 
 
 def _detectron2() -> SimpleNamespace:
@@ -157,49 +92,6 @@ def _detectron2() -> SimpleNamespace:
         MetadataCatalog=MetadataCatalog,
         build_model=build_model,
         detector_postprocess=detector_postprocess,
-    )
-
-
-def official_weights_path(config: str) -> Path:
-    """Where the official weights of a model-zoo ``config`` are cached (and looked for)."""
-    return cache_dir() / OFFICIAL_WEIGHTS[config].folder / OFFICIAL_WEIGHTS[config].file
-
-
-def _fetch_official(config: str, progress: bool) -> Path:
-    """The verified official file of ``config``, downloaded into the cache if missing."""
-    if config not in OFFICIAL_WEIGHTS:
-        raise WeightsError(
-            f"detectron2 {config}: no official weights known to instacolor (known: "
-            f"{', '.join(OFFICIAL_WEIGHTS)}); pass a checkpoint path as weights="
-        )
-    w = OFFICIAL_WEIGHTS[config]
-    fresh = not official_weights_path(config).is_file()
-    path = fetch_file(
-        w.folder, WeightFile(w.file, url=w.url), homepage=_HOMEPAGE, progress=progress
-    )
-    digest = file_digest(path, "md5")
-    if not digest.startswith(w.md5_prefix):
-        if fresh:
-            path.unlink(missing_ok=True)
-        error = DownloadError if fresh else WeightsError
-        raise error(
-            f"detectron2 {config}: {path} has md5 {digest[:12]}..., but the official file name "
-            f"{w.file} says it starts with {w.md5_prefix}: the file is corrupt or not the "
-            f"official one. {'Nothing was kept' if fresh else 'Delete it'} and fetch it again "
-            f"from {w.url}"
-        )
-    return path
-
-
-def _config_file(d2: SimpleNamespace, model: str | os.PathLike) -> Path:
-    """A model-zoo config name, or a path to a detectron2 YAML config, as a file."""
-    for path in (d2.configs / str(model), Path(model)):
-        if str(model).endswith(".yaml") and path.is_file():
-            return path
-    raise InputError(
-        f"detectron2 config: expected a model-zoo config name (e.g. "
-        f"{next(iter(OFFICIAL_WEIGHTS))!r}, files under {d2.configs}) or a path to a .yaml "
-        f"config, received {str(model)!r}"
     )
 
 
@@ -236,7 +128,7 @@ _ARCHITECTURES = {"instance": "GeneralizedRCNN", "semantic": "PanopticFPN"}
 def _read_config(d2: SimpleNamespace, model, kind: str, device, min_size: int, score: float):
     """The frozen detectron2 config of ``model``, checked to be a COCO ``kind`` model."""
     cfg = d2.get_cfg()
-    cfg.merge_from_file(str(_config_file(d2, model)))
+    cfg.merge_from_file(str(config_file(d2.configs, model)))
     cfg.MODEL.DEVICE = str(device)
     cfg.MODEL.WEIGHTS = ""
     cfg.INPUT.MIN_SIZE_TEST = min_size
@@ -278,7 +170,7 @@ def _network(d2: SimpleNamespace, cfg, model, weights, progress: bool):
     """``(network in eval mode, weights name)``; official weights are fetched first."""
     checkpoint = None
     if weights is not None and str(weights) == "official":
-        checkpoint = _fetch_official(str(model), progress)
+        checkpoint = fetch_official_weights(str(model), progress)
     elif weights is not None:
         checkpoint = Path(weights)
         if not checkpoint.is_file():
