@@ -28,20 +28,18 @@ from instacolor.color import gray_to_l, l_to_gray, rgb_to_l
 from instacolor.errors import DecodeError, InputError
 from instacolor.io.archival import (
     DEFAULT_COLOR_THRESHOLD,
-    SRGB_PROFILE,
-    ScanImage,
-    read_scan,
-    read_scan_pages,
-    tone_deviation,
-)
-from instacolor.io.archival_write import write_colorized
-from instacolor.io.provenance import (
     DIGITAL_SOURCE_TYPE,
+    SRGB_PROFILE,
     Provenance,
+    ScanImage,
     parse_provenance,
     provenance_xmp,
     read_provenance,
+    read_scan,
+    read_scan_pages,
     read_xmp,
+    tone_deviation,
+    write_colorized,
 )
 
 L_STEP_16 = 1.1e-3  # the largest change of L between neighbouring 16-bit gray levels
@@ -741,10 +739,10 @@ def test_missing_path_and_bad_options(tmp_path):
 @pytest.mark.parametrize(
     "name",
     [
-        "instacolor.io.archival",
-        "instacolor.io.archival_color",
-        "instacolor.io.provenance",
-        "instacolor.io.archival_write",
+        "instacolor.io.archival.read",
+        "instacolor.io.archival.color",
+        "instacolor.io.archival.provenance",
+        "instacolor.io.archival.write",
     ],
 )
 def test_docstring_examples_run(name):

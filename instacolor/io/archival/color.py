@@ -20,7 +20,7 @@
 
 Example:
     >>> import numpy as np
-    >>> from instacolor.io.archival_color import light_and_preview
+    >>> from instacolor.io.archival.color import light_and_preview
     >>> light, preview = light_and_preview(np.full((4, 6, 3), 255, np.uint8), None)
     >>> light.shape, float(light.max()), preview.shape
     ((4, 6), 100.0, (4, 6, 3))

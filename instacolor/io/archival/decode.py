@@ -1,6 +1,6 @@
 """Format layer of the archival reader: JPEG, PNG and TIFF bytes -> pixels and metadata.
 
-:mod:`instacolor.io.archival` builds on this; nothing here converts colour. Pillow
+:mod:`instacolor.io.archival.read` builds on this; nothing here converts colour. Pillow
 decodes JPEG and PNG up to 8 bits a sample and reads their metadata; ``imagecodecs``
 (libpng) decodes 16-bit PNG, which Pillow would cut to 8 bits for RGB and gray+alpha;
 ``tifffile`` (with ``imagecodecs`` for LZW, JPEG, PackBits...) decodes every TIFF page

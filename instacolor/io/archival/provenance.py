@@ -1,6 +1,6 @@
 """Provenance of colorized files: the :class:`Provenance` record and its XMP form.
 
-Every output written by :func:`~instacolor.io.archival_write.write_colorized` carries
+Every output written by :func:`~instacolor.io.archival.write.write_colorized` carries
 an XMP packet (the input's own XMP, when it had one, plus one ``rdf:Description``
 added by instacolor) with:
 
@@ -16,7 +16,7 @@ earlier ``instacolor:`` record) are removed from the input's descriptions.
 :func:`read_provenance` reads the record back from a PNG, TIFF or JPEG file.
 
 Example:
-    >>> from instacolor.io.provenance import Provenance, provenance_xmp, parse_provenance
+    >>> from instacolor.io.archival.provenance import Provenance, provenance_xmp, parse_provenance
     >>> record = Provenance(
     ...     model="instacolor-w16-v4", weights_sha256="a" * 64, input_sha256="b" * 64,
     ...     version="0.1.0", timestamp="2026-01-02T03:04:05Z")
@@ -39,7 +39,7 @@ from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
 from instacolor.errors import DecodeError, InputError
-from instacolor.io.archival_decode import open_pillow, sniff_format
+from instacolor.io.archival.decode import open_pillow, sniff_format
 
 __all__ = [
     "DIGITAL_SOURCE_TYPE",

@@ -10,13 +10,13 @@ TIFF. The input file is opened read-only and never changed. What the reader does
 * **Orientation**: the EXIF/TIFF orientation (1..8) is applied to ``light`` (and
   ``dpi``), and the EXIF block kept in ``ScanImage.exif`` says orientation 1.
 * **ICC profiles** are converted to sRGB (LittleCMS, float output, so 16 bits stay
-  16 bits) before L is taken; see :mod:`instacolor.io.archival_color`. PNG gAMA/cHRM
+  16 bits) before L is taken; see :mod:`instacolor.io.archival.color`. PNG gAMA/cHRM
   chunks are ignored.
 * **Toned gray and colour**: RGB pixels give CIE L (D65) whatever their chroma, so a
   sepia-toned print or an RGB scan of a gray photograph gives its own L. The colour
   verdict ``is_color`` is ``tone_deviation > color_threshold``: the 98th percentile
   of the distance (Lab units) of a pixel's (a, b) from the image's tone curve, on a
-  256-pixel preview (see :func:`~instacolor.io.archival_color.tone_deviation`). The
+  256-pixel preview (see :func:`~instacolor.io.archival.color.tone_deviation`). The
   default :data:`DEFAULT_COLOR_THRESHOLD` = 10 was chosen on synthetic sepia,
   cyanotype and white-balance-tinted gray images, with scanner noise and JPEG
   compression (the statistic stayed at or below 9.1), and colour photographs
@@ -60,7 +60,7 @@ import torch
 from PIL import Image
 
 from instacolor.errors import DecodeError, InputError, InstacolorError
-from instacolor.io.archival_color import (
+from instacolor.io.archival.color import (
     COLOR_QUANTILE,
     SRGB_PROFILE,
     light_and_preview,
@@ -68,7 +68,7 @@ from instacolor.io.archival_color import (
     tone_deviation,
     usable_profile,
 )
-from instacolor.io.archival_decode import FORMATS, decode_page, page_count, sniff_format
+from instacolor.io.archival.decode import FORMATS, decode_page, page_count, sniff_format
 
 __all__ = [
     "COLOR_QUANTILE",

@@ -26,14 +26,14 @@ Where each piece of metadata goes:
 
 The TIFF ImageDescription (270) is the source's own, if any: instacolor never replaces
 an archive's caption with its own data; its record lives in XMP (see
-:mod:`instacolor.io.provenance`) in every format. The EXIF Software tag names
+:mod:`instacolor.io.archival.provenance`) in every format. The EXIF Software tag names
 instacolor, since instacolor made the file.
 
 Example:
     >>> import pathlib, tempfile
     >>> import numpy as np
-    >>> from instacolor.io.archival_write import write_colorized
-    >>> from instacolor.io.provenance import Provenance, read_provenance
+    >>> from instacolor.io.archival.write import write_colorized
+    >>> from instacolor.io.archival.provenance import Provenance, read_provenance
     >>> record = Provenance(model="demo", weights_sha256="a" * 64, input_sha256="b" * 64)
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "photo.png"
     >>> path = write_colorized(out, np.zeros((4, 6, 3), np.uint16), provenance=record)
@@ -61,8 +61,9 @@ import tifffile
 from PIL import ExifTags, Image
 
 from instacolor.errors import InputError
-from instacolor.io.archival import SRGB_PROFILE, ScanImage
-from instacolor.io.provenance import Provenance, provenance_xmp
+from instacolor.io.archival.color import SRGB_PROFILE
+from instacolor.io.archival.provenance import Provenance, provenance_xmp
+from instacolor.io.archival.read import ScanImage
 
 __all__ = ["JPEG_MAX_SIDE", "OUTPUT_FORMATS", "write_colorized"]
 
