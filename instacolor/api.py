@@ -21,32 +21,36 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from instacolor.color import AB_NORM, normalize_l
+from instacolor.color import AB_NORM
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
 from instacolor.io.coco import instances_from_coco
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
-from instacolor.models.network import instance_placements, placement_cells
+from instacolor.models.inputs import prepare_inputs
 from instacolor.reconstruct import reconstruct
+from instacolor.runtime.base import BACKENDS, make_runtime
 from instacolor.structures import ColorizeResult, Instances, SemanticMap
 from instacolor.weights import load_weights
 
 __all__ = ["BACKENDS", "Colorizer", "colorize"]
 
-#: Backends that run the networks.
-BACKENDS = ("torch", "onnxruntime")
 MAX_SATURATION = 4.0
 
 
-def _resize(plane: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased bilinear resize of ``(H, W)`` to ``(1, 1, size, size)`` (squash)."""
-    return F.interpolate(
-        plane[None, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )
+def _check_saturation(saturation: Any) -> float:
+    if (
+        isinstance(saturation, bool)
+        or not isinstance(saturation, (int, float))
+        or not 0.0 <= saturation <= MAX_SATURATION
+    ):
+        raise InputError(
+            f"saturation: expected a number from 0 to {MAX_SATURATION:g}, received "
+            f"{saturation!r}; use 1 for the colours as predicted, above 1 for more vivid"
+        )
+    return float(saturation)
 
 
 def _as_instances(instances: Any, image_size: tuple[int, int]) -> Instances | None:
@@ -131,15 +135,7 @@ class Colorizer:
         saturation: float = 1.0,
         backend: str = "torch",
     ) -> None:
-        if (
-            isinstance(saturation, bool)
-            or not isinstance(saturation, (int, float))
-            or not 0.0 <= saturation <= MAX_SATURATION
-        ):
-            raise InputError(
-                f"saturation: expected a number from 0 to {MAX_SATURATION:g}, received "
-                f"{saturation!r}; use 1 for the colours as predicted, above 1 for more vivid"
-            )
+        saturation = _check_saturation(saturation)
         if backend not in BACKENDS:
             raise InputError(f"backend: expected one of {BACKENDS}, received {backend!r}")
         if working_size is not None and (
@@ -151,12 +147,12 @@ class Colorizer:
             )
         self.device = torch.device(device)
         self.color_tolerance = color_tolerance
-        self.saturation = float(saturation)
+        self.saturation = saturation
         self.loaded = load_weights(weights, device=self.device)
         self.working_size = working_size or self.loaded.working_size
         self.net = self.loaded.net
         self.backend = backend
-        self.onnx = _onnx_network(self.loaded, self.device) if backend == "onnxruntime" else None
+        self.runtime = make_runtime(self.loaded, backend, self.device)
         self.detector, self.detector_error = build_detector(
             detector, detector_config, self.device, fallback_to_full_image
         )
@@ -175,6 +171,7 @@ class Colorizer:
         *,
         instances: Any = None,
         semantic: Any = None,
+        saturation: float | None = None,
         full_result: bool = False,
     ) -> Any:
         """Colorize one grayscale image.
@@ -189,6 +186,8 @@ class Colorizer:
             semantic: None, :class:`SemanticMap` or an ``(H, W)`` int label map. With
                 detected instances and no map given, the detector's semantic map is used,
                 or one painted from the detected masks.
+            saturation: factor on the predicted chroma for this image (None: the
+                colorizer's ``saturation``); applied after the networks, no reload.
             full_result: return a :class:`ColorizeResult` instead of the image.
 
         Returns:
@@ -197,7 +196,7 @@ class Colorizer:
         """
         t0 = time.perf_counter()
         l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
-        result = self._colorize_plane(l_full, instances, semantic, kind.dtype, t0)
+        result = self._colorize_plane(l_full, instances, semantic, saturation, kind.dtype, t0)
         result_image = to_output(result.image, kind)
         if not full_result:
             return result_image
@@ -210,6 +209,7 @@ class Colorizer:
         *,
         instances: Any = None,
         semantic: Any = None,
+        saturation: float | None = None,
         out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
     ) -> ColorizeResult:
         """Colorize a full-resolution L plane, e.g. ``ScanImage.light`` of an archival scan.
@@ -223,6 +223,7 @@ class Colorizer:
             light: ``(H, W)`` float32 CIE L in ``[0, 100]``.
             instances: as for :meth:`colorize`, in the pixels of ``light``.
             semantic: as for :meth:`colorize`.
+            saturation: as for :meth:`colorize`.
             out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
 
         Returns:
@@ -251,12 +252,22 @@ class Colorizer:
         dtype = np.dtype(out_dtype)
         if dtype not in (np.uint8, np.uint16):
             raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
-        return self._colorize_plane(light, instances, semantic, dtype, t0)
+        return self._colorize_plane(light, instances, semantic, saturation, dtype, t0)
 
     def _colorize_plane(
-        self, l_full: np.ndarray, instances: Any, semantic: Any, out_dtype: np.dtype, t0: float
+        self,
+        l_full: np.ndarray,
+        instances: Any,
+        semantic: Any,
+        saturation: float | None,
+        out_dtype: np.dtype,
+        t0: float,
     ) -> ColorizeResult:
-        """The pipeline on a full-resolution L plane; ``image`` is the raw ``(H, W, 3)`` RGB."""
+        """read -> detect -> inputs -> runtime -> reconstruct on a full-resolution L plane.
+
+        The result's ``image`` is the raw ``(H, W, 3)`` RGB of ``out_dtype``.
+        """
+        saturation = self.saturation if saturation is None else _check_saturation(saturation)
         size = (int(l_full.shape[0]), int(l_full.shape[1]))
         inst = _as_instances(instances, size)
         sem = _as_semantic(semantic)
@@ -268,38 +279,28 @@ class Colorizer:
             if sem is None and (found.semantic is not None or len(inst)):
                 sem = found.semantic or SemanticMap.from_instances(inst)
         t_detect = time.perf_counter() - t_detect
-        s = self.working_size
-        l_tensor = torch.from_numpy(l_full)
-        l_low = _resize(l_tensor, s)
-        crops = boxes = labels = None
-        fuse = inst is not None and len(inst) > 0 and self.net.with_instances
-        if inst is not None and len(inst) > 0 and not self.net.with_instances:
+        fuse = inst is not None and len(inst) > 0 and self.runtime.with_instances
+        if inst is not None and len(inst) > 0 and not fuse:
             warnings.warn(
                 f"weights {self.loaded.name!r} have no instance network: the {len(inst)} "
                 "instances are ignored and the full-image network runs alone",
                 stacklevel=3,
             )
-        if fuse:
-            boxes = inst.integer_boxes()
-            crops = torch.cat([_resize(l_tensor[y0:y1, x0:x1], s) for x0, y0, x1, y1 in boxes])
-            crops = normalize_l(crops)
-        if sem is not None:
-            lab = torch.from_numpy(sem.labels)[None, None].float()
-            labels = F.interpolate(lab, size=(s, s), mode="nearest")[:, 0].long()
+        inputs = prepare_inputs(l_full, inst if fuse else None, sem, self.working_size)
         t1 = time.perf_counter()
-        ab, weights = self._network(normalize_l(l_low), crops, boxes, size, labels)
-        if self.saturation != 1.0:
-            ab = ab * self.saturation
+        out = self.runtime.run(inputs)
+        ab = torch.from_numpy(out.ab[0]) * AB_NORM
+        if saturation != 1.0:
+            ab = ab * saturation
         t2 = time.perf_counter()
-        rgb = reconstruct(ab, l_low[0, 0], l_full, out_dtype=out_dtype)
+        rgb = reconstruct(ab, torch.from_numpy(inputs.light), l_full, out_dtype=out_dtype)
         t3 = time.perf_counter()
-        weight_maps = dict(zip(FUSION_POINTS, weights))
         return ColorizeResult(
             image=rgb,
             ab=ab.numpy(),
             instances=inst if fuse else None,
             semantic=sem,
-            weight_maps=weight_maps,
+            weight_maps=dict(zip(FUSION_POINTS, out.weights)),
             timings={
                 "detect": t_detect,
                 "prepare": t1 - t0 - t_detect,
@@ -310,60 +311,14 @@ class Colorizer:
             model=self.loaded.name,
             weights_sha256=self.loaded.sha256,
             detector=backend,
-            working_size=s,
-            saturation=self.saturation,
+            working_size=self.working_size,
+            saturation=saturation,
         )
-
-    def _network(
-        self,
-        l_norm: torch.Tensor,
-        crops: torch.Tensor | None,
-        boxes: np.ndarray | None,
-        image_size: tuple[int, int],
-        labels: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, tuple[np.ndarray, ...]]:
-        """``(ab (2, S, S) in Lab units on the CPU, 13 weight maps or ())`` from the backend."""
-        s = self.working_size
-        if self.onnx is not None:
-            ab, weights = self.onnx.colorize(
-                l_norm.numpy(),
-                crops=None if crops is None else crops.numpy(),
-                placements=None if boxes is None else placement_cells(boxes, image_size, s),
-                labels=None if labels is None else labels.numpy(),
-            )
-            return torch.from_numpy(ab[0]) * AB_NORM, weights
-        device = self.device
-        out = self.net.colorize(
-            l_norm.to(device),
-            crops=None if crops is None else crops.to(device),
-            placements=None
-            if boxes is None
-            else instance_placements(boxes, image_size, s, device=device),
-            labels=None if labels is None else labels.to(device),
-        )
-        weights = tuple(w.float().cpu().numpy() for w in out.weights)
-        return (out.ab[0].float() * AB_NORM).cpu(), weights
-
-
-def _onnx_network(loaded, device: torch.device):
-    """The onnxruntime networks of ``loaded`` (exported into the cache on first use)."""
-    from instacolor.export import export_cached
-    from instacolor.onnx_backend import OnnxNetwork, import_onnxruntime
-
-    ort = import_onnxruntime()  # before exporting: the clear error first
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    return OnnxNetwork(export_cached(loaded), threads=torch.get_num_threads(), providers=providers)
 
 
 @lru_cache(maxsize=2)
-def _cached_colorizer(
-    weights, device: str, detector: str | None, backend: str, saturation: float
-) -> Colorizer:
-    return Colorizer(
-        weights, device=device, detector=detector, backend=backend, saturation=saturation
-    )
+def _cached_colorizer(weights, device: str, detector: str | None, backend: str) -> Colorizer:
+    return Colorizer(weights, device=device, detector=detector, backend=backend)
 
 
 def colorize(
@@ -381,10 +336,11 @@ def colorize(
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
     See :meth:`Colorizer.colorize` for the arguments and the return value, and
-    :class:`Colorizer` for ``saturation``. The networks for ``(weights, device, detector,
-    backend, saturation)`` are loaded on first use and kept for the next call (two most
-    recent combinations). ``detector`` names a detection backend (``"torchvision"``,
-    ``"detectron2"``, ``"+sam"`` refinement) that finds the instances when none are given;
+    :class:`Colorizer` for ``saturation`` (applied per call: changing it reloads
+    nothing). The networks for ``(weights, device, detector, backend)`` are loaded on
+    first use and kept for the next call (two most recent combinations). ``detector``
+    names a detection backend (``"torchvision"``, ``"detectron2"``, ``"+sam"``
+    refinement) that finds the instances when none are given;
     its weights missing raise a ``WeightsError`` (use
     ``Colorizer(..., fallback_to_full_image=True)`` to continue without instances).
 
@@ -395,7 +351,12 @@ def colorize(
         >>> out.shape, out.dtype  # doctest: +SKIP
         ((32, 48, 3), dtype('uint8'))
     """
-    colorizer = _cached_colorizer(weights, str(device), detector, backend, saturation)
+    saturation = _check_saturation(saturation)
+    colorizer = _cached_colorizer(weights, str(device), detector, backend)
     return colorizer.colorize(
-        image, instances=instances, semantic=semantic, full_result=full_result
+        image,
+        instances=instances,
+        semantic=semantic,
+        saturation=saturation,
+        full_result=full_result,
     )

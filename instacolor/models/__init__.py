@@ -2,7 +2,7 @@
 
 from instacolor.models.fusion import FusionGenerator, WeightGenerator
 from instacolor.models.generator import FUSION_POINTS, ColorGenerator, GeneratorOutput
-from instacolor.models.network import InstColorNet, NetOutput
+from instacolor.models.network import InstColorNet
 from instacolor.models.semantic import SemanticConditioning
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "FusionGenerator",
     "GeneratorOutput",
     "InstColorNet",
-    "NetOutput",
     "SemanticConditioning",
     "WeightGenerator",
 ]

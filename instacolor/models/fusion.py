@@ -16,27 +16,34 @@ it still takes softmax weight there while contributing zero features; and the
 instance features at ``conv8_up``, ``conv9_up`` and ``conv10_up`` are rectified (see
 :data:`RELU_BEFORE_FUSION`).
 
-Resize-and-pad is one batched ``grid_sample`` whose sampling grid reproduces
-``F.interpolate(mode="bilinear", align_corners=False)`` into each box (zero outside
-it), so all instances are placed at once instead of in a Python loop per crop.
+Where the boxes sit on each grid, and the batched resize-and-pad, are
+:mod:`instacolor.models.placement`'s (its names are re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from instacolor.models.generator import (
-    FUSION_POINTS,
     FUSION_SCALE_DIVISOR,
     REFERENCE_WIDTH,
     ColorGenerator,
     FeatureHook,
     fusion_channels,
+)
+from instacolor.models.placement import (
+    Placement,
+    box_placements,
+    box_union,
+    inside_boxes,
+    make_placement,
+    place,
+    sample_into_boxes,
+    span_coordinates,
 )
 
 __all__ = [
@@ -80,129 +87,6 @@ RELU_BEFORE_FUSION = ("conv8_up", "conv9_up", "conv10_up")
 BACKGROUND_BIAS = 1e5
 # Instance-feature elements placed at once (bounds memory with many instances).
 _PLACE_BUDGET = 1 << 24
-
-
-def box_placements(boxes: np.ndarray, image_size: tuple[int, int], size: int) -> np.ndarray:
-    """Place integer boxes on an ``size x size`` grid as InstColorization does.
-
-    Args:
-        boxes: ``(N, 4)`` integer XYXY boxes in input pixels (the reference truncates
-            detector boxes to integers first).
-        image_size: ``(H, W)`` of the input image.
-        size: grid size ``S`` (256, 128, 64 or 32 at the default working size).
-
-    Returns:
-        ``(N, 6)`` int64 ``[left_pad, right_pad, top_pad, bottom_pad, width, height]``
-        with ``left_pad + width + right_pad == S`` (same for rows) and width, height >= 1.
-    """
-    height, width = image_size
-    out = np.zeros((len(boxes), 6), dtype=np.int64)
-    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64)):
-        sx, ex = _span(x0, x1, width, size)
-        sy, ey = _span(y0, y1, height, size)
-        out[i] = (sx, size - ex, sy, size - ey, ex - sx, ey - sy)
-    return out
-
-
-def _span(start: float, end: float, extent: int, size: int) -> tuple[int, int]:
-    s, e = int(start / extent * size), int(end / extent * size)
-    if e - s < 1:  # the reference grows a collapsed box by one cell, inwards at the edge
-        if size - e > 1:
-            e = s + 1
-        else:
-            s = e - 1
-    return s, e
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Resize-and-pad operators of N instances on an ``S x S`` grid.
-
-    Attributes:
-        grid_y: ``(N, S)`` normalised ``grid_sample`` row coordinate of each grid row
-            in the instance's crop (outside ``[-1, 1]`` off the box).
-        grid_x: ``(N, S)`` the same for columns.
-        inside_y: ``(N, S)`` 1 for grid rows inside the box, else 0.
-        inside_x: ``(N, S)`` the same for columns.
-        union: ``(S, S)`` 1 inside the union of boxes, 0 elsewhere.
-    """
-
-    grid_y: torch.Tensor
-    grid_x: torch.Tensor
-    inside_y: torch.Tensor
-    inside_x: torch.Tensor
-    union: torch.Tensor
-
-
-def span_coordinates(
-    offset: torch.Tensor, extent: torch.Tensor, size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised sampling coordinates that resize a crop into a span of a grid.
-
-    Grid cell ``y`` of instance ``i`` samples its crop at the position
-    ``F.interpolate(mode="bilinear", align_corners=False)`` uses when the crop is
-    resized to ``extent[i]`` cells starting at ``offset[i]``; in ``grid_sample``'s
-    normalised units (``align_corners=False``) that is ``(2 (y - offset) + 1) / extent - 1``
-    whatever the crop size, and ``padding_mode="border"`` reproduces interpolate's
-    clamping at the crop edges.
-
-    Args:
-        offset: ``(N,)`` int64 first cell of each span.
-        extent: ``(N,)`` int64 length of each span (>= 1).
-        size: grid size ``S``.
-
-    Returns:
-        ``(coordinate (N, S) float64, inside (N, S) float64)``.
-    """
-    dst = torch.arange(size, dtype=torch.float64)[None] - offset[:, None].to(torch.float64)
-    coordinate = (2 * dst + 1) / extent[:, None].to(torch.float64) - 1
-    inside = ((dst >= 0) & (dst < extent[:, None])).to(torch.float64)
-    return coordinate, inside
-
-
-def box_union(placement: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """``(S, S)`` float mask, 1 inside any box of ``placement`` ``(N, 6)``."""
-    p = torch.as_tensor(placement, dtype=torch.int64)
-    grid = torch.arange(size)
-    rows = (grid >= p[:, 2, None]) & (grid < (p[:, 2] + p[:, 5])[:, None])
-    cols = (grid >= p[:, 0, None]) & (grid < (p[:, 0] + p[:, 4])[:, None])
-    return (rows[:, :, None] & cols[:, None, :]).any(0).to(torch.float32)
-
-
-def make_placement(
-    placement: np.ndarray, size: int, *, dtype: torch.dtype, device: torch.device | str
-) -> Placement:
-    """Build the :class:`Placement` of ``(N, 6)`` box placements on an ``S x S`` grid."""
-    p = torch.as_tensor(placement, dtype=torch.int64)
-    gy, iy = span_coordinates(p[:, 2], p[:, 5], size)
-    gx, ix = span_coordinates(p[:, 0], p[:, 4], size)
-
-    def cast(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device=device, dtype=dtype)
-
-    return Placement(cast(gy), cast(gx), cast(iy), cast(ix), cast(box_union(p, size)))
-
-
-def _sample(maps: torch.Tensor, placement: Placement, start: int, stop: int) -> torch.Tensor:
-    gy, gx = placement.grid_y[start:stop], placement.grid_x[start:stop]
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return torch.nn.functional.grid_sample(
-        maps, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-
-
-def _inside(placement: Placement, start: int, stop: int) -> torch.Tensor:
-    rows = placement.inside_y[start:stop][:, None, :, None]
-    return rows * placement.inside_x[start:stop][:, None, None, :]
-
-
-def place(maps: torch.Tensor, placement: Placement, start: int = 0, stop: int | None = None):
-    """Resize ``(n, C, s, s)`` maps into their boxes, zero elsewhere: ``(n, C, S, S)``.
-
-    ``start``/``stop`` select the instances of ``placement`` that ``maps`` belong to.
-    """
-    stop = placement.grid_y.shape[0] if stop is None else stop
-    return _sample(maps, placement, start, stop) * _inside(placement, start, stop)
 
 
 def fuse_features(
@@ -256,8 +140,8 @@ def _blend(
 ) -> torch.Tensor:
     """Sum of instances ``lo:hi``'s placed features ``part`` times their ``weights``."""
     # placed features are zero outside their box: fold that mask into the weights
-    scale = _inside(placement, lo, hi) * weights[:, None]
-    return (_sample(part, placement, lo, hi) * scale).sum(0)
+    scale = inside_boxes(placement, lo, hi) * weights[:, None]
+    return (sample_into_boxes(part, placement, lo, hi) * scale).sum(0)
 
 
 class WeightGenerator(nn.Module):
@@ -348,6 +232,47 @@ class FusionGenerator(ColorGenerator):
             feature, layer.simple_bg_conv(feature), instances, logits, placement, budget=budget
         )
 
+    def fuse_points(
+        self,
+        x: torch.Tensor,
+        instance_features: Callable[[str], Sequence[torch.Tensor]],
+        placement_at: Callable[[int, torch.Tensor], Placement],
+        hook: FeatureHook | None = None,
+        *,
+        budget: int | None = _PLACE_BUDGET,
+    ) -> FusionOutput:
+        """The fusion forward, given where the instance features come from.
+
+        The one loop over the fusion points: :meth:`fuse` feeds it instance features
+        computed in lockstep from the crops, the exported ONNX fusion graph features that
+        are graph inputs.
+
+        Args:
+            x: ``(1, 4, S, S)`` network input of the full image.
+            instance_features: called once per fusion point, in order, with its name;
+                returns the batches of instance features ``(n, C, s, s)`` to fuse there
+                (rectified at :data:`RELU_BEFORE_FUSION`).
+            placement_at: ``(divisor, feature) -> Placement`` of the instances on the
+                grid of that fusion-scale divisor (``feature`` is this network's feature
+                there, for its size, dtype and device).
+            hook: applied after fusion at every point (semantic conditioning).
+            budget: see :func:`fuse_features`.
+
+        Returns:
+            :class:`FusionOutput` with ab and the 13 weight maps.
+        """
+        weights: list[torch.Tensor] = []
+
+        def fusion_hook(name: str, feature: torch.Tensor) -> torch.Tensor:
+            placement = placement_at(FUSION_SCALE_DIVISOR[name], feature)
+            inst = instance_features(name)
+            fused, w = self.fuse_point(name, feature, inst, placement, budget=budget)
+            weights.append(w)
+            return hook(name, fused) if hook is not None else fused
+
+        out = self.forward(x, fusion_hook)
+        return FusionOutput(ab=out.ab, weights=tuple(weights))
+
     def fuse(
         self,
         x: torch.Tensor,
@@ -385,23 +310,20 @@ class FusionGenerator(ColorGenerator):
             with grad if grad is not None else torch.no_grad():
                 return [step(run) for run in runs]
 
-        current = advance(next)
-        weights: list[torch.Tensor] = []
+        current: list[tuple[str, torch.Tensor]] = []
 
-        def fusion_hook(name: str, feature: torch.Tensor) -> torch.Tensor:
+        def instance_features(name: str) -> list[torch.Tensor]:
             nonlocal current
+            if not current:
+                current = advance(next)
+            else:  # the previous point's features continue the instance runs
+                sent = iter([f for _, f in current])
+                current = advance(lambda run: run.send(next(sent)))
             inst = [f for _, f in current]
             if name in RELU_BEFORE_FUSION:
                 # in place (as the reference) unless autograd may have saved the tensor
                 relu = torch.relu if torch.is_grad_enabled() else torch.relu_
                 inst = [relu(f) for f in inst]
-            fused, w = self.fuse_point(name, feature, inst, placements[FUSION_SCALE_DIVISOR[name]])
-            weights.append(w)
-            del inst
-            if name != FUSION_POINTS[-1]:
-                sent = iter(f for _, f in current)
-                current = advance(lambda run: run.send(next(sent)))
-            return hook(name, fused) if hook is not None else fused
+            return inst
 
-        out = self.forward(x, fusion_hook)
-        return FusionOutput(ab=out.ab, weights=tuple(weights))
+        return self.fuse_points(x, instance_features, lambda d, _: placements[d], hook)

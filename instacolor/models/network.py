@@ -13,44 +13,32 @@ three are, key for key, the reference's ``latest_net_GComp``, ``latest_net_G`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 from torch import nn
 
-from instacolor.models.fusion import FusionGenerator, Placement, box_placements, make_placement
+from instacolor.errors import InputError
+from instacolor.models.fusion import FusionGenerator, FusionOutput
 from instacolor.models.generator import (
-    FUSION_SCALE_DIVISOR,
     REFERENCE_WIDTH,
     ColorGenerator,
     FeatureHook,
     fusion_channels,
+)
+from instacolor.models.placement import (
+    PLACEMENT_DIVISORS,
+    Placement,
+    instance_placements,
+    placement_cells,
 )
 from instacolor.models.semantic import SEMANTIC_POINTS, SemanticConditioning
 
 __all__ = [
     "PLACEMENT_DIVISORS",
     "InstColorNet",
-    "NetOutput",
     "instance_placements",
     "network_input",
     "placement_cells",
 ]
-
-
-@dataclass(frozen=True)
-class NetOutput:
-    """Output of :meth:`InstColorNet.colorize`.
-
-    Attributes:
-        ab: ``(1, 2, S, S)`` chroma in network units (times 110 for Lab).
-        weights: ``(N + 1, S_i, S_i)`` fusion weights per fusion point, or ``()`` when
-            the full-image generator ran alone.
-    """
-
-    ab: torch.Tensor
-    weights: tuple[torch.Tensor, ...]
 
 
 def network_input(l_norm: torch.Tensor, mask_value: float) -> torch.Tensor:
@@ -59,53 +47,6 @@ def network_input(l_norm: torch.Tensor, mask_value: float) -> torch.Tensor:
     hints = l_norm.new_zeros(b, 2, h, w)
     mask = l_norm.new_full((b, 1, h, w), mask_value)
     return torch.cat((l_norm, hints, mask), dim=1)
-
-
-#: Grid divisors of the fusion points, in the order of :func:`placement_cells`' rows.
-PLACEMENT_DIVISORS = tuple(sorted(set(FUSION_SCALE_DIVISOR.values())))
-
-
-def placement_cells(
-    boxes: np.ndarray, image_size: tuple[int, int], working_size: int
-) -> np.ndarray:
-    """Box placements on the grid of every fusion scale.
-
-    Args:
-        boxes: ``(N, 4)`` integer XYXY boxes in input pixels.
-        image_size: ``(H, W)`` of the input.
-        working_size: the network's square working size (multiple of 8).
-
-    Returns:
-        ``(4, N, 6)`` int64: :func:`~instacolor.models.fusion.box_placements` on the
-        ``working_size // d`` grid for ``d`` in :data:`PLACEMENT_DIVISORS` (1, 2, 4, 8).
-    """
-    rows = [box_placements(boxes, image_size, working_size // d) for d in PLACEMENT_DIVISORS]
-    return np.stack(rows) if len(boxes) else np.zeros((len(rows), 0, 6), np.int64)
-
-
-def instance_placements(
-    boxes: np.ndarray,
-    image_size: tuple[int, int],
-    working_size: int,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
-) -> dict[int, Placement]:
-    """Resize-and-pad operators of integer boxes for every fusion scale.
-
-    Args:
-        boxes: ``(N, 4)`` integer XYXY boxes in input pixels.
-        image_size: ``(H, W)`` of the input.
-        working_size: the network's square working size (multiple of 8).
-
-    Returns:
-        ``{divisor: Placement}`` for divisors 1, 2, 4 and 8.
-    """
-    cells = placement_cells(boxes, image_size, working_size)
-    return {
-        d: make_placement(c, working_size // d, dtype=dtype, device=device)
-        for d, c in zip(PLACEMENT_DIVISORS, cells)
-    }
 
 
 class InstColorNet(nn.Module):
@@ -157,7 +98,7 @@ class InstColorNet(nn.Module):
         crops: torch.Tensor | None = None,
         placements: dict[int, Placement] | None = None,
         labels: torch.Tensor | None = None,
-    ) -> NetOutput:
+    ) -> FusionOutput:
         """Predict ab for one image.
 
         Args:
@@ -167,16 +108,20 @@ class InstColorNet(nn.Module):
             labels: ``(1, S, S)`` int64 semantic labels, or None.
 
         Returns:
-            :class:`NetOutput`; fusion weights are present when crops were given.
+            :class:`~instacolor.models.fusion.FusionOutput` (tensors): ab ``(1, 2, S, S)``
+            in network units; the 13 fusion weight maps when crops were given, else ``()``.
         """
         hook = self.semantic_hook(labels)
         x = network_input(l_norm, self.mask_value)
         if crops is None or crops.shape[0] == 0 or self.fusion is None:
-            return NetOutput(ab=self.full(x, hook).ab, weights=())
+            return FusionOutput(ab=self.full(x, hook).ab, weights=())
         if placements is None:
-            raise ValueError("placements are required with crops")
+            raise InputError(
+                f"placements: expected the operators of the {crops.shape[0]} crops' boxes "
+                "(instance_placements), received None"
+            )
         crops_x = network_input(crops, self.mask_value)
         fused = self.fusion.fuse(
             x, self.instance, crops_x, placements, hook, batch=self.instance_batch
         )
-        return NetOutput(ab=fused.ab, weights=fused.weights)
+        return fused

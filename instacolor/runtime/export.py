@@ -1,6 +1,6 @@
 """ONNX export of the full-image, instance and fusion networks.
 
-:func:`export_onnx` writes a folder that :class:`~instacolor.onnx_backend.OnnxNetwork`
+:func:`export_onnx` writes a folder that :class:`~instacolor.runtime.onnx_runtime.OnnxRuntime`
 runs with onnxruntime alone (no torch), and that any ONNX runtime can use:
 
 ============================  ===========================================================
@@ -49,9 +49,11 @@ import torch
 from torch import nn
 
 from instacolor.errors import ExportError, MissingDependencyError
-from instacolor.models.fusion import RELU_BEFORE_FUSION, make_placement
+from instacolor.models.fusion import RELU_BEFORE_FUSION
 from instacolor.models.generator import FUSION_POINTS, FUSION_SCALE_DIVISOR, fusion_channels
-from instacolor.models.network import PLACEMENT_DIVISORS, InstColorNet, network_input
+from instacolor.models.network import InstColorNet, network_input
+from instacolor.models.placement import PLACEMENT_DIVISORS, make_placement
+from instacolor.runtime.onnx_runtime import FORMAT_VERSION, MANIFEST_NAME
 from instacolor.weights import LoadedWeights, cache_dir, sha256_file, weights_digest
 
 __all__ = [
@@ -71,10 +73,6 @@ __all__ = [
 ONNX_OPSET = 17
 #: The exporter, as recorded in the manifest.
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript tracing)"
-#: Name of the manifest file in an export folder.
-MANIFEST_NAME = "instacolor-onnx.json"
-#: Version of the folder layout; :class:`OnnxNetwork` refuses others.
-FORMAT_VERSION = 1
 _FEATURES = tuple(f"f_{p}" for p in FUSION_POINTS)
 _WEIGHTS = tuple(f"w_{p}" for p in FUSION_POINTS)
 
@@ -118,14 +116,9 @@ class FusionGraph(nn.Module):
         self, l_norm: torch.Tensor, placements: torch.Tensor, *rest: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         features, labels = rest[: len(FUSION_POINTS)], (rest[len(FUSION_POINTS) :] or (None,))[0]
-        semantic = self.net.semantic_hook(labels)
-        fusion = self.net.fusion
-        weights = []
-
         grids = {}  # one placement per grid size, shared by the points at that size
 
-        def hook(name: str, feature: torch.Tensor) -> torch.Tensor:
-            divisor = FUSION_SCALE_DIVISOR[name]
+        def placement_at(divisor: int, feature: torch.Tensor):
             if divisor not in grids:
                 grids[divisor] = make_placement(
                     placements[PLACEMENT_DIVISORS.index(divisor)],
@@ -133,14 +126,16 @@ class FusionGraph(nn.Module):
                     dtype=feature.dtype,
                     device=feature.device,
                 )
-            placement = grids[divisor]
-            inst = [features[FUSION_POINTS.index(name)]]
-            fused, w = fusion.fuse_point(name, feature, inst, placement, budget=None)
-            weights.append(w)
-            return semantic(name, fused) if semantic is not None else fused
+            return grids[divisor]
 
-        ab = fusion(network_input(l_norm, self.net.mask_value), hook).ab
-        return (ab, *weights)
+        out = self.net.fusion.fuse_points(
+            network_input(l_norm, self.net.mask_value),
+            lambda name: [features[FUSION_POINTS.index(name)]],
+            placement_at,
+            self.net.semantic_hook(labels),
+            budget=None,  # one pass over all instances: N is a dynamic axis of the graph
+        )
+        return (out.ab, *out.weights)
 
 
 def semantic_is_identity(net: InstColorNet) -> bool:

@@ -1,15 +1,15 @@
-"""Run exported networks with onnxruntime: the colorization stages without torch.
+"""The onnxruntime runtime: the exported networks, run from numpy without torch.
 
-:class:`OnnxNetwork` loads a folder written by :func:`~instacolor.export.export_onnx`
-(its files are checked against the manifest's sha256) and predicts ab exactly as
-:meth:`~instacolor.models.network.InstColorNet.colorize` does, from numpy arrays: the
-networks run in onnxruntime, torch computes nothing here (the ``instacolor`` package
-itself still imports torch).
+:class:`OnnxRuntime` loads a folder written by :func:`~instacolor.runtime.export.
+export_onnx` (its files are checked against the manifest's sha256) and implements
+:class:`~instacolor.runtime.base.Runtime`: ``run(NetworkInputs) -> NetOutput``, exactly
+as :class:`~instacolor.runtime.torch_runtime.TorchRuntime` does (ab within 1e-4). The
+networks run in onnxruntime; this module computes nothing with torch.
 
 Example:
-    >>> from instacolor.onnx_backend import OnnxNetwork  # doctest: +SKIP
-    >>> net = OnnxNetwork("exported/")  # doctest: +SKIP
-    >>> ab, weights = net.colorize(l_norm, crops=crops, placements=cells)  # doctest: +SKIP
+    >>> from instacolor.runtime.onnx_runtime import OnnxRuntime  # doctest: +SKIP
+    >>> runtime = OnnxRuntime("exported/")  # doctest: +SKIP
+    >>> out = runtime.run(inputs)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from instacolor.errors import InputError, MissingDependencyError, WeightsError
-from instacolor.export import FORMAT_VERSION, MANIFEST_NAME
-from instacolor.weights import sha256_file
+from instacolor.download import sha256_file
+from instacolor.errors import MissingDependencyError, WeightsError
+from instacolor.structures import NetOutput, NetworkInputs
 
-__all__ = ["OnnxNetwork", "import_onnxruntime"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "OnnxRuntime", "import_onnxruntime"]
+
+#: Name of the manifest file in an export folder.
+MANIFEST_NAME = "instacolor-onnx.json"
+#: Version of the folder layout; :class:`OnnxRuntime` refuses others.
+FORMAT_VERSION = 1
 
 
 def import_onnxruntime():
@@ -41,7 +46,7 @@ def import_onnxruntime():
     return onnxruntime
 
 
-class OnnxNetwork:
+class OnnxRuntime:
     """The exported full-image, instance and fusion networks in onnxruntime sessions.
 
     Args:
@@ -89,56 +94,43 @@ class OnnxNetwork:
         """Whether the export holds the instance and fusion networks."""
         return bool(self.manifest["with_instances"])
 
+    name = "onnxruntime"
+
     @property
     def width(self) -> int:
         """Width of the exported generators."""
         return int(self.manifest["width"])
 
-    def colorize(
-        self,
-        l_norm: np.ndarray,
-        *,
-        crops: np.ndarray | None = None,
-        placements: np.ndarray | None = None,
-        labels: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """Predict ab for one image.
+    def run(self, inputs: NetworkInputs) -> NetOutput:
+        """Predict ab (and the fusion weights when there are crops) for one image.
 
         Args:
-            l_norm: ``(1, 1, S, S)`` float32 normalised L, ``(L - 50) / 100``.
-            crops: ``(N, 1, S, S)`` float32 normalised L of the instance crops, or None.
-            placements: ``(4, N, 6)`` int64 from
-                :func:`~instacolor.models.network.placement_cells` for the crops' boxes.
-            labels: ``(1, S, S)`` int64 semantic labels, or None.
+            inputs: the image's :class:`~instacolor.structures.NetworkInputs`.
 
         Returns:
-            ``(ab (1, 2, S, S) float32, weights)``; ``weights`` holds the 13
-            ``(N + 1, S_i, S_i)`` fusion weight maps when crops were given, else ``()``.
+            :class:`~instacolor.structures.NetOutput`: ab ``(1, 2, S, S)`` in network
+            units; the 13 fusion weight maps when crops were given and the export holds
+            the instance networks, else ``()``.
         """
-        l_norm = np.ascontiguousarray(l_norm, dtype=np.float32)
-        semantic = labels is not None and bool(self.manifest["semantic"])
-        extra = {"labels": np.ascontiguousarray(labels, dtype=np.int64)} if semantic else {}
+        l_norm = np.ascontiguousarray(inputs.l, dtype=np.float32)
+        semantic = inputs.labels is not None and bool(self.manifest["semantic"])
+        extra = {"labels": np.ascontiguousarray(inputs.labels, dtype=np.int64)} if semantic else {}
         suffix = "_semantic" if semantic else ""
-        if crops is None or len(crops) == 0 or not self.with_instances:
+        if not inputs.instance_count or not self.with_instances:
             (ab,) = self.sessions["full" + suffix].run(["ab"], {"l": l_norm, **extra})
-            return ab, ()
-        if placements is None or placements.shape[:2] != (4, len(crops)):
-            got = None if placements is None else placements.shape
-            raise InputError(
-                f"placements: expected shape (4, {len(crops)}, 6) for {len(crops)} crops "
-                f"(instacolor.models.network.placement_cells), received {got}"
-            )
+            return NetOutput(ab=ab)
         instance = self.sessions["instance"]
-        features = instance.run(None, {"crops": np.ascontiguousarray(crops, dtype=np.float32)})
+        crops = np.ascontiguousarray(inputs.crops, dtype=np.float32)
+        features = instance.run(None, {"crops": crops})
         names = [o.name for o in instance.get_outputs()]
         feeds = {
             "l": l_norm,
-            "placements": np.ascontiguousarray(placements, dtype=np.int64),
+            "placements": np.ascontiguousarray(inputs.placements, dtype=np.int64),
             **dict(zip(names, features)),
             **extra,
         }
         ab, *weights = self.sessions["fusion" + suffix].run(None, feeds)
-        return ab, tuple(weights)
+        return NetOutput(ab=ab, weights=tuple(weights))
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -1,0 +1,76 @@
+"""The torch runtime: :class:`~instacolor.models.network.InstColorNet` on a torch device."""
+
+from __future__ import annotations
+
+import torch
+
+from instacolor.models.network import InstColorNet
+from instacolor.models.placement import PLACEMENT_DIVISORS, make_placement
+from instacolor.structures import NetOutput, NetworkInputs
+
+__all__ = ["TorchRuntime"]
+
+
+class TorchRuntime:
+    """Runs the networks with torch; implements :class:`~instacolor.runtime.base.Runtime`.
+
+    Args:
+        net: the networks (moved to ``device`` by the caller or here).
+        device: torch device the inputs are sent to.
+
+    Example:
+        >>> from instacolor.models.network import InstColorNet
+        >>> import numpy as np
+        >>> from instacolor.models.inputs import prepare_inputs
+        >>> runtime = TorchRuntime(InstColorNet(width=8).eval())
+        >>> out = runtime.run(prepare_inputs(np.full((40, 40), 50, np.float32), None, None, 32))
+        >>> out.ab.shape, out.weights
+        ((1, 2, 32, 32), ())
+    """
+
+    name = "torch"
+
+    def __init__(self, net: InstColorNet, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device)
+
+    @property
+    def with_instances(self) -> bool:
+        """Whether the networks can fuse instances."""
+        return self.net.with_instances
+
+    @property
+    def width(self) -> int:
+        """Width of the generators."""
+        return self.net.width
+
+    @torch.inference_mode()
+    def run(self, inputs: NetworkInputs) -> NetOutput:
+        """Predict ab (and the fusion weights when there are crops) for one image.
+
+        Args:
+            inputs: the image's :class:`~instacolor.structures.NetworkInputs`.
+
+        Returns:
+            :class:`~instacolor.structures.NetOutput` (float32 numpy on the CPU).
+        """
+        device, s = self.device, inputs.working_size
+        crops = placements = labels = None
+        if inputs.instance_count and self.net.with_instances:
+            crops = torch.from_numpy(inputs.crops).to(device)
+            placements = {
+                d: make_placement(cells, s // d, dtype=torch.float32, device=device)
+                for d, cells in zip(PLACEMENT_DIVISORS, inputs.placements)
+            }
+        if inputs.labels is not None:
+            labels = torch.from_numpy(inputs.labels).to(device)
+        out = self.net.colorize(
+            torch.from_numpy(inputs.l).to(device),
+            crops=crops,
+            placements=placements,
+            labels=labels,
+        )
+        return NetOutput(
+            ab=out.ab.float().cpu().numpy(),
+            weights=tuple(w.float().cpu().numpy() for w in out.weights),
+        )
