@@ -15,6 +15,11 @@ entry's sha256 (a full digest or, as torch.hub names files, a prefix of one) bef
 is moved into place, so the cache never holds a partial or wrong file. Offline, the
 error names the file, where to put it and where to get it.
 
+Entries published inside a zip archive (InstColorization's ``checkpoints.zip`` on
+Google Drive) are downloaded, unzipped and installed as a whole folder by
+:mod:`instacolor.official`; having no upstream sha256, their digests are recorded on
+first download and checked on every later load.
+
 Example:
     >>> from instacolor.weights import list_weights, get_entry
     >>> "siggraph17" in list_weights()
@@ -52,15 +57,24 @@ from instacolor.download import (
 )
 from instacolor.errors import WeightsError
 from instacolor.models.network import InstColorNet
+from instacolor.official import (
+    INSTCOLORIZATION_ARCHIVE,
+    RECORDED_DIGEST_NOTE,
+    ArchiveSource,
+    fetch_archive,
+    read_recorded_digests,
+)
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "REGISTRY",
+    "ArchiveSource",
     "LoadedWeights",
     "UntrainedWeightsWarning",
     "WeightFile",
     "WeightsEntry",
     "cache_dir",
+    "describe_digest",
     "fetch",
     "fetch_file",
     "fetch_verified",
@@ -92,14 +106,17 @@ class WeightsEntry:
             ``"siggraph17"`` (full-image network only).
         width: generator width.
         files: the files that make up the weights.
-        source: ``"download"``, ``"manual"`` (official host needs a browser),
-            ``"package"`` (shipped inside instacolor) or ``"random"`` (untrained).
+        source: ``"download"`` (fetched on first use), ``"manual"`` (official host needs
+            a browser), ``"package"`` (shipped inside instacolor) or ``"random"``
+            (untrained).
         license: licence of the weights.
         mask_value: automatic-mode mask channel value.
         description: one line for ``list_weights``/``instacolor models``.
         homepage: where the weights are documented.
         working_size: the square size the networks run at unless the caller says
             otherwise: the size they were trained at (see docs/model-card.md).
+        archive: for files published inside a zip archive, the archive and its folder
+            that holds ``files`` (their digests are recorded on first download).
     """
 
     name: str
@@ -112,6 +129,7 @@ class WeightsEntry:
     description: str
     homepage: str = ""
     working_size: int = DEFAULT_WORKING_SIZE
+    archive: ArchiveSource | None = None
 
 
 REGISTRY: dict[str, WeightsEntry] = {
@@ -151,12 +169,14 @@ REGISTRY: dict[str, WeightsEntry] = {
             architecture="instcolor",
             width=64,
             files=tuple(WeightFile(n) for n in OFFICIAL_FILES),
-            source="manual",
+            source="download",
             license="MIT",
             mask_value=-0.5,
-            description="InstColorization (Su et al. CVPR 2020) coco_finetuned_mask_256_ffs",
+            description="InstColorization (Su et al. CVPR 2020) coco_finetuned_mask_256_ffs "
+            "(checkpoints.zip from Google Drive; needs pip install 'instacolor[official]')",
             homepage="https://github.com/ericsujw/InstColorization "
-            "(checkpoints.zip: https://drive.google.com/open?id=1Xb-DKAA9ibCVLqm8teKd1MWk6imjwTBh)",
+            f"(checkpoints.zip: {INSTCOLORIZATION_ARCHIVE.url})",
+            archive=INSTCOLORIZATION_ARCHIVE,
         ),
         WeightsEntry(
             name="siggraph17",
@@ -225,10 +245,40 @@ def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Pa
     """Path of ``file`` in the cache, downloading and verifying it if it is missing.
 
     Raises:
-        WeightsError: the file is missing and has no download URL.
+        WeightsError: the file is missing and has no download URL, or (archive entries) a
+            cached file differs from its recorded digest.
         DownloadError: the download failed or the downloaded bytes have the wrong hash.
+        MissingDependencyError: an archive on Google Drive needs gdown, not installed.
     """
+    if entry.archive is not None:
+        names = [f.name for f in entry.files]
+        return fetch_archive(entry.name, entry.archive, names, progress=progress)[0] / file.name
     return fetch_file(entry.name, file, homepage=entry.homepage, progress=progress)
+
+
+def describe_digest(entry: WeightsEntry, file: WeightFile) -> str:
+    """How ``instacolor models`` describes a file's digest.
+
+    Returns ``"sha256 <digest>"`` for a published digest; for archive entries (no
+    upstream sha256) the digest recorded on first download, or that it will be.
+
+    Example:
+        >>> from instacolor.weights import describe_digest, get_entry
+        >>> entry = get_entry("siggraph17")
+        >>> describe_digest(entry, entry.files[0])
+        'sha256 df00044c'
+    """
+    if file.sha256 is not None:
+        return f"sha256 {file.sha256}"
+    if entry.archive is None:
+        return "sha256 unknown"
+    try:
+        recorded = (read_recorded_digests(entry.name) or {}).get(file.name)
+    except WeightsError:
+        recorded = None
+    if recorded is None:
+        return RECORDED_DIGEST_NOTE
+    return f"sha256 {recorded} ({RECORDED_DIGEST_NOTE})"
 
 
 def _random_network(entry: WeightsEntry) -> InstColorNet:
@@ -255,6 +305,10 @@ def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
         file = entry.files[0]
         path = Path(str(resources.files("instacolor") / "data" / file.name))
         return load_safetensors(path), verify_sha256(path, file.sha256, entry.name)
+    if entry.archive is not None:
+        names = [f.name for f in entry.files]
+        folder, digests = fetch_archive(entry.name, entry.archive, names)
+        return load_official_folder(folder), digests["latest_net_GF.pth"]
     home = entry.homepage
     fetched = [fetch_verified(entry.name, f, entry.name, homepage=home) for f in entry.files]
     paths, digests = [p for p, _ in fetched], [d for _, d in fetched]

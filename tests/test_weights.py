@@ -677,11 +677,13 @@ def test_fetch_manual_file_names_expected_path(cache):
     assert _files_under(cache) == []
 
 
-def test_registered_manual_entry_names_expected_path(cache):
+def test_registered_archive_entry_offline_names_expected_path(cache, monkeypatch):
+    url = f"http://127.0.0.1:{closed_port()}/checkpoints.zip"  # never the real host here
+    monkeypatch.setenv("INSTACOLOR_INSTCOLORIZATION_URL", url)
     entry = get_entry("instcolorization-coco-ffs")
-    with pytest.raises(WeightsError) as info:
+    with pytest.raises(DownloadError) as info:
         load_weights(entry.name)
-    assert str(cache / entry.name) in str(info.value)
+    assert str(cache / entry.name) in str(info.value) and url in str(info.value)
 
 
 def test_wrong_file_in_cache_is_caught_without_downloading(cache):
@@ -734,9 +736,12 @@ def test_registry_entry_contract(name):
         if file.sha256 is not None:
             assert len(file.sha256) >= 8
             int(file.sha256, 16)
-        if entry.source == "download":
+        if entry.source == "download" and entry.archive is None:
             assert file.url and file.url.startswith("https://")
             assert file.sha256
+        if entry.archive is not None:  # fetched as a whole folder; digests recorded
+            assert entry.source == "download" and file.url is None
+            assert entry.archive.url.startswith("https://") and entry.archive.member
         if entry.source == "manual":
             assert entry.homepage
 
