@@ -1,38 +1,61 @@
-"""In-memory image coercion at the API's edge: input -> full-resolution L, RGB -> output kind.
+"""The API's edge: any input -> full-resolution L, and RGB -> the kind of the input.
 
 Accepted inputs (:func:`read_luminance`):
 
+* a path (``str`` or ``os.PathLike``) to a JPEG, PNG or TIFF file: read by the
+  archival reader :func:`~instacolor.io.archival.read_scan`, the same code as the CLI
+  (ICC profile -> sRGB, 16-bit precision, EXIF/TIFF orientation applied, the first
+  page of a multi-page TIFF, at most :data:`~instacolor.io.archival.DEFAULT_MAX_PIXELS`
+  pixels); other formats raise :class:`~instacolor.errors.DecodeError`;
 * ``numpy.ndarray`` of dtype uint8, uint16 or float (``[0, 1]``), shaped ``(H, W)``,
-  ``(H, W, 1)`` or ``(H, W, 3)``; a 3-channel array must hold gray (channels equal
-  within ``color_tolerance``), or a :class:`~instacolor.errors.InputError` says so;
+  ``(H, W, 1)`` or ``(H, W, 3)`` (taken as sRGB);
 * ``PIL.Image.Image`` in modes ``1``, ``L``, ``P``, ``LA``, ``RGB``, ``RGBA``, ``I;16*``,
-  ``I`` and ``F`` (alpha is dropped);
-* a path (``str`` or ``os.PathLike``) to any file Pillow reads.
+  ``I`` and ``F`` (alpha is dropped; no ICC conversion or orientation: the pixels as
+  they are).
+
+**Colour test**, the same rule for every input and for the CLI
+(:func:`~instacolor.io.archival.is_color`): an image whose colour channels agree within
+``color_tolerance`` (default :data:`DEFAULT_COLOR_TOLERANCE` = 2/255 of full scale) at
+every pixel is gray; any other image is toned (sepia, cyanotype, a tinted scan) when
+its tone deviation is at most ``color_threshold`` (Lab units) and in colour above it.
+The API passes ``color_threshold=None`` (the default here), which counts toned images
+as colour: it colorizes gray images and raises :class:`~instacolor.errors.InputError`
+for the others; raise ``color_tolerance`` (1.0 accepts any image) to colorize their
+luminance. The CLI passes :data:`~instacolor.io.archival.DEFAULT_COLOR_THRESHOLD` = 10:
+it colorizes gray and toned scans and skips colour ones unless ``--force``.
 
 :func:`to_output` turns the colorized sRGB back into the kind the caller gave: numpy
 of the same dtype (3 channels), or a PIL ``RGB`` image (also for paths and 16-bit PIL
 images, since Pillow has no 16-bit RGB mode).
+
+Example:
+    >>> import numpy as np
+    >>> light, kind = read_luminance(np.full((4, 6), 128, np.uint8))
+    >>> light.shape, round(float(light[0, 0]), 2), kind.container, kind.dtype
+    ((4, 6), 53.59, 'numpy', dtype('uint8'))
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from instacolor.color import gray_to_l, rgb_to_l
-from instacolor.errors import DecodeError, InputError
+from instacolor.errors import InputError
+from instacolor.io.archival.color import (
+    DEFAULT_COLOR_TOLERANCE,
+    check_color_options,
+    is_color,
+    light_and_preview,
+    tone_deviation,
+)
+from instacolor.io.archival.read import read_scan
 
 __all__ = ["DEFAULT_COLOR_TOLERANCE", "ImageKind", "read_luminance", "to_output"]
-
-#: Largest channel difference (fraction of full scale) still taken as gray: 2/255.
-DEFAULT_COLOR_TOLERANCE = 2.0 / 255.0
 
 
 @dataclass(frozen=True)
@@ -46,12 +69,6 @@ class ImageKind:
 
     container: str
     dtype: np.dtype
-
-
-@lru_cache(maxsize=2)
-def _l_table(levels: int) -> np.ndarray:
-    values = torch.arange(levels, dtype=torch.float64) / (levels - 1)
-    return gray_to_l(values).to(torch.float32).numpy()
 
 
 def _from_pil(image: Image.Image) -> np.ndarray:
@@ -72,28 +89,6 @@ def _from_pil(image: Image.Image) -> np.ndarray:
     if mode in ("P", "PA", "LA", "RGBA", "RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         return np.asarray(image.convert("RGB"))
     raise InputError(f"PIL image mode {mode!r} is not supported; convert it to 'L' or 'RGB'")
-
-
-def _open_path(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise InputError(f"image path {str(path)!r} does not exist or is not a file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return _from_pil(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(
-            f"{path}: could not be decoded as an image ({type(exc).__name__}: {exc}); "
-            "expected a readable PNG, TIFF, JPEG or other Pillow-supported file"
-        ) from exc
-
-
-def _scale(arr: np.ndarray) -> float:
-    if arr.dtype == np.uint8:
-        return 255.0
-    if arr.dtype == np.uint16:
-        return 65535.0
-    return 1.0
 
 
 def _validate(arr: np.ndarray) -> np.ndarray:
@@ -126,26 +121,48 @@ def _validate(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _refuse_color(name: str, spread: float, deviation: float) -> InputError:
+    return InputError(
+        f"{name}: expected a grayscale image, received a colour or toned image (channels "
+        f"differ by up to {spread * 255:.0f}/255, tone deviation {deviation:.1f} Lab). Convert "
+        "it to gray first, or raise color_tolerance (1.0 accepts any image) to colorize its "
+        "luminance"
+    )
+
+
 def read_luminance(
-    image: Any, *, color_tolerance: float = DEFAULT_COLOR_TOLERANCE
+    image: Any,
+    *,
+    color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+    color_threshold: float | None = None,
 ) -> tuple[np.ndarray, ImageKind]:
     """CIE L at full resolution and the kind of the input.
 
     Args:
         image: numpy array, PIL image or path (see the module docstring).
-        color_tolerance: largest channel difference, as a fraction of full scale, for a
-            3-channel image to count as gray.
+        color_tolerance: largest channel difference, as a fraction of full scale, for
+            an image to count as gray.
+        color_threshold: tone deviation (Lab units) above which an image that is not
+            gray is refused as colour; None (the API's setting) refuses every image
+            that is not gray. See the module docstring.
 
     Returns:
-        ``(L, kind)``: L ``(H, W)`` float32 in ``[0, 100]``, and the input's kind.
+        ``(L, kind)``: L ``(H, W)`` float32 in ``[0, 100]``, in display orientation for
+        files, and the input's kind.
 
     Raises:
-        InputError: unsupported type, dtype, shape or values, or a color image.
-        DecodeError: a path that Pillow cannot decode.
+        InputError: unsupported type, dtype, shape or values, a colour (or, with
+            ``color_threshold=None``, toned) image, or a path that is not a file.
+        DecodeError: a file that is not a readable JPEG, PNG or TIFF image.
     """
+    check_color_options(color_tolerance, color_threshold)
     if isinstance(image, str | os.PathLike):
-        arr, container = _open_path(Path(image)), "path"
-    elif isinstance(image, Image.Image):
+        scan = read_scan(image, color_tolerance=color_tolerance, color_threshold=color_threshold)
+        if scan.is_color:
+            raise _refuse_color(str(scan.path), scan.channel_spread, scan.tone_deviation)
+        dtype = np.dtype(np.uint8 if scan.bit_depth == 8 else np.uint16)
+        return scan.light, ImageKind(container="path", dtype=dtype)
+    if isinstance(image, Image.Image):
         arr, container = _from_pil(image), "pil"
     elif isinstance(image, np.ndarray):
         arr, container = image, "numpy"
@@ -156,22 +173,14 @@ def read_luminance(
     arr = _validate(arr)
     out_dtype = arr.dtype if arr.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
     kind = ImageKind(container=container, dtype=np.dtype(out_dtype))
-    scale = _scale(arr)
-    if arr.ndim == 3:
-        spread = (arr.max(axis=2).astype(np.float64) - arr.min(axis=2)) / scale
-        worst = float(spread.max())
-        if worst > color_tolerance:
-            share = float((spread > color_tolerance).mean())
-            raise InputError(
-                f"image: expected a grayscale image, received a color image (channels differ "
-                f"by up to {worst * 255:.0f}/255 in {share:.1%} of pixels). Convert it to "
-                "gray first, or raise color_tolerance to colorize its luminance"
-            )
-        rgb = torch.from_numpy(arr.astype(np.float32) / np.float32(scale)).permute(2, 0, 1)
-        return rgb_to_l(rgb)[0].numpy(), kind
-    if arr.dtype in (np.uint8, np.uint16):
-        return _l_table(int(scale) + 1)[arr], kind
-    return gray_to_l(torch.from_numpy(arr.astype(np.float32))).numpy(), kind
+    light, preview, spread = light_and_preview(arr, None)
+    if spread > color_tolerance:
+        deviation = tone_deviation(torch.from_numpy(preview).permute(2, 0, 1))
+        if is_color(
+            spread, deviation, color_tolerance=color_tolerance, color_threshold=color_threshold
+        ):
+            raise _refuse_color("image", spread, deviation)
+    return light, kind
 
 
 def to_output(rgb: np.ndarray, kind: ImageKind) -> Any:

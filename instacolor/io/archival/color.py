@@ -11,19 +11,33 @@
   :func:`~instacolor.color.rgb_to_l`, in bands of rows so the float temporaries stay
   small. RGB pixels give their L whatever their chroma: a sepia-toned print or an
   RGB scan of a gray photograph gives its own L.
-* **Colour test**: :func:`tone_deviation` on a preview of at most 256 pixels a side
-  (block means): the 98th percentile of the Lab distance of a pixel's (a, b) from the
-  image's tone curve, the median (a, b) of the pixels of about the same L. A gray or
-  toned print (sepia, cyanotype, a tinted scan) follows one tone curve; a colour
-  photograph has different hues at the same L. Threshold: see
-  :data:`instacolor.io.archival.DEFAULT_COLOR_THRESHOLD`.
+* **Colour test** (:func:`is_color`, the one rule of every reader: files for the API
+  and the CLI, and in-memory arrays and PIL images for the API), from two statistics:
+
+  1. the *channel spread*: the largest difference between the colour channels of
+     any pixel, as a fraction of full scale (of the sRGB samples after ICC
+     conversion); an image whose spread is at most ``color_tolerance`` (default
+     :data:`DEFAULT_COLOR_TOLERANCE` = 2/255) is **gray**;
+  2. the *tone deviation* (:func:`tone_deviation`, on a preview of at most 256
+     pixels a side, block means): the 98th percentile of the Lab distance of a
+     pixel's (a, b) from the image's tone curve, the median (a, b) of the pixels of
+     about the same L. A gray or toned print (sepia, cyanotype, a tinted scan)
+     follows one tone curve; a colour photograph has different hues at the same L.
+
+  Any other image is **in colour** when its tone deviation is over
+  ``color_threshold`` (default :data:`DEFAULT_COLOR_THRESHOLD` = 10), else **toned**;
+  ``color_threshold=None`` counts toned images as colour too. The CLI and the batch
+  reader use the default threshold (they colorize gray and toned scans and skip
+  colour ones unless ``--force``); the API uses ``None`` (it colorizes gray images
+  and refuses toned and colour ones unless ``color_tolerance`` is raised, since a
+  flat colour field has no tone deviation).
 
 Example:
     >>> import numpy as np
     >>> from instacolor.io.archival.color import light_and_preview
-    >>> light, preview = light_and_preview(np.full((4, 6, 3), 255, np.uint8), None)
-    >>> light.shape, float(light.max()), preview.shape
-    ((4, 6), 100.0, (4, 6, 3))
+    >>> light, preview, spread = light_and_preview(np.full((4, 6, 3), 255, np.uint8), None)
+    >>> light.shape, float(light.max()), preview.shape, spread
+    ((4, 6), 100.0, (4, 6, 3), 0.0)
 """
 
 from __future__ import annotations
@@ -41,13 +55,23 @@ from instacolor.errors import InputError
 
 __all__ = [
     "COLOR_QUANTILE",
+    "DEFAULT_COLOR_THRESHOLD",
+    "DEFAULT_COLOR_TOLERANCE",
     "SRGB_PROFILE",
+    "is_color",
     "light_and_preview",
     "orient",
     "tone_deviation",
     "usable_profile",
 ]
 
+#: Largest channel difference (fraction of full scale) of an image still taken as gray: 2/255.
+DEFAULT_COLOR_TOLERANCE = 2.0 / 255.0
+#: ``tone_deviation`` (Lab units) above which an image that is not gray counts as in colour.
+#: Chosen on synthetic sepia, cyanotype and white-balance-tinted gray images, with
+#: scanner noise and JPEG compression (the statistic stayed at or below 9.1), and colour
+#: photographs (scikit-image samples and two COCO photos: at least 12.3).
+DEFAULT_COLOR_THRESHOLD = 10.0
 #: Share of preview pixels whose deviation stays under the reported statistic.
 COLOR_QUANTILE = 0.98
 #: The sRGB profile everything is converted to and that outputs embed (LittleCMS's).
@@ -98,6 +122,57 @@ def tone_deviation(rgb: torch.Tensor, *, quantile: float = COLOR_QUANTILE) -> fl
     medians = np.stack([np.median(ab[:, bins == b], axis=1) for b in present], axis=1)
     curve = np.stack([np.interp(light, centers, medians[i]) for i in range(2)])
     return float(np.quantile(np.hypot(*(ab - curve)), quantile))
+
+
+def is_color(
+    spread: float,
+    deviation: float,
+    *,
+    color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+    color_threshold: float | None = DEFAULT_COLOR_THRESHOLD,
+) -> bool:
+    """The colour test of every reader (see the module docstring).
+
+    Args:
+        spread: largest channel difference of any pixel, fraction of full scale
+            (the third value of :func:`light_and_preview`; 0 for gray samples).
+        deviation: the image's :func:`tone_deviation` (Lab units).
+        color_tolerance: ``spread`` up to which the image is gray.
+        color_threshold: ``deviation`` above which an image that is not gray is in
+            colour (below: toned); None counts every image that is not gray as colour.
+
+    Returns:
+        Whether the image counts as in colour.
+
+    Example:
+        >>> is_color(1 / 255, 30.0), is_color(0.2, 4.0), is_color(0.2, 12.0)
+        (False, False, True)
+        >>> is_color(0.2, 4.0, color_threshold=None)
+        True
+    """
+    if spread <= color_tolerance:
+        return False
+    return color_threshold is None or deviation > color_threshold
+
+
+def check_color_options(color_tolerance: object, color_threshold: object) -> None:
+    """Raise :class:`~instacolor.errors.InputError` unless both options are usable."""
+    if (
+        isinstance(color_tolerance, bool)
+        or not isinstance(color_tolerance, int | float)
+        or not color_tolerance >= 0
+    ):
+        raise InputError(
+            f"color_tolerance: expected a number >= 0 (a fraction of full scale, default "
+            f"2/255), received {color_tolerance!r}"
+        )
+    if color_threshold is not None and (
+        isinstance(color_threshold, bool) or not isinstance(color_threshold, int | float)
+    ):
+        raise InputError(
+            f"color_threshold: expected a number (Lab units, default 10) or None, "
+            f"received {color_threshold!r}"
+        )
 
 
 def _cms(pixels: np.ndarray, profile: bytes) -> np.ndarray:
@@ -158,22 +233,25 @@ def _gray_table(levels: int) -> np.ndarray:
 
 def light_and_preview(
     pixels: np.ndarray, profile: bytes | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """CIE L at full resolution and a small sRGB preview for :func:`tone_deviation`.
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """CIE L at full resolution, a small sRGB preview and the channel spread.
 
     Args:
-        pixels: ``(H, W)`` gray or ``(H, W, 3)`` RGB; uint8, uint16 or float32 in [0, 1].
+        pixels: ``(H, W)`` gray or ``(H, W, 3)`` RGB; uint8, uint16 or float in [0, 1].
         profile: ICC profile to convert from (see :func:`usable_profile`), or None for sRGB.
 
     Returns:
-        ``(light, preview)``: L ``(H, W)`` float32 (not yet clipped to ``[0, 100]``) and
-        the preview ``(h, w, 3)`` float32 in ``[0, 1]``, at most 256 a side; the preview
-        is None for gray pixels without a profile (they have no chroma).
+        ``(light, preview, spread)``: L ``(H, W)`` float32 in ``[0, 100]``; the preview
+        ``(h, w, 3)`` float32 in ``[0, 1]``, at most 256 a side, for
+        :func:`tone_deviation` (None for gray pixels without a profile: they have no
+        chroma); and the largest difference between the colour channels of any pixel,
+        as a fraction of full scale (0 for gray pixels), for :func:`is_color`.
     """
     if pixels.ndim == 2 and profile is None:
         if pixels.dtype.kind == "u":
-            return _gray_table(int(np.iinfo(pixels.dtype).max) + 1)[pixels], None
-        return gray_to_l(torch.from_numpy(pixels)).numpy().astype(np.float32), None
+            return _gray_table(int(np.iinfo(pixels.dtype).max) + 1)[pixels], None, 0.0
+        light = gray_to_l(torch.from_numpy(pixels.astype(np.float32))).numpy()
+        return np.clip(light, 0.0, 100.0).astype(np.float32, copy=False), None, 0.0
     height, width = pixels.shape[:2]
     factor = min(max(1, -(-max(height, width) // _PREVIEW_SIZE)), height, width)
     rows = max(factor, _BAND_PIXELS // width // factor * factor)
@@ -181,16 +259,25 @@ def light_and_preview(
     cols = width // factor * factor
     light = np.empty((height, width), np.float32)
     preview = np.empty((height // factor, width // factor, 3), np.float32)
+    spread = 0.0
     for start in range(0, height, rows):
         band = pixels[start : start + rows]
-        rgb = _cms(band, profile) if profile is not None else band.astype(np.float32) / scale
+        if profile is not None:
+            rgb = _cms(band, profile)
+            samples, full = rgb, 1.0
+        else:
+            rgb = band.astype(np.float32) / scale
+            samples, full = band, float(scale)
+        difference = samples.max(axis=2).astype(np.float64) - samples.min(axis=2)
+        spread = max(spread, float(difference.max()) / full)
         light[start : start + rows] = rgb_to_l(torch.from_numpy(rgb).permute(2, 0, 1))[0].numpy()
         blocks = rgb.shape[0] // factor
         if blocks:
             cut = rgb[: blocks * factor, :cols]
             shaped = cut.reshape(blocks, factor, cols // factor, factor, 3)
             preview[start // factor : start // factor + blocks] = shaped.mean(axis=(1, 3))
-    return light, np.clip(preview, 0.0, 1.0)
+    np.clip(light, 0.0, 100.0, out=light)
+    return light, np.clip(preview, 0.0, 1.0), spread
 
 
 _ORIENTATIONS = {

@@ -1,7 +1,9 @@
 """Archival input: JPEG, PNG and TIFF scans -> :class:`ScanImage` (full-precision L + metadata).
 
 :func:`read_scan` reads one page, :func:`read_scan_pages` every page of a multi-page
-TIFF. The input file is opened read-only and never changed. What the reader does:
+TIFF. It is the one file reader of instacolor: ``colorize(path)`` (through
+:func:`instacolor.io.image.read_luminance`) and the CLI both read files with it. The
+input file is opened read-only and never changed. What the reader does:
 
 * **Formats**: JPEG, PNG and TIFF, 1 to 16 bits a sample (float TIFF in ``[0, 1]``
   too), gray, RGB or palette, with or without alpha. Alpha is dropped (the colour
@@ -14,15 +16,19 @@ TIFF. The input file is opened read-only and never changed. What the reader does
   chunks are ignored.
 * **Toned gray and colour**: RGB pixels give CIE L (D65) whatever their chroma, so a
   sepia-toned print or an RGB scan of a gray photograph gives its own L. The colour
-  verdict ``is_color`` is ``tone_deviation > color_threshold``: the 98th percentile
-  of the distance (Lab units) of a pixel's (a, b) from the image's tone curve, on a
-  256-pixel preview (see :func:`~instacolor.io.archival.color.tone_deviation`). The
-  default :data:`DEFAULT_COLOR_THRESHOLD` = 10 was chosen on synthetic sepia,
-  cyanotype and white-balance-tinted gray images, with scanner noise and JPEG
-  compression (the statistic stayed at or below 9.1), and colour photographs
-  (scikit-image samples and two COCO photos: at least 12.3). Colour photographs
-  faded to half saturation scored 7 to 16, so some count as gray; a gray scan whose
-  colour channels are misregistered by 2 pixels or more can count as colour.
+  verdict ``is_color`` is the one rule of :func:`~instacolor.io.archival.color.is_color`:
+  gray when the colour channels of every pixel agree within ``color_tolerance``
+  (default 2/255 of full scale), otherwise colour when ``tone_deviation`` (the 98th
+  percentile of the distance, in Lab units, of a pixel's (a, b) from the image's tone
+  curve, on a 256-pixel preview) is over ``color_threshold`` (default
+  :data:`DEFAULT_COLOR_THRESHOLD` = 10), toned (not colour) at or below it;
+  ``color_threshold=None`` counts toned images as colour (the API's setting). The
+  threshold 10 was chosen on synthetic sepia, cyanotype and white-balance-tinted
+  gray images, with scanner noise and JPEG compression (the statistic stayed at or
+  below 9.1), and colour photographs (scikit-image samples and two COCO photos: at
+  least 12.3). Colour photographs faded to half saturation scored 7 to 16, so some
+  count as gray; a gray scan whose colour channels are misregistered by 2 pixels or
+  more can count as colour.
 * **Limits and errors**: an image over ``max_pixels`` (default 200 megapixels) is
   refused before it is decoded; empty, truncated, corrupt, non-image or unsupported
   files raise :class:`~instacolor.errors.DecodeError` saying what was expected.
@@ -62,7 +68,11 @@ from PIL import Image
 from instacolor.errors import DecodeError, InputError, InstacolorError
 from instacolor.io.archival.color import (
     COLOR_QUANTILE,
+    DEFAULT_COLOR_THRESHOLD,
+    DEFAULT_COLOR_TOLERANCE,
     SRGB_PROFILE,
+    check_color_options,
+    is_color,
     light_and_preview,
     orient,
     tone_deviation,
@@ -73,6 +83,7 @@ from instacolor.io.archival.decode import FORMATS, decode_page, page_count, snif
 __all__ = [
     "COLOR_QUANTILE",
     "DEFAULT_COLOR_THRESHOLD",
+    "DEFAULT_COLOR_TOLERANCE",
     "DEFAULT_MAX_PIXELS",
     "SRGB_PROFILE",
     "ScanImage",
@@ -83,8 +94,6 @@ __all__ = [
 
 #: Largest ``width * height`` decoded by default (a decompression-bomb guard).
 DEFAULT_MAX_PIXELS = 200_000_000
-#: ``tone_deviation`` (Lab units) above which an image counts as already in colour.
-DEFAULT_COLOR_THRESHOLD = 10.0
 _HASH_CHUNK = 1 << 20
 _LIBRARY_ERRORS = (
     OSError,
@@ -109,7 +118,9 @@ class ScanImage:
             image), in display orientation (EXIF orientation applied).
         bit_depth: 8 or 16: the precision of the source samples (1 to 8 bit and
             palette sources give 8; 9 to 16 bit and float give 16). Writers keep it.
-        is_color: ``tone_deviation > color_threshold``: the image is already in colour.
+        is_color: the image is already in colour by the colour test (see the module
+            docstring): ``channel_spread > color_tolerance`` and, unless the reader's
+            ``color_threshold`` was None, ``tone_deviation > color_threshold``.
         tone_deviation: the colour statistic of :func:`tone_deviation` (0 for gray).
         format: ``"JPEG"``, ``"PNG"`` or ``"TIFF"``.
         page: index of this page among the file's full-resolution pages.
@@ -124,6 +135,8 @@ class ScanImage:
         xmp: the source's XMP packet as stored, or None.
         iptc: the source's IPTC-IIM data (JPEG APP13, TIFF tag 33723), or None.
         dpi: ``(x, y)`` pixels per inch in display orientation, or None.
+        channel_spread: the largest difference between the colour channels of any
+            pixel, as a fraction of full scale, after ICC conversion (0 for gray).
     """
 
     light: np.ndarray
@@ -141,6 +154,7 @@ class ScanImage:
     xmp: bytes | None = None
     iptc: bytes | None = None
     dpi: tuple[float, float] | None = None
+    channel_spread: float = 0.0
 
     def __post_init__(self) -> None:
         light = self.light
@@ -189,7 +203,10 @@ def _opened(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO, str, str]
         raise InputError(f"path: expected a str or os.PathLike, received {type(path).__name__}")
     file = Path(path).absolute()
     if not file.is_file():
-        raise InputError(f"{file}: expected an existing image file; there is no file at this path")
+        raise InputError(
+            f"{file}: expected an existing image file; there is no file at this path (it does "
+            "not exist or is a folder): check the path"
+        )
     with file.open("rb") as fh:
         digest, size = hashlib.sha256(), 0
         while chunk := fh.read(_HASH_CHUNK):
@@ -226,23 +243,22 @@ def _wrap_decode_errors(call, file: Path, fmt: str):
         ) from exc
 
 
-def _check_options(max_pixels, color_threshold) -> None:
+def _check_options(max_pixels, color_tolerance, color_threshold) -> None:
     if max_pixels is not None and (
         isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
     ):
         raise InputError(f"max_pixels: expected an int >= 1 or None, received {max_pixels!r}")
-    if isinstance(color_threshold, bool) or not isinstance(color_threshold, int | float):
-        raise InputError(f"color_threshold: expected a number, received {color_threshold!r}")
+    check_color_options(color_tolerance, color_threshold)
 
 
-def _scan(fh, fmt, page, count, file, sha, max_pixels, color_threshold) -> ScanImage:
+def _scan(fh, fmt, page, count, file, sha, max_pixels, color) -> ScanImage:
+    """Decode and measure one page; ``color`` is ``(color_tolerance, color_threshold)``."""
     raw = _wrap_decode_errors(lambda: decode_page(fh, fmt, page, max_pixels, str(file)), file, fmt)
     profile = usable_profile(raw.pixels, raw.icc_profile, str(file))
-    light, preview = light_and_preview(raw.pixels, profile)
+    light, preview, spread = light_and_preview(raw.pixels, profile)
     deviation = 0.0
     if preview is not None:
         deviation = tone_deviation(torch.from_numpy(preview).permute(2, 0, 1))
-    np.clip(light, 0.0, 100.0, out=light)
     light = np.ascontiguousarray(orient(light, raw.orientation))
     dpi = raw.dpi
     if dpi is not None and raw.orientation >= 5:  # a quarter turn swaps the axes
@@ -250,7 +266,7 @@ def _scan(fh, fmt, page, count, file, sha, max_pixels, color_threshold) -> ScanI
     return ScanImage(
         light=light,
         bit_depth=raw.bit_depth,
-        is_color=deviation > color_threshold,
+        is_color=is_color(spread, deviation, color_tolerance=color[0], color_threshold=color[1]),
         tone_deviation=deviation,
         format=fmt,
         page=page,
@@ -263,6 +279,7 @@ def _scan(fh, fmt, page, count, file, sha, max_pixels, color_threshold) -> ScanI
         xmp=raw.xmp,
         iptc=raw.iptc,
         dpi=dpi,
+        channel_spread=spread,
     )
 
 
@@ -271,7 +288,8 @@ def read_scan(
     *,
     page: int = 0,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    color_threshold: float = DEFAULT_COLOR_THRESHOLD,
+    color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+    color_threshold: float | None = DEFAULT_COLOR_THRESHOLD,
 ) -> ScanImage:
     """Read one page of a JPEG, PNG or TIFF scan (see the module docstring).
 
@@ -279,7 +297,10 @@ def read_scan(
         path: the image file; it is only read.
         page: page index for multi-page TIFF (full-resolution pages only; 0 otherwise).
         max_pixels: largest ``width * height`` to decode; None disables the guard.
-        color_threshold: ``tone_deviation`` above which ``is_color`` is True. Callers
+        color_tolerance: channel spread (fraction of full scale) up to which the image
+            is gray, whatever its ``tone_deviation``.
+        color_threshold: ``tone_deviation`` above which an image that is not gray is
+            in colour (``is_color``); None: every image that is not gray. Callers
             skip colour images by default and offer a ``force`` option to recolour.
 
     Returns:
@@ -290,7 +311,7 @@ def read_scan(
         DecodeError: empty, truncated, corrupt, non-image or unsupported file, or one
             larger than ``max_pixels``.
     """
-    _check_options(max_pixels, color_threshold)
+    _check_options(max_pixels, color_tolerance, color_threshold)
     if isinstance(page, bool) or not isinstance(page, int):
         raise InputError(f"page: expected an int, received {page!r}")
     with _opened(path) as (file, fh, sha, fmt):
@@ -299,14 +320,16 @@ def read_scan(
             raise InputError(
                 f"page: expected 0 to {count - 1} for {file} ({count} page(s)), received {page}"
             )
-        return _scan(fh, fmt, page, count, file, sha, max_pixels, color_threshold)
+        color = (color_tolerance, color_threshold)
+        return _scan(fh, fmt, page, count, file, sha, max_pixels, color)
 
 
 def read_scan_pages(
     path: str | os.PathLike,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    color_threshold: float = DEFAULT_COLOR_THRESHOLD,
+    color_tolerance: float = DEFAULT_COLOR_TOLERANCE,
+    color_threshold: float | None = DEFAULT_COLOR_THRESHOLD,
 ) -> Iterator[ScanImage]:
     """Every full-resolution page of a scan, one :class:`ScanImage` at a time.
 
@@ -315,12 +338,12 @@ def read_scan_pages(
     iteration reaches them, the first ones (missing, empty or non-image file) on the
     first ``next()``. The file stays open until the iterator is exhausted or closed.
     """
-    _check_options(max_pixels, color_threshold)
-    return _iter_pages(path, max_pixels, color_threshold)
+    _check_options(max_pixels, color_tolerance, color_threshold)
+    return _iter_pages(path, max_pixels, (color_tolerance, color_threshold))
 
 
-def _iter_pages(path, max_pixels, color_threshold) -> Iterator[ScanImage]:
+def _iter_pages(path, max_pixels, color) -> Iterator[ScanImage]:
     with _opened(path) as (file, fh, sha, fmt):
         count = _wrap_decode_errors(lambda: page_count(fh, fmt), file, fmt)
         for index in range(count):
-            yield _scan(fh, fmt, index, count, file, sha, max_pixels, color_threshold)
+            yield _scan(fh, fmt, index, count, file, sha, max_pixels, color)
