@@ -258,6 +258,33 @@ def test_saturation_scales_the_predicted_chroma():
             Colorizer(working_size=64, saturation=bad)
 
 
+def test_saturation_per_call_reloads_nothing():
+    from instacolor.api import _cached_colorizer
+
+    gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
+    colorizer = Colorizer(working_size=64)
+    runtime = colorizer.runtime
+    plain = colorizer.colorize(gray, full_result=True)
+    vivid = colorizer.colorize(gray, saturation=1.5, full_result=True)
+    assert colorizer.runtime is runtime and colorizer.saturation == 1.0  # per call only
+    np.testing.assert_allclose(vivid.ab, 1.5 * plain.ab, rtol=1e-5, atol=1e-5)
+    assert (vivid.saturation, plain.saturation) == (1.5, 1.0)
+    # the same numbers as a colorizer built with that saturation
+    built = Colorizer(working_size=64, saturation=1.5).colorize(gray, full_result=True)
+    np.testing.assert_array_equal(built.image, vivid.image)
+    # colorize(): one cached colorizer whatever the saturation
+    _cached_colorizer.cache_clear()
+    colorize(gray, saturation=1.0)
+    colorize(gray, saturation=2.0)
+    info = _cached_colorizer.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    for bad in (-0.5, 4.5, "2", float("nan"), True):
+        with pytest.raises(InputError, match="saturation: expected a number from 0 to 4"):
+            colorizer.colorize(gray, saturation=bad)
+        with pytest.raises(InputError, match="saturation: expected a number from 0 to 4"):
+            colorize(gray, saturation=bad)
+
+
 def test_unreadable_paths_raise_and_leave_files_alone(colorizer, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         colorizer.colorize(tmp_path / "missing.png")

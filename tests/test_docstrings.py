@@ -13,8 +13,10 @@ MODULES = [
     "instacolor.io.coco",
     "instacolor.labels",
     "instacolor.models.generator",
+    "instacolor.models.inputs",
     "instacolor.models.semantic",
     "instacolor.reconstruct",
+    "instacolor.runtime.torch_runtime",
     "instacolor.structures",
     "instacolor.weights",
 ]

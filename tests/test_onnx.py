@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +21,13 @@ import onnx
 
 from instacolor import Colorizer
 from instacolor.errors import ExportError, InputError, WeightsError
-from instacolor.export import MANIFEST_NAME, ONNX_OPSET, export_cached, export_onnx
 from instacolor.models.generator import FUSION_POINTS
-from instacolor.models.network import (
-    InstColorNet,
-    instance_placements,
-    placement_cells,
-)
-from instacolor.onnx_backend import OnnxNetwork
+from instacolor.models.network import InstColorNet
+from instacolor.models.placement import placement_cells
+from instacolor.runtime import TorchRuntime
+from instacolor.runtime.export import MANIFEST_NAME, ONNX_OPSET, export_cached, export_onnx
+from instacolor.runtime.onnx_runtime import OnnxRuntime
+from instacolor.structures import NetworkInputs
 from instacolor.weights import LoadedWeights, load_weights, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,22 @@ def _boxes(n: int, seed: int) -> np.ndarray:
     x1 = np.minimum(x0 + rng.integers(2, 160, n), w)
     y1 = np.minimum(y0 + rng.integers(2, 120, n), h)
     return np.stack([x0, y0, x1, y1], 1)
+
+
+def _inputs(size: int, n: int, seed: int, labels: bool = False) -> NetworkInputs:
+    """Random NetworkInputs at ``size`` with ``n`` crops on :func:`_boxes`."""
+    gen = torch.Generator().manual_seed(seed)
+    l_norm = torch.rand(1, 1, size, size, generator=gen) - 0.5
+    crops = torch.rand(n, 1, size, size, generator=gen) - 0.5
+    label_map = torch.randint(0, 134, (1, size, size), generator=gen) if labels else None
+    return NetworkInputs(
+        light=(l_norm[0, 0] * 100 + 50).numpy(),
+        l=l_norm.numpy(),
+        image_size=IMAGE,
+        crops=crops.numpy() if n else None,
+        placements=placement_cells(_boxes(n, seed=seed), IMAGE, size) if n else None,
+        labels=None if label_map is None else label_map.numpy(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,39 +125,21 @@ def test_export_writes_checked_graphs_and_a_manifest(random_export):
 @pytest.mark.parametrize("semantic", [False, True])
 @pytest.mark.parametrize("which", ["random", "shipped"])
 def test_onnxruntime_matches_torch(request, which, n, semantic):
+    """The same NetworkInputs through both runtimes: ab and weight maps within 1e-4."""
     net, folder = request.getfixturevalue(f"{which}_export")
-    ort_net = OnnxNetwork(folder, threads=1)
-    gen = torch.Generator().manual_seed(n)
+    ort_runtime = OnnxRuntime(folder, threads=1)
     size = S if n != 1 else 2 * S  # another size than the export's example: dynamic axes
-    l_norm = torch.rand(1, 1, size, size, generator=gen) - 0.5
-    crops = torch.rand(n, 1, size, size, generator=gen) - 0.5
-    labels = torch.randint(0, 134, (1, size, size), generator=gen) if semantic else None
-    boxes = _boxes(n, seed=n)
-    with torch.no_grad():
-        expected = net.colorize(
-            l_norm,
-            crops=crops if n else None,
-            placements=instance_placements(boxes, IMAGE, size) if n else None,
-            labels=labels,
-        )
-    ab, weights = ort_net.colorize(
-        l_norm.numpy(),
-        crops=crops.numpy() if n else None,
-        placements=placement_cells(boxes, IMAGE, size) if n else None,
-        labels=None if labels is None else labels.numpy(),
-    )
-    assert ab.shape == (1, 2, size, size)
-    assert np.abs(ab - expected.ab.numpy()).max() < 1e-4
-    assert len(weights) == len(expected.weights) == (13 if n else 0)
-    for got, want in zip(weights, expected.weights):
-        assert got.shape == tuple(want.shape) and np.abs(got - want.numpy()).max() < 1e-4
+    inputs = _inputs(size, n, seed=n, labels=semantic)
+    expected = TorchRuntime(net).run(inputs)
+    out = ort_runtime.run(inputs)
+    assert out.ab.shape == expected.ab.shape == (1, 2, size, size)
+    assert np.abs(out.ab - expected.ab).max() < 1e-4
+    assert len(out.weights) == len(expected.weights) == (13 if n else 0)
+    for got, want in zip(out.weights, expected.weights):
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
     if semantic and which == "random":  # the labels really reach the graph
-        plain, _ = ort_net.colorize(
-            l_norm.numpy(),
-            crops=crops.numpy() if n else None,
-            placements=placement_cells(boxes, IMAGE, size) if n else None,
-        )
-        assert np.abs(plain - ab).max() > 1e-3
+        plain = ort_runtime.run(replace(inputs, labels=None))
+        assert np.abs(plain.ab - out.ab).max() > 1e-3
 
 
 def test_official_width64_folder_exports_and_matches(tmp_path):
@@ -160,21 +158,10 @@ def test_official_width64_folder_exports_and_matches(tmp_path):
     # official weights have no semantic block: labels change nothing, no semantic graphs
     assert manifest["semantic"] is False and manifest["width"] == 64
     assert manifest["weights_sha256"] == sha256_file(folder / "latest_net_GF.pth")
-    ort_net = OnnxNetwork(out, threads=2)
-    l_norm = torch.rand(1, 1, 32, 32) - 0.5
-    crops = torch.rand(2, 1, 32, 32) - 0.5
-    boxes = _boxes(2, seed=5)
-    with torch.no_grad():
-        expected = loaded.net.colorize(
-            l_norm, crops=crops, placements=instance_placements(boxes, IMAGE, 32)
-        )
-    ab, _ = ort_net.colorize(
-        l_norm.numpy(),
-        crops=crops.numpy(),
-        placements=placement_cells(boxes, IMAGE, 32),
-        labels=np.zeros((1, 32, 32), np.int64),
-    )
-    assert np.abs(ab - expected.ab.numpy()).max() < 1e-4
+    inputs = replace(_inputs(32, 2, seed=5), labels=np.zeros((1, 32, 32), np.int64))
+    expected = TorchRuntime(loaded.net).run(replace(inputs, labels=None))
+    got = OnnxRuntime(out, threads=2).run(inputs)
+    assert np.abs(got.ab - expected.ab).max() < 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +194,7 @@ def test_colorizer_backends_agree(backends, n):
 
 
 def test_export_is_cached_per_weights(backends, ort_cache):
-    first = backends[1].onnx.folder  # exported when the colorizer was built
+    first = backends[1].runtime.folder  # exported when the colorizer was built
     assert first.parent == ort_cache / "onnx"
     stamps = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
     assert export_cached(load_weights("default")) == first
@@ -224,14 +211,16 @@ def test_changed_or_missing_files_are_refused(random_export, tmp_path):
         f.seek(-3, os.SEEK_END)
         f.write(b"xyz")
     with pytest.raises(WeightsError, match=r"fusion graph .*export the weights again"):
-        OnnxNetwork(copy)
+        OnnxRuntime(copy)
     with pytest.raises(WeightsError, match="expected an ONNX export folder"):
-        OnnxNetwork(tmp_path / "nowhere")
-    ort_net = OnnxNetwork(folder)
-    with pytest.raises(InputError, match=r"placements: expected shape \(4, 2, 6\)"):
-        ort_net.colorize(
-            np.zeros((1, 1, S, S), np.float32),
-            crops=np.zeros((2, 1, S, S)),
+        OnnxRuntime(tmp_path / "nowhere")
+    OnnxRuntime(folder)  # the original still loads
+    with pytest.raises(InputError, match=r"expected crops \(N, 1, 64, 64\) with placements"):
+        NetworkInputs(  # inputs no runtime could take are refused where they are built
+            light=np.zeros((S, S), np.float32),
+            l=np.zeros((1, 1, S, S), np.float32),
+            image_size=IMAGE,
+            crops=np.zeros((2, 1, S, S), np.float32),
             placements=np.zeros((4, 3, 6), np.int64),
         )
 
@@ -339,7 +328,7 @@ def test_cli_backend_onnxruntime_matches_torch(tmp_path):
 def test_processes_exporting_at_once_share_one_complete_folder(tmp_path):
     code = (
         "import warnings; warnings.simplefilter('ignore')\n"
-        "from instacolor.export import export_cached\n"
+        "from instacolor.runtime.export import export_cached\n"
         "from instacolor.weights import load_weights\n"
         "print(export_cached(load_weights('default')))\n"
     )
@@ -352,7 +341,7 @@ def test_processes_exporting_at_once_share_one_complete_folder(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     (folder,) = folders
     assert [p.name for p in (tmp_path / "onnx").iterdir()] == [Path(folder).name]
-    OnnxNetwork(folder)  # every file matches the manifest
+    OnnxRuntime(folder)  # every file matches the manifest
 
 
 def test_colorize_function_takes_the_backend(backends):
@@ -371,10 +360,9 @@ def test_full_image_only_weights_export_the_full_graph_alone(tmp_path):
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     assert list(manifest["graphs"]) == ["full"] and manifest["with_instances"] is False
     assert manifest["mask_value"] == 0.0
-    l_norm = torch.rand(1, 1, 48, 48) - 0.5
-    ab, weights = OnnxNetwork(folder).colorize(
-        l_norm.numpy(),
-        crops=np.zeros((2, 1, 48, 48), np.float32),  # ignored, as in torch
-    )
+    inputs = _inputs(48, 2, seed=4)  # crops are ignored, as in torch
+    out = OnnxRuntime(folder).run(inputs)
     with torch.no_grad():
-        assert np.abs(ab - net.colorize(l_norm).ab.numpy()).max() < 1e-4 and weights == ()
+        full = net.colorize(torch.from_numpy(inputs.l)).ab.numpy()
+    assert np.abs(out.ab - full).max() < 1e-4 and out.weights == ()
+    assert np.abs(TorchRuntime(net).run(inputs).ab - full).max() == 0

@@ -8,7 +8,7 @@
 
 Writes ``full.onnx``, ``instance.onnx``, ``fusion.onnx`` (and the ``_semantic``
 variants when the weights condition on semantic maps) plus ``instacolor-onnx.json``;
-inputs and outputs are documented in :mod:`instacolor.export`. ``--verify`` runs
+inputs and outputs are documented in :mod:`instacolor.runtime.export`. ``--verify`` runs
 onnxruntime and torch on the same random inputs with 0, 1 and 8 instances and prints
 the largest ab difference (network units).
 """
@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from instacolor.errors import InstacolorError
-from instacolor.export import EXPORTER, MANIFEST_NAME, ONNX_OPSET, export_onnx
-from instacolor.models.network import instance_placements, placement_cells
-from instacolor.onnx_backend import OnnxNetwork
+from instacolor.models.placement import placement_cells
+from instacolor.runtime import TorchRuntime
+from instacolor.runtime.export import EXPORTER, MANIFEST_NAME, ONNX_OPSET, export_onnx
+from instacolor.runtime.onnx_runtime import OnnxRuntime
+from instacolor.structures import NetworkInputs
 from instacolor.weights import UntrainedWeightsWarning, load_weights
 
 IMAGE = (480, 640)
@@ -36,7 +38,7 @@ IMAGE = (480, 640)
 
 def verify(net, folder: Path, size: int, threads: int) -> float:
     """Print the ab difference of onnxruntime and torch for 0, 1 and 8 instances."""
-    ort_net = OnnxNetwork(folder, threads=threads)
+    ort_runtime, torch_runtime = OnnxRuntime(folder, threads=threads), TorchRuntime(net)
     gen = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
     worst = 0.0
@@ -45,20 +47,17 @@ def verify(net, folder: Path, size: int, threads: int) -> float:
         crops = torch.rand(n, 1, size, size, generator=gen) - 0.5
         x0, y0 = rng.integers(0, 560, n), rng.integers(0, 400, n)
         boxes = np.stack([x0, y0, x0 + rng.integers(8, 80, n), y0 + rng.integers(8, 80, n)], 1)
-        with torch.no_grad():
-            want = net.colorize(
-                l_norm,
-                crops=crops if n else None,
-                placements=instance_placements(boxes, IMAGE, size) if n else None,
-            )
-        got, weights = ort_net.colorize(
-            l_norm.numpy(),
+        inputs = NetworkInputs(
+            light=(l_norm[0, 0] * 100 + 50).numpy(),
+            l=l_norm.numpy(),
+            image_size=IMAGE,
             crops=crops.numpy() if n else None,
             placements=placement_cells(boxes, IMAGE, size) if n else None,
         )
-        diff = float(np.abs(got - want.ab.numpy()).max())
+        want, got = torch_runtime.run(inputs), ort_runtime.run(inputs)
+        diff = float(np.abs(got.ab - want.ab).max())
         wdiff = max(
-            (float(np.abs(a - b.numpy()).max()) for a, b in zip(weights, want.weights)), default=0.0
+            (float(np.abs(a - b).max()) for a, b in zip(got.weights, want.weights)), default=0.0
         )
         worst = max(worst, diff, wdiff)
         print(f"parity {n} instances: max |ab diff| {diff:.2e}, max |weight diff| {wdiff:.2e}")
