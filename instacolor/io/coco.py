@@ -35,20 +35,24 @@ __all__ = ["CocoAnnotations", "decode_segmentation", "instances_from_coco"]
 def decode_segmentation(segmentation: Any, image_size: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` bool mask of a COCO segmentation (polygons, RLE or compressed RLE)."""
     h, w = image_size
+    if not isinstance(segmentation, list | Mapping):
+        raise InputError(
+            f"segmentation: expected COCO polygons (a list of [x1, y1, x2, y2, ...] lists) or "
+            f"RLE (a dict with 'size' and 'counts') for a {w}x{h} image, received "
+            f"{type(segmentation).__name__}; fix the annotation or leave 'segmentation' out"
+        )
     try:
         if isinstance(segmentation, list):
             rles = mask_utils.frPyObjects(segmentation, h, w)
             rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
-        elif isinstance(segmentation, Mapping) and isinstance(segmentation.get("counts"), list):
+        elif isinstance(segmentation.get("counts"), list):
             rle = mask_utils.frPyObjects(dict(segmentation), h, w)
-        elif isinstance(segmentation, Mapping):
+        else:
             rle = dict(segmentation)
             if isinstance(rle["counts"], str):
                 rle["counts"] = rle["counts"].encode("ascii")
-        else:
-            raise TypeError(type(segmentation).__name__)
         return mask_utils.decode(rle).astype(bool)
-    except (TypeError, KeyError, ValueError, IndexError) as exc:
+    except (TypeError, KeyError, ValueError, IndexError) as exc:  # from pycocotools
         raise InputError(
             f"segmentation: expected COCO polygons or RLE for a {w}x{h} image, could not "
             f"decode it ({type(exc).__name__}: {exc})"
@@ -87,10 +91,18 @@ def instances_from_coco(
                 f"COCO annotation {i}: expected a dict with 'bbox' [x, y, w, h] and "
                 f"'category_id', received {ann!r:.120}"
             )
-        x, y, bw, bh = (float(v) for v in ann["bbox"])
+        try:
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            category, score = int(ann["category_id"]), float(ann.get("score", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"COCO annotation {i}: expected 'bbox' as four numbers [x, y, w, h], an integer "
+                f"'category_id' and a numeric 'score', received bbox={ann['bbox']!r:.60}, "
+                f"category_id={ann['category_id']!r:.20}, score={ann.get('score')!r:.20}"
+            ) from exc
         boxes.append((x, y, x + bw, y + bh))
-        labels.append(label_from_coco_id(int(ann["category_id"])))
-        scores.append(float(ann.get("score", 1.0)))
+        labels.append(label_from_coco_id(category))
+        scores.append(score)
         if with_masks and ann.get("segmentation") is not None:
             masks.append(decode_segmentation(ann["segmentation"], (h, w)))
     use_masks = with_masks and len(masks) == len(boxes) and len(boxes) > 0
@@ -142,11 +154,18 @@ class CocoAnnotations:
                 "directly as instances="
             )
         self.origin = origin
-        self.images: dict[int, Mapping[str, Any]] = {int(i["id"]): i for i in data["images"]}
-        self._by_name = {Path(i["file_name"]).name: int(i["id"]) for i in data["images"]}
-        self._anns: dict[int, list[Mapping[str, Any]]] = {k: [] for k in self.images}
-        for ann in data.get("annotations", []):
-            self._anns.setdefault(int(ann["image_id"]), []).append(ann)
+        try:
+            self.images: dict[int, Mapping[str, Any]] = {int(i["id"]): i for i in data["images"]}
+            self._by_name = {Path(i["file_name"]).name: int(i["id"]) for i in data["images"]}
+            self._anns: dict[int, list[Mapping[str, Any]]] = {k: [] for k in self.images}
+            for ann in data.get("annotations", []):
+                self._anns.setdefault(int(ann["image_id"]), []).append(ann)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"COCO annotations {origin}: expected every image to have an integer 'id' and a "
+                f"'file_name', and every annotation an integer 'image_id' "
+                f"({type(exc).__name__}: {exc}); fix or regenerate the file"
+            ) from exc
 
     def __len__(self) -> int:
         return len(self.images)
