@@ -108,17 +108,21 @@ def read_recorded_digests(name: str) -> dict[str, str] | None:
     if not path.is_file():
         return None
     try:
-        digests = json.loads(path.read_text())["sha256"]
-        if not isinstance(digests, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in digests.items()
-        ):
-            raise TypeError(f"'sha256' is a {type(digests).__name__} of unexpected values")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        record = json.loads(path.read_text())
+        problem = None
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8 or JSON
+        record, problem = None, str(exc)
+    digests = record.get("sha256") if isinstance(record, dict) else None
+    valid = isinstance(digests, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in digests.items()
+    )
+    if not valid:
         raise WeightsError(
             f"weights {name!r}: expected recorded digests at {path} (JSON with a 'sha256' "
-            f"object of file -> 64 hex digits), received an unreadable file ({exc}); delete "
-            "it to record the digests of the files now in the folder again"
-        ) from exc
+            f"object of file -> 64 hex digits), received an unreadable file "
+            f"({problem or 'no such object'}); delete it to record the digests of the files "
+            "now in the folder again"
+        )
     return digests
 
 

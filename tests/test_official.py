@@ -355,12 +355,15 @@ def test_folder_unzipped_by_hand_gets_its_digests_recorded_then_checked(zip8, ca
         _fetch_all()
 
 
-def test_unreadable_digest_record_is_a_weights_error(zip8, cache):
+@pytest.mark.parametrize(
+    "text", ["{not json", '{"sha256": ["ab"]}', '{"sha256": {"latest_net_G.pth": "ab"}}', "[]"]
+)
+def test_unreadable_digest_record_is_a_weights_error(cache, text):
     folder = cache / NAME
     folder.mkdir(parents=True)
     for name in OFFICIAL_FILES:
         (folder / name).write_bytes(b"x")
-    digests_path(NAME).write_text("{not json")
+    digests_path(NAME).write_text(text)
     with pytest.raises(WeightsError) as info:
         _fetch_all()
     assert str(digests_path(NAME)) in str(info.value) and "delete it" in str(info.value)
