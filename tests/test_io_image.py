@@ -136,6 +136,7 @@ def test_defaults_api_refuses_toned_cli_reads_them(tmp_path):
     assert not read_scan(path).is_color  # the CLI's reader: toned is not colour
     with pytest.raises(InputError, match=r"sepia\.png: expected a grayscale image"):
         read_luminance(path)  # the API's: any image that is not gray is refused
+    assert read_luminance(path, color_tolerance=np.float32(1.0))[0].shape == (48, 64)
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from functools import lru_cache
 
@@ -159,7 +160,7 @@ def check_color_options(color_tolerance: object, color_threshold: object) -> Non
     """Raise :class:`~instacolor.errors.InputError` unless both options are usable."""
     if (
         isinstance(color_tolerance, bool)
-        or not isinstance(color_tolerance, int | float)
+        or not isinstance(color_tolerance, numbers.Real)
         or not color_tolerance >= 0
     ):
         raise InputError(
@@ -167,7 +168,7 @@ def check_color_options(color_tolerance: object, color_threshold: object) -> Non
             f"2/255), received {color_tolerance!r}"
         )
     if color_threshold is not None and (
-        isinstance(color_threshold, bool) or not isinstance(color_threshold, int | float)
+        isinstance(color_threshold, bool) or not isinstance(color_threshold, numbers.Real)
     ):
         raise InputError(
             f"color_threshold: expected a number (Lab units, default 10) or None, "
