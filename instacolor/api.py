@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -22,17 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from instacolor.color import AB_NORM
+from instacolor.arguments import as_instances, as_semantic
+from instacolor.decode import Decoding, confidence_at, decode
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
-from instacolor.io.coco import instances_from_coco
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.inputs import prepare_inputs
 from instacolor.reconstruct import reconstruct
 from instacolor.runtime.base import BACKENDS, make_runtime
-from instacolor.structures import ColorizeResult, Instances, SemanticMap
+from instacolor.structures import ColorizeResult, SemanticMap
 from instacolor.weights import load_weights
 
 __all__ = ["BACKENDS", "Colorizer", "colorize"]
@@ -51,37 +50,6 @@ def _check_saturation(saturation: Any) -> float:
             f"{saturation!r}; use 1 for the colours as predicted, above 1 for more vivid"
         )
     return float(saturation)
-
-
-def _as_instances(instances: Any, image_size: tuple[int, int]) -> Instances | None:
-    if instances is None:
-        return None
-    if isinstance(instances, Instances):
-        if instances.image_size != image_size:
-            raise InputError(
-                f"instances: expected image_size {image_size} (H, W) of this image, received "
-                f"{instances.image_size}; rescale the boxes or build Instances for this image"
-            )
-        return instances
-    if isinstance(instances, Mapping) or (
-        isinstance(instances, Sequence) and len(instances) and isinstance(instances[0], Mapping)
-    ):
-        return instances_from_coco(instances, image_size)
-    arr = np.asarray(instances)
-    if arr.dtype == np.bool_ and arr.ndim in (2, 3):
-        if arr.shape[-2:] != image_size:
-            raise InputError(
-                f"instances: expected masks of shape (N, {image_size[0]}, {image_size[1]}), "
-                f"received {arr.shape}"
-            )
-        return Instances.from_masks(arr)
-    return Instances.from_boxes(arr, image_size)
-
-
-def _as_semantic(semantic: Any) -> SemanticMap | None:
-    if semantic is None or isinstance(semantic, SemanticMap):
-        return semantic
-    return SemanticMap(np.asarray(semantic))
 
 
 class Colorizer:
@@ -111,12 +79,18 @@ class Colorizer:
             default) is what the networks predict, the PSNR-best choice; larger values
             give more vivid but less often correct colours (docs/model-card.md measures
             the trade-off).
+        decode: ``"regression"`` (the regression head, as the reference) or
+            ``"annealed-mean"`` (the classification head's distribution, Zhang et al.
+            2016; needs weights with a trained head); None: the weights' default
+            (``loaded.decode``). See :mod:`instacolor.decode`.
+        temperature: annealed-mean temperature; None: the weights' default.
         backend: ``"torch"``, or ``"onnxruntime"`` to run the networks in onnxruntime
             (exported once per weights into the cache, see :mod:`instacolor.export`; CUDA
             provider on a CUDA ``device``). Same ab within 1e-4.
 
     Raises:
-        InputError: a bad ``working_size``, ``saturation`` or ``backend``.
+        InputError: a bad ``working_size``, ``saturation``, ``decode``, ``temperature``
+            or ``backend``; ``annealed-mean`` for weights without a trained head.
         WeightsError: the weights cannot be found or loaded.
         MissingDependencyError: ``backend="onnxruntime"`` without onnxruntime or onnx.
         ExportError: the networks could not be exported for onnxruntime.
@@ -133,6 +107,8 @@ class Colorizer:
         detector_config: DetectorConfig | None = None,
         fallback_to_full_image: bool = False,
         saturation: float = 1.0,
+        decode: str | None = None,
+        temperature: float | None = None,
         backend: str = "torch",
     ) -> None:
         saturation = _check_saturation(saturation)
@@ -152,6 +128,7 @@ class Colorizer:
         self.working_size = working_size or self.loaded.working_size
         self.net = self.loaded.net
         self.backend = backend
+        self.decoding = _decoding(self.loaded, decode or self.loaded.decode, temperature, None)
         self.runtime = make_runtime(self.loaded, backend, self.device)
         self.detector, self.detector_error = build_detector(
             detector, detector_config, self.device, fallback_to_full_image
@@ -161,8 +138,15 @@ class Colorizer:
         return (
             f"Colorizer(weights={self.loaded.name!r}, width={self.net.width}, "
             f"device='{self.device}', working_size={self.working_size}, "
-            f"saturation={self.saturation}, backend={self.backend!r})"
+            f"saturation={self.saturation}, decode={self.decoding.mode!r}, "
+            f"backend={self.backend!r})"
         )
+
+    def _decoding(self, mode: str | None, temperature: float | None) -> Decoding:
+        """The colorizer's decoding with ``mode``/``temperature`` replaced where given."""
+        if mode is None and temperature is None:
+            return self.decoding
+        return _decoding(self.loaded, mode or self.decoding.mode, temperature, self.decoding)
 
     @torch.inference_mode()
     def colorize(
@@ -172,6 +156,8 @@ class Colorizer:
         instances: Any = None,
         semantic: Any = None,
         saturation: float | None = None,
+        decode: str | None = None,
+        temperature: float | None = None,
         full_result: bool = False,
     ) -> Any:
         """Colorize one grayscale image.
@@ -188,6 +174,8 @@ class Colorizer:
                 or one painted from the detected masks.
             saturation: factor on the predicted chroma for this image (None: the
                 colorizer's ``saturation``); applied after the networks, no reload.
+            decode: decoding for this image (None: the colorizer's); no reload.
+            temperature: annealed-mean temperature for this image (None: the colorizer's).
             full_result: return a :class:`ColorizeResult` instead of the image.
 
         Returns:
@@ -196,7 +184,10 @@ class Colorizer:
         """
         t0 = time.perf_counter()
         l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
-        result = self._colorize_plane(l_full, instances, semantic, saturation, kind.dtype, t0)
+        decoding = self._decoding(decode, temperature)
+        result = self._colorize_plane(
+            l_full, instances, semantic, saturation, decoding, kind.dtype, t0
+        )
         result_image = to_output(result.image, kind)
         if not full_result:
             return result_image
@@ -210,6 +201,8 @@ class Colorizer:
         instances: Any = None,
         semantic: Any = None,
         saturation: float | None = None,
+        decode: str | None = None,
+        temperature: float | None = None,
         out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
     ) -> ColorizeResult:
         """Colorize a full-resolution L plane, e.g. ``ScanImage.light`` of an archival scan.
@@ -223,7 +216,7 @@ class Colorizer:
             light: ``(H, W)`` float32 CIE L in ``[0, 100]``.
             instances: as for :meth:`colorize`, in the pixels of ``light``.
             semantic: as for :meth:`colorize`.
-            saturation: as for :meth:`colorize`.
+            saturation, decode, temperature: as for :meth:`colorize`.
             out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
 
         Returns:
@@ -252,7 +245,8 @@ class Colorizer:
         dtype = np.dtype(out_dtype)
         if dtype not in (np.uint8, np.uint16):
             raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
-        return self._colorize_plane(light, instances, semantic, saturation, dtype, t0)
+        decoding = self._decoding(decode, temperature)
+        return self._colorize_plane(light, instances, semantic, saturation, decoding, dtype, t0)
 
     def _colorize_plane(
         self,
@@ -260,6 +254,7 @@ class Colorizer:
         instances: Any,
         semantic: Any,
         saturation: float | None,
+        decoding: Decoding,
         out_dtype: np.dtype,
         t0: float,
     ) -> ColorizeResult:
@@ -269,8 +264,8 @@ class Colorizer:
         """
         saturation = self.saturation if saturation is None else _check_saturation(saturation)
         size = (int(l_full.shape[0]), int(l_full.shape[1]))
-        inst = _as_instances(instances, size)
-        sem = _as_semantic(semantic)
+        inst = as_instances(instances, size)
+        sem = as_semantic(semantic)
         t_detect = time.perf_counter()
         backend = None
         if inst is None and self.detector is not None:
@@ -289,7 +284,7 @@ class Colorizer:
         inputs = prepare_inputs(l_full, inst if fuse else None, sem, self.working_size)
         t1 = time.perf_counter()
         out = self.runtime.run(inputs)
-        ab = torch.from_numpy(out.ab[0]) * AB_NORM
+        ab, confidence = decode(out, decoding)
         if saturation != 1.0:
             ab = ab * saturation
         t2 = time.perf_counter()
@@ -313,11 +308,28 @@ class Colorizer:
             detector=backend,
             working_size=self.working_size,
             saturation=saturation,
+            decode=decoding.mode,
+            temperature=None if decoding.mode == "regression" else decoding.temperature,
+            confidence=None if confidence is None else confidence_at(confidence, size),
         )
+
+
+def _decoding(loaded, mode: str, temperature: float | None, base: Decoding | None) -> Decoding:
+    if temperature is None:
+        temperature = base.temperature if base is not None else loaded.temperature
+    decoding = Decoding(mode=mode, temperature=temperature)
+    if decoding.mode == "annealed-mean" and not loaded.class_head:
+        raise InputError(
+            f"decode='annealed-mean': expected weights with a trained classification head, "
+            f"received {loaded.name!r}, whose head is untrained; use decode='regression' (or "
+            "weights whose 'instacolor models' entry names annealed-mean)"
+        )
+    return decoding
 
 
 @lru_cache(maxsize=2)
 def _cached_colorizer(weights, device: str, detector: str | None, backend: str) -> Colorizer:
+    """One colorizer per networks; saturation and decoding are per call."""
     return Colorizer(weights, device=device, detector=detector, backend=backend)
 
 
@@ -331,14 +343,17 @@ def colorize(
     detector: str | None = None,
     backend: str = "torch",
     saturation: float = 1.0,
+    decode: str | None = None,
+    temperature: float | None = None,
     full_result: bool = False,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
     See :meth:`Colorizer.colorize` for the arguments and the return value, and
-    :class:`Colorizer` for ``saturation`` (applied per call: changing it reloads
-    nothing). The networks for ``(weights, device, detector, backend)`` are loaded on
-    first use and kept for the next call (two most recent combinations). ``detector``
+    :class:`Colorizer` for ``saturation``, ``decode`` and ``temperature`` (applied per
+    call: changing them reloads nothing). The networks for ``(weights, device, detector,
+    backend)`` are loaded on first use and kept for the next call (two most recent
+    combinations). ``detector``
     names a detection backend (``"torchvision"``, ``"detectron2"``, ``"+sam"``
     refinement) that finds the instances when none are given;
     its weights missing raise a ``WeightsError`` (use
@@ -358,5 +373,7 @@ def colorize(
         instances=instances,
         semantic=semantic,
         saturation=saturation,
+        decode=decode,
+        temperature=temperature,
         full_result=full_result,
     )

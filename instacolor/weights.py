@@ -66,6 +66,8 @@ from instacolor.official import (
 )
 
 __all__ = [
+    "DECODINGS",
+    "DEFAULT_TEMPERATURE",
     "DEFAULT_WEIGHTS",
     "REGISTRY",
     "ArchiveSource",
@@ -90,6 +92,10 @@ __all__ = [
 #: What ``weights="default"`` means.
 DEFAULT_WEIGHTS = "instacolor-w16-v4"
 DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
+#: Decodings of the predicted chroma (see :mod:`instacolor.decode`).
+DECODINGS = ("regression", "annealed-mean")
+#: Zhang et al. 2016's annealed-mean temperature.
+DEFAULT_TEMPERATURE = 0.38
 
 
 class UntrainedWeightsWarning(UserWarning):
@@ -117,6 +123,9 @@ class WeightsEntry:
             otherwise: the size they were trained at (see docs/model-card.md).
         archive: for files published inside a zip archive, the archive and its folder
             that holds ``files`` (their digests are recorded on first download).
+        decode: the default decoding, ``"regression"`` or ``"annealed-mean"`` (needs a
+            trained classification head: the file's ``class_head`` metadata).
+        temperature: the default annealed-mean temperature.
     """
 
     name: str
@@ -130,6 +139,8 @@ class WeightsEntry:
     homepage: str = ""
     working_size: int = DEFAULT_WORKING_SIZE
     archive: ArchiveSource | None = None
+    decode: str = "regression"
+    temperature: float = DEFAULT_TEMPERATURE
 
 
 REGISTRY: dict[str, WeightsEntry] = {
@@ -211,6 +222,12 @@ class LoadedWeights:
         trained: False for randomly initialised weights.
         working_size: the size the networks were trained at, the default working size
             (the registry's, a safetensors file's ``working_size`` metadata, else 256).
+        class_head: whether the classification head was trained (a safetensors file's
+            ``class_head`` metadata is ``"trained"``); decoding by annealed mean and the
+            confidence map need it.
+        decode: default decoding (the file's ``decode`` metadata, else the registry
+            entry's, else ``"regression"``).
+        temperature: default annealed-mean temperature.
     """
 
     net: InstColorNet
@@ -218,6 +235,9 @@ class LoadedWeights:
     sha256: str | None
     trained: bool
     working_size: int = DEFAULT_WORKING_SIZE
+    class_head: bool = False
+    decode: str = "regression"
+    temperature: float = DEFAULT_TEMPERATURE
 
 
 def list_weights() -> list[str]:
@@ -303,7 +323,7 @@ def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
         return _random_network(entry), None
     if entry.source == "package":
         file = entry.files[0]
-        path = Path(str(resources.files("instacolor") / "data" / file.name))
+        path = _package_path(entry)
         return load_safetensors(path), verify_sha256(path, file.sha256, entry.name)
     if entry.archive is not None:
         names = [f.name for f in entry.files]
@@ -335,6 +355,9 @@ def load_weights(
                 f"{'' if net.with_instances else ' (full-image network only)'}; replace them"
             )
         name, trained, size = entry.name, entry.source != "random", entry.working_size
+        head = (False, entry.decode, entry.temperature)
+        if entry.source == "package":
+            head = _head_metadata(_package_path(entry), head)
     else:
         path, size = Path(weights), DEFAULT_WORKING_SIZE
         if path.is_dir():
@@ -342,14 +365,53 @@ def load_weights(
         elif path.suffix == ".safetensors":
             net, digest = load_safetensors(path), sha256_file(path)
             size = _metadata_working_size(path, digest)
+            head = _head_metadata(path, (False, "regression", DEFAULT_TEMPERATURE))
         elif path.suffix in (".pth", ".pt") and path.is_file():
             net, digest = load_siggraph17(path), sha256_file(path)
         else:
             raise _unknown(weights)
         name, trained = str(path), True
+        if path.suffix != ".safetensors":
+            head = (False, "regression", DEFAULT_TEMPERATURE)
+    class_head, decode, temperature = head
     return LoadedWeights(
-        net=net.to(device), name=name, sha256=digest, trained=trained, working_size=size
+        net=net.to(device),
+        name=name,
+        sha256=digest,
+        trained=trained,
+        working_size=size,
+        class_head=class_head,
+        decode=decode,
+        temperature=temperature,
     )
+
+
+def _package_path(entry: WeightsEntry) -> Path:
+    """Where a ``source="package"`` entry's file lies inside instacolor."""
+    return Path(str(resources.files("instacolor") / "data" / entry.files[0].name))
+
+
+def _head_metadata(path: Path, default: tuple[bool, str, float]) -> tuple[bool, str, float]:
+    """``(class_head, decode, temperature)`` from a safetensors file's metadata."""
+    meta = read_safetensors_metadata(path)
+    class_head = meta.get("class_head") == "trained"
+    decode = meta.get("decode", default[1])
+    try:
+        temperature = float(meta.get("temperature", default[2]))
+    except ValueError:
+        temperature = -1.0
+    if (
+        decode not in DECODINGS
+        or not temperature > 0
+        or (decode != "regression" and not class_head)
+    ):
+        raise WeightsError(
+            f"{path}: metadata decode/temperature: expected decode in {DECODINGS} (annealed-mean "
+            f"only with class_head 'trained') and temperature > 0, received decode {decode!r}, "
+            f"class_head {meta.get('class_head')!r}, temperature {meta.get('temperature')!r}; "
+            "rewrite the file's metadata (tools/train.py --export sets it)"
+        )
+    return class_head, decode, temperature
 
 
 def _metadata_working_size(path: Path, digest: str) -> int:

@@ -180,11 +180,15 @@ class FusionOutput:
     Attributes:
         ab: ``(1, 2, S, S)`` chroma in network units.
         weights: per fusion point (in ``FUSION_POINTS`` order) the ``(N + 1, S_i, S_i)``
-            softmax weights; the last map is the background's.
+            softmax weights; the last map is the background's (``()`` when the
+            full-image generator ran alone).
+        class_logits: ``(1, 529, S / 4, S / 4)`` logits of the classification head on
+            the (fused) conv8_3 feature when asked for, else None.
     """
 
     ab: torch.Tensor
     weights: tuple[torch.Tensor, ...]
+    class_logits: torch.Tensor | None = None
 
 
 class FusionGenerator(ColorGenerator):
@@ -240,6 +244,7 @@ class FusionGenerator(ColorGenerator):
         hook: FeatureHook | None = None,
         *,
         budget: int | None = _PLACE_BUDGET,
+        classify: bool = False,
     ) -> FusionOutput:
         """The fusion forward, given where the instance features come from.
 
@@ -257,9 +262,10 @@ class FusionGenerator(ColorGenerator):
                 there, for its size, dtype and device).
             hook: applied after fusion at every point (semantic conditioning).
             budget: see :func:`fuse_features`.
+            classify: also run the classification head on the fused conv8_3 feature.
 
         Returns:
-            :class:`FusionOutput` with ab and the 13 weight maps.
+            :class:`FusionOutput` with ab, the 13 weight maps and the class logits.
         """
         weights: list[torch.Tensor] = []
 
@@ -271,7 +277,8 @@ class FusionGenerator(ColorGenerator):
             return hook(name, fused) if hook is not None else fused
 
         out = self.forward(x, fusion_hook)
-        return FusionOutput(ab=out.ab, weights=tuple(weights))
+        logits = self.classify(out.feature("conv8_3")) if classify else None
+        return FusionOutput(ab=out.ab, weights=tuple(weights), class_logits=logits)
 
     def fuse(
         self,
@@ -283,6 +290,7 @@ class FusionGenerator(ColorGenerator):
         *,
         batch: int = 8,
         instance_grad: bool = False,
+        classify: bool = False,
     ) -> FusionOutput:
         """Run the fusion forward for one image and its N instances.
 
@@ -299,6 +307,7 @@ class FusionGenerator(ColorGenerator):
             hook: applied after fusion at every point (semantic conditioning).
             batch: crops per instance-network batch (bounds peak memory).
             instance_grad: track gradients through the instance network.
+            classify: also return the classification head's logits.
 
         Returns:
             :class:`FusionOutput` with ab and the weight maps.
@@ -326,4 +335,6 @@ class FusionGenerator(ColorGenerator):
                 inst = [relu(f) for f in inst]
             return inst
 
-        return self.fuse_points(x, instance_features, lambda d, _: placements[d], hook)
+        return self.fuse_points(
+            x, instance_features, lambda d, _: placements[d], hook, classify=classify
+        )

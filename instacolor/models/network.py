@@ -98,6 +98,7 @@ class InstColorNet(nn.Module):
         crops: torch.Tensor | None = None,
         placements: dict[int, Placement] | None = None,
         labels: torch.Tensor | None = None,
+        classify: bool = False,
     ) -> FusionOutput:
         """Predict ab for one image.
 
@@ -106,6 +107,9 @@ class InstColorNet(nn.Module):
             crops: ``(N, 1, S, S)`` normalised L of the instance crops, or None.
             placements: operators from :func:`instance_placements` for the crops' boxes.
             labels: ``(1, S, S)`` int64 semantic labels, or None.
+            classify: also return the classification head's logits (``(1, 529, S/4,
+                S/4)``, from the network that produced ab: the fusion network's fused
+                conv8_3 with instances, else the full-image network's).
 
         Returns:
             :class:`~instacolor.models.fusion.FusionOutput` (tensors): ab ``(1, 2, S, S)``
@@ -114,7 +118,9 @@ class InstColorNet(nn.Module):
         hook = self.semantic_hook(labels)
         x = network_input(l_norm, self.mask_value)
         if crops is None or crops.shape[0] == 0 or self.fusion is None:
-            return FusionOutput(ab=self.full(x, hook).ab, weights=())
+            out = self.full(x, hook)
+            logits = self.full.classify(out.feature("conv8_3")) if classify else None
+            return FusionOutput(ab=out.ab, weights=(), class_logits=logits)
         if placements is None:
             raise InputError(
                 f"placements: expected the operators of the {crops.shape[0]} crops' boxes "
@@ -122,6 +128,12 @@ class InstColorNet(nn.Module):
             )
         crops_x = network_input(crops, self.mask_value)
         fused = self.fusion.fuse(
-            x, self.instance, crops_x, placements, hook, batch=self.instance_batch
+            x,
+            self.instance,
+            crops_x,
+            placements,
+            hook,
+            batch=self.instance_batch,
+            classify=classify,
         )
         return fused

@@ -66,7 +66,7 @@ def make_runtime(loaded, backend: str = "torch", device: str | torch.device = "c
     if backend == "torch":
         from instacolor.runtime.torch_runtime import TorchRuntime
 
-        return TorchRuntime(loaded.net, device)
+        return TorchRuntime(loaded.net, device, classify=loaded.class_head)
     from instacolor.runtime.export import export_cached
     from instacolor.runtime.onnx_runtime import OnnxRuntime, import_onnxruntime
 

@@ -78,15 +78,19 @@ _WEIGHTS = tuple(f"w_{p}" for p in FUSION_POINTS)
 
 
 class FullGraph(nn.Module):
-    """The full-image generator with optional semantic conditioning: ``l[, labels] -> ab``."""
+    """The full-image generator with optional semantic conditioning.
 
-    def __init__(self, net: InstColorNet) -> None:
+    ``l[, labels] -> ab[, logits]``: ``logits`` (the classification head's) when built
+    with ``classify``.
+    """
+
+    def __init__(self, net: InstColorNet, classify: bool = False) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.classify = net, classify
 
-    def forward(self, l_norm: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = network_input(l_norm, self.net.mask_value)
-        return self.net.full(x, self.net.semantic_hook(labels)).ab
+    def forward(self, l_norm: torch.Tensor, labels: torch.Tensor | None = None):
+        out = self.net.colorize(l_norm, labels=labels, classify=self.classify)
+        return (out.ab, out.class_logits) if self.classify else out.ab
 
 
 class InstanceGraph(nn.Module):
@@ -106,11 +110,15 @@ class InstanceGraph(nn.Module):
 
 
 class FusionGraph(nn.Module):
-    """The fusion generator: ``l, placements, 13 features[, labels] -> ab, 13 weights``."""
+    """The fusion generator.
 
-    def __init__(self, net: InstColorNet) -> None:
+    ``l, placements, 13 features[, labels] -> ab, 13 weights[, logits]``; ``logits``
+    when built with ``classify``.
+    """
+
+    def __init__(self, net: InstColorNet, classify: bool = False) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.classify = net, classify
 
     def forward(
         self, l_norm: torch.Tensor, placements: torch.Tensor, *rest: torch.Tensor
@@ -134,8 +142,9 @@ class FusionGraph(nn.Module):
             placement_at,
             self.net.semantic_hook(labels),
             budget=None,  # one pass over all instances: N is a dynamic axis of the graph
+            classify=self.classify,
         )
-        return (out.ab, *out.weights)
+        return (out.ab, *out.weights, *((out.class_logits,) if self.classify else ()))
 
 
 def semantic_is_identity(net: InstColorNet) -> bool:
@@ -155,8 +164,12 @@ def _dims(names: tuple[str, ...], first: str, spatial: int) -> dict[str, dict[in
     }
 
 
-def _specs(net: InstColorNet, size: int) -> dict[str, tuple[nn.Module, tuple, dict]]:
+def _specs(
+    net: InstColorNet, size: int, classify: bool
+) -> dict[str, tuple[nn.Module, tuple, dict]]:
     """``{graph: (module, example inputs, export keyword arguments)}``."""
+    logits = ("logits",) if classify else ()
+    quarter = {2: "height_4", 3: "width_4"}
     l_norm = torch.zeros(1, 1, size, size)
     labels = torch.zeros(1, size, size, dtype=torch.int64)
     img = {0: "batch", 2: "height", 3: "width"}
@@ -168,10 +181,15 @@ def _specs(net: InstColorNet, size: int) -> dict[str, tuple[nn.Module, tuple, di
         suffix = "_semantic" if semantic else ""
         names = ("l", "labels") if semantic else ("l",)
         axes = {"l": img, "ab": img, "labels": {0: "batch", **spatial}}
+        axes["logits"] = {0: "batch", **quarter}
         specs["full" + suffix] = (
-            FullGraph(net).eval(),
+            FullGraph(net, classify).eval(),
             (l_norm, labels) if semantic else (l_norm,),
-            {"input_names": list(names), "output_names": ["ab"], "dynamic_axes": axes},
+            {
+                "input_names": list(names),
+                "output_names": ["ab", *logits],
+                "dynamic_axes": axes if classify else _without(axes, "logits"),
+            },
         )
         if not net.with_instances:
             continue
@@ -185,14 +203,19 @@ def _specs(net: InstColorNet, size: int) -> dict[str, tuple[nn.Module, tuple, di
             "placements": {1: "instances"},
             **_dims(_FEATURES, "instances", 2),
             **_dims(_WEIGHTS, "instances_plus_1", 1),
+            **({"logits": quarter} if classify else {}),
         }
         placements = torch.tensor([[0, 0, 0, 0, 1, 1]] * n).repeat(4, 1, 1)
         placements[..., 4:] = torch.tensor([size // d for d in PLACEMENT_DIVISORS])[:, None, None]
         example = (l_norm, placements, *feats, *((labels,) if semantic else ()))
         specs["fusion" + suffix] = (
-            FusionGraph(net).eval(),
+            FusionGraph(net, classify).eval(),
             example,
-            {"input_names": list(inputs), "output_names": ["ab", *_WEIGHTS], "dynamic_axes": axes},
+            {
+                "input_names": list(inputs),
+                "output_names": ["ab", *_WEIGHTS, *logits],
+                "dynamic_axes": axes,
+            },
         )
     if net.with_instances:
         axes = {"crops": {0: "instances", 2: "height", 3: "width"}}
@@ -203,6 +226,10 @@ def _specs(net: InstColorNet, size: int) -> dict[str, tuple[nn.Module, tuple, di
             {"input_names": ["crops"], "output_names": list(_FEATURES), "dynamic_axes": axes},
         )
     return specs
+
+
+def _without(axes: dict, key: str) -> dict:
+    return {k: v for k, v in axes.items() if k != key}
 
 
 def _example_features(net: InstColorNet, n: int, size: int) -> list[torch.Tensor]:
@@ -260,7 +287,7 @@ def export_onnx(
         net = copy.deepcopy(net).float().cpu()
     net = net.eval()
     files = {}
-    for graph, (module, example, kwargs) in _specs(net, working_size).items():
+    for graph, (module, example, kwargs) in _specs(net, working_size, loaded.class_head).items():
         if progress is not None:
             progress(graph)
         target = folder / f"{graph}.onnx"
@@ -293,6 +320,7 @@ def export_onnx(
         "mask_value": net.mask_value,
         "with_instances": net.with_instances,
         "semantic": "full_semantic" in files,
+        "class_head": loaded.class_head,
         "opset": opset,
         "exporter": EXPORTER,
         "torch": torch.__version__,

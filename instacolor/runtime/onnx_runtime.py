@@ -90,6 +90,11 @@ class OnnxRuntime:
             )
 
     @property
+    def class_head(self) -> bool:
+        """Whether the graphs also output the classification head's logits."""
+        return bool(self.manifest.get("class_head"))
+
+    @property
     def with_instances(self) -> bool:
         """Whether the export holds the instance and fusion networks."""
         return bool(self.manifest["with_instances"])
@@ -117,8 +122,8 @@ class OnnxRuntime:
         extra = {"labels": np.ascontiguousarray(inputs.labels, dtype=np.int64)} if semantic else {}
         suffix = "_semantic" if semantic else ""
         if not inputs.instance_count or not self.with_instances:
-            (ab,) = self.sessions["full" + suffix].run(["ab"], {"l": l_norm, **extra})
-            return NetOutput(ab=ab)
+            ab, *logits = self.sessions["full" + suffix].run(None, {"l": l_norm, **extra})
+            return NetOutput(ab=ab, class_logits=logits[0] if logits else None)
         instance = self.sessions["instance"]
         crops = np.ascontiguousarray(inputs.crops, dtype=np.float32)
         features = instance.run(None, {"crops": crops})
@@ -130,7 +135,8 @@ class OnnxRuntime:
             **extra,
         }
         ab, *weights = self.sessions["fusion" + suffix].run(None, feeds)
-        return NetOutput(ab=ab, weights=tuple(weights))
+        logits = weights.pop() if self.manifest.get("class_head") else None
+        return NetOutput(ab=ab, weights=tuple(weights), class_logits=logits)
 
 
 def _read_manifest(folder: Path) -> dict:

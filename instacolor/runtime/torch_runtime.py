@@ -17,6 +17,8 @@ class TorchRuntime:
     Args:
         net: the networks (moved to ``device`` by the caller or here).
         device: torch device the inputs are sent to.
+        classify: also return the classification head's logits (weights whose head
+            was trained).
 
     Example:
         >>> from instacolor.models.network import InstColorNet
@@ -30,9 +32,12 @@ class TorchRuntime:
 
     name = "torch"
 
-    def __init__(self, net: InstColorNet, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, net: InstColorNet, device: str | torch.device = "cpu", *, classify: bool = False
+    ) -> None:
         self.device = torch.device(device)
         self.net = net.to(self.device)
+        self.classify = classify
 
     @property
     def with_instances(self) -> bool:
@@ -69,8 +74,11 @@ class TorchRuntime:
             crops=crops,
             placements=placements,
             labels=labels,
+            classify=self.classify,
         )
+        logits = out.class_logits
         return NetOutput(
             ab=out.ab.float().cpu().numpy(),
             weights=tuple(w.float().cpu().numpy() for w in out.weights),
+            class_logits=None if logits is None else logits.float().cpu().numpy(),
         )

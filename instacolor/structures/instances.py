@@ -1,25 +1,8 @@
-"""Typed values passed between the pipeline stages.
-
-* :class:`Instances` - boxes ``(N, 4)`` XYXY in input pixels (x to the right, y down,
-  ``x1``/``y1`` exclusive edges), scores, class labels and optional masks, with the
-  image size they belong to. Fields are indexed together.
-* :class:`SemanticMap` - a per-pixel label map in :mod:`instacolor.labels`' space.
-* :class:`NetworkInputs` - what the networks take for one image at the working size
-  (built by :func:`instacolor.models.inputs.prepare_inputs`), and :class:`NetOutput`
-  - what a runtime (:mod:`instacolor.runtime`) returns for it.
-* :class:`ColorizeResult` - everything one colorization produced.
-
-Example:
-    >>> import numpy as np
-    >>> from instacolor.structures import Instances
-    >>> inst = Instances.from_boxes([[10, 10, 50, 40], [-5, 0, 20, 20]], image_size=(60, 80))
-    >>> inst.boxes.tolist()  # the second box is clipped to the image
-    [[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 20.0, 20.0]]
-"""
+"""Instances and semantic maps: what detection gives the colorization stages."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,15 +11,7 @@ import numpy as np
 from instacolor.errors import InputError
 from instacolor.labels import NUM_LABELS, UNKNOWN
 
-__all__ = [
-    "ColorizeResult",
-    "Instances",
-    "NetOutput",
-    "NetworkInputs",
-    "SemanticMap",
-    "clip_boxes",
-    "integer_boxes",
-]
+__all__ = ["Instances", "SemanticMap", "clip_boxes", "integer_boxes"]
 
 
 def _image_size(image_size: Sequence[int]) -> tuple[int, int]:
@@ -273,115 +248,3 @@ class SemanticMap:
                 x0, y0, x1, y1 = ibox[i]
                 labels[y0:y1, x0:x1] = instances.labels[i]
         return cls(labels)
-
-
-@dataclass(frozen=True, eq=False)
-class NetworkInputs:
-    """The networks' inputs for one image at the square working size ``S``.
-
-    numpy arrays, so that every runtime (torch, onnxruntime) takes the same value.
-
-    Attributes:
-        light: ``(S, S)`` float32 L in ``[0, 100]`` of the image squashed to ``S x S``
-            (the luminance the prediction belongs to; it guides the upsampling).
-        l: ``(1, 1, S, S)`` float32 normalised L, ``(L - 50) / 100``: the network input.
-        image_size: ``(H, W)`` of the full-resolution image.
-        crops: ``(N, 1, S, S)`` float32 normalised L of the instance crops (each box cut
-            from the full-resolution L and squashed to ``S x S``), or None: the
-            full-image network runs alone.
-        placements: ``(4, N, 6)`` int64 box cells on the grid of each fusion-scale
-            divisor (1, 2, 4, 8; :func:`~instacolor.models.placement.placement_cells`),
-            given exactly when ``crops`` is.
-        labels: ``(1, S, S)`` int64 semantic labels (nearest-resized), or None.
-    """
-
-    light: np.ndarray
-    l: np.ndarray  # noqa: E741 - the L channel, as the networks and ONNX graphs name it
-    image_size: tuple[int, int]
-    crops: np.ndarray | None = None
-    placements: np.ndarray | None = None
-    labels: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        s = self.light.shape[-1]
-        if self.light.shape != (s, s) or self.l.shape != (1, 1, s, s):
-            raise InputError(
-                f"NetworkInputs: expected light (S, S) and l (1, 1, S, S), received "
-                f"{self.light.shape} and {self.l.shape}; build them with prepare_inputs"
-            )
-        n = None if self.crops is None else self.crops.shape[0]
-        if (self.crops is None) != (self.placements is None) or (
-            n is not None
-            and (self.crops.shape[1:] != (1, s, s) or self.placements.shape != (4, n, 6))
-        ):
-            raise InputError(
-                f"NetworkInputs: expected crops (N, 1, {s}, {s}) with placements (4, N, 6), "
-                f"or neither; received {None if n is None else self.crops.shape} and "
-                f"{None if self.placements is None else self.placements.shape}"
-            )
-        if self.labels is not None and self.labels.shape != (1, s, s):
-            raise InputError(
-                f"NetworkInputs: expected labels (1, {s}, {s}), received {self.labels.shape}"
-            )
-
-    @property
-    def working_size(self) -> int:
-        """The square size ``S`` the networks run at."""
-        return int(self.light.shape[-1])
-
-    @property
-    def instance_count(self) -> int:
-        """Number of instance crops (0 when the full-image network runs alone)."""
-        return 0 if self.crops is None else int(self.crops.shape[0])
-
-
-@dataclass(frozen=True, eq=False)
-class NetOutput:
-    """What a runtime returns for :class:`NetworkInputs`.
-
-    Attributes:
-        ab: ``(1, 2, S, S)`` float32 chroma in network units (times 110 for Lab).
-        weights: per fusion point (``FUSION_POINTS`` order) the ``(N + 1, S_i, S_i)``
-            float32 softmax weights, last map the background's; ``()`` when the
-            full-image network ran alone.
-    """
-
-    ab: np.ndarray
-    weights: tuple[np.ndarray, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class ColorizeResult:
-    """Everything one colorization produced.
-
-    Attributes:
-        image: the colorized image, of the same kind as the input (numpy array, PIL
-            image).
-        ab: ``(2, S, S)`` float32 predicted a and b in Lab units at the working size
-            (times the colorizer's ``saturation``).
-        instances: the instances that were fused (None when the full-image network ran
-            alone).
-        semantic: the semantic map that conditioned the decoder, or None.
-        weight_maps: ``{fusion_point: (N + 1, S_i, S_i) float32}`` softmax fusion weights,
-            last map the background's; empty without instances.
-        timings: seconds per stage (``detect``, ``prepare``, ``network``,
-            ``reconstruct``, ``total``).
-        model: name of the weights used.
-        weights_sha256: sha256 of the weights file (None for untrained weights).
-        detector: the detection backend (and its weights) that found the instances, or
-            None when instances were given or no detection ran.
-        working_size: the square size the networks ran at (``S``).
-        saturation: the factor applied to the predicted chroma.
-    """
-
-    image: Any
-    ab: np.ndarray
-    instances: Instances | None
-    semantic: SemanticMap | None
-    weight_maps: Mapping[str, np.ndarray]
-    timings: Mapping[str, float]
-    model: str
-    weights_sha256: str | None
-    detector: str | None = None
-    working_size: int | None = None
-    saturation: float = 1.0
