@@ -15,6 +15,7 @@ __all__ = [
     "InputError",
     "InstacolorError",
     "MissingDependencyError",
+    "UsageError",
     "WeightsError",
 ]
 
@@ -25,6 +26,11 @@ class InstacolorError(Exception):
 
 class InputError(InstacolorError, ValueError):
     """An argument (image, instances, semantic map, option) is not usable as given."""
+
+
+class UsageError(InstacolorError, ValueError):
+    """A batch cannot start as asked: a missing input, an unusable output folder or
+    manifest, a bad option (the ``instacolor`` command exits with status 2)."""
 
 
 class DecodeError(InstacolorError, OSError):

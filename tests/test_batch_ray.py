@@ -1,11 +1,12 @@
-"""Ray Data batches (:mod:`instacolor.distributed`) on a real local Ray instance.
+"""Ray Data batches (:mod:`instacolor.batch.ray`) on a real local Ray instance.
 
 A few small gray PNGs (8 and 16 bit) and one corrupt file; the untrained compact weights
 at working size 64 and 1 thread per actor keep it fast. A plain CLI run of the same
 folder is the reference: Ray gives the same records (times, timings and the output's
 sha256 aside: the provenance carries the second it was written) and the same pixels.
 Checked: the CLI's ``--ray``, :func:`colorize_files` with resume, list and manifest
-inputs, an actor that dies, actors that cannot start, and Ray missing.
+inputs, an actor that dies, actors that cannot start, Ray missing, and the old
+:mod:`instacolor.distributed` names.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import tifffile
 from PIL import Image
 
 from instacolor import distributed
-from instacolor.batch.jobs import Job, discover
+from instacolor.batch import ray as ray_runner
+from instacolor.batch import run as batch_run
+from instacolor.batch.jobs import Job, classify_inputs, discover
 from instacolor.batch.manifest import Record
 from instacolor.batch.worker import Settings
 from instacolor.cli import main
@@ -174,7 +177,7 @@ def test_colorize_files_same_records_then_resume_rewrites_nothing(batch, local_r
     root, src, reference = batch
     out = root / "lib"
     seen: list[Record] = []
-    counts = distributed.colorize_files(src, out, workers=2, on_record=seen.append, **LIB)
+    counts = batch_run.colorize_files(src, out, workers=2, on_record=seen.append, **LIB)
     assert counts == {"done": 4, "failed": 1} and len(seen) == 5
     records = _records(out)
     assert [Record(**r) for r in records] == seen  # the manifest holds what was streamed
@@ -183,7 +186,7 @@ def test_colorize_files_same_records_then_resume_rewrites_nothing(batch, local_r
     assert ray.is_initialized()  # the session it found is left open
 
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    again = distributed.colorize_files(src, out, workers=2, resume=True, **LIB)
+    again = batch_run.colorize_files(src, out, workers=2, resume=True, **LIB)
     assert again == {"skipped-complete": 4, "failed": 1}
     second = {Path(r["input"]).name: r for r in _records(out)[5:]}
     assert second["corrupt.png"]["status"] == "failed"  # a failed input is retried
@@ -197,23 +200,23 @@ def test_colorize_files_same_records_then_resume_rewrites_nothing(batch, local_r
 def test_inputs_a_folder_a_list_of_paths_a_text_list_or_a_manifest(batch, tmp_path):
     _, src, reference = batch
     folder = [str(src)], None, []
-    assert distributed._sources(src) == distributed._sources(str(src)) == folder
-    assert distributed._sources([src / "g0.png", src]) == (
+    assert classify_inputs(src) == classify_inputs(str(src)) == folder
+    assert classify_inputs([src / "g0.png", src]) == (
         [str(src / "g0.png"), str(src)],
         None,
         [],
     )
     listing = tmp_path / "todo.txt"
     listing.write_text(f"{src / 'g1.png'}\n")
-    assert distributed._sources(listing) == ([], str(listing), [])
-    names, list_file, listed = distributed._sources(reference / "manifest.jsonl")
+    assert classify_inputs(listing) == ([], str(listing), [])
+    names, list_file, listed = classify_inputs(reference / "manifest.jsonl")
     assert (names, list_file) == ([], None) and len(listed) == 5
     assert str(src / "sub" / "deep16.png") in listed
     jobs, _ = discover(names, list_file, tmp_path / "out", None, listed=listed)
     assert jobs[0].output.parent == tmp_path / "out"  # listed files keep their names only
     (tmp_path / "empty.jsonl").write_text("not json\n")
     with pytest.raises(InputError, match="expected JSON lines with an 'input' field"):
-        distributed._sources(tmp_path / "empty.jsonl")
+        classify_inputs(tmp_path / "empty.jsonl")
 
 
 def _dies_on(name: str, actor: type) -> type:
@@ -238,13 +241,13 @@ def test_a_dead_actor_fails_its_images_and_the_others_finish(batch, local_ray, m
     jobs.append(Job(src / "missing.png", out / "missing.png"))
     settings = Settings(WEIGHTS, "cpu", 64, None, None, False, False, None, threads=1)
     records: list[Record] = []
-    actor = _dies_on("g1.png", distributed._ColorizeActor)
-    monkeypatch.setattr(distributed, "_ColorizeActor", actor)
-    distributed.run_ray(settings, jobs, workers=2, chunk=1, on_record=records.append)
+    actor = _dies_on("g1.png", ray_runner._ColorizeActor)
+    monkeypatch.setattr(ray_runner, "_ColorizeActor", actor)
+    ray_runner.run_ray(settings, jobs, workers=2, chunk=1, on_record=records.append)
     status = {Path(r.input).name: (r.status, r.error) for r in records}
     assert len(records) == 4
     assert status["g0.png"][0] == status["g2.png"][0] == "done"
-    assert status["g1.png"] == ("failed", distributed._LOST)
+    assert status["g1.png"] == ("failed", ray_runner._LOST)
     assert status["missing.png"][0] == "failed" and "no file" in status["missing.png"][1]
     assert sorted(p.name for p in out.iterdir()) == ["g0.png", "g2.png"]
 
@@ -254,8 +257,16 @@ def test_actors_that_cannot_start_fail_every_image_with_the_reason(batch, local_
     jobs = [Job(src / "g0.png", root / "nope" / "g0.png")]
     settings = Settings("no-such-weights", "cpu", 64, None, None, False, False, None, threads=1)
     records: list[Record] = []
-    distributed.run_ray(settings, jobs, workers=1, chunk=1, on_record=records.append)
+    ray_runner.run_ray(settings, jobs, workers=1, chunk=1, on_record=records.append)
     (record,) = records
     assert record.status == "failed" and "the Ray run stopped" in record.error
     assert "WeightsError: unknown weights 'no-such-weights'" in record.error
     assert record.error.endswith("run again with --resume")
+
+
+def test_the_old_distributed_module_names_the_same_objects():
+    assert distributed.colorize_files is batch_run.colorize_files
+    assert distributed.run_ray is ray_runner.run_ray
+    assert distributed.import_ray is ray_runner.import_ray
+    assert distributed.import_ray() is ray
+    assert sorted(distributed.__all__) == ["colorize_files", "import_ray", "run_ray"]

@@ -5,6 +5,8 @@ Folders of small images are made here; the untrained compact weights at working 
 caches, proxies pointing at a closed port). Checked: valid files processed, each bad
 file reported on one stderr line and in the manifest while the batch goes on, inputs
 byte-identical, 16-bit kept, metadata and provenance carried, kill + resume, exit codes.
+``--list`` files: ``tests/test_cli_list.py``; SIGTERM and Ctrl-C:
+``tests/test_cli_signals.py``; the batch modules themselves: ``tests/test_batch_*.py``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ import tifffile
 from PIL import ExifTags, Image
 
 from instacolor import __version__
-from instacolor.batch.jobs import Job, UsageError, clean_stale_temps, discover
-from instacolor.batch.manifest import Manifest, Record, read_successes
+from instacolor.batch.manifest import read_successes
 from instacolor.io.provenance import read_provenance
 
 FAST = [
@@ -49,6 +50,11 @@ TITLE_XMP = (
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     """Environment of the CLI: empty caches, every download refused at once."""
+    return cli_env(tmp_path)
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment of the CLI with its caches under ``tmp_path`` (see :func:`env`)."""
     values = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     values.update(
         INSTACOLOR_CACHE=str(tmp_path / "cache"),
@@ -338,59 +344,6 @@ def _manifest_lines(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-# ----------------------------------------------------------------------------- in-process
-
-
-def test_discover_mirrors_folders_and_refuses_mistakes(tmp_path):
-    src = tmp_path / "in"
-    _png(src / "a" / "x.tif", _gray())
-    _png(src / ".hidden.png", _gray())
-    (src / "notes.txt").write_text("not an image")
-    out = src / "colorized"  # inside the input folder: never read back as input
-    _png(out / "old.png", _gray())
-    jobs, refused = discover([str(src)], None, out, "png")
-    assert jobs == [Job(src / "a" / "x.tif", out / "a" / "x.png")] and refused == []
-    _png(tmp_path / "b" / "x.png", _gray())
-    jobs, refused = discover(
-        [str(src / "a" / "x.tif"), str(tmp_path / "b/x.png")], None, out, "png"
-    )
-    assert len(jobs) == 1 and "already the output of" in refused[0][1]
-    with pytest.raises(UsageError, match="no such file or folder"):
-        discover([str(tmp_path / "missing")], None, out, None)
-    with pytest.raises(UsageError, match="matches no file"):
-        discover([str(tmp_path / "*.nothing")], None, out, None)
-    with pytest.raises(UsageError, match="is the output folder or inside it"):
-        discover([str(out)], None, out, None)
-    with pytest.raises(UsageError, match="never writes over its inputs"):
-        discover([str(src / "a" / "x.tif")], None, src / "a", None)
-
-
-def test_stale_temp_cleanup_removes_only_this_batchs_temp_files(tmp_path):
-    job = Job(tmp_path / "in.png", tmp_path / "out" / "photo.png")
-    job.output.parent.mkdir()
-    ours = job.output.parent / ".photo.png.1234abcd.tmp"
-    other = [job.output.parent / ".other.png.1234abcd.tmp", job.output.parent / ".photo.png.tmp"]
-    for path in [ours, *other]:
-        path.write_bytes(b"x")
-    assert clean_stale_temps([job]) == [ours]
-    assert all(p.exists() for p in other) and not ours.exists()
-
-
-def test_manifest_is_locked_and_ends_a_line_cut_short(tmp_path):
-    path = tmp_path / "manifest.jsonl"
-    path.write_text('{"status": "done", "output": "a"}\n{"status": "do')
-    manifest = Manifest(path)
-    try:
-        with pytest.raises(UsageError, match="another instacolor batch"):
-            Manifest(path)
-        manifest.append(Record(status="failed", input="x.png", output="y.png", error="bad"))
-    finally:
-        manifest.close()
-    lines = path.read_text().splitlines()
-    assert json.loads(lines[-1])["error"] == "bad" and len(lines) == 3
-    assert list(read_successes(path)) == ["a"]
 
 
 def test_multi_page_tiff_first_page_or_all_pages(tmp_path, env):

@@ -6,6 +6,10 @@
   that they are reported rather than silently ignored). Files named on the command
   line, matched by a glob or listed in ``--list`` are always attempted. Anything under
   the output folder is never an input.
+* **List files** (``--list``): UTF-8 text (a byte-order mark is skipped), one path a
+  line, LF or CRLF line ends; blank lines and lines starting with ``#`` are skipped;
+  a relative path is relative to the folder of the list file, not to the working
+  directory.
 * **Output mapping**: a file found in a folder keeps its path relative to that folder;
   a loose file keeps its name. The suffix changes only with ``--format``.
 * **Manifest and resume**: see :mod:`instacolor.batch.manifest`.
@@ -20,15 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from instacolor.errors import InstacolorError
+from instacolor.errors import InputError, UsageError
 
-__all__ = ["IMAGE_SUFFIXES", "Job", "UsageError", "clean_stale_temps", "discover"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Job",
+    "UsageError",
+    "classify_inputs",
+    "clean_stale_temps",
+    "discover",
+    "read_list",
+]
 
 #: Suffixes a folder walk picks up (readable: PNG, TIFF, JPEG; the rest are reported).
 IMAGE_SUFFIXES = frozenset(
@@ -54,10 +67,6 @@ _FORMAT_SUFFIX = {"png": ".png", "tiff": ".tif", "jpeg": ".jpg"}
 _SAME_FORMAT = {"png": {".png"}, "tiff": {".tif", ".tiff"}, "jpeg": {".jpg", ".jpeg", ".jpe"}}
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")
 _GLOB_CHARS = frozenset("*?[")
-
-
-class UsageError(InstacolorError, ValueError):
-    """A command-line mistake (bad input path, output folder, option): exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +126,28 @@ def _expand(arg: str, outdir: Path) -> Iterator[tuple[Path, Path]]:
         raise UsageError(f"{arg}: no such file or folder (check the path or quote the glob)")
 
 
-def _read_list(list_file: str) -> list[str]:
+def read_list(list_file: str | os.PathLike) -> list[Path]:
+    """The absolute input paths of a list file (see the module notes for its format).
+
+    Args:
+        list_file: a UTF-8 text file with one input path per line.
+
+    Returns:
+        The listed paths in order, relative ones joined to the list file's folder.
+
+    Raises:
+        UsageError: the file cannot be read or is not UTF-8 text.
+    """
+    path = Path(list_file).absolute()
     try:
-        text = Path(list_file).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # universal newlines: CRLF is LF
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--list {list_file}: cannot read the list ({exc})") from exc
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        raise UsageError(
+            f"--list {list_file}: cannot read the list ({exc}); expected a UTF-8 text file "
+            "with one input path per line"
+        ) from exc
+    lines = (line.strip() for line in text.splitlines())
+    return [path.parent / line for line in lines if line and not line.startswith("#")]
 
 
 def discover(
@@ -137,10 +162,12 @@ def discover(
 
     Args:
         inputs: files, folders and glob patterns from the command line.
-        list_file: a text file with one input file per line, or None.
+        list_file: a text file with one input file per line (see :func:`read_list`),
+            or None.
         outdir: the absolute output folder.
         fmt: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (same as the input).
-        listed: more input files, treated like the lines of ``list_file``.
+        listed: more input files, treated like the lines of ``list_file`` (relative
+            ones are relative to the working directory).
 
     Returns:
         ``(jobs, refused)``: refused jobs map onto an output already taken by an
@@ -153,7 +180,7 @@ def discover(
     pairs: list[tuple[Path, Path]] = []
     for arg in inputs:
         pairs += _expand(arg, outdir)
-    lines = [] if list_file is None else _read_list(list_file)
+    lines = [] if list_file is None else read_list(list_file)
     for line in [*lines, *listed]:
         path = Path(line).absolute()
         pairs.append((path, Path(path.name)))
@@ -217,3 +244,46 @@ def clean_stale_temps(jobs: Iterable[Job]) -> list[Path]:
                         os.unlink(entry.path)
                         removed.append(Path(entry.path))
     return removed
+
+
+def classify_inputs(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+) -> tuple[list[str], str | None, list[str]]:
+    """``(inputs, list_file, listed)`` for :func:`discover` from what a library caller gave.
+
+    Args:
+        inputs: a folder, an image file or a glob, a sequence of those, a ``.jsonl``
+            manifest (its records' ``input`` paths become ``listed``) or a text file
+            with one input path per line (``list_file``).
+
+    Raises:
+        InputError: a ``.jsonl`` file that cannot be read or names no input.
+    """
+    if not isinstance(inputs, str | os.PathLike):
+        return [os.fspath(p) for p in inputs], None, []
+    path = Path(inputs)
+    if path.is_file() and path.suffix.lower() == ".jsonl":
+        return [], None, _manifest_inputs(path)
+    if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        return [], str(path), []
+    return [str(path)], None, []
+
+
+def _manifest_inputs(path: Path) -> list[str]:
+    """The ``input`` of every record of a manifest, once each, in order."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"manifest {path}: cannot read it ({exc})") from exc
+    found: dict[str, None] = {}
+    for line in lines:
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            if isinstance(record, dict) and isinstance(record.get("input"), str):
+                found[record["input"]] = None
+    if not found:
+        raise InputError(
+            f"manifest {path}: expected JSON lines with an 'input' field, found none; give "
+            "a folder, a list of files, or a text file with one path per line instead"
+        )
+    return list(found)

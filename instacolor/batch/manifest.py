@@ -8,8 +8,7 @@
   success record (``done`` or ``skipped-complete``) for that output path has
   ``output_sha256`` equal to the file's sha256 *and* ``input_sha256`` equal to the
   input's current sha256 (a replaced scan is colorized again).
-* :func:`run_batch` is the one batch procedure of the CLI and of
-  :mod:`instacolor.distributed`.
+* The batch procedure that writes it is :mod:`instacolor.batch.run`.
 """
 
 from __future__ import annotations
@@ -18,16 +17,17 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from instacolor.batch.jobs import Job, UsageError
+from instacolor.batch.jobs import Job
+from instacolor.errors import InputError, UsageError
 from instacolor.weights import sha256_file
 
-__all__ = ["STATUSES", "Manifest", "Record", "is_complete", "read_successes", "run_batch"]
+__all__ = ["STATUSES", "Manifest", "Record", "is_complete", "read_successes"]
 
 #: Record statuses; ``done`` and ``skipped-complete`` are successes.
 STATUSES = ("done", "skipped-color", "skipped-complete", "failed")
@@ -58,6 +58,9 @@ class Record:
         pages: with ``--all-pages``, ``{output path: sha256}`` of the pages after the
             first (``output`` holds page 1).
         time: UTC time the record was made, ISO 8601.
+
+    Raises:
+        InputError: ``status`` is not one of :data:`STATUSES`.
     """
 
     status: str
@@ -82,7 +85,7 @@ class Record:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"status: expected one of {STATUSES}, received {self.status!r}")
+            raise InputError(f"status: expected one of {STATUSES}, received {self.status!r}")
 
     def to_json(self) -> str:
         """The record as one JSON line (no newline)."""
@@ -130,62 +133,6 @@ def is_complete(job: Job, successes: Mapping[str, dict]) -> tuple[str, str] | No
     return input_sha, output_sha
 
 
-def run_batch(
-    jobs: Sequence[Job],
-    refused: Iterable[tuple[Job, str]],
-    *,
-    facts: Mapping[str, str | int | float],
-    successes: Mapping[str, dict] | None,
-    on_record: Callable[[Record], None],
-    run: Callable[[list[Job]], None],
-) -> None:
-    """Record the jobs that need no colorizing and hand the rest to ``run``.
-
-    The one batch procedure of the CLI and of :mod:`instacolor.distributed`: a refused
-    job gets a ``failed`` record, a complete output (with resume) a
-    ``skipped-complete`` record, and ``run`` colorizes what is left.
-
-    Args:
-        jobs: the batch's jobs, from :func:`discover`.
-        refused: jobs refused up front, with the reason, from :func:`discover`.
-        facts: what the records made here say about the networks (``model``,
-            ``weights_sha256``, ``working_size``, ``saturation``: ``Worker.facts``); a
-            ``skipped-complete`` record repeats those of the record that made the output.
-        successes: with resume, :func:`read_successes` of the manifest; None without.
-        on_record: receives every record made here, in order.
-        run: colorizes the remaining jobs and passes their records to ``on_record``
-            itself (in this process, a process pool or Ray actors).
-    """
-    for job, reason in refused:
-        on_record(
-            Record(
-                status="failed",
-                input=str(job.source),
-                output=str(job.output),
-                error=reason,
-                **facts,
-            )
-        )
-    todo: list[Job] = []
-    for job in jobs:
-        complete = None if successes is None else is_complete(job, successes)
-        if complete is None:
-            todo.append(job)
-        else:
-            on_record(
-                Record(
-                    status="skipped-complete",
-                    input=str(job.source),
-                    output=str(job.output),
-                    input_sha256=complete[0],
-                    output_sha256=complete[1],
-                    pages=successes[str(job.output)].get("pages") or {},
-                    **{k: successes[str(job.output)].get(k, v) for k, v in facts.items()},
-                )
-            )
-    run(todo)
-
-
 class Manifest:
     """The append-only JSON-lines manifest, locked for the length of a batch.
 
@@ -224,3 +171,12 @@ class Manifest:
     def close(self) -> None:
         """Release the lock and close the file."""
         self._fh.close()
+
+
+def __getattr__(name: str):
+    """``run_batch`` moved to :mod:`instacolor.batch.run`; the old import still works."""
+    if name == "run_batch":
+        from instacolor.batch.run import run_batch
+
+        return run_batch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

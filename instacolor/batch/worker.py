@@ -4,11 +4,14 @@ A :class:`Worker` loads the networks once (one per process with ``--workers N``)
 turns each job into a :class:`~instacolor.batch.manifest.Record`; a bad input gives a
 ``failed`` record with a one-line reason, never an exception. The parallel runner
 hands jobs to ``N`` spawned processes and gets the records back in the parent, which
-alone writes the manifest.
+alone writes the manifest. Ctrl-C or SIGTERM stops the pool: each worker process
+unwinds the image it holds (its temporary file is removed) and exits, and the records
+that came back before are passed on (see :mod:`instacolor.batch.signals`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -26,14 +29,15 @@ import torch
 from instacolor.api import Colorizer
 from instacolor.batch.jobs import Job, clean_stale_temps
 from instacolor.batch.manifest import Record
+from instacolor.batch.signals import stop_worker_on_signals, worker_busy
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError
-from instacolor.io.archival import read_scan, read_scan_pages
+from instacolor.io.archival import DEFAULT_MAX_PIXELS, read_scan, read_scan_pages
 from instacolor.io.archival_write import write_colorized
 from instacolor.io.provenance import Provenance
 from instacolor.weights import UntrainedWeightsWarning, sha256_file, weights_digest
 
-__all__ = ["Settings", "Worker", "run_parallel", "weights_digest"]
+__all__ = ["Settings", "Worker", "load_worker", "run_parallel", "weights_digest"]
 
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "jpeg": "JPEG"}
@@ -52,20 +56,25 @@ class Settings:
         force: recolor inputs that are already in colour.
         overwrite: replace an existing output file.
         format: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (from the output suffix).
-        threads: torch CPU threads of each worker, or None for torch's default.
+        threads: torch CPU threads of each worker, or None for torch's default (a batch
+            run by :func:`~instacolor.batch.run.colorize_batch`: CPU cores / workers).
         all_pages: colorize every page of multi-page TIFFs (see :func:`page_path`).
         backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
         saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
+
+    Example:
+        >>> Settings(weights="instacolor-untrained-w16", working_size=64).device
+        'cpu'
     """
 
-    weights: str
-    device: str
-    working_size: int | None
-    detector: str | None
-    max_pixels: int | None
-    force: bool
-    overwrite: bool
-    format: str | None
+    weights: str = "default"
+    device: str = "cpu"
+    working_size: int | None = None
+    detector: str | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    force: bool = False
+    overwrite: bool = False
+    format: str | None = None
     threads: int | None = None
     all_pages: bool = False
     backend: str = "torch"
@@ -226,21 +235,52 @@ class Worker:
         return written
 
 
+def load_worker(settings: Settings) -> Worker:
+    """A :class:`Worker` for ``settings``; its warnings once.
+
+    The warnings of loading are issued again for the whole batch; a detector that cannot
+    be built (the batch goes on WITHOUT instances) is said LOUDLY, with the reason, as a
+    :class:`~instacolor.detection.base.DetectorUnavailableWarning`.
+
+    Raises:
+        WeightsError, InputError, MissingDependencyError: the networks cannot be loaded.
+    """
+    worker = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            worker = Worker(settings)
+    finally:
+        for item in caught:
+            message = item.message
+            if issubclass(item.category, DetectorUnavailableWarning) and worker is not None:
+                message = DetectorUnavailableWarning(
+                    f"DETECTOR {settings.detector!r} UNAVAILABLE - every image is colorized "
+                    "WITHOUT instances (full-image network only). Reason: "
+                    f"{worker.colorizer.detector_error}"
+                )
+            warnings.warn_explicit(message, item.category, item.filename, item.lineno)
+    return worker
+
+
 _WORKER: Worker | None = None
 
 
-def _init_process(settings: Settings) -> None:
+def _init_process(settings: Settings) -> Worker:
+    """Load this worker process's networks (the pool's initializer)."""
     global _WORKER
+    stop_worker_on_signals()
     # The parent already reported these once for the whole batch.
     warnings.simplefilter("ignore", UntrainedWeightsWarning)
     warnings.simplefilter("ignore", DetectorUnavailableWarning)
     _WORKER = Worker(settings)
+    return _WORKER
 
 
-def _process_chunk(jobs: Sequence[Job]) -> list[Record]:
-    if _WORKER is None:  # pragma: no cover - the initializer always ran
-        raise RuntimeError("worker process was not initialised")
-    return [_WORKER.process(job) for job in jobs]
+def _process_chunk(settings: Settings, jobs: Sequence[Job]) -> list[Record]:
+    worker = _WORKER if _WORKER is not None else _init_process(settings)
+    with worker_busy():
+        return [worker.process(job) for job in jobs]
 
 
 def _chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
@@ -262,7 +302,10 @@ def run_parallel(
     process for every record as it arrives. When a worker process dies (killed for
     memory, crashed), the jobs the broken pool held are recorded as failed (after the
     temporary files of their killed writes are removed) and a new pool goes on with the
-    rest.
+    rest. On :class:`KeyboardInterrupt` (Ctrl-C, or SIGTERM as
+    :class:`~instacolor.batch.signals.Terminated`) every worker process is told to stop
+    (SIGTERM: it unwinds its image, removing its temporary file, and exits), the records
+    of chunks that finished meanwhile are passed on, and the interrupt is raised again.
     """
     pending = list(_chunks(jobs, chunk))
     pending.reverse()
@@ -273,20 +316,24 @@ def run_parallel(
             workers, mp_context=context, initializer=_init_process, initargs=(settings,)
         ) as pool:
             running: dict[Future, list[Job]] = {}
-            while (pending or running) and not lost:
-                while pending and len(running) < 2 * workers:
-                    part = pending.pop()
-                    running[pool.submit(_process_chunk, part)] = part
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    part = running.pop(future)
-                    try:
-                        records = future.result()
-                    except BrokenProcessPool:
-                        lost += part
-                        continue
-                    for record in records:
-                        on_record(record)
+            try:
+                while (pending or running) and not lost:
+                    while pending and len(running) < 2 * workers:
+                        part = pending.pop()
+                        running[pool.submit(_process_chunk, settings, part)] = part
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        part = running.pop(future)
+                        try:
+                            records = future.result()
+                        except BrokenProcessPool:
+                            lost += part
+                            continue
+                        for record in records:
+                            on_record(record)
+            except KeyboardInterrupt:
+                _stop_pool(pool, running, on_record)
+                raise
             for future, part in running.items():  # lost with the broken pool
                 future.cancel()
                 lost += part
@@ -294,6 +341,25 @@ def run_parallel(
         clean_stale_temps(lost)
         for job in lost:
             on_record(_died(job))
+
+
+def _stop_pool(
+    pool: ProcessPoolExecutor,
+    running: dict[Future, list[Job]],
+    on_record: Callable[[Record], None],
+) -> None:
+    """Stop every worker process (interrupted), then pass on the records that came back."""
+    # The executor keeps no public list of its processes; SIGTERM reaches those that
+    # did not get the signal themselves (`kill PID` of this process only).
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for future in running:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            for record in future.result():
+                on_record(record)
+    clean_stale_temps(job for part in running.values() for job in part)
 
 
 def _died(job: Job) -> Record:

@@ -1,8 +1,13 @@
 """The ``instacolor`` command: argument parsing and the ``colorize`` and ``models`` commands.
 
+The batch itself is :func:`instacolor.batch.run.colorize_batch`; this module turns the
+arguments into its settings and runner and reports: one stderr line per failure, a
+progress bar, a summary.
+
 Exit status: 0 when every input was colorized or skipped (already in colour, already
 complete), 1 when at least one input failed, 2 on a usage error (bad option, missing
-input, unusable output folder, unknown weights), 130 when interrupted.
+input, unusable output folder, unknown weights), 130 when interrupted (Ctrl-C), 143
+when terminated (SIGTERM, as batch schedulers and ``timeout`` send).
 """
 
 from __future__ import annotations
@@ -11,31 +16,32 @@ import argparse
 import os
 import sys
 import warnings
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from instacolor import __version__
 from instacolor.api import MAX_SATURATION
-from instacolor.batch.jobs import Job, UsageError, clean_stale_temps, discover
-from instacolor.batch.manifest import Manifest, Record, read_successes, run_batch
-from instacolor.errors import InstacolorError, MissingDependencyError
+from instacolor.batch.manifest import Record
+from instacolor.batch.signals import Terminated
+from instacolor.detection.base import DetectorUnavailableWarning
+from instacolor.errors import InstacolorError, UsageError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from instacolor.batch.run import Plan, Runner
 
-#: Images per Ray actor task unless --batch says otherwise.
-RAY_CHUNK = 8
+__all__ = ["build_parser", "main"]
 
 _PROG = "instacolor"
 _DESCRIPTION = "Colorize grayscale photographs (JPEG, PNG, TIFF; 8 or 16 bit), in batches."
 _EPILOG = (
     "exit status: 0 all inputs done or skipped, 1 some inputs failed (see the manifest), "
-    "2 usage error"
+    "2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); after 130 or 143 "
+    "the finished outputs are complete: run again with --resume"
 )
 
 
@@ -97,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder or glob")
     run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    run.add_argument("--list", metavar="FILE", help="text file with one input file per line")
+    run.add_argument(
+        "--list",
+        metavar="FILE",
+        help="UTF-8 text file with one input file per line (LF or CRLF); blank lines and "
+        "lines starting with # are skipped; relative paths are relative to FILE's folder",
+    )
     run.add_argument(
         "--format",
         choices=("png", "tiff", "jpeg"),
@@ -199,59 +210,69 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        _say(f"warning: {' '.join(str(message).split())}")
+        text = " ".join(str(message).split())
+        if issubclass(category, DetectorUnavailableWarning):
+            _say(f"WARNING: {text}")  # the whole batch runs without instances: loudly
+        else:
+            _say(f"warning: {text}")
 
     warnings.showwarning = show
 
 
-def _load_worker(args: argparse.Namespace, settings):
-    """The in-process worker; a detector that cannot load is reported LOUDLY."""
-    from instacolor.batch.worker import Worker
+def _runner(args: argparse.Namespace) -> Runner:
+    """The runner of ``--workers``, ``--batch`` and ``--ray``; refuses a misplaced ``--ray``."""
+    from instacolor.batch.run import Runner
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        worker = Worker(settings)
-    for warning in caught:
-        if settings.detector is not None and "WITHOUT instances" in str(warning.message):
-            reason = worker.colorizer.detector_error
-            _say(
-                f"WARNING: DETECTOR {settings.detector!r} UNAVAILABLE - every image is colorized "
-                f"WITHOUT instances (full-image network only). Reason: {reason}"
-            )
-        else:
-            warnings.showwarning(warning.message, warning.category, warning.filename, 0)
-    return worker
-
-
-def _check_ray(args: argparse.Namespace) -> None:
-    """Refuse ``--ray`` without Ray installed, and GPU fractions without a GPU device."""
-    from instacolor.distributed import import_ray
-
-    if args.ray != "local" and os.path.lexists(args.ray):
+    if args.ray is not None and args.ray != "local" and os.path.lexists(args.ray):
         raise UsageError(
             f"--ray took the input {args.ray!r} as its cluster ADDRESS: put --ray after the "
             "inputs, or write --ray=ADDRESS"
         )
-    try:
-        import_ray()
-    except MissingDependencyError as exc:
-        raise UsageError(str(exc)) from exc
-    if args.ray_gpus > 0 and not args.device.startswith("cuda"):
-        raise UsageError(
-            f"--ray-gpus {args.ray_gpus} reserves a GPU for each actor, but --device is "
-            f"{args.device!r}: add --device cuda (Ray gives each actor its GPU as cuda)"
+    return Runner(
+        workers=args.workers,
+        chunk=args.batch,
+        ray=args.ray is not None,
+        address=None if args.ray in (None, "local") else args.ray,
+        num_gpus=args.ray_gpus,
+    )
+
+
+class _Report:
+    """Progress bar and one stderr line per failure, as the records arrive."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.bar: tqdm | None = None
+        self.manifest: Path | None = None
+
+    def start(self, plan: Plan) -> None:
+        self.manifest = plan.manifest
+        if plan.removed:
+            _say(f"removed {len(plan.removed)} temporary file(s) left by an interrupted run")
+        self.bar = tqdm(
+            total=plan.total,
+            unit="img",
+            file=sys.stderr,
+            disable=not self.progress,
+            dynamic_ncols=True,
         )
+
+    def record(self, record: Record) -> None:
+        if record.status == "failed":
+            _say(f"FAILED {record.input}: {record.error}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _colorize(args: argparse.Namespace) -> int:
-    from instacolor.batch.worker import Settings, run_parallel
+    from instacolor.batch.run import colorize_batch
+    from instacolor.batch.worker import Settings
 
-    outdir = Path(args.output).absolute()
-    if outdir.exists() and not outdir.is_dir():
-        raise UsageError(f"OUTDIR {outdir}: exists and is not a folder")
-    if args.ray is not None:
-        _check_ray(args)
-    jobs, refused = discover(args.inputs, args.list, outdir, args.format)
+    runner = _runner(args)
     settings = Settings(
         weights=args.weights,
         device=args.device,
@@ -259,81 +280,30 @@ def _colorize(args: argparse.Namespace) -> int:
         detector=None if args.detector.lower() == "none" else args.detector,
         max_pixels=args.max_pixels,
         force=args.force,
-        overwrite=args.overwrite or args.resume,
+        overwrite=args.overwrite,
         format=args.format,
-        threads=args.threads or max(1, (os.cpu_count() or 1) // args.workers),
+        threads=args.threads,
         all_pages=args.all_pages,
         backend=args.backend,
         saturation=args.saturation,
     )
-    try:  # Ray actors load their own networks: this one only checks them (on the CPU)
-        worker = _load_worker(args, replace(settings, device="cpu") if args.ray else settings)
-    except InstacolorError as exc:
-        raise UsageError(str(exc)) from exc
+    report = _Report(progress=not args.no_progress)
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"OUTDIR {outdir}: cannot create the output folder ({exc})") from exc
-    manifest = Manifest(
-        Path(args.manifest).absolute() if args.manifest else outdir / "manifest.jsonl"
-    )
-    try:
-        removed = clean_stale_temps(jobs)
-        if removed:
-            _say(f"removed {len(removed)} temporary file(s) left by an interrupted run")
-        return _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel)
-    finally:
-        manifest.close()
-
-
-def _run_batch(args, settings, worker, jobs, refused, manifest, run_parallel) -> int:
-    counts: Counter[str] = Counter()
-    bar = tqdm(
-        total=len(jobs) + len(refused),
-        unit="img",
-        file=sys.stderr,
-        disable=args.no_progress,
-        dynamic_ncols=True,
-    )
-
-    def on_record(record: Record) -> None:
-        manifest.append(record)
-        counts[record.status] += 1
-        if record.status == "failed":
-            _say(f"FAILED {record.input}: {record.error}")
-        bar.update(1)
-
-    def run(todo: list[Job]) -> None:
-        if args.ray is not None:
-            from instacolor.distributed import run_ray
-
-            address = None if args.ray == "local" else args.ray
-            run_ray(
-                settings,
-                todo,
-                workers=args.workers,
-                chunk=args.batch or RAY_CHUNK,
-                on_record=on_record,
-                address=address,
-                num_gpus=args.ray_gpus,
-            )
-        elif args.workers > 1 and len(todo) > 1:
-            run_parallel(
-                settings, todo, workers=args.workers, chunk=args.batch or 1, on_record=on_record
-            )
-        else:
-            for job in todo:
-                on_record(worker.process(job))
-
-    successes = read_successes(manifest.path) if args.resume else None
-    try:
-        run_batch(
-            jobs, refused, facts=worker.facts, successes=successes, on_record=on_record, run=run
+        counts = colorize_batch(
+            args.inputs,
+            args.output,
+            settings,
+            runner=runner,
+            list_file=args.list,
+            resume=args.resume,
+            manifest=args.manifest,
+            on_start=report.start,
+            on_record=report.record,
         )
     finally:
-        bar.close()
+        report.close()
     summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))
-    _say(f"{summary or 'nothing to do'}; manifest: {manifest.path}")
+    _say(f"{summary or 'nothing to do'}; manifest: {report.manifest}")
     return 1 if counts["failed"] else 0
 
 
@@ -380,12 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return _models()
         return _colorize(args)
-    except UsageError as exc:
+    except InstacolorError as exc:  # before the first image: inputs, output, weights
         _say(f"error: {' '.join(str(exc).split())}")
         return 2
     except OSError as exc:  # the manifest or the output folder became unwritable
         _say(f"error: the batch stopped: {exc}; run again with --resume once it is fixed")
         return 1
+    except Terminated as exc:
+        _say("terminated (SIGTERM); finished outputs are complete: run again with --resume")
+        return exc.exit_status
     except KeyboardInterrupt:
         _say("interrupted; finished outputs are complete: run again with --resume to go on")
         return 130
