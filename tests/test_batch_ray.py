@@ -4,9 +4,9 @@ A few small gray PNGs (8 and 16 bit) and one corrupt file; the untrained compact
 at working size 64 and 1 thread per actor keep it fast. A plain CLI run of the same
 folder is the reference: Ray gives the same records (times, timings and the output's
 sha256 aside: the provenance carries the second it was written) and the same pixels.
-Checked: the CLI's ``--ray``, :func:`colorize_files` with resume, list and manifest
-inputs, an actor that dies, actors that cannot start, Ray missing, and the old
-:mod:`instacolor.distributed` names.
+Checked: the CLI's ``--ray``, SIGTERM to its driver, :func:`colorize_files` with resume,
+list and manifest inputs, an actor that dies, actors that cannot start, Ray missing,
+and the old :mod:`instacolor.distributed` names.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from instacolor.batch.worker import Settings
 from instacolor.cli import main
 from instacolor.errors import InputError
 from instacolor.io.provenance import read_provenance
+from tests.test_cli_signals import LARGE, SMALL, _inputs, _stop_while_writing
 
 ray = pytest.importorskip("ray")
 
@@ -171,6 +173,42 @@ def test_cli_ray_usage_errors(batch, capsys):
     assert main(["colorize", str(src), "-o", str(root / "x"), "--ray", "--ray-gpus", ".5"]) == 2
     assert "add --device cuda" in capsys.readouterr().err
     assert not (root / "x").exists()
+
+
+def test_sigterm_stops_a_ray_batch_cleanly_and_resume_finishes(tmp_path):
+    src = tmp_path / "in"
+    _inputs(src)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "instacolor", "colorize", str(src), "-o", str(out), *FAST]
+    proc = subprocess.Popen(
+        [*args, "--ray", "--workers", "1", "--batch", "1"],
+        env=_env(tmp_path),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:  # ray.init replaces the driver's SIGTERM handler: ours must be back
+        seen = _stop_while_writing(proc, out, "b.png", lambda: proc.send_signal(signal.SIGTERM))
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert seen, "the batch ended before the large output was being written"
+    assert proc.returncode == 143, stderr
+    assert "instacolor: terminated (SIGTERM)" in stderr
+    assert not list(out.rglob("*.tmp"))
+    records = _records(out)
+    assert records and {r["status"] for r in records} == {"done"}
+    for record in records:
+        digest = hashlib.sha256(Path(record["output"]).read_bytes()).hexdigest()
+        assert digest == record["output_sha256"]
+    resumed = subprocess.run(
+        [*args, "--resume"], env=_env(tmp_path), capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(SMALL + LARGE)
+    assert not list(out.rglob("*.tmp"))
 
 
 def test_colorize_files_same_records_then_resume_rewrites_nothing(batch, local_ray):

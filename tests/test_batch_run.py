@@ -1,0 +1,117 @@
+"""The one batch procedure (:mod:`instacolor.batch.run`), called in this process.
+
+Real files, the untrained compact weights at working size 64; the CLI's runs of the same
+procedure are in ``tests/test_cli*.py``, Ray's in ``tests/test_batch_ray.py``.
+"""
+
+from __future__ import annotations
+
+import doctest
+import hashlib
+import warnings
+from pathlib import Path
+
+import pytest
+
+from instacolor.batch import worker as worker_module
+from instacolor.batch.manifest import Record
+from instacolor.batch.run import Plan, Runner, colorize_batch
+from instacolor.batch.worker import Settings, load_worker
+from instacolor.detection.base import DetectorUnavailableWarning
+from instacolor.errors import InputError, UsageError, WeightsError
+from instacolor.weights import UntrainedWeightsWarning
+from tests.test_cli import _gray, _hashes, _png
+
+SETTINGS = Settings(weights="instacolor-untrained-w16", working_size=64, threads=1)
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """Empty caches, and every download refused at once (a closed proxy port)."""
+    monkeypatch.setenv("INSTACOLOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+
+
+def test_a_batch_in_this_process_records_everything_then_resumes(tmp_path, offline):
+    src = tmp_path / "in"
+    _png(src / "a.png", _gray())
+    _png(src / "sub" / "b.png", _gray(seed=1))
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    before = _hashes(src)
+    plans: list[Plan] = []
+    seen: list[Record] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        counts = colorize_batch(
+            [src], tmp_path / "out", SETTINGS, on_start=plans.append, on_record=seen.append
+        )
+    assert counts == {"done": 2, "failed": 1}
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    assert plans == [Plan(total=3, manifest=manifest, removed=())]
+    assert manifest.read_text().splitlines() == [r.to_json() for r in seen]
+    for record in seen:
+        if record.status == "done":
+            digest = hashlib.sha256(Path(record.output).read_bytes()).hexdigest()
+            assert digest == record.output_sha256
+            assert record.working_size == 64
+    assert (tmp_path / "out" / "sub" / "b.png").is_file()
+
+    # a temporary file a killed run left is removed; complete outputs are skipped
+    stale = tmp_path / "out" / "sub" / ".b.png.0badcafe.tmp"
+    stale.write_bytes(b"partial")
+    plans.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        again = colorize_batch(
+            [src], tmp_path / "out", SETTINGS, resume=True, on_start=plans.append
+        )
+    assert again == {"skipped-complete": 2, "failed": 1}
+    assert plans[0].removed == (stale,) and not stale.exists()
+    assert _hashes(src) == before
+
+
+def test_bad_outputs_and_runners_are_refused_before_anything_is_written(tmp_path, offline):
+    src = tmp_path / "in"
+    _png(src / "a.png", _gray())
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"not a folder")
+    with pytest.raises(UsageError, match="expected a folder, received an existing file"):
+        colorize_batch([src], taken, SETTINGS)
+    assert taken.read_bytes() == b"not a folder"
+    with pytest.raises(InputError, match="workers and chunk: expected integers >= 1"):
+        Runner(workers=0)
+    with pytest.raises(InputError, match="workers and chunk: expected integers >= 1"):
+        Runner(chunk=0)
+    with pytest.raises(InputError, match=r"num_gpus: expected a fraction in \[0, 1\]"):
+        Runner(ray=True, num_gpus=2)
+    with pytest.raises(WeightsError, match="no-such-weights"):
+        colorize_batch([src], tmp_path / "out", Settings(weights="no-such-weights"))
+    assert not (tmp_path / "out").exists()  # the networks load before the folder is made
+    pytest.importorskip("ray")
+    with pytest.raises(InputError, match="add --device cuda"):
+        colorize_batch([src], tmp_path / "out", SETTINGS, runner=Runner(ray=True, num_gpus=0.5))
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "taken"]
+
+
+def test_an_unavailable_detector_is_warned_about_loudly_by_its_category(offline):
+    settings = Settings(weights="instacolor-untrained-w16", working_size=64, detector="torchvision")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker = load_worker(settings)
+    loud = [w for w in caught if issubclass(w.category, DetectorUnavailableWarning)]
+    assert len(loud) == 1
+    text = str(loud[0].message)
+    assert text.startswith("DETECTOR 'torchvision' UNAVAILABLE - every image is colorized ")
+    assert "WITHOUT instances" in text and worker.colorizer.detector_error in text
+    assert worker.colorizer.detector is None
+    assert any(issubclass(w.category, UntrainedWeightsWarning) for w in caught)  # passed on
+
+
+def test_settings_example_runs():
+    result = doctest.testmod(worker_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
