@@ -1,4 +1,4 @@
-"""Benchmark Ray Data batches (:func:`instacolor.distributed.run_ray`) with 1 and 2 actors.
+"""Benchmark Ray Data batches (:func:`instacolor.batch.ray.run_ray`) with 1 and 2 actors.
 
 Writes ``--count`` synthetic gray 640x480 8-bit JPEGs (the smooth gradients, soft blobs
 and hard-edged shapes of ``tools/bench_batch.py``, deterministic) to a temporary folder,
@@ -34,8 +34,8 @@ from bench_batch import Scenario, load_avg, write_inputs
 
 from instacolor.batch.jobs import discover
 from instacolor.batch.manifest import Record
+from instacolor.batch.ray import run_ray
 from instacolor.batch.worker import Settings
-from instacolor.distributed import run_ray
 
 
 def run_once(settings: Settings, src: Path, out: Path, workers: int, chunk: int) -> dict:
