@@ -327,3 +327,21 @@ def test_background_logit_starts_fusion_at_the_full_image_network(image_folder, 
         gaps[logit] = (fused.ab - full.ab).abs().mean().item()
     # the reference's init scales the full features by ~1/(N+1) outside the boxes
     assert gaps[8.0] < 0.1 * gaps[0.0]
+
+
+def test_class_loss_falls_and_only_colourful_samples_count(image_folder, tmp_path):
+    from instacolor.models.classes import class_prior
+    from instacolor.train.losses import class_loss
+
+    data = ColorImages(list_images(image_folder), SIZE, augment=False)
+    ab = torch.stack([data[i]["ab"] for i in range(len(data))])
+    config = _config(tmp_path, 1, 30)
+    config.class_weight, config.lr = 1.0, 3e-3
+    config.class_prior = class_prior(ab * 110).tolist()
+    train_stage(config, data, progress=False)
+    losses = _losses(tmp_path)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    gray = torch.zeros(2, 2, SIZE, SIZE)  # nearly gray targets teach nothing
+    logits = torch.randn(2, 529, SIZE // 4, SIZE // 4, requires_grad=True)
+    zero = class_loss(logits, gray, None)
+    assert zero.item() == 0.0 and zero.requires_grad

@@ -112,3 +112,51 @@ def test_validate_scores_checkpoints_and_weights_like_the_training_log(folder, t
     assert row.split("|")[2].strip() == f"{logged['val_psnr']:.3f}"  # the log's number
     res = subprocess.run([*tool, str(tmp_path / "nope.pt"), *args], capture_output=True, text=True)
     assert res.returncode == 2 and "expected existing files" in res.stderr
+
+
+def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path):
+    run = _train(
+        "--stage", "1", "--data", str(folder), "--out", str(tmp_path / "run"),
+        "--width", "4", "--size", "32", "--batch", "4", "--steps", "6", "--threads", "1",
+        "--workers", "0", "--holdout-every", "4", "--validate-every", "6", "--lr", "3e-3",
+        "--class-weight", "1", "--class-rebalance", "0.5", "--cpu-bf16", "--channels-last",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    log = [json.loads(x) for x in (tmp_path / "run/stage1/log.jsonl").read_text().splitlines()]
+    assert {"val_T0.38_psnr", "val_T1_colorfulness"} <= set(log[-1])
+    saved = torch.load(tmp_path / "run/stage1/latest.pt", weights_only=False)["config"]
+    assert len(saved["class_prior"]) == 529 and abs(sum(saved["class_prior"]) - 1) < 1e-4
+    target = tmp_path / "head.safetensors"
+    ckpt = str(tmp_path / "run/stage1/latest.pt")
+    run = _train("--export", ckpt, "--to", str(target), "--width", "4",
+                 "--decode", "annealed-mean", "--temperature", "0.5")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with safe_open(str(target), framework="pt") as f:
+        meta = f.metadata()
+    assert (meta["class_head"], meta["decode"], meta["temperature"]) == (
+        "trained", "annealed-mean", "0.5"
+    )
+    colorizer = Colorizer(target)
+    assert (colorizer.decoding.mode, colorizer.decoding.temperature) == ("annealed-mean", 0.5)
+    gray = (np.random.default_rng(0).random((30, 44)) * 255).astype(np.uint8)
+    result = colorizer.colorize(gray, full_result=True)
+    assert result.decode == "annealed-mean" and result.temperature == 0.5
+    conf = result.confidence
+    assert conf.shape == (30, 44) and conf.dtype == np.float32
+    assert conf.min() >= 0.0 and conf.max() <= 1.0
+    regression = colorizer.colorize(gray, decode="regression", full_result=True)
+    assert regression.confidence is not None and not np.array_equal(regression.ab, result.ab)
+
+
+def test_annealed_mean_export_of_a_run_without_class_loss_is_refused(folder, tmp_path):
+    run = _train(
+        "--stage", "1", "--data", str(folder), "--out", str(tmp_path / "run"),
+        "--width", "4", "--size", "32", "--batch", "2", "--steps", "1", "--threads", "1",
+        "--workers", "0", "--validate-every", "5",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    target = tmp_path / "w.safetensors"
+    run = _train("--export", str(tmp_path / "run/stage1/latest.pt"), "--to", str(target),
+                 "--width", "4", "--decode", "annealed-mean")  # fmt: skip
+    assert run.returncode != 0 and "trained without --class-weight" in run.stderr
+    assert not target.exists()

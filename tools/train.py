@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from instacolor.checkpoints import save_safetensors
 from instacolor.color import AB_NORM, L_CENT, L_NORM, lab_to_rgb
 from instacolor.metrics import colorfulness, psnr
+from instacolor.models.classes import annealed_mean, class_prior
 from instacolor.models.network import InstColorNet, instance_placements, network_input
 from instacolor.train.data import (
     ColorImages,
@@ -47,8 +49,21 @@ def _to_rgb8(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     return (rgb * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def make_validator(files: list[Path], size: int, stage: int):
-    """PSNR and colorfulness of the full (stages 1, 3) or instance (2) network."""
+#: Annealed-mean temperatures the validators report when the class head trains.
+VAL_TEMPERATURES = (0.38, 0.6, 1.0)
+
+
+def _annealed(logits: torch.Tensor, size: int, temperature: float) -> torch.Tensor:
+    """Annealed-mean ab in network units at ``size`` from ``(B, 529, s, s)`` logits."""
+    low = annealed_mean(logits.float(), temperature) / AB_NORM
+    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def make_validator(files: list[Path], size: int, stage: int, classify: bool = False):
+    """PSNR and colorfulness of the full (stages 1, 3) or instance (2) network.
+
+    With ``classify`` also of the class head's annealed mean at :data:`VAL_TEMPERATURES`.
+    """
     data = ColorImages(files, size, augment=False)
     batch = [data[i] for i in range(len(data))]
     light = torch.stack([b["l"] for b in batch])
@@ -59,18 +74,30 @@ def make_validator(files: list[Path], size: int, stage: int):
     def validate(net: InstColorNet, step: int) -> dict:
         gen = net.instance if stage == 2 else net.full
         device = next(gen.parameters()).device
-        preds = []
+        preds, annealed = [], {t: [] for t in VAL_TEMPERATURES}
         with torch.no_grad():
             for chunk in light.split(32):
                 x = network_input(chunk.to(device), net.mask_value)
-                preds.append(gen(x).ab.float().cpu())
+                out = gen(x)
+                preds.append(out.ab.float().cpu())
+                if classify:
+                    logits = gen.classify(out.feature("conv8_3")).float().cpu()
+                    for t in VAL_TEMPERATURES:
+                        annealed[t].append(_annealed(logits, size, t))
         pred = _to_rgb8(light, torch.cat(preds))
-        return {
+        record = {
             "val_psnr": float(np.mean([psnr(p, t) for p, t in zip(pred, truth)])),
             "val_gray_psnr": float(np.mean([psnr(g, t) for g, t in zip(gray, truth)])),
             "val_colorfulness": float(np.mean([colorfulness(p) for p in pred])),
             "val_colorfulness_gt": float(np.mean([colorfulness(t) for t in truth])),
         }
+        for t, parts in annealed.items() if classify else ():
+            decoded = _to_rgb8(light, torch.cat(parts))
+            record[f"val_T{t:g}_psnr"] = float(
+                np.mean([psnr(p, g) for p, g in zip(decoded, truth)])
+            )
+            record[f"val_T{t:g}_colorfulness"] = float(np.mean([colorfulness(p) for p in decoded]))
+        return record
 
     return validate
 
@@ -115,21 +142,37 @@ def make_fusion_validator(scenes: FusionScenes):
     return validate
 
 
-def estimate_prior(files: list[Path], size: int, *, seed: int, n: int = 1000) -> torch.Tensor:
-    """The ab prior of ``n`` training images drawn at random (see ``losses.ab_prior``)."""
+def estimate_prior(
+    files: list[Path], size: int, *, seed: int, n: int = 1000, bins: str = "pixel"
+) -> torch.Tensor:
+    """The ab prior of ``n`` training images drawn at random.
+
+    ``bins="pixel"``: the regression rebalancing's 22 x 22 grid (``losses.ab_prior``);
+    ``"classes"``: the class head's 529 bins (``classes.class_prior``).
+    """
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(files), size=min(n, len(files)), replace=False))
     data = ColorImages([files[i] for i in pick], size, augment=False)
-    return ab_prior(torch.stack([data[i]["ab"] for i in range(len(data))]))
+    ab = torch.stack([data[i]["ab"] for i in range(len(data))])
+    return class_prior(ab * AB_NORM) if bins == "classes" else ab_prior(ab)
 
 
-def export(checkpoint: Path, target: Path, width: int) -> None:
+def export(
+    checkpoint: Path, target: Path, width: int, decode: str = "regression", temperature=0.38
+) -> None:
+    """Write a checkpoint as weights; the class head counts as trained when its run's
+    ``class_weight`` was > 0, and ``decode``/``temperature`` become the weights' defaults."""
     net = InstColorNet(width)
     stage = load_stage(checkpoint, net)
     if stage != 3:
         warnings.warn(f"{checkpoint} is a stage-{stage} checkpoint, not stage 3", stacklevel=1)
     config = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
     extra = {"trained_from": str(checkpoint), "working_size": str(config.get("size", 128))}
+    if config.get("class_weight", 0) > 0:
+        extra["class_head"] = "trained"
+    elif decode != "regression":
+        raise SystemExit(f"--decode {decode}: {checkpoint} was trained without --class-weight")
+    extra.update(decode=decode, temperature=repr(float(temperature)))
     save_safetensors(net, target, name=target.stem, dtype=torch.float16, extra=extra)
     print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 
@@ -213,6 +256,34 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="repeat --data's training images (oversampling)"
     )
+    parser.add_argument(
+        "--class-weight",
+        type=float,
+        default=0.0,
+        help="weight of the class head's soft-encoded cross-entropy (529 bins) beside the "
+        "regression loss (0: regression only)",
+    )
+    parser.add_argument(
+        "--class-rebalance",
+        type=float,
+        default=0.5,
+        help="class-rebalancing lambda of the class head's loss (Zhang et al. 2016: 0.5)",
+    )
+    parser.add_argument(
+        "--cpu-bf16", action="store_true", help="bfloat16 autocast on the CPU (AVX-512 BF16)"
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="NHWC memory format (faster with bf16)"
+    )
+    parser.add_argument(
+        "--decode",
+        choices=("regression", "annealed-mean"),
+        default="regression",
+        help="with --export: the weights' default decoding",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.38, help="with --export: default temperature"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -224,7 +295,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.export:
-        export(args.export, args.to or Path("weights.safetensors"), args.width)
+        target = args.to or Path("weights.safetensors")
+        export(args.export, target, args.width, args.decode, args.temperature)
         return
     if args.stage is None or args.data is None:
         parser.error("--stage and --data are required (or --export)")
@@ -268,9 +340,11 @@ def main() -> None:
             seed=args.seed,
             label_dropout=args.label_dropout,
         )
-    prior = None
+    prior = class_prior_ = None
     if args.rebalance > 0:
         prior = estimate_prior(train_files, size, seed=args.seed).tolist()
+    if args.class_weight > 0 and args.class_rebalance > 0:
+        class_prior_ = estimate_prior(train_files, size, seed=args.seed, bins="classes").tolist()
     config = TrainConfig(
         stage=args.stage,
         out_dir=str(args.out / f"stage{args.stage}"),
@@ -292,6 +366,11 @@ def main() -> None:
         loss=args.loss,
         lr_schedule=args.lr_schedule,
         background_logit=args.background_logit,
+        class_weight=args.class_weight,
+        class_rebalance=args.class_rebalance,
+        class_prior=class_prior_,
+        cpu_bf16=args.cpu_bf16,
+        channels_last=args.channels_last,
     )
     print(
         f"stage {args.stage}: {len(train_files)} training images, {len(held_out)} held out, "
@@ -302,7 +381,7 @@ def main() -> None:
             FusionScenes(validation, size, boxes=boxes, semantic=semantic or None)
         )
     else:
-        validate = make_validator(validation, size, args.stage)
+        validate = make_validator(validation, size, args.stage, args.class_weight > 0)
     train_stage(
         config,
         dataset,

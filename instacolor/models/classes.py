@@ -85,9 +85,10 @@ def soft_encode(ab: torch.Tensor, neighbours: int = 5, sigma: float = 5.0) -> to
         Non-negative targets summing to one over the bins at every pixel.
     """
     b, _, h, w = ab.shape
+    ab = ab.float()
     centers = bin_centers(ab.dtype, ab.device)  # (Q, 2)
     pixels = ab.permute(0, 2, 3, 1).reshape(-1, 2)
-    dist2 = torch.cdist(pixels, centers).square()  # (P, Q)
+    dist2 = (pixels[:, None, :] - centers[None]).square().sum(-1)  # (P, Q), exact
     near, idx = dist2.topk(neighbours, dim=1, largest=False)
     weight = torch.exp(-near / (2 * sigma * sigma))
     weight = weight / weight.sum(1, keepdim=True)
@@ -182,5 +183,5 @@ def confidence(
     if kind != "mass":
         raise InputError(f"confidence kind: expected one of {CONFIDENCE_KINDS}, received {kind!r}")
     centers = bin_centers(p.dtype, p.device)  # (Q, 2)
-    d2 = (ab.float()[:, None] - centers.T[None, :, :, None, None]).square().sum(2)
+    d2 = (ab.float()[:, None] - centers[None, :, :, None, None]).square().sum(2)  # (B, Q, h, w)
     return (p * (d2 <= radius * radius)).sum(1).clamp(0.0, 1.0)

@@ -27,10 +27,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from instacolor.checkpoints import load_safetensors
 from instacolor.errors import InputError
+from instacolor.models import classes
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
-from instacolor.train.losses import huber_ab_loss, l2_ab_loss, rebalance_weights
+from instacolor.train.losses import class_loss, huber_ab_loss, l2_ab_loss, rebalance_weights
 
 __all__ = [
     "EpochSampler",
@@ -71,6 +73,13 @@ class TrainConfig:
     # stage 3 from stage 2: added to the background (full-image) logit's bias at every
     # fusion point, so fusion starts near the full-image network (0: the reference's init)
     background_logit: float = 0.0
+    # classification head (Zhang et al. 2016): weight of the soft-encoded cross-entropy
+    # over the 529 ab bins beside the regression loss (0: regression only, the head idle)
+    class_weight: float = 0.0
+    class_rebalance: float = 0.5  # lambda of the 529-bin rebalancing (0: none)
+    class_prior: list[float] | None = None  # prior over the 529 bins (classes.class_prior)
+    cpu_bf16: bool = False  # bfloat16 autocast on the CPU (AVX-512 BF16 CPUs)
+    channels_last: bool = False  # NHWC memory format for the convolutions
     extra: dict = field(default_factory=dict)
 
 
@@ -97,6 +106,8 @@ def trainable_parameters(net: InstColorNet, stage: int) -> list[torch.nn.Paramet
     fusion = net.fusion
     params = [p for n, p in fusion.named_parameters() if n.startswith("weight_layer")]
     params += list(fusion.model10.parameters()) + list(fusion.model_out.parameters())
+    # the class head reads the fused conv8_3: it learns in stage 3 (idle without class loss)
+    params += list(fusion.model_class.parameters())
     return params + list(net.semantic.parameters())
 
 
@@ -114,7 +125,14 @@ def _set_modes(net: InstColorNet, stage: int) -> None:
 
 
 def load_stage(path: str | os.PathLike, net: InstColorNet) -> int:
-    """Load a training checkpoint's network into ``net``; returns its stage."""
+    """Load a training checkpoint's network into ``net``; returns its stage.
+
+    A ``.safetensors`` weights file (e.g. the shipped weights) counts as stage 3: it
+    holds all three networks.
+    """
+    if str(path).endswith(".safetensors"):
+        net.load_state_dict(load_safetensors(path).float().state_dict())
+        return 3
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     net.load_state_dict(ckpt["net"])
     return int(ckpt["config"]["stage"])
@@ -163,7 +181,8 @@ def _check_config(config: TrainConfig) -> None:
         )
 
 
-_RESUME_KEYS = ("stage", "width", "size", "batch_size", "lr", "loss", "lr_schedule", "rebalance")
+_RESUME_KEYS = ("stage", "width", "size", "batch_size", "lr", "loss", "lr_schedule")
+_RESUME_KEYS += ("rebalance", "class_weight", "class_rebalance")
 
 
 def _check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
@@ -190,14 +209,37 @@ def _pixel_weights(config: TrainConfig) -> torch.Tensor | None:
     return rebalance_weights(torch.tensor(config.prior), config.rebalance).to(config.device)
 
 
+def _class_weights(config: TrainConfig) -> torch.Tensor | None:
+    if config.class_weight <= 0 or config.class_rebalance <= 0:
+        return None
+    if config.class_prior is None:
+        raise InputError(
+            "class_rebalance > 0 needs config.class_prior (529 bins, classes.class_prior); "
+            "tools/train.py estimates it from the training photos"
+        )
+    prior = torch.tensor(config.class_prior)
+    return classes.rebalance_weights(prior, config.class_rebalance).to(config.device)
+
+
 def _step_loss(
-    net: InstColorNet, batch: dict, config: TrainConfig, weights: torch.Tensor | None
+    net: InstColorNet,
+    batch: dict,
+    config: TrainConfig,
+    weights: torch.Tensor | None,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     device = config.device
+    classify = config.class_weight > 0
     if config.stage in (1, 2):
         generator = net.full if config.stage == 1 else net.instance
         x = network_input(batch["l"].to(device), net.mask_value)
-        return LOSSES[config.loss](generator(x).ab, batch["ab"].to(device), weights)
+        out = generator(x)
+        ab = batch["ab"].to(device)
+        loss = LOSSES[config.loss](out.ab.float(), ab, weights)
+        if classify:
+            logits = generator.classify(out.feature("conv8_3"))
+            loss = loss + config.class_weight * class_loss(logits, ab, class_weights)
+        return loss
     losses = []
     for i in range(batch["l"].shape[0]):  # one scene at a time: instance counts differ
         size = tuple(int(v) for v in batch["size"][i])
@@ -212,9 +254,21 @@ def _step_loss(
             crops=batch["crops"][i].to(device),
             placements=placements,
             labels=labels,
+            classify=classify,
         )
-        losses.append(LOSSES[config.loss](out.ab, batch["ab"][i : i + 1].to(device), weights))
+        ab = batch["ab"][i : i + 1].to(device)
+        loss = LOSSES[config.loss](out.ab.float(), ab, weights)
+        if classify:
+            loss = loss + config.class_weight * class_loss(out.class_logits, ab, class_weights)
+        losses.append(loss)
     return torch.stack(losses).mean()
+
+
+def _autocast(config: TrainConfig):
+    """bf16 autocast on CUDA (``amp``) or on the CPU (``cpu_bf16``), else a no-op."""
+    if config.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.cpu_bf16)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -266,8 +320,11 @@ def train_stage(
         optimizer.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
     net.to(config.device)
+    if config.channels_last:
+        net.to(memory_format=torch.channels_last)
     _set_modes(net, config.stage)
     weights = _pixel_weights(config)
+    class_weights = _class_weights(config)
     per_epoch = len(dataset) // config.batch_size
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"stage {config.stage}")
@@ -287,8 +344,8 @@ def train_stage(
                 collate_fn=collate,
             )
             for batch in loader:
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
-                    loss = _step_loss(net, batch, config, weights)
+                with _autocast(config):
+                    loss = _step_loss(net, batch, config, weights, class_weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for group in optimizer.param_groups:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from instacolor.color import AB_NORM
+from instacolor.models.classes import soft_encoded_cross_entropy
 
 __all__ = [
     "AB_BINS",
@@ -26,6 +27,7 @@ __all__ = [
     "LOSS_SCALE",
     "ab_bin_index",
     "ab_prior",
+    "class_loss",
     "colorful_mask",
     "huber_ab_loss",
     "l2_ab_loss",
@@ -125,3 +127,20 @@ def _masked_loss(pred, target, weights, kind: str) -> torch.Tensor:
     if weights is not None:
         per = per * weights.to(per.device, per.dtype)[ab_bin_index(target)]
     return LOSS_SCALE * per.mean()
+
+
+def class_loss(
+    logits: torch.Tensor, ab: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Rebalanced soft-encoded cross-entropy of the class head on colourful samples.
+
+    Args:
+        logits: ``(B, 529, S/4, S/4)`` class logits.
+        ab: ``(B, 2, S, S)`` ground-truth normalised ab; area-averaged to the logits' size.
+        weights: per-bin rebalancing weights, or None.
+    """
+    keep = colorful_mask(ab)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    target = F.interpolate(ab[keep], size=logits.shape[-2:], mode="area")
+    return soft_encoded_cross_entropy(logits[keep], target * AB_NORM, weights)
