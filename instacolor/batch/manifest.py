@@ -49,6 +49,11 @@ class Record:
             weights, which have no file).
         working_size: the square size the networks ran at.
         saturation: the factor on the predicted chroma (1: as predicted).
+        decode: how the chroma was decoded (``regression`` or ``annealed-mean``).
+        temperature: the annealed-mean temperature (None for regression).
+        mean_confidence: the mean of the image's confidence map (weights with a
+            trained classification head), else None.
+        confidence: the confidence PNG written beside the output (``--confidence``).
         detector: detection backend that found the instances, or None.
         instances: number of instances fused (0 without a detector).
         bit_depth: bits per sample of the input and output (JPEG output is 8).
@@ -72,6 +77,10 @@ class Record:
     weights_sha256: str | None = None
     working_size: int | None = None
     saturation: float | None = None
+    decode: str | None = None
+    temperature: float | None = None
+    mean_confidence: float | None = None
+    confidence: str | None = None
     detector: str | None = None
     instances: int = 0
     bit_depth: int | None = None

@@ -194,7 +194,7 @@ def run_ray(
 ) -> None:
     """Process ``jobs`` on ``workers`` Ray Data actors, ``chunk`` jobs a batch.
 
-    The same contract as :func:`~instacolor.batch.worker.run_parallel`: ``on_record``
+    The same contract as :func:`~instacolor.batch.pool.run_parallel`: ``on_record``
     runs in this process for every job's record as it arrives (in no fixed order), and
     every job gets exactly one record, also when its actor died (see the module notes).
     A :class:`KeyboardInterrupt` (Ctrl-C, SIGTERM) ends the Ray session this call

@@ -32,8 +32,9 @@ from pathlib import Path
 
 from instacolor.batch.jobs import Job, classify_inputs, clean_stale_temps, discover
 from instacolor.batch.manifest import Manifest, Record, is_complete, read_successes
+from instacolor.batch.pool import run_parallel
 from instacolor.batch.signals import sigterm_interrupts
-from instacolor.batch.worker import Settings, Worker, load_worker, run_parallel
+from instacolor.batch.worker import Settings, Worker, load_worker
 from instacolor.errors import InputError, UsageError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS
 

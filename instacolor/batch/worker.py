@@ -11,33 +11,38 @@ that came back before are passed on (see :mod:`instacolor.batch.signals`).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from instacolor.api import Colorizer
-from instacolor.batch.jobs import Job, clean_stale_temps
+from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
-from instacolor.batch.signals import stop_worker_on_signals, worker_busy
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError
-from instacolor.io.archival import DEFAULT_MAX_PIXELS, read_scan, read_scan_pages
-from instacolor.io.archival_write import write_colorized
-from instacolor.io.provenance import Provenance
-from instacolor.weights import UntrainedWeightsWarning, sha256_file, weights_digest
+from instacolor.io.archival import (
+    DEFAULT_MAX_PIXELS,
+    Provenance,
+    read_scan,
+    read_scan_pages,
+    write_colorized,
+)
+from instacolor.weights import sha256_file, weights_digest
 
-__all__ = ["Settings", "Worker", "load_worker", "run_parallel", "weights_digest"]
+__all__ = [
+    "Settings",
+    "Worker",
+    "confidence_path",
+    "load_worker",
+    "weights_digest",
+    "write_confidence",
+]
 
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _FORMAT_NAMES = {"png": "PNG", "tiff": "TIFF", "jpeg": "JPEG"}
@@ -61,6 +66,10 @@ class Settings:
         all_pages: colorize every page of multi-page TIFFs (see :func:`page_path`).
         backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
         saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
+        decode: ``"regression"``, ``"annealed-mean"`` or None (the weights' default).
+        temperature: annealed-mean temperature, or None (the weights' default).
+        confidence: also write the confidence map as ``NAME.confidence.png`` (8-bit gray,
+            255 = 1) beside each output (weights with a trained classification head).
 
     Example:
         >>> Settings(weights="instacolor-untrained-w16", working_size=64).device
@@ -79,6 +88,28 @@ class Settings:
     all_pages: bool = False
     backend: str = "torch"
     saturation: float = 1.0
+    decode: str | None = None
+    temperature: float | None = None
+    confidence: bool = False
+
+
+def confidence_path(output: Path) -> Path:
+    """Where the confidence map of ``output`` goes: ``NAME.confidence.png`` beside it."""
+    return output.with_name(f"{output.stem}.confidence.png")
+
+
+def write_confidence(path: Path, confidence: np.ndarray) -> Path:
+    """Write ``(H, W)`` confidence in [0, 1] as an 8-bit gray PNG, atomically."""
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        level = np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
+        Image.fromarray(level, mode="L").save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def page_path(output: Path, page: int) -> Path:
@@ -122,6 +153,8 @@ class Worker:
                 fallback_to_full_image=True,
                 backend=settings.backend,
                 saturation=settings.saturation,
+                decode=settings.decode,
+                temperature=settings.temperature,
             )
         self.colorizer = colorizer
         self.model = colorizer.loaded.name
@@ -135,6 +168,10 @@ class Worker:
             "weights_sha256": self.weights_sha256,
             "working_size": self.colorizer.working_size,
             "saturation": self.colorizer.saturation,
+            "decode": self.colorizer.decoding.mode,
+            "temperature": None
+            if self.colorizer.decoding.mode == "regression"
+            else self.colorizer.decoding.temperature,
         }
 
     def process(self, job: Job) -> Record:
@@ -168,6 +205,9 @@ class Worker:
             fmt = _FORMAT_NAMES.get(self.settings.format or "")
             written = self._write(job.output, result, scan, record, fmt)
             output_sha = sha256_file(written)
+            confidence = None
+            if self.settings.confidence and result.confidence is not None:
+                confidence = write_confidence(confidence_path(job.output), result.confidence)
             pages = {}
             if self.settings.all_pages and scan.page_count > 1:
                 pages = self._later_pages(job, scan, record, fmt)
@@ -190,6 +230,10 @@ class Worker:
             bit_depth=8 if written.suffix.lower() in (".jpg", ".jpeg", ".jpe") else scan.bit_depth,
             note=note,
             pages=pages,
+            mean_confidence=None
+            if result.confidence is None
+            else round(float(result.confidence.mean()), 4),
+            confidence=None if confidence is None else str(confidence),
             timings={
                 "read": t_read - t0,
                 "colorize": t_color - t_read,
@@ -261,112 +305,3 @@ def load_worker(settings: Settings) -> Worker:
                 )
             warnings.warn_explicit(message, item.category, item.filename, item.lineno)
     return worker
-
-
-_WORKER: Worker | None = None
-
-
-def _init_process(settings: Settings) -> Worker:
-    """Load this worker process's networks (the pool's initializer)."""
-    global _WORKER
-    stop_worker_on_signals()
-    # The parent already reported these once for the whole batch.
-    warnings.simplefilter("ignore", UntrainedWeightsWarning)
-    warnings.simplefilter("ignore", DetectorUnavailableWarning)
-    _WORKER = Worker(settings)
-    return _WORKER
-
-
-def _process_chunk(settings: Settings, jobs: Sequence[Job]) -> list[Record]:
-    worker = _WORKER if _WORKER is not None else _init_process(settings)
-    with worker_busy():
-        return [worker.process(job) for job in jobs]
-
-
-def _chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
-    for start in range(0, len(jobs), size):
-        yield list(jobs[start : start + size])
-
-
-def run_parallel(
-    settings: Settings,
-    jobs: Sequence[Job],
-    *,
-    workers: int,
-    chunk: int,
-    on_record: Callable[[Record], None],
-) -> None:
-    """Process ``jobs`` in ``workers`` spawned processes, ``chunk`` jobs a task.
-
-    Each process builds its own :class:`Worker` once. ``on_record`` runs in this
-    process for every record as it arrives. When a worker process dies (killed for
-    memory, crashed), the jobs the broken pool held are recorded as failed (after the
-    temporary files of their killed writes are removed) and a new pool goes on with the
-    rest. On :class:`KeyboardInterrupt` (Ctrl-C, or SIGTERM as
-    :class:`~instacolor.batch.signals.Terminated`) every worker process is told to stop
-    (SIGTERM: it unwinds its image, removing its temporary file, and exits), the records
-    of chunks that finished meanwhile are passed on, and the interrupt is raised again.
-    """
-    pending = list(_chunks(jobs, chunk))
-    pending.reverse()
-    while pending:
-        context = get_context("spawn")
-        lost: list[Job] = []
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_process, initargs=(settings,)
-        ) as pool:
-            running: dict[Future, list[Job]] = {}
-            try:
-                while (pending or running) and not lost:
-                    while pending and len(running) < 2 * workers:
-                        part = pending.pop()
-                        running[pool.submit(_process_chunk, settings, part)] = part
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        part = running.pop(future)
-                        try:
-                            records = future.result()
-                        except BrokenProcessPool:
-                            lost += part
-                            continue
-                        for record in records:
-                            on_record(record)
-            except KeyboardInterrupt:
-                _stop_pool(pool, running, on_record)
-                raise
-            for future, part in running.items():  # lost with the broken pool
-                future.cancel()
-                lost += part
-        # every process of the pool has ended: what a killed write left can go
-        clean_stale_temps(lost)
-        for job in lost:
-            on_record(_died(job))
-
-
-def _stop_pool(
-    pool: ProcessPoolExecutor,
-    running: dict[Future, list[Job]],
-    on_record: Callable[[Record], None],
-) -> None:
-    """Stop every worker process (interrupted), then pass on the records that came back."""
-    # The executor keeps no public list of its processes; SIGTERM reaches those that
-    # did not get the signal themselves (`kill PID` of this process only).
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        with contextlib.suppress(OSError, ValueError):
-            process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
-    for future in running:
-        if future.done() and not future.cancelled() and future.exception() is None:
-            for record in future.result():
-                on_record(record)
-    clean_stale_temps(job for part in running.values() for job in part)
-
-
-def _died(job: Job) -> Record:
-    return Record(
-        status="failed",
-        input=str(job.source),
-        output=str(job.output),
-        error="the worker process died while colorizing this image (out of memory or a "
-        "crash); retry it with --resume, --workers 1 or a lower --max-pixels",
-    )

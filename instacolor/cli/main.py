@@ -82,6 +82,16 @@ def _saturation(text: str) -> float:
     return value
 
 
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 10], received {text!r}")
+    return value
+
+
 def _pixels(text: str) -> int | None:
     if text.lower() in ("0", "none"):
         return None
@@ -195,6 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
         "1.5: more vivid, less often right)",
     )
     run.add_argument(
+        "--decode",
+        choices=("regression", "annealed-mean"),
+        help="how the chroma is decoded (default: the weights'; annealed-mean needs a "
+        "trained classification head, see 'instacolor models')",
+    )
+    run.add_argument(
+        "--temperature",
+        type=_temperature,
+        help="annealed-mean temperature (default: the weights'; 0.38 vivid, 1 the mean)",
+    )
+    run.add_argument(
+        "--confidence",
+        action="store_true",
+        help="also write NAME.confidence.png (8-bit, 255 = sure) beside each output",
+    )
+    run.add_argument(
         "--max-pixels",
         type=_pixels,
         default=DEFAULT_MAX_PIXELS,
@@ -286,6 +312,9 @@ def _colorize(args: argparse.Namespace) -> int:
         all_pages=args.all_pages,
         backend=args.backend,
         saturation=args.saturation,
+        decode=args.decode,
+        temperature=args.temperature,
+        confidence=args.confidence,
     )
     report = _Report(progress=not args.no_progress)
     try:

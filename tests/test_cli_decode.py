@@ -1,0 +1,96 @@
+"""`instacolor colorize --decode/--temperature/--confidence` as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from instacolor.checkpoints import save_safetensors
+from instacolor.models.network import InstColorNet
+
+ENV_CACHE = "INSTACOLOR_CACHE"
+
+
+def _cli(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, ENV_CACHE: str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "instacolor", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _head_weights(path: Path) -> Path:
+    """Random width-4 networks whose file declares a trained class head (plumbing only)."""
+    torch.manual_seed(0)
+    net = InstColorNet(4).eval()
+    extra = {"class_head": "trained", "decode": "annealed-mean", "temperature": "0.38"}
+    return save_safetensors(net, path, name="head-w4", extra={**extra, "working_size": "32"})
+
+
+def _inputs(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    y, x = np.mgrid[0:40, 0:56]
+    for i in range(2):
+        Image.fromarray(((x * 3 + y * 2 + 40 * i) % 256).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_confidence_files_and_manifest_fields(tmp_path):
+    weights = _head_weights(tmp_path / "head.safetensors")
+    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    run = _cli(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--confidence",
+               "--temperature", "0.5", "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    for record in _records(out):
+        assert record["status"] == "done"
+        assert (record["decode"], record["temperature"]) == ("annealed-mean", 0.5)
+        conf_path = Path(record["confidence"])
+        assert conf_path == out / f"{Path(record['input']).stem}.confidence.png"
+        conf = np.asarray(Image.open(conf_path))
+        assert conf.shape == (40, 56) and conf.dtype == np.uint8
+        assert abs(conf.mean() / 255 - record["mean_confidence"]) < 0.01
+    assert not list(out.glob(".*partial"))
+    # regression decoding of the same weights: still a confidence, other colours
+    out2 = tmp_path / "out2"
+    run = _cli(tmp_path, "colorize", src, "-o", out2, "--weights", weights,
+               "--decode", "regression", "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    record = _records(out2)[0]
+    assert record["decode"] == "regression" and record["temperature"] is None
+    assert record["mean_confidence"] is not None and record["confidence"] is None
+    assert not list(out2.glob("*.confidence.png"))
+
+
+def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
+    src = _inputs(tmp_path / "in")
+    before = {p: p.read_bytes() for p in src.iterdir()}
+    run = _cli(tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", "annealed-mean",
+               "--no-progress")  # fmt: skip
+    assert run.returncode == 2 and "trained classification head" in run.stderr
+    assert not (tmp_path / "out" / "0.png").exists()
+    run = _cli(tmp_path, "colorize", src, "-o", tmp_path / "out", "--temperature", "0")
+    assert run.returncode == 2 and "expected a number in (0, 10]" in run.stderr
+    assert {p: p.read_bytes() for p in src.iterdir()} == before
+    # default weights: regression, no confidence, recorded as such
+    out = tmp_path / "plain"
+    run = _cli(tmp_path, "colorize", src, "-o", out, "--confidence", "--working-size", "64",
+               "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    record = _records(out)[0]
+    assert record["decode"] == "regression" and record["mean_confidence"] is None
+    assert not list(out.glob("*.confidence.png"))
