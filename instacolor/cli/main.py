@@ -30,6 +30,7 @@ from instacolor.batch.signals import Terminated
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError, UsageError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS
+from instacolor.review.cli import add_review_parser, run_review
 
 if TYPE_CHECKING:
     from instacolor.batch.run import Plan, Runner
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("models", help="list the registered weights and whether they are here")
+    add_review_parser(commands)
     return parser
 
 
@@ -378,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models()
+        if args.command == "review":
+            return run_review(args)
         return _colorize(args)
     except InstacolorError as exc:  # before the first image: inputs, output, weights
         _say(f"error: {' '.join(str(exc).split())}")

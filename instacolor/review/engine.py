@@ -1,0 +1,264 @@
+"""The review app's colorizing side: display images, previews with hints, and "apply".
+
+One :class:`Engine` loads the networks once (the batch's weights, working size and
+saturation, read from its manifest) and serialises their use behind a lock.
+
+* :meth:`Engine.view` reads an item's scan once and keeps a display-size copy of its L
+  plane (long side at most ``display_size``), the instances (detected once, when the
+  batch had a detector) and the confidence map (weights with a trained head only).
+* :meth:`Engine.preview` re-colorizes that display copy with the hints: the networks
+  and the hint propagation run at the working size, then the chroma is guided up to the
+  display size. It never writes a file.
+* :meth:`Engine.apply` re-runs the full-resolution output through the batch's own
+  :class:`~instacolor.batch.worker.Worker` (same reader, atomic writer, provenance),
+  with the hints, and appends a manifest record (a :class:`ReviewRecord`) saying so.
+  The input is only read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from instacolor.batch.jobs import Job
+from instacolor.batch.manifest import Manifest, Record
+from instacolor.batch.worker import Settings, Worker
+from instacolor.color import lab_to_rgb
+from instacolor.errors import InputError
+from instacolor.io.archival import read_scan
+from instacolor.review.state import Batch, Item
+
+__all__ = ["Engine", "ReviewRecord", "View"]
+
+
+@dataclass(frozen=True)
+class ReviewRecord(Record):
+    """A manifest record written by the review app (``review``: who, what, which hints)."""
+
+    review: dict | None = None
+
+
+class _HintedWorker(Worker):
+    """The batch worker, colorizing with the reviewer's hints and the item's instances."""
+
+    hints: Any = None
+    instances: Any = None
+
+    def _colorize(self, scan):
+        dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
+        return self.colorizer.colorize_light(
+            scan.light, out_dtype=dtype, hints=self.hints, instances=self.instances
+        )
+
+
+@dataclass
+class View:
+    """What the app shows of one item (display size ``(h, w)``, full size ``(H, W)``)."""
+
+    full_size: tuple[int, int]
+    light: np.ndarray
+    instances: Any = None
+    confidence: np.ndarray | None = None
+    images: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        """Display pixels per input pixel."""
+        return self.light.shape[1] / self.full_size[1]
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """8-bit RGB ``(h, w, 3)`` or gray ``(h, w)`` as PNG bytes."""
+    image = rgb[..., ::-1] if rgb.ndim == 3 else rgb
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise InputError("could not encode the display image as PNG")
+    return data.tobytes()
+
+
+def gray_rgb(light: np.ndarray) -> np.ndarray:
+    """8-bit sRGB of an L plane (neutral chroma)."""
+    lab = torch.zeros((3, *light.shape), dtype=torch.float32)
+    lab[0] = torch.from_numpy(light)
+    rgb = lab_to_rgb(lab).clamp(0, 1).mul(255).round().byte()
+    return rgb.permute(1, 2, 0).numpy()
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    return cv2.resize(image, (size[1], size[0]), interpolation=mode)
+
+
+def _scale_instances(instances, scale: float, size: tuple[int, int]):
+    """``instances`` in pixels ``scale`` times as large, in an image of ``size``."""
+    from instacolor.structures import Instances
+
+    if instances is None or len(instances) == 0:
+        return None
+    masks = None
+    if instances.masks is not None:
+        masks = np.stack([_resize(m.astype(np.uint8), size, True) > 0 for m in instances.masks])
+    return Instances.from_boxes(
+        np.asarray(instances.boxes, np.float64) * scale,
+        size,
+        scores=instances.scores,
+        labels=instances.labels,
+        masks=masks,
+    )
+
+
+class Engine:
+    """Loads the batch's networks once and colorizes for the review app.
+
+    Args:
+        batch: the batch under review.
+        colorizer: a built :class:`~instacolor.api.Colorizer` to use (default: one for the
+            manifest's weights, working size and saturation).
+        weights, working_size, detector, device: override what the manifest says.
+        display_size: longest side of the images shown (and of the preview).
+    """
+
+    def __init__(
+        self,
+        batch: Batch,
+        *,
+        colorizer=None,
+        weights: str | None = None,
+        working_size: int | None = None,
+        detector: str | None = None,
+        device: str = "cpu",
+        display_size: int = 768,
+    ) -> None:
+        self.batch = batch
+        facts = next((i.record for i in batch.items if i.output is not None), {})
+        if colorizer is None:
+            from instacolor.api import Colorizer
+
+            colorizer = Colorizer(
+                weights or facts.get("model") or "default",
+                device=device,
+                working_size=working_size or facts.get("working_size"),
+                detector=detector,
+                fallback_to_full_image=True,
+                saturation=facts.get("saturation") or 1.0,
+            )
+        self.colorizer = colorizer
+        self.display_size = display_size
+        self.lock = threading.RLock()
+        self.views: dict[int, View] = {}
+        settings = Settings(
+            weights=colorizer.loaded.name,
+            working_size=colorizer.working_size,
+            max_pixels=None,
+            force=True,
+            overwrite=True,
+            saturation=colorizer.saturation,
+        )
+        self.worker = _HintedWorker(settings, colorizer=colorizer)
+        self.has_confidence = bool(getattr(colorizer.loaded, "class_head", False))
+        self.mismatch = None
+        if facts.get("weights_sha256") not in (None, self.worker.weights_sha256):
+            self.mismatch = (
+                f"the batch was made with weights {facts.get('model')} "
+                f"({str(facts.get('weights_sha256'))[:12]}), this server runs "
+                f"{colorizer.loaded.name} ({self.worker.weights_sha256[:12]})"
+            )
+
+    def view(self, item: Item) -> View:
+        """The item's display data (computed once, until :meth:`forget`)."""
+        with self.lock:
+            cached = self.views.get(item.index)
+            if cached is not None:
+                return cached
+            scan = read_scan(item.input, max_pixels=None)
+            full = scan.light.shape
+            factor = min(1.0, self.display_size / max(full))
+            size = (max(1, round(full[0] * factor)), max(1, round(full[1] * factor)))
+            light = _resize(scan.light, size) if size != full else scan.light.copy()
+            view = View(full_size=(int(full[0]), int(full[1])), light=light)
+            if self.colorizer.detector is not None:
+                found = self.colorizer.detector.detect(scan.light)
+                view.instances = found.instances if len(found.instances) else None
+            if self.has_confidence:
+                result = self.colorizer.colorize_light(
+                    light, instances=self._display_instances(view), out_dtype=np.uint8
+                )
+                view.confidence = result.confidence
+            self.views[item.index] = view
+            return view
+
+    def forget(self, item: Item) -> None:
+        """Drop the cached display data of ``item`` (its output changed)."""
+        with self.lock:
+            self.views.pop(item.index, None)
+
+    def _display_instances(self, view: View):
+        return _scale_instances(view.instances, view.scale, view.light.shape)
+
+    def preview(self, item: Item, hints: Any) -> tuple[np.ndarray, float]:
+        """The item re-colorized at display size with ``hints`` (in input pixels).
+
+        Returns:
+            ``(rgb, seconds)``: 8-bit RGB at display size and the time it took.
+
+        Raises:
+            InputError: the hints do not fit the image (outside it, unknown instance).
+        """
+        with self.lock:
+            view = self.view(item)
+            t0 = time.perf_counter()
+            result = self.colorizer.colorize_light(
+                view.light,
+                hints=_scale_hints(hints, view.scale, view.light.shape),
+                instances=self._display_instances(view),
+                out_dtype=np.uint8,
+            )
+            return result.image, time.perf_counter() - t0
+
+    def apply(self, item: Item, hints: Any, review: dict) -> Record:
+        """Re-colorize ``item`` at full resolution through the batch worker.
+
+        The output is replaced atomically (the input is only read) and a
+        :class:`ReviewRecord` goes to the manifest, also when the worker failed.
+
+        Raises:
+            UsageError: another batch holds the manifest's lock.
+        """
+        with self.lock:
+            view = self.view(item)
+            self.worker.hints, self.worker.instances = hints, view.instances
+            try:
+                record = self.worker.process(Job(item.input, item.output))
+            finally:
+                self.worker.hints = self.worker.instances = None
+            record = ReviewRecord(**asdict(record), review=review)
+            book = Manifest(self.batch.manifest)
+            try:
+                book.append(record)
+            finally:
+                book.close()
+            self.batch.reload()
+            self.forget(item)
+            return record
+
+
+def _scale_hints(hints: Any, scale: float, size: tuple[int, int]) -> Any:
+    """``hints`` (a :class:`~instacolor.structures.Hints` or None) in display pixels."""
+    if hints is None or scale == 1.0:
+        return hints
+    from instacolor.structures import Hints
+
+    def inside(v: float, extent: int) -> float:
+        return min(max(v * scale, 0.0), extent - 0.5)
+
+    points = [
+        (inside(p.x, size[1]), inside(p.y, size[0]), p.color, p.radius * scale)
+        for p in hints.points
+    ]
+    return Hints(points=points, instance_colors=dict(hints.instance_colors))
