@@ -106,7 +106,7 @@ def class_prior(ab: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
     grid = counts.view(1, 1, AB_GRID, AB_GRID)
     s = sigma / AB_STEP
     radius = max(1, int(3 * s + 0.5))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=counts.device)
     k = torch.exp(-0.5 * (x / s) ** 2)
     k = k / k.sum()
     grid = F.conv2d(grid, k.view(1, 1, -1, 1), padding=(radius, 0))
