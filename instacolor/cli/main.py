@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from instacolor import __version__
 from instacolor.api import MAX_SATURATION
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import Terminated
+from instacolor.cli.models import models_report
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError, UsageError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS
@@ -338,33 +338,6 @@ def _colorize(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _models() -> int:
-    from instacolor.weights import DEFAULT_WEIGHTS, REGISTRY, cache_dir
-
-    print(f"weights cache: {cache_dir()} (set INSTACOLOR_CACHE to move it)")
-    for name, entry in sorted(REGISTRY.items()):
-        if entry.source == "random":
-            where, state = "built in (random initialisation, no file)", "available"
-        elif entry.source == "package":
-            path = Path(str(resources.files("instacolor") / "data" / entry.files[0].name))
-            where, state = str(path), "present" if path.is_file() else "MISSING"
-        else:
-            folder = cache_dir() / name
-            present = all((folder / f.name).is_file() for f in entry.files)
-            how = "downloaded on first use" if entry.source == "download" else "fetch by hand"
-            where, state = str(folder), "cached" if present else f"not cached ({how})"
-        default = " [default]" if name == DEFAULT_WEIGHTS else ""
-        print(f"{name}{default}: {state}")
-        print(f"    architecture {entry.architecture}, width {entry.width}; at {where}")
-        for file in entry.files:
-            print(f"    file {file.name} sha256 {file.sha256 or 'unknown'}")
-        print(f"    licence: {entry.license}")
-        print(f"    {entry.description}")
-        if entry.homepage:
-            print(f"    see {entry.homepage}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``instacolor`` command; returns the exit status.
 
@@ -379,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _one_line_warnings()
     try:
         if args.command == "models":
-            return _models()
+            return models_report()
         if args.command == "review":
             return run_review(args)
         return _colorize(args)
