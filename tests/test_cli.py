@@ -156,6 +156,9 @@ def test_version_and_models(env):
     assert "instacolor-untrained-w16: available" in models.stdout
     assert "siggraph17: not cached" in models.stdout and "licence: BSD-2-Clause" in models.stdout
     assert str(Path(env["INSTACOLOR_CACHE"])) in models.stdout
+    assert "decoding: regression (no class head)" in models.stdout  # v4's head is untrained
+    official = models.stdout.split("instcolorization-coco-ffs")[1]
+    assert "digest recorded on first download (no upstream sha256)" in official
 
 
 def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, env):
