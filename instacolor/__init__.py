@@ -5,7 +5,7 @@
 
 from instacolor.api import Colorizer, colorize
 from instacolor.errors import DecodeError, DownloadError, InputError, InstacolorError, WeightsError
-from instacolor.structures import ColorizeResult, Instances, SemanticMap
+from instacolor.structures import ColorizeResult, HintPoint, Hints, Instances, Lab, SemanticMap
 from instacolor.weights import list_weights
 
 __version__ = "0.1.0"
@@ -15,9 +15,12 @@ __all__ = [
     "Colorizer",
     "DecodeError",
     "DownloadError",
+    "HintPoint",
+    "Hints",
     "InputError",
     "InstacolorError",
     "Instances",
+    "Lab",
     "SemanticMap",
     "WeightsError",
     "__version__",

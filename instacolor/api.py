@@ -26,10 +26,10 @@ from instacolor.decode import Decoding, confidence_at, decode
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
+from instacolor.hints import HintSettings, as_hints
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.inputs import prepare_inputs
-from instacolor.reconstruct import reconstruct
 from instacolor.runtime.base import BACKENDS, make_runtime
 from instacolor.structures import ColorizeResult, SemanticMap
 from instacolor.weights import load_weights
@@ -87,6 +87,8 @@ class Colorizer:
         backend: ``"torch"``, or ``"onnxruntime"`` to run the networks in onnxruntime
             (exported once per weights into the cache, see :mod:`instacolor.export`; CUDA
             provider on a CUDA ``device``). Same ab within 1e-4.
+        hint_channels, hint_propagation: how hints act (:class:`~instacolor.hints.
+            HintSettings`); hint_channels None: for weights with mask value 0 (siggraph17).
 
     Raises:
         InputError: a bad ``working_size``, ``saturation``, ``decode``, ``temperature``
@@ -110,6 +112,8 @@ class Colorizer:
         decode: str | None = None,
         temperature: float | None = None,
         backend: str = "torch",
+        hint_channels: bool | None = None,
+        hint_propagation: str = "working",
     ) -> None:
         saturation = _check_saturation(saturation)
         if backend not in BACKENDS:
@@ -129,6 +133,8 @@ class Colorizer:
         self.net = self.loaded.net
         self.backend = backend
         self.decoding = _decoding(self.loaded, decode or self.loaded.decode, temperature, None)
+        channels = self.net.mask_value == 0.0 if hint_channels is None else hint_channels
+        self.hinting = HintSettings(channels=channels, propagation=hint_propagation)
         self.runtime = make_runtime(self.loaded, backend, self.device)
         self.detector, self.detector_error = build_detector(
             detector, detector_config, self.device, fallback_to_full_image
@@ -158,6 +164,7 @@ class Colorizer:
         saturation: float | None = None,
         decode: str | None = None,
         temperature: float | None = None,
+        hints: Any = None,
         full_result: bool = False,
     ) -> Any:
         """Colorize one grayscale image.
@@ -176,6 +183,8 @@ class Colorizer:
                 colorizer's ``saturation``); applied after the networks, no reload.
             decode: decoding for this image (None: the colorizer's); no reload.
             temperature: annealed-mean temperature for this image (None: the colorizer's).
+            hints: None, :class:`Hints` or points ``[(x, y, color[, radius])]`` in input
+                pixels, colour ``(r, g, b)`` 0-255, ``"#rrggbb"`` or ``Lab(a, b)``.
             full_result: return a :class:`ColorizeResult` instead of the image.
 
         Returns:
@@ -186,7 +195,7 @@ class Colorizer:
         l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
         decoding = self._decoding(decode, temperature)
         result = self._colorize_plane(
-            l_full, instances, semantic, saturation, decoding, kind.dtype, t0
+            l_full, instances, semantic, saturation, decoding, kind.dtype, t0, hints
         )
         result_image = to_output(result.image, kind)
         if not full_result:
@@ -203,6 +212,7 @@ class Colorizer:
         saturation: float | None = None,
         decode: str | None = None,
         temperature: float | None = None,
+        hints: Any = None,
         out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
     ) -> ColorizeResult:
         """Colorize a full-resolution L plane, e.g. ``ScanImage.light`` of an archival scan.
@@ -216,7 +226,7 @@ class Colorizer:
             light: ``(H, W)`` float32 CIE L in ``[0, 100]``.
             instances: as for :meth:`colorize`, in the pixels of ``light``.
             semantic: as for :meth:`colorize`.
-            saturation, decode, temperature: as for :meth:`colorize`.
+            saturation, decode, temperature, hints: as for :meth:`colorize`.
             out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
 
         Returns:
@@ -246,7 +256,9 @@ class Colorizer:
         if dtype not in (np.uint8, np.uint16):
             raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
         decoding = self._decoding(decode, temperature)
-        return self._colorize_plane(light, instances, semantic, saturation, decoding, dtype, t0)
+        return self._colorize_plane(
+            light, instances, semantic, saturation, decoding, dtype, t0, hints
+        )
 
     def _colorize_plane(
         self,
@@ -257,6 +269,7 @@ class Colorizer:
         decoding: Decoding,
         out_dtype: np.dtype,
         t0: float,
+        hints: Any = None,
     ) -> ColorizeResult:
         """read -> detect -> inputs -> runtime -> reconstruct on a full-resolution L plane.
 
@@ -281,14 +294,19 @@ class Colorizer:
                 "instances are ignored and the full-image network runs alone",
                 stacklevel=3,
             )
-        inputs = prepare_inputs(l_full, inst if fuse else None, sem, self.working_size)
+        hints = as_hints(hints, size, inst)
+        inputs = prepare_inputs(
+            l_full, inst if fuse else None, sem, self.working_size, mask_value=self.net.mask_value,
+            hints=hints if self.hinting.channels else None, hint_instances=inst,
+        )  # fmt: skip
         t1 = time.perf_counter()
         out = self.runtime.run(inputs)
         ab, confidence = decode(out, decoding)
         if saturation != 1.0:
             ab = ab * saturation
+        ab = self.hinting.propagate(ab, inputs.light, hints, inst, size)
         t2 = time.perf_counter()
-        rgb = reconstruct(ab, torch.from_numpy(inputs.light), l_full, out_dtype=out_dtype)
+        rgb = self.hinting.reconstruct(ab, inputs.light, l_full, hints, inst, out_dtype)
         t3 = time.perf_counter()
         return ColorizeResult(
             image=rgb,
@@ -311,6 +329,7 @@ class Colorizer:
             decode=decoding.mode,
             temperature=None if decoding.mode == "regression" else decoding.temperature,
             confidence=None if confidence is None else confidence_at(confidence, size),
+            hints=hints,
         )
 
 
@@ -345,6 +364,7 @@ def colorize(
     saturation: float = 1.0,
     decode: str | None = None,
     temperature: float | None = None,
+    hints: Any = None,
     full_result: bool = False,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
@@ -375,5 +395,6 @@ def colorize(
         saturation=saturation,
         decode=decode,
         temperature=temperature,
+        hints=hints,
         full_result=full_result,
     )

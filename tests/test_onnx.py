@@ -366,3 +366,67 @@ def test_full_image_only_weights_export_the_full_graph_alone(tmp_path):
         full = net.colorize(torch.from_numpy(inputs.l)).ab.numpy()
     assert np.abs(out.ab - full).max() < 1e-4 and out.weights == ()
     assert np.abs(TorchRuntime(net).run(inputs).ab - full).max() == 0
+
+
+def _with_hints(inputs: NetworkInputs, seed: int) -> NetworkInputs:
+    """``inputs`` with random hint channels: ab patches and the mask on there, -0.5 elsewhere."""
+    rng = np.random.default_rng(seed)
+    s, n = inputs.working_size, inputs.instance_count
+
+    def channels(count: int) -> np.ndarray:
+        out = np.zeros((count, 3, s, s), np.float32)
+        out[:, 2] = -0.5
+        for k in range(count):
+            for _ in range(5):
+                y, x, p = *rng.integers(0, s - 4, 2), int(rng.integers(1, 4))
+                out[k, :2, y : y + p, x : x + p] = rng.uniform(-0.6, 0.6, (2, 1, 1))
+                out[k, 2, y : y + p, x : x + p] = 0.5
+        return out
+
+    return replace(inputs, hints=channels(1), crop_hints=channels(n) if n else None)
+
+
+@pytest.mark.parametrize("n", [0, 3])
+@pytest.mark.parametrize("semantic", [False, True])
+def test_onnxruntime_matches_torch_with_hints(random_export, n, semantic):
+    """Hint channels reach the exported graphs (full, instance, fusion) as they reach torch."""
+    net, folder = random_export
+    runtime = OnnxRuntime(folder, threads=1)
+    inputs = _with_hints(_inputs(S, n, seed=20 + n, labels=semantic), seed=n)
+    expected = TorchRuntime(net).run(inputs)
+    out = runtime.run(inputs)
+    assert np.abs(out.ab - expected.ab).max() < 1e-4
+    for got, want in zip(out.weights, expected.weights, strict=True):
+        assert np.abs(got - want).max() < 1e-4
+    automatic = runtime.run(replace(inputs, hints=None, crop_hints=None))
+    assert np.abs(automatic.ab - out.ab).max() > 1e-3  # the hints changed the prediction
+    if n:  # the crops' hints alone change the fused result too
+        only_crops = replace(inputs, hints=inputs.hints * 0 + np.float32([[[0]], [[0]], [[-0.5]]]))
+        a, b = runtime.run(only_crops), TorchRuntime(net).run(only_crops)
+        assert np.abs(a.ab - b.ab).max() < 1e-4 and np.abs(a.ab - automatic.ab).max() > 1e-4
+
+
+def test_colorizer_backends_agree_with_hint_channels(ort_cache):
+    from instacolor import Hints
+
+    hints = Hints(
+        points=[(20, 30, "#c03020", 3), (200, 100, (20, 90, 200))], instance_colors={0: "#2a4"}
+    )
+    image = (np.random.default_rng(5).random(IMAGE) * 255).astype(np.uint8)
+    boxes = _boxes(2, seed=3)
+    kwargs = {"working_size": S, "hint_channels": True}
+    a = Colorizer(**kwargs).colorize(image, instances=boxes, hints=hints, full_result=True)
+    b = Colorizer(**kwargs, backend="onnxruntime").colorize(
+        image, instances=boxes, hints=hints, full_result=True
+    )
+    assert np.abs(a.ab - b.ab).max() < 1e-4
+
+
+def test_an_export_of_an_older_format_is_exported_again(ort_cache):
+    loaded = load_weights("default")
+    folder = export_cached(loaded)
+    manifest_path = folder / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format": 1}))
+    again = export_cached(loaded)
+    assert json.loads((again / MANIFEST_NAME).read_text())["format"] == manifest["format"] == 2

@@ -10,7 +10,9 @@ into the :class:`~instacolor.structures.NetworkInputs` every runtime takes:
   squashed to ``S x S`` too;
 * the boxes' cells on the grid of every fusion scale (:func:`~instacolor.models.
   placement.placement_cells`);
-* the label map nearest-resized to ``S x S``.
+* the label map nearest-resized to ``S x S``;
+* with hints, the hint channels of the image and of every crop (siggraph17's encoding,
+  :func:`~instacolor.hints.encode_channels`; the hints mapped to crop coordinates).
 
 Example:
     >>> import numpy as np
@@ -29,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from instacolor.color import normalize_l
+from instacolor.hints import constraints, encode_channels
 from instacolor.models.placement import placement_cells
-from instacolor.structures import Instances, NetworkInputs, SemanticMap
+from instacolor.structures import Hints, Instances, NetworkInputs, SemanticMap
 
 __all__ = ["prepare_inputs", "squash"]
 
@@ -47,6 +50,10 @@ def prepare_inputs(
     instances: Instances | None,
     semantic: SemanticMap | None,
     working_size: int,
+    *,
+    hints: Hints | None = None,
+    mask_value: float = -0.5,
+    hint_instances: Instances | None = None,
 ) -> NetworkInputs:
     """The networks' inputs for one image.
 
@@ -55,6 +62,10 @@ def prepare_inputs(
         instances: instances to fuse (None or empty: the full-image network alone).
         semantic: label map of any resolution, or None.
         working_size: square size ``S`` the networks run at.
+        hints: hints for the networks' hint channels, or None (automatic mode).
+        mask_value: the weights' automatic mask value (hinted cells get ``+ 1``).
+        hint_instances: the instances ``hints.instance_colors`` index (default
+            ``instances``).
 
     Returns:
         :class:`~instacolor.structures.NetworkInputs` at ``S``.
@@ -62,9 +73,21 @@ def prepare_inputs(
     size = (int(light.shape[0]), int(light.shape[1]))
     plane = torch.from_numpy(light)
     low = squash(plane, working_size)
-    crops = placements = labels = None
+    crops = placements = labels = hint_channels = crop_hints = None
+    s = (working_size, working_size)
+    hint_instances = instances if hint_instances is None else hint_instances
+    if hints is not None:
+        hint_channels = encode_channels(*constraints(hints, hint_instances, size, s), mask_value)
+        hint_channels = hint_channels[None]
     if instances is not None and len(instances):
         boxes = instances.integer_boxes()
+        if hints is not None:
+            crop_hints = np.stack(
+                [
+                    encode_channels(*constraints(hints, hint_instances, size, s, b), mask_value)
+                    for b in boxes.tolist()
+                ]
+            )
         crops = torch.cat([squash(plane[y0:y1, x0:x1], working_size) for x0, y0, x1, y1 in boxes])
         crops = normalize_l(crops).numpy()
         placements = placement_cells(boxes, size, working_size)
@@ -79,4 +102,6 @@ def prepare_inputs(
         crops=crops,
         placements=placements,
         labels=labels,
+        hints=hint_channels,
+        crop_hints=crop_hints,
     )

@@ -41,8 +41,20 @@ __all__ = [
 ]
 
 
-def network_input(l_norm: torch.Tensor, mask_value: float) -> torch.Tensor:
-    """Automatic-mode input ``(B, 4, S, S)`` from normalised L ``(B, 1, S, S)``: no hints."""
+def network_input(
+    l_norm: torch.Tensor, mask_value: float, hints: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The generators' input ``(B, 4, S, S)``: normalised L, hint a, hint b, mask.
+
+    Args:
+        l_norm: ``(B, 1, S, S)`` normalised L.
+        mask_value: the automatic value of the mask channel.
+        hints: ``(B, 3, S, S)`` hint channels (``a/110, b/110, mask``, see
+            :func:`~instacolor.hints.encode_channels`), or None: automatic mode (hints 0,
+            mask ``mask_value``).
+    """
+    if hints is not None:
+        return torch.cat((l_norm, hints), dim=1)
     b, _, h, w = l_norm.shape
     hints = l_norm.new_zeros(b, 2, h, w)
     mask = l_norm.new_full((b, 1, h, w), mask_value)
@@ -99,6 +111,8 @@ class InstColorNet(nn.Module):
         placements: dict[int, Placement] | None = None,
         labels: torch.Tensor | None = None,
         classify: bool = False,
+        hints: torch.Tensor | None = None,
+        crop_hints: torch.Tensor | None = None,
     ) -> FusionOutput:
         """Predict ab for one image.
 
@@ -110,13 +124,15 @@ class InstColorNet(nn.Module):
             classify: also return the classification head's logits (``(1, 529, S/4,
                 S/4)``, from the network that produced ab: the fusion network's fused
                 conv8_3 with instances, else the full-image network's).
+            hints: ``(1, 3, S, S)`` hint channels of the image, or None (automatic).
+            crop_hints: ``(N, 3, S, S)`` hint channels of the crops, or None.
 
         Returns:
             :class:`~instacolor.models.fusion.FusionOutput` (tensors): ab ``(1, 2, S, S)``
             in network units; the 13 fusion weight maps when crops were given, else ``()``.
         """
         hook = self.semantic_hook(labels)
-        x = network_input(l_norm, self.mask_value)
+        x = network_input(l_norm, self.mask_value, hints)
         if crops is None or crops.shape[0] == 0 or self.fusion is None:
             out = self.full(x, hook)
             logits = self.full.classify(out.feature("conv8_3")) if classify else None
@@ -126,7 +142,7 @@ class InstColorNet(nn.Module):
                 f"placements: expected the operators of the {crops.shape[0]} crops' boxes "
                 "(instance_placements), received None"
             )
-        crops_x = network_input(crops, self.mask_value)
+        crops_x = network_input(crops, self.mask_value, crop_hints)
         fused = self.fusion.fuse(
             x,
             self.instance,

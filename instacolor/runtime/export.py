@@ -6,17 +6,21 @@ runs with onnxruntime alone (no torch), and that any ONNX runtime can use:
 ============================  ===========================================================
 file                          inputs -> outputs
 ============================  ===========================================================
-``full.onnx``                 ``l`` (B, 1, H, W) -> ``ab`` (B, 2, H, W)
-``full_semantic.onnx``        ``l``, ``labels`` (B, H, W) int64 -> ``ab``
-``instance.onnx``             ``crops`` (N, 1, H, W) -> ``f_conv1_2`` ... ``f_conv10_2``
-                              (N, C_i, H / d_i, W / d_i), the 13 fusion-point features
-``fusion.onnx``               ``l`` (1, 1, H, W), ``placements`` (4, N, 6) int64, the 13
-                              instance features -> ``ab`` (1, 2, H, W) and ``w_conv1_2``
+``full.onnx``                 ``l`` (B, 1, H, W), ``hints`` (B, 3, H, W) -> ``ab`` (B, 2, H, W)
+``full_semantic.onnx``        ``l``, ``hints``, ``labels`` (B, H, W) int64 -> ``ab``
+``instance.onnx``             ``crops`` (N, 1, H, W), ``crop_hints`` (N, 3, H, W) ->
+                              ``f_conv1_2`` ... ``f_conv10_2`` (N, C_i, H / d_i, W / d_i),
+                              the 13 fusion-point features
+``fusion.onnx``               ``l`` (1, 1, H, W), ``hints`` (1, 3, H, W), ``placements``
+                              (4, N, 6) int64, the 13 instance features -> ``ab`` (1, 2,
+                              H, W) and ``w_conv1_2``
                               ... ``w_conv10_2`` (N + 1, H / d_i, W / d_i) fusion weights
 ``fusion_semantic.onnx``      as ``fusion.onnx`` plus ``labels`` (1, H, W) int64
 ============================  ===========================================================
 
-``l`` and ``crops`` are normalised L, ``(L - 50) / 100``; ``ab`` is in network units
+``l`` and ``crops`` are normalised L, ``(L - 50) / 100``; ``hints`` and ``crop_hints``
+the hint channels ``a/110, b/110, mask`` (:func:`~instacolor.hints.encode_channels`; in
+automatic mode zeros and the manifest's ``mask_value``); ``ab`` is in network units
 (times 110 gives Lab); ``labels`` are instacolor label ids (:mod:`instacolor.labels`);
 ``placements[k]`` holds :func:`~instacolor.models.fusion.box_placements` of the boxes
 on the grid of divisor ``(1, 2, 4, 8)[k]`` (``[left, right, top, bottom, width,
@@ -80,28 +84,30 @@ _WEIGHTS = tuple(f"w_{p}" for p in FUSION_POINTS)
 class FullGraph(nn.Module):
     """The full-image generator with optional semantic conditioning.
 
-    ``l[, labels] -> ab[, logits]``: ``logits`` (the classification head's) when built
-    with ``classify``.
+    ``l, hints[, labels] -> ab[, logits]``: ``logits`` (the classification head's) when
+    built with ``classify``.
     """
 
     def __init__(self, net: InstColorNet, classify: bool = False) -> None:
         super().__init__()
         self.net, self.classify = net, classify
 
-    def forward(self, l_norm: torch.Tensor, labels: torch.Tensor | None = None):
-        out = self.net.colorize(l_norm, labels=labels, classify=self.classify)
+    def forward(
+        self, l_norm: torch.Tensor, hints: torch.Tensor, labels: torch.Tensor | None = None
+    ):
+        out = self.net.colorize(l_norm, labels=labels, classify=self.classify, hints=hints)
         return (out.ab, out.class_logits) if self.classify else out.ab
 
 
 class InstanceGraph(nn.Module):
-    """The instance generator: ``crops -> 13 features`` as the fusion network consumes them."""
+    """The instance generator: ``crops, crop_hints -> 13 features`` (as fusion consumes them)."""
 
     def __init__(self, net: InstColorNet) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net.instance(network_input(crops, self.net.mask_value))
+    def forward(self, crops: torch.Tensor, crop_hints: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net.instance(network_input(crops, self.net.mask_value, crop_hints))
         # rectified where the reference's in-place ReLU reaches the stored feature
         return tuple(
             torch.relu(f) if p in RELU_BEFORE_FUSION else f
@@ -112,7 +118,7 @@ class InstanceGraph(nn.Module):
 class FusionGraph(nn.Module):
     """The fusion generator.
 
-    ``l, placements, 13 features[, labels] -> ab, 13 weights[, logits]``; ``logits``
+    ``l, hints, placements, 13 features[, labels] -> ab, 13 weights[, logits]``; ``logits``
     when built with ``classify``.
     """
 
@@ -121,7 +127,11 @@ class FusionGraph(nn.Module):
         self.net, self.classify = net, classify
 
     def forward(
-        self, l_norm: torch.Tensor, placements: torch.Tensor, *rest: torch.Tensor
+        self,
+        l_norm: torch.Tensor,
+        hints: torch.Tensor,
+        placements: torch.Tensor,
+        *rest: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         features, labels = rest[: len(FUSION_POINTS)], (rest[len(FUSION_POINTS) :] or (None,))[0]
         grids = {}  # one placement per grid size, shared by the points at that size
@@ -137,7 +147,7 @@ class FusionGraph(nn.Module):
             return grids[divisor]
 
         out = self.net.fusion.fuse_points(
-            network_input(l_norm, self.net.mask_value),
+            network_input(l_norm, self.net.mask_value, hints),
             lambda name: [features[FUSION_POINTS.index(name)]],
             placement_at,
             self.net.semantic_hook(labels),
@@ -171,6 +181,8 @@ def _specs(
     logits = ("logits",) if classify else ()
     quarter = {2: "height_4", 3: "width_4"}
     l_norm = torch.zeros(1, 1, size, size)
+    hints = torch.zeros(1, 3, size, size)
+    hints[:, 2] = net.mask_value
     labels = torch.zeros(1, size, size, dtype=torch.int64)
     img = {0: "batch", 2: "height", 3: "width"}
     spatial = {1: "height", 2: "width"}
@@ -179,12 +191,12 @@ def _specs(
         if semantic and semantic_is_identity(net):
             continue
         suffix = "_semantic" if semantic else ""
-        names = ("l", "labels") if semantic else ("l",)
-        axes = {"l": img, "ab": img, "labels": {0: "batch", **spatial}}
+        names = ("l", "hints", "labels") if semantic else ("l", "hints")
+        axes = {"l": img, "hints": img, "ab": img, "labels": {0: "batch", **spatial}}
         axes["logits"] = {0: "batch", **quarter}
         specs["full" + suffix] = (
             FullGraph(net, classify).eval(),
-            (l_norm, labels) if semantic else (l_norm,),
+            (l_norm, hints, labels) if semantic else (l_norm, hints),
             {
                 "input_names": list(names),
                 "output_names": ["ab", *logits],
@@ -195,9 +207,10 @@ def _specs(
             continue
         n = 2
         feats = _example_features(net, n, size)
-        inputs = ("l", "placements", *_FEATURES, *(("labels",) if semantic else ()))
+        inputs = ("l", "hints", "placements", *_FEATURES, *(("labels",) if semantic else ()))
         axes = {
             "l": {2: "height", 3: "width"},
+            "hints": {2: "height", 3: "width"},
             "ab": {2: "height", 3: "width"},
             "labels": spatial,
             "placements": {1: "instances"},
@@ -207,7 +220,7 @@ def _specs(
         }
         placements = torch.tensor([[0, 0, 0, 0, 1, 1]] * n).repeat(4, 1, 1)
         placements[..., 4:] = torch.tensor([size // d for d in PLACEMENT_DIVISORS])[:, None, None]
-        example = (l_norm, placements, *feats, *((labels,) if semantic else ()))
+        example = (l_norm, hints, placements, *feats, *((labels,) if semantic else ()))
         specs["fusion" + suffix] = (
             FusionGraph(net, classify).eval(),
             example,
@@ -218,12 +231,17 @@ def _specs(
             },
         )
     if net.with_instances:
-        axes = {"crops": {0: "instances", 2: "height", 3: "width"}}
+        crop_axes = {0: "instances", 2: "height", 3: "width"}
+        axes = {"crops": crop_axes, "crop_hints": crop_axes}
         axes.update(_dims(_FEATURES, "instances", 2))
         specs["instance"] = (
             InstanceGraph(net).eval(),
-            (torch.zeros(2, 1, size, size),),
-            {"input_names": ["crops"], "output_names": list(_FEATURES), "dynamic_axes": axes},
+            (torch.zeros(2, 1, size, size), hints.expand(2, 3, size, size).contiguous()),
+            {
+                "input_names": ["crops", "crop_hints"],
+                "output_names": list(_FEATURES),
+                "dynamic_axes": axes,
+            },
         )
     return specs
 
@@ -365,6 +383,9 @@ def export_cached(loaded: LoadedWeights, *, opset: int = ONNX_OPSET) -> Path:
 
 def _exported(folder: Path, digest: str) -> bool:
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text()).get("weights_sha256") == digest
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(manifest, dict):
+        return False
+    return manifest.get("weights_sha256") == digest and manifest.get("format") == FORMAT_VERSION

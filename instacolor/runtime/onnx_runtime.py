@@ -29,8 +29,9 @@ __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "OnnxRuntime", "import_onnxruntime
 
 #: Name of the manifest file in an export folder.
 MANIFEST_NAME = "instacolor-onnx.json"
-#: Version of the folder layout; :class:`OnnxRuntime` refuses others.
-FORMAT_VERSION = 1
+#: Version of the folder layout; :class:`OnnxRuntime` refuses others (2: the graphs take
+#: the hint channels ``hints`` / ``crop_hints``).
+FORMAT_VERSION = 2
 
 
 def import_onnxruntime():
@@ -118,18 +119,22 @@ class OnnxRuntime:
             the instance networks, else ``()``.
         """
         l_norm = np.ascontiguousarray(inputs.l, dtype=np.float32)
+        hints = self._hints(inputs.hints, 1, inputs.working_size)
         semantic = inputs.labels is not None and bool(self.manifest["semantic"])
         extra = {"labels": np.ascontiguousarray(inputs.labels, dtype=np.int64)} if semantic else {}
         suffix = "_semantic" if semantic else ""
         if not inputs.instance_count or not self.with_instances:
-            ab, *logits = self.sessions["full" + suffix].run(None, {"l": l_norm, **extra})
+            feeds = {"l": l_norm, "hints": hints, **extra}
+            ab, *logits = self.sessions["full" + suffix].run(None, feeds)
             return NetOutput(ab=ab, class_logits=logits[0] if logits else None)
         instance = self.sessions["instance"]
         crops = np.ascontiguousarray(inputs.crops, dtype=np.float32)
-        features = instance.run(None, {"crops": crops})
+        crop_hints = self._hints(inputs.crop_hints, len(crops), inputs.working_size)
+        features = instance.run(None, {"crops": crops, "crop_hints": crop_hints})
         names = [o.name for o in instance.get_outputs()]
         feeds = {
             "l": l_norm,
+            "hints": hints,
             "placements": np.ascontiguousarray(inputs.placements, dtype=np.int64),
             **dict(zip(names, features)),
             **extra,
@@ -137,6 +142,14 @@ class OnnxRuntime:
         ab, *weights = self.sessions["fusion" + suffix].run(None, feeds)
         logits = weights.pop() if self.manifest.get("class_head") else None
         return NetOutput(ab=ab, weights=tuple(weights), class_logits=logits)
+
+    def _hints(self, hints: np.ndarray | None, n: int, size: int) -> np.ndarray:
+        """The given hint channels, or the automatic ones (zeros, the mask value)."""
+        if hints is not None:
+            return np.ascontiguousarray(hints, dtype=np.float32)
+        auto = np.zeros((n, 3, size, size), np.float32)
+        auto[:, 2] = self.manifest["mask_value"]
+        return auto
 
 
 def _read_manifest(folder: Path) -> dict:

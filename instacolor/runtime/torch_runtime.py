@@ -69,12 +69,19 @@ class TorchRuntime:
             }
         if inputs.labels is not None:
             labels = torch.from_numpy(inputs.labels).to(device)
+        hints = crop_hints = None
+        if inputs.hints is not None:
+            hints = torch.from_numpy(inputs.hints).to(device)
+            if crops is not None:
+                crop_hints = torch.from_numpy(inputs.crop_hints).to(device)
         out = self.net.colorize(
             torch.from_numpy(inputs.l).to(device),
             crops=crops,
             placements=placements,
             labels=labels,
             classify=self.classify,
+            hints=hints,
+            crop_hints=crop_hints,
         )
         logits = out.class_logits
         return NetOutput(

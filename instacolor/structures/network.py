@@ -29,6 +29,11 @@ class NetworkInputs:
             divisor (1, 2, 4, 8; :func:`~instacolor.models.placement.placement_cells`),
             given exactly when ``crops`` is.
         labels: ``(1, S, S)`` int64 semantic labels (nearest-resized), or None.
+        hints: ``(1, 3, S, S)`` float32 hint channels of the full image (``a/110, b/110,
+            mask``; :func:`~instacolor.hints.encode_channels`), or None: automatic mode
+            (hints 0, the mask channel at the weights' automatic value).
+        crop_hints: ``(N, 3, S, S)`` float32 hint channels of each crop (the hints in
+            crop coordinates), given exactly when both ``hints`` and ``crops`` are.
     """
 
     light: np.ndarray
@@ -37,6 +42,8 @@ class NetworkInputs:
     crops: np.ndarray | None = None
     placements: np.ndarray | None = None
     labels: np.ndarray | None = None
+    hints: np.ndarray | None = None
+    crop_hints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         s = self.light.shape[-1]
@@ -58,6 +65,19 @@ class NetworkInputs:
         if self.labels is not None and self.labels.shape != (1, s, s):
             raise InputError(
                 f"NetworkInputs: expected labels (1, {s}, {s}), received {self.labels.shape}"
+            )
+        if self.hints is not None and self.hints.shape != (1, 3, s, s):
+            raise InputError(
+                f"NetworkInputs: expected hints (1, 3, {s}, {s}), received {self.hints.shape}"
+            )
+        with_crop_hints = self.hints is not None and n is not None
+        if (self.crop_hints is not None) != with_crop_hints or (
+            with_crop_hints and self.crop_hints.shape != (n, 3, s, s)
+        ):
+            raise InputError(
+                f"NetworkInputs: expected crop_hints (N, 3, {s}, {s}) exactly when hints and "
+                f"crops are given; received {getattr(self.crop_hints, 'shape', None)} with hints "
+                f"{getattr(self.hints, 'shape', None)} and crops {None if n is None else (n,)}"
             )
 
     @property

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from instacolor.structures.hints import Hints
 from instacolor.structures.instances import Instances, SemanticMap
 
 __all__ = ["ColorizeResult"]
@@ -40,6 +41,7 @@ class ColorizeResult:
         confidence: ``(H, W)`` float32 in ``[0, 1]`` at the input size: how much of the
             predicted colour distribution lies near the decoded colour (weights with a
             trained classification head), else None.
+        hints: the colour hints applied (None without hints).
     """
 
     image: Any
@@ -56,3 +58,4 @@ class ColorizeResult:
     decode: str = "regression"
     temperature: float | None = None
     confidence: np.ndarray | None = None
+    hints: Hints | None = None
