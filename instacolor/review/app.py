@@ -230,11 +230,14 @@ def picture(request: Request) -> Response:
 
 async def preview(request: Request) -> Response:
     state: ReviewState = request.app.state.review
+    try:
+        payload = await _body(request)  # the token first: nothing is said without it
+    except _Refusal as exc:
+        return _error(exc.status, str(exc))
     item = _item(request)
     if item is None or item.output is None:
         return _error(404, "no colorized image with this number")
     try:
-        payload = await _body(request)
         hints = _run(_hints, state, item, payload)
         rgb, seconds = _run(state.engine.preview, item, hints)
     except _Refusal as exc:
@@ -245,11 +248,14 @@ async def preview(request: Request) -> Response:
 
 async def apply(request: Request) -> Response:
     state: ReviewState = request.app.state.review
+    try:
+        payload = await _body(request)  # the token first: nothing is said without it
+    except _Refusal as exc:
+        return _error(exc.status, str(exc))
     item = _item(request)
     if item is None or item.output is None:
         return _error(404, "no colorized image with this number")
     try:
-        payload = await _body(request)
         hints = _run(_hints, state, item, payload)
         review = {"action": "apply", "reviewer": state.reviewer,
                   "hints": None if hints is None else hints.to_json(),
@@ -264,11 +270,14 @@ async def apply(request: Request) -> Response:
 
 async def decision(request: Request) -> Response:
     state: ReviewState = request.app.state.review
+    try:
+        payload = await _body(request)  # the token first: nothing is said without it
+    except _Refusal as exc:
+        return _error(exc.status, str(exc))
     item = _item(request)
     if item is None or item.output is None:
         return _error(404, "no colorized image with this number")
     try:
-        payload = await _body(request)
         if not isinstance(payload, dict):
             raise _Refusal(400, "expected a JSON object {decision, comment}")
         entry = _run(_decide, state, item, payload)

@@ -121,7 +121,11 @@ class Batch:
             raise UsageError(f"{self.manifest}: the manifest names no input; nothing to review")
 
     def reload(self) -> None:
-        """Read the manifest again (after an apply); item numbers stay those of the inputs."""
+        """Read the manifest again (after an apply); item numbers stay those of the inputs.
+
+        An input's record is its last one, except that a failure after a success keeps
+        the success: a failed re-run does not remove the output it left in place.
+        """
         last: dict[str, dict] = {}
         with self.manifest.open(encoding="utf-8") as fh:
             for line in fh:
@@ -129,8 +133,12 @@ class Batch:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut short by a kill
-                if isinstance(record, dict) and isinstance(record.get("input"), str):
-                    last[record["input"]] = record
+                if not isinstance(record, dict) or not isinstance(record.get("input"), str):
+                    continue
+                before = last.get(record["input"])
+                if record.get("status") == "failed" and before and before.get("output_sha256"):
+                    continue  # a failed re-run (an apply) left the earlier output as it was
+                last[record["input"]] = record
         known = {item.record["input"]: item for item in self.items}
         items = []
         for index, name in enumerate(sorted(last)):

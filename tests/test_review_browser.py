@@ -1,0 +1,194 @@
+"""instacolor review in a real browser: headless Debian chromium driven by Selenium.
+
+The batch is made in the test by the CLI (tests/test_review.py's ``make_batch``); the
+server is the real one on a free port. ``tools/install_browser.py`` (run by the test
+command) installs chromium and chromium-driver; without them these tests skip, saying so.
+Set ``INSTACOLOR_SCREENSHOTS=docs/images`` to refresh the screenshots in docs/.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette", reason="instacolor review needs the 'review' extra")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from instacolor.review.server import ReviewServer  # noqa: E402
+from tests.test_review import make_batch, sha  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="chromium and chromedriver are not installed and could not be (needs root and "
+    "apt-get): run python tools/install_browser.py",
+)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> Path:
+    return make_batch(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def server(batch):
+    with ReviewServer.start(batch, port=0, reviewer="grace") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--disable-gpu", "--window-size=1280,800"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("INSTACOLOR_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("shots")
+
+
+def wait(driver, condition, seconds: float = 20):
+    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition(d))
+
+
+def index_of(driver, name: str) -> int:
+    cards = driver.find_elements(By.CSS_SELECTOR, ".card")
+    for card in cards:
+        if card.find_element(By.CSS_SELECTOR, ".meta span").text == name:
+            return int(card.get_attribute("data-index"))
+    raise AssertionError(f"{name} not in the grid")
+
+
+def keys(driver, text: str) -> None:
+    ActionChains(driver).send_keys(text).perform()
+
+
+def test_grid_lists_every_image(browser, server, shots):
+    browser.get(server.url)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4)
+    names = sorted(
+        e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .meta span:first-child")
+    )
+    assert names == ["broken.png", "scan0.png", "scan1.png", "scan2.png"]
+    assert "no confidence map" in browser.find_element(By.ID, "confidence-note").text
+    assert browser.find_element(By.ID, "sort").get_attribute("value") == "status"
+    loaded = "return [...document.querySelectorAll('.card img')].every(i => i.naturalWidth > 0)"
+    wait(browser, lambda d: d.execute_script(loaded))
+    browser.save_screenshot(str(shots / "review-grid.png"))
+
+
+def _decode(data_url: str) -> np.ndarray:
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB")).astype(float)
+
+
+def test_click_and_colour_change_the_preview_near_the_click(browser, server, batch, shots):
+    n = index_of(browser, "scan1.png")
+    browser.get(f"{server.url}#/image/{n}")
+    main = browser.find_element(By.ID, "main")
+    wait(browser, lambda d: main.get_attribute("naturalWidth") not in (None, "0"))
+    keys(browser, "+++++")  # zoom 1.25^5
+    browser.execute_script(
+        "const c = document.getElementById('hint-color'); c.value = '#1040ff';"
+        "c.dispatchEvent(new Event('input'));"
+    )
+    width, height = main.size["width"], main.size["height"]
+    assert width > 200  # zoomed from 96 px
+    x, y = 40, 36  # input pixels of the 96x72 scan
+    ActionChains(browser).move_to_element_with_offset(
+        main, int((x + 0.5) / 96 * width - width / 2), int((y + 0.5) / 72 * height - height / 2)
+    ).click().perform()
+    wait(browser, lambda d: main.get_attribute("data-preview-seq") == "1")
+    preview = _decode(main.get_attribute("src"))
+    colorized = np.asarray(Image.open(batch / "scan1.png").convert("RGB")).astype(float)
+    near = (slice(y - 2, y + 3), slice(x - 2, x + 3))
+    blue_gain = (preview[near][..., 2] - preview[near][..., 0]).mean() - (
+        colorized[near][..., 2] - colorized[near][..., 0]
+    ).mean()
+    assert blue_gain > 20
+    far = (slice(0, 6), slice(90, 96))  # another region, across strong edges
+    assert (
+        np.abs(preview[far] - colorized[far]).mean()
+        < np.abs(preview[near] - colorized[near]).mean()
+    )
+    hint = re.search(r"point \((\d+), (\d+)\)", browser.find_element(By.ID, "hint-list").text)
+    assert abs(int(hint[1]) - x) <= 1 and abs(int(hint[2]) - y) <= 1
+    assert int(main.get_attribute("data-preview-ms")) < 5000
+    browser.save_screenshot(str(shots / "review-correct.png"))
+
+
+def test_apply_writes_a_new_output_and_a_manifest_record(browser, batch):
+    output, before = batch / "scan1.png", sha(batch / "scan1.png")
+    browser.find_element(By.ID, "apply").click()
+    status = browser.find_element(By.ID, "correct-status")
+    wait(browser, lambda d: status.text.startswith("applied"))
+    assert sha(output) != before
+    last = json.loads((batch / "manifest.jsonl").read_text().splitlines()[-1])
+    assert last["output"] == str(output) and last["output_sha256"] == sha(output)
+    point = last["review"]["hints"]["points"][0]
+    assert abs(point["x"] - 40.5) < 1.5 and abs(point["y"] - 36.5) < 1.5
+    assert last["review"]["reviewer"] == "grace"
+
+
+def test_accept_key_appends_to_the_log_and_reload_shows_it(browser, server, batch):
+    log = batch / "review.jsonl"
+    lines = len(log.read_text().splitlines()) if log.exists() else 0
+    browser.find_element(By.TAG_NAME, "body").click()
+    keys(browser, "a")
+    wait(browser, lambda d: log.exists() and len(log.read_text().splitlines()) == lines + 1)
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["decision"] == "accept" and entry["reviewer"] == "grace"
+    assert entry["output"] == str(batch / "scan1.png") and entry["output_sha256"] == sha(
+        batch / "scan1.png"
+    )
+    browser.refresh()
+    state = browser.find_element(By.ID, "decision-state")
+    wait(browser, lambda d: "accept by grace" in state.text)
+    keys(browser, "\ue00c")  # Escape: back to the grid
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".card .badge.accept"))
+    badges = browser.find_elements(By.CSS_SELECTOR, ".card .badge.accept")
+    assert len(badges) == 1
+
+
+def test_keyboard_moves_to_the_next_image(browser, server):
+    browser.get(f"{server.url}#/image/0")
+    wait(browser, lambda d: d.find_element(By.ID, "image-name").text)
+    first = browser.find_element(By.ID, "image-name").text
+    keys(browser, "j")
+    wait(browser, lambda d: d.find_element(By.ID, "image-name").text not in ("", first))
+
+
+def test_traversal_and_missing_token_are_refused_from_the_page(browser, server):
+    browser.get(server.url)
+    statuses = browser.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        Promise.all([
+          fetch('/static/..%2F..%2Fmanifest.jsonl').then(r => r.status),
+          fetch('/api/images/0/..%2F..%2F..%2Fetc%2Fpasswd').then(r => r.status),
+          fetch('/api/images/0/decision', {method: 'POST', body: '{"decision":"accept"}',
+                headers: {'Content-Type': 'application/json'}}).then(r => r.status),
+        ]).then(done);"""
+    )
+    assert statuses == [404, 404, 403]
