@@ -157,7 +157,7 @@ def test_version_and_models(env):
     assert "siggraph17: not cached" in models.stdout and "licence: BSD-2-Clause" in models.stdout
     assert str(Path(env["INSTACOLOR_CACHE"])) in models.stdout
     assert "decoding: regression (no class head)" in models.stdout  # v4's head is untrained
-    official = models.stdout.split("instcolorization-coco-ffs")[1]
+    official = models.stdout.split("instcolorization-coco-ffs: ")[1].split("siggraph17")[0]
     assert "digest recorded on first download (no upstream sha256)" in official
 
 
