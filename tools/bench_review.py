@@ -1,0 +1,135 @@
+"""Time from click to preview in instacolor review, on CPU, per working size.
+
+Makes a batch of gray copies of ``tools/samples/*.jpg`` (or ``--images``) with the CLI
+code, serves it with the real server, and in headless chromium (when installed) clicks
+the image with a colour and reads how long the page took until the preview was shown
+(``data-preview-ms``: request, re-colorization, PNG, decode). Without a browser, or with
+``--http``, it times the same POST /preview over HTTP. Prints the median and range of
+``--clicks`` clicks (1, 2, ... hints) per working size.
+
+Usage:
+    python tools/bench_review.py --working-sizes 128,256 --clicks 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from instacolor.api import Colorizer  # noqa: E402
+from instacolor.batch.run import colorize_batch  # noqa: E402
+from instacolor.batch.worker import Settings  # noqa: E402
+from instacolor.review.server import ReviewServer  # noqa: E402
+
+
+def make_batch(images: list[Path], root: Path, working_size: int) -> Path:
+    inputs = root / "in"
+    inputs.mkdir(parents=True)
+    for path in images:
+        Image.open(path).convert("L").save(inputs / f"{path.stem}.png", icc_profile=None)
+    outdir = root / f"out{working_size}"
+    colorize_batch([str(inputs)], outdir, Settings(working_size=working_size))
+    return outdir
+
+
+def http_clicks(server: ReviewServer, size: tuple[int, int], clicks: int) -> list[float]:
+    times, points = [], []
+    rng = np.random.default_rng(0)
+    for _ in range(clicks):
+        points.append({"x": float(rng.uniform(0, size[1])), "y": float(rng.uniform(0, size[0])),
+                       "color": "#c03020", "radius": 3})  # fmt: skip
+        body = json.dumps({"points": points}).encode()
+        request = urllib.request.Request(
+            server.url + "api/images/0/preview", body, method="POST",
+            headers={"Content-Type": "application/json", "X-Review-Token": server.state.token},
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(request) as response:
+            response.read()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def browser_clicks(server: ReviewServer, clicks: int) -> list[float]:
+    from selenium import webdriver
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(shutil.which("chromedriver"))
+    )
+    try:
+        driver.get(server.url + "#/image/0")
+        main = driver.find_element(By.ID, "main")
+        WebDriverWait(driver, 30).until(lambda d: main.get_attribute("naturalWidth") != "0")
+        rng, times = np.random.default_rng(0), []
+        for k in range(1, clicks + 1):
+            w, h = main.size["width"], main.size["height"]
+            dx, dy = rng.uniform(-0.4, 0.4) * w, rng.uniform(-0.4, 0.4) * h
+            ActionChains(driver).move_to_element_with_offset(
+                main, int(dx), int(dy)
+            ).click().perform()
+            WebDriverWait(driver, 60, 0.01).until(
+                lambda d, k=k: main.get_attribute("data-preview-seq") == str(k)
+            )
+            times.append(float(main.get_attribute("data-preview-ms")) / 1000)
+    finally:
+        driver.quit()
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--working-sizes", default="128,256")
+    parser.add_argument("--clicks", type=int, default=8)
+    parser.add_argument("--images", nargs="*", type=Path)
+    parser.add_argument("--display-size", type=int, default=768)
+    parser.add_argument("--http", action="store_true", help="time HTTP requests, no browser")
+    args = parser.parse_args()
+    images = args.images or sorted((ROOT / "tools" / "samples").glob("*.jpg"))[:1]
+    use_browser = not args.http and shutil.which("chromium") and shutil.which("chromedriver")
+    how = "browser click" if use_browser else "HTTP POST"
+    print(
+        f"image {images[0].name} {Image.open(images[0]).size}, display {args.display_size}, {how}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (int(s) for s in args.working_sizes.split(",")):
+            outdir = make_batch(images, Path(tmp) / str(size), size)
+            colorizer = Colorizer(working_size=size)
+            with ReviewServer.start(
+                outdir, port=0, colorizer=colorizer, display_size=args.display_size
+            ) as server:
+                view = server.state.engine.view(server.state.batch.items[0])
+                times = (
+                    browser_clicks(server, args.clicks)
+                    if use_browser
+                    else http_clicks(server, view.full_size, args.clicks)
+                )
+            ms = [1000 * t for t in times]
+            print(
+                f"working size {size}: click to preview median {statistics.median(ms):.0f} ms "
+                f"(min {min(ms):.0f}, max {max(ms):.0f}; {len(ms)} clicks, 1..{len(ms)} hints)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
