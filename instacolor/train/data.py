@@ -25,19 +25,25 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from instacolor.color import normalize_ab, normalize_l, rgb_to_lab
+from instacolor.errors import InputError
+from instacolor.hints import reference_hint_channels
 from instacolor.io.coco import instances_from_coco
 from instacolor.labels import UNKNOWN
 from instacolor.structures import SemanticMap, integer_boxes
 
 __all__ = [
+    "HINT_PATCH_SIZES",
     "IMAGE_SUFFIXES",
     "ColorImages",
     "FusionScenes",
     "InstanceCrops",
+    "WithHints",
+    "batch_hints",
     "list_images",
     "load_coco_boxes",
     "load_coco_semantic",
     "sample_boxes",
+    "sample_hint_patches",
     "sample_rng",
     "to_lab_tensors",
 ]
@@ -293,3 +299,85 @@ class FusionScenes(_Epoched):
             # a scene without a map (e.g. extra scenes with sampled boxes) trains without one
             sample["drop_labels"] = torch.tensor(bool(drop or labels is None))
         return sample
+
+
+#: Patch sides of Zhang et al. 2017's random hints (``opt.sample_Ps``).
+HINT_PATCH_SIZES = tuple(range(1, 10))
+
+
+def sample_hint_patches(
+    rng: np.random.Generator, size: tuple[int, int], sample_p: float
+) -> list[tuple[int, int, int]]:
+    """Random hint patches ``(row, column, side)`` as Zhang et al. 2017 train with them.
+
+    The number of points is geometric (another point while ``rand < 1 - sample_p``:
+    ``sample_p = 1`` gives none, their 1/8 about 7 on average), each patch side uniform in
+    :data:`HINT_PATCH_SIZES`, its top-left corner normal around the centre (mean
+    ``(H - P + 1) / 2``, deviation ``(H - P + 1) / 4``, clipped), as
+    ``util.add_color_patches_rand_gt`` samples them.
+    """
+    h, w = size
+    patches = []
+    while rng.random() < 1 - sample_p:
+        p = int(rng.choice(HINT_PATCH_SIZES))
+        row = int(np.clip(rng.normal((h - p + 1) / 2, (h - p + 1) / 4), 0, h - p))
+        col = int(np.clip(rng.normal((w - p + 1) / 2, (w - p + 1) / 4), 0, w - p))
+        patches.append((row, col, p))
+    return patches
+
+
+class WithHints(Dataset):
+    """A stage's samples plus random ground-truth hints: ``"hints"`` ``(3, S, S)``.
+
+    The hint channels are the reference's (:func:`~instacolor.hints.
+    reference_hint_channels` of :func:`sample_hint_patches`) with the mask 0/1; the
+    training loop adds the network's automatic mask value. Crops get no hints.
+
+    Args:
+        dataset: a stage dataset whose samples hold ``"ab"`` ``(2, S, S)`` normalised.
+        sample_p: stopping probability of the geometric number of points (1: no hints,
+            Zhang et al. 2017 train with 1/8).
+        seed: seed of the hint draws (per epoch and index, as the dataset's own).
+    """
+
+    def __init__(self, dataset: Dataset, sample_p: float, *, seed: int = 0) -> None:
+        if not 0 < sample_p <= 1:
+            raise InputError(f"hint sample_p: expected a number in (0, 1], received {sample_p!r}")
+        self.dataset, self.sample_p, self.seed, self.epoch = dataset, sample_p, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.dataset[index]
+        ab = sample["ab"].numpy()
+        rng = sample_rng(self.seed + 7919, self.epoch, index)  # not the dataset's own draws
+        patches = sample_hint_patches(rng, ab.shape[-2:], self.sample_p)
+        sample["hints"] = torch.from_numpy(reference_hint_channels(ab, patches, mask_cent=0.0))
+        return sample
+
+
+def batch_hints(batch: dict, mask_value: float, device, index: int | None = None):
+    """A batch's ``"hints"`` as network hint channels (the mask shifted by ``mask_value``).
+
+    Args:
+        batch: a collated batch (``"hints"`` stacked ``(B, 3, S, S)``, or a list of
+            ``(3, S, S)`` from stage 3's list collate).
+        mask_value: the network's automatic mask value (the reference's ``-mask_cent``).
+        device: where the tensor goes.
+        index: one sample of a list batch (``(1, 3, S, S)``), or None for all.
+
+    Returns:
+        float32 ``(B, 3, S, S)``, or None when the batch has no hints.
+    """
+    if "hints" not in batch:
+        return None
+    hints = batch["hints"] if index is None else batch["hints"][index][None]
+    hints = hints.to(device, torch.float32).clone()
+    hints[:, 2] += mask_value
+    return hints
