@@ -7,6 +7,7 @@ contract: what it serves, what it refuses, and what it writes.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import urllib.error
@@ -283,3 +284,43 @@ def test_review_state_survives_a_restart(server, batch):
 def test_cli_refuses_a_folder_without_manifest(tmp_path, capsys):
     assert main(["review", str(tmp_path), "--no-browser"]) == 2
     assert "manifest.jsonl" in capsys.readouterr().err
+
+
+def test_two_tabs_never_lose_a_decision(client, batch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = index_of(client, "scan0.png")
+    log = batch / "review.jsonl"
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    choices = ["reject", "needs-work"] * 6
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(
+                lambda c: client.post(f"/api/images/{n}/decision", {"decision": c, "comment": c}),
+                choices,
+            )
+        )
+    assert [a[0] for a in answers] == [200] * len(choices)
+    lines = [json.loads(x) for x in log.read_text().splitlines()[before:]]
+    assert sorted(e["decision"] for e in lines) == sorted(choices)
+    item = next(i for i in json.loads(client.get("/api/batch")[1])["items"] if i["index"] == n)
+    assert item["decision"]["decision"] == lines[-1]["decision"]  # the last one wins
+
+
+def test_large_scans_are_shown_small_and_zoomed_large(server, batch):
+    colorizer = server.state.engine.colorizer
+    with ReviewServer.start(batch, port=0, colorizer=colorizer, display_size=48) as small:
+        client = Client(small)
+        n = index_of(client, "scan2.png")
+        info = json.loads(client.get(f"/api/images/{n}")[1])
+        assert info["size"] == [72, 96] and info["display"] == [36, 48]
+        sizes = {}
+        for kind in ("gray", "color", "gray-large", "color-large"):
+            status, data = client.get(f"/api/images/{n}/{kind}.png")
+            assert status == 200
+            sizes[kind] = Image.open(io.BytesIO(data)).size
+        assert sizes["gray"] == sizes["color"] == (48, 36)
+        assert sizes["gray-large"] == sizes["color-large"] == (96, 72)
+        hint = {"points": [{"x": 95.9, "y": 71.9, "color": "#ff0000", "radius": 1}]}
+        status, body = client.post(f"/api/images/{n}/preview", hint)  # hints in input pixels
+        assert status == 200 and body["image"].startswith("data:image/png;base64,")

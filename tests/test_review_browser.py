@@ -155,7 +155,7 @@ def test_apply_writes_a_new_output_and_a_manifest_record(browser, batch):
 def test_accept_key_appends_to_the_log_and_reload_shows_it(browser, server, batch):
     log = batch / "review.jsonl"
     lines = len(log.read_text().splitlines()) if log.exists() else 0
-    browser.find_element(By.TAG_NAME, "body").click()
+    browser.execute_script("document.activeElement.blur()")
     keys(browser, "a")
     wait(browser, lambda d: log.exists() and len(log.read_text().splitlines()) == lines + 1)
     entry = json.loads(log.read_text().splitlines()[-1])
@@ -173,11 +173,19 @@ def test_accept_key_appends_to_the_log_and_reload_shows_it(browser, server, batc
 
 
 def test_keyboard_moves_to_the_next_image(browser, server):
-    browser.get(f"{server.url}#/image/0")
-    wait(browser, lambda d: d.find_element(By.ID, "image-name").text)
-    first = browser.find_element(By.ID, "image-name").text
+    browser.get(f"{server.url}?fresh=1")  # a new page load, not a hash change
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4)
+    first, second = browser.execute_script("return S.order")[:2]
+    browser.find_element(By.CSS_SELECTOR, f'.card[data-index="{first}"]').click()
+    name = browser.find_element(By.ID, "image-name")
+    wait(browser, lambda d: d.current_url.endswith(f"#/image/{first}") and name.text)
+    shown = name.text
+    browser.execute_script("document.activeElement.blur()")
     keys(browser, "j")
-    wait(browser, lambda d: d.find_element(By.ID, "image-name").text not in ("", first))
+    wait(browser, lambda d: d.current_url.endswith(f"#/image/{second}"))
+    wait(browser, lambda d: name.text not in ("", shown))
+    keys(browser, "k")
+    wait(browser, lambda d: d.current_url.endswith(f"#/image/{first}") and name.text == shown)
 
 
 def test_traversal_and_missing_token_are_refused_from_the_page(browser, server):

@@ -1,23 +1,29 @@
 """The pictures the review page shows, as PNG bytes, at display size.
 
 Kinds (:data:`KINDS`): ``thumb`` (the output, long side :data:`THUMB_SIZE`), ``gray``
-(the input's L), ``color`` (the output file), ``confidence`` (the confidence map over
-the gray input: red where the model is unsure; None without a trained head) and
-``instances`` (the instance masks, or boxes, in distinct colours over the gray input).
+(the input's L), ``color`` (the output file), ``gray-large`` and ``color-large`` (the
+same at up to :data:`LARGE_SIZE` pixels, for zooming into large scans), ``confidence``
+(the confidence map over the gray input: red where the model is unsure; None without a
+trained head) and ``instances`` (the instance masks, or boxes, in distinct colours over
+the gray input).
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from instacolor.errors import InputError
+from instacolor.io.archival import read_scan
 from instacolor.review.engine import Engine, View, encode_png, gray_rgb
 from instacolor.review.state import Item
 
 __all__ = ["KINDS", "THUMB_SIZE", "instance_list", "render"]
 
-KINDS = ("thumb", "gray", "color", "confidence", "instances")
+KINDS = ("thumb", "gray", "color", "confidence", "instances", "gray-large", "color-large")
+#: Longest side of the ``*-large`` pictures the page loads when zoomed in on a large scan.
+LARGE_SIZE = 4096
 THUMB_SIZE = 192
 _PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -83,12 +89,21 @@ def render(engine: Engine, item: Item, kind: str) -> bytes | None:
         rgb = gray_rgb(view.light)
     elif kind == "color":
         rgb = _output_rgb(item, (h, w))
+    elif kind.endswith("-large"):
+        full = view.full_size
+        factor = min(1.0, LARGE_SIZE / max(full))
+        size = (max(1, round(full[0] * factor)), max(1, round(full[1] * factor)))
+        if kind == "color-large":
+            rgb = _output_rgb(item, size)
+        else:
+            light = read_scan(item.input, max_pixels=None).light
+            rgb = gray_rgb(cv2.resize(light, size[::-1], interpolation=cv2.INTER_AREA))
     elif kind == "confidence":
         rgb = _confidence(view)
     else:
         rgb = _instances(engine, view)
     data = None if rgb is None else encode_png(rgb)
-    if data is not None:
+    if data is not None and not kind.endswith("-large"):  # large ones are not kept
         view.images[kind] = data
     return data
 

@@ -72,7 +72,14 @@ async function openImage(n) {
   renderDecision(); renderHints(); setView(S.view);
 }
 
-function picture(kind) { return `/api/images/${S.index}/${kind}.png?v=${S.version}`; }
+function large() {  // zoomed in on a scan larger than the display copy: load more pixels
+  const size = S.info && S.info.size, d = S.info && S.info.display;
+  return S.zoom > 1.01 && size && d && Math.max(...size) > Math.max(...d);
+}
+function picture(kind) {
+  const name = large() && (kind === "gray" || kind === "color") ? `${kind}-large` : kind;
+  return `/api/images/${S.index}/${name}.png?v=${S.version}`;
+}
 
 function setView(view) {
   S.view = view;
@@ -184,7 +191,11 @@ function step(delta) {
   if (next !== undefined) location.hash = `#/image/${next}`;
 }
 
-function zoom(factor) { S.zoom = factor === 0 ? 1 : Math.min(16, Math.max(0.25, S.zoom * factor)); applyZoom(); }
+function zoom(factor) {
+  const wasLarge = large();
+  S.zoom = factor === 0 ? 1 : Math.min(16, Math.max(0.25, S.zoom * factor));
+  if (S.index !== null && large() !== wasLarge) setView(S.view); else applyZoom();
+}
 
 document.addEventListener("keydown", (e) => {
   if (["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName) && e.key !== "Escape") return;
