@@ -345,3 +345,29 @@ def test_class_loss_falls_and_only_colourful_samples_count(image_folder, tmp_pat
     logits = torch.randn(2, 529, SIZE // 4, SIZE // 4, requires_grad=True)
     zero = class_loss(logits, gray, None)
     assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_fusion_from_full_copies_the_new_full_network_and_keeps_the_weight_layers(
+    image_folder, tmp_path
+):
+    files = list_images(image_folder)
+    data = ColorImages(files, SIZE)
+    s1 = str(tmp_path / "s1" / "latest.pt")
+    train_stage(_config(tmp_path / "s1", 1, 2), data, progress=False)
+    s1b = _config(tmp_path / "s1b", 1, 2, s1)  # a later stage-1 network
+    later = train_stage(s1b, data, progress=False)
+    s2 = _config(tmp_path / "s2", 2, 1, s1)
+    train_stage(s2, InstanceCrops(files, SIZE), progress=False)
+    s3 = _config(tmp_path / "s3", 3, 1, str(tmp_path / "s2" / "latest.pt"))
+    first = train_stage(s3, FusionScenes(files, SIZE), collate=list_collate, progress=False)
+    cfg = _config(tmp_path / "s3b", 3, 1, str(tmp_path / "s3" / "latest.pt"))
+    cfg.init_full, cfg.fusion_from_full, cfg.lr = str(tmp_path / "s1b" / "latest.pt"), True, 0.0
+    again = train_stage(cfg, FusionScenes(files, SIZE), collate=list_collate, progress=False)
+    assert torch.equal(again.fusion.model3[0].weight, later.full.model3[0].weight)
+    assert torch.equal(again.fusion.model_class[0].weight, later.full.model_class[0].weight)
+    w = again.fusion.weight_layer_at("conv3_3").simple_bg_conv[0].weight
+    assert torch.equal(w, first.fusion.weight_layer_at("conv3_3").simple_bg_conv[0].weight)
+    bad = _config(tmp_path / "bad", 1, 1)
+    bad.fusion_from_full = True
+    with pytest.raises(ValueError, match="so is fusion_from_full"):
+        train_stage(bad, data, progress=False)

@@ -35,6 +35,7 @@ from instacolor.train.data import (
     ColorImages,
     FusionScenes,
     InstanceCrops,
+    WithHints,
     list_images,
     load_coco_boxes,
     load_coco_semantic,
@@ -188,6 +189,12 @@ def main() -> None:
         "--init-full",
         help="stage 3: full-image network from this (later stage-1) checkpoint instead",
     )
+    parser.add_argument(
+        "--fusion-from-full",
+        action="store_true",
+        help="stage 3: the fusion backbone starts as the full-image network (after "
+        "--init-full), the weight generators as --init's",
+    )
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
@@ -252,6 +259,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--extra-count", type=int, default=0, help="images drawn (seeded) from --extra-data"
+    )
+    parser.add_argument(
+        "--hint-sample-p",
+        type=float,
+        default=1.0,
+        help="random ground-truth hints in the hint channels (Zhang et al. 2017): stopping "
+        "probability of the geometric number of points; 1 = none (default), 0.125 = theirs",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="repeat --data's training images (oversampling)"
@@ -340,6 +354,8 @@ def main() -> None:
             seed=args.seed,
             label_dropout=args.label_dropout,
         )
+    if args.hint_sample_p < 1:
+        dataset = WithHints(dataset, args.hint_sample_p, seed=args.seed)
     prior = class_prior_ = None
     if args.rebalance > 0:
         prior = estimate_prior(train_files, size, seed=args.seed).tolist()
@@ -361,6 +377,7 @@ def main() -> None:
         amp=args.device.startswith("cuda"),
         init=args.init,
         init_full=args.init_full,
+        fusion_from_full=args.fusion_from_full,
         rebalance=args.rebalance,
         prior=prior,
         loss=args.loss,

@@ -32,6 +32,7 @@ from instacolor.errors import InputError
 from instacolor.models import classes
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
+from instacolor.train.data import batch_hints
 from instacolor.train.losses import class_loss, huber_ab_loss, l2_ab_loss, rebalance_weights
 
 __all__ = [
@@ -66,6 +67,7 @@ class TrainConfig:
     amp: bool = False
     init: str | None = None  # stage-1/2 checkpoint (or .safetensors) to start from
     init_full: str | None = None  # stage 3: take the full-image network from this checkpoint
+    fusion_from_full: bool = False  # stage 3: fusion backbone := full (weight layers: init's)
     rebalance: float = 0.0  # lambda of class rebalancing (0: the reference's plain loss)
     prior: list[float] | None = None  # ab prior over AB_BINS**2 bins, needed to rebalance
     loss: str = "huber"  # "huber" (the reference's) or "l2" (the PSNR optimum)
@@ -106,8 +108,7 @@ def trainable_parameters(net: InstColorNet, stage: int) -> list[torch.nn.Paramet
     fusion = net.fusion
     params = [p for n, p in fusion.named_parameters() if n.startswith("weight_layer")]
     params += list(fusion.model10.parameters()) + list(fusion.model_out.parameters())
-    # the class head reads the fused conv8_3: it learns in stage 3 (idle without class loss)
-    params += list(fusion.model_class.parameters())
+    params += list(fusion.model_class.parameters())  # reads the fused conv8_3
     return params + list(net.semantic.parameters())
 
 
@@ -148,15 +149,17 @@ def _initial_network(config: TrainConfig) -> InstColorNet:
             f"continues a stage-{config.stage} one) (init=), received "
             f"{'none' if not config.init else f'a stage-{prior} checkpoint'}"
         )
+    if (config.init_full or config.fusion_from_full) and config.stage != 3:
+        raise InputError(
+            f"init_full is for stage 3 (so is fusion_from_full), received stage {config.stage}"
+        )
     if config.init_full:
-        if config.stage != 3:
-            raise InputError(f"init_full is for stage 3, received stage {config.stage}")
         donor = InstColorNet(config.width)
         load_stage(config.init_full, donor)
         net.full.load_state_dict(donor.full.state_dict())
     if config.stage == 2 and prior == 1:
         net.instance.load_state_dict(net.full.state_dict())
-    if config.stage == 3 and prior == 2:
+    if config.stage == 3 and (prior == 2 or config.fusion_from_full):
         net.fusion.load_state_dict(net.full.state_dict(), strict=False)
         with torch.no_grad():
             for point in FUSION_POINTS:
@@ -232,7 +235,8 @@ def _step_loss(
     classify = config.class_weight > 0
     if config.stage in (1, 2):
         generator = net.full if config.stage == 1 else net.instance
-        x = network_input(batch["l"].to(device), net.mask_value)
+        hints = batch_hints(batch, net.mask_value, device)  # WithHints' random hints
+        x = network_input(batch["l"].to(device), net.mask_value, hints)
         out = generator(x)
         ab = batch["ab"].to(device)
         loss = LOSSES[config.loss](out.ab.float(), ab, weights)
@@ -255,6 +259,7 @@ def _step_loss(
             placements=placements,
             labels=labels,
             classify=classify,
+            hints=batch_hints(batch, net.mask_value, device, i),
         )
         ab = batch["ab"][i : i + 1].to(device)
         loss = LOSSES[config.loss](out.ab.float(), ab, weights)
@@ -266,9 +271,8 @@ def _step_loss(
 
 def _autocast(config: TrainConfig):
     """bf16 autocast on CUDA (``amp``) or on the CPU (``cpu_bf16``), else a no-op."""
-    if config.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.cpu_bf16)
+    device = "cuda" if config.amp else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=config.amp or config.cpu_bf16)
 
 
 def _save(path: Path, payload: dict) -> None:
