@@ -324,3 +324,75 @@ def test_large_scans_are_shown_small_and_zoomed_large(server, batch):
         hint = {"points": [{"x": 95.9, "y": 71.9, "color": "#ff0000", "radius": 1}]}
         status, body = client.post(f"/api/images/{n}/preview", hint)  # hints in input pixels
         assert status == 200 and body["image"].startswith("data:image/png;base64,")
+
+
+class FlatRegionDetector:
+    """A real, simple detector: the largest perfectly flat region of L is one instance."""
+
+    def __init__(self) -> None:
+        from instacolor.detection.base import DetectorConfig
+
+        self.config = DetectorConfig()
+
+    def detect(self, light: np.ndarray):
+        import cv2
+
+        from instacolor.detection.base import Detection
+        from instacolor.structures import Instances
+
+        gy, gx = np.gradient(light.astype(np.float64))
+        flat = ((np.abs(gx) + np.abs(gy)) < 1e-6).astype(np.uint8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(flat)
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        mask = labels == biggest
+        found = Instances.from_masks(mask[None], scores=[0.9], labels=[2])  # "car"
+        return Detection(instances=found, semantic=None, backend="flat-region")
+
+
+@pytest.fixture(scope="module")
+def detecting(batch, server):
+    from instacolor.api import Colorizer
+
+    colorizer = Colorizer("instacolor-w16-v4", working_size=64, detector=FlatRegionDetector())
+    with ReviewServer.start(batch, port=0, colorizer=colorizer, reviewer="ada") as running:
+        yield Client(running)
+
+
+def test_instances_are_shown_and_an_instance_colour_lands_inside(detecting):
+    import base64
+
+    n = index_of(detecting, "scan2.png")
+    info = json.loads(detecting.get(f"/api/images/{n}")[1])
+    assert [(i["index"], i["name"]) for i in info["instance_list"]] == [(0, "car")]
+    x0, y0, x1, y1 = info["instance_list"][0]["box"]
+    assert abs(x0 - 20) <= 1 and abs(y0 - 16) <= 1 and abs(x1 - 60) <= 1 and abs(y1 - 56) <= 1
+    status, overlay = detecting.get(f"/api/images/{n}/instances.png")
+    gray = detecting.get(f"/api/images/{n}/gray.png")[1]
+    assert status == 200 and overlay != gray
+
+    def preview(payload):
+        status, body = detecting.post(f"/api/images/{n}/preview", payload)
+        assert status == 200, body
+        raw = base64.b64decode(body["image"].split(",", 1)[1])
+        return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB")).astype(float)
+
+    plain, green = preview({}), preview({"instance_colors": {"0": "#10c020"}})
+    gain = (green[..., 1] - green[..., [0, 2]].max(-1)) - (
+        plain[..., 1] - plain[..., [0, 2]].max(-1)
+    )
+    inside, outside = gain[24:48, 28:52].mean(), gain[:, 70:].mean()
+    assert inside > 15 and inside > outside + 10
+    status, body = detecting.post(f"/api/images/{n}/preview", {"instance_colors": {"1": "#fff"}})
+    assert status == 400 and "instance" in body["error"]
+
+
+def test_apply_with_an_instance_colour_uses_the_same_instances(detecting, batch):
+    n = index_of(detecting, "scan0.png")
+    output = batch / "scan0.png"
+    status, body = detecting.post(f"/api/images/{n}/apply", {"instance_colors": {"0": "#10c020"}})
+    assert status == 200, body
+    last = json.loads((batch / "manifest.jsonl").read_text().splitlines()[-1])
+    assert last["instances"] == 1 and last["review"]["hints"]["instance_colors"]["0"]
+    rgb = np.asarray(Image.open(output).convert("RGB")).astype(float)
+    green = rgb[..., 1] - rgb[..., [0, 2]].max(-1)
+    assert green[24:48, 28:52].mean() > green[:, 70:].mean() + 10

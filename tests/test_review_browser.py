@@ -200,3 +200,34 @@ def test_traversal_and_missing_token_are_refused_from_the_page(browser, server):
         ]).then(done);"""
     )
     assert statuses == [404, 404, 403]
+
+
+def test_instance_mode_colours_the_clicked_instance(browser, batch, server):
+    from instacolor.api import Colorizer
+    from tests.test_review import FlatRegionDetector
+
+    colorizer = Colorizer("instacolor-w16-v4", working_size=64, detector=FlatRegionDetector())
+    with ReviewServer.start(batch, port=0, colorizer=colorizer) as detecting:
+        browser.get(f"{detecting.url}#/image/{index_of_api(detecting, 'scan2.png')}")
+        main = browser.find_element(By.ID, "main")
+        wait(browser, lambda d: main.get_attribute("naturalWidth") not in (None, "0"))
+        keys(browser, "++++")
+        browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="instance"]').click()
+        browser.execute_script(
+            "const c = document.getElementById('hint-color'); c.value = '#10c020';"
+        )
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#markers .box"))
+        assert "car" in browser.find_element(By.CSS_SELECTOR, "#markers .box").text
+        width, height = main.size["width"], main.size["height"]
+        ActionChains(browser).move_to_element_with_offset(
+            main, int(40 / 96 * width - width / 2), int(36 / 72 * height - height / 2)
+        ).click().perform()
+        wait(browser, lambda d: main.get_attribute("data-preview-seq") == "1")
+        assert "instance 0" in browser.find_element(By.ID, "hint-list").text
+        preview = _decode(main.get_attribute("src"))
+        green = preview[..., 1] - preview[..., [0, 2]].max(-1)
+        assert green[24:48, 28:52].mean() > green[:, 70:].mean() + 10
+
+
+def index_of_api(server: ReviewServer, name: str) -> int:
+    return next(i.index for i in server.state.batch.items if i.input.name == name)
