@@ -396,3 +396,32 @@ def test_apply_with_an_instance_colour_uses_the_same_instances(detecting, batch)
     rgb = np.asarray(Image.open(output).convert("RGB")).astype(float)
     green = rgb[..., 1] - rgb[..., [0, 2]].max(-1)
     assert green[24:48, 28:52].mean() > green[:, 70:].mean() + 10
+
+
+def test_cli_colorizes_inputs_then_serves_on_localhost(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 3, (48, 1))).save(inputs / "a.png")
+    out = str(tmp_path / "out")
+    command = [sys.executable, "-m", "instacolor", "review", str(inputs), "-o", out]
+    command += ["--working-size", "64", "--no-browser", "--port", "0", "--reviewer", "lin"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = None
+        for line in process.stderr:
+            if "reviewing" in line:
+                url = line.split(" at ")[1].split()[0]
+                break
+        assert url and url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "api/batch") as response:
+            info = json.loads(response.read())
+        assert [i["name"] for i in info["items"]] == ["a.png"] and info["reviewer"] == "lin"
+        assert (tmp_path / "out" / "a.png").is_file()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
