@@ -2,8 +2,10 @@
 
 Two mechanisms carry a hint into the colours (``docs/hints.md`` measures both):
 
-* **propagation** (always, unless turned off): the hint residuals (hint minus the
-  networks' prediction) are spread over the image by an edge-aware solve guided by L
+* **propagation** (always, unless turned off): the prediction's chroma is first
+  corrected by one gain and offset fitted to the points (:func:`~instacolor.
+  propagation.fit_chroma`), then the hint residuals (hint minus that prediction) are
+  spread over the image by an edge-aware solve guided by L
   (:mod:`instacolor.propagation`), at the working resolution before the guided
   upsampling (``"working"``), optionally followed by a local correction at full
   resolution (``"full"``) so that the hinted pixels of the output carry their colour
@@ -47,7 +49,7 @@ from scipy import ndimage
 
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
-from instacolor.propagation import decay_for_length, propagate
+from instacolor.propagation import decay_for_length, fit_chroma, propagate
 from instacolor.reconstruct import compose_rgb, guided_upsample_ab, reconstruct
 from instacolor.structures import Hints, Instances, Lab
 
@@ -309,11 +311,14 @@ class HintSettings:
         propagation: ``"working"``, ``"full"`` or ``"none"`` (see the module docstring).
         reach: fall-off length of a propagated hint, as a fraction of the working grid
             side (None: no fall-off, Levin's system).
+        fit: before propagating, correct the prediction's chroma by one gain and offset
+            fitted to the points (:func:`~instacolor.propagation.fit_chroma`).
     """
 
     channels: bool = False
     propagation: str = "working"
     reach: float | None = WORKING_REACH
+    fit: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.channels, bool):
@@ -348,6 +353,9 @@ class HintSettings:
             outside = ~ndimage.binary_dilation(extent, np.ones((3, 3), bool), INSTANCE_BAND)
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
+        if self.fit and hints.points:
+            points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
+            current = fit_chroma(current, points, goal)
         known, target = constraints(hints, instances, size, (s, s))
         residual = np.where(known, target - current, 0.0).astype(np.float32)
         length = None if self.reach is None else self.reach * s

@@ -49,7 +49,15 @@ from scipy.sparse.linalg import cg, splu
 
 from instacolor.errors import InputError
 
-__all__ = ["METHODS", "affinity", "decay_for_length", "local_variance", "propagate", "system"]
+__all__ = [
+    "METHODS",
+    "affinity",
+    "decay_for_length",
+    "fit_chroma",
+    "local_variance",
+    "propagate",
+    "system",
+]
 
 #: Solvers of :func:`propagate`.
 METHODS = ("direct", "cg")
@@ -197,3 +205,31 @@ def propagate(
         solution = np.stack(columns, 1)
     out.reshape(values.shape[0], -1)[:, free] = solution.T
     return out
+
+
+def fit_chroma(ab: np.ndarray, known: np.ndarray, target: np.ndarray, ridge: float = 0.01):
+    """``g * ab + (c_a, c_b)`` least-squares fitted to the hinted cells, ridge towards identity.
+
+    The networks' chroma is too weak (regression to the mean) by a factor the hints
+    reveal: one gain ``g`` (clipped to [0, 4]) on both channels and an offset per channel
+    are fitted to the ``known`` cells, each term shrunk towards ``g = 1, c = 0`` with a
+    weight ``ridge`` relative to the data's (so a single point barely moves them).
+
+    Args:
+        ab: ``(2, h, w)`` predicted ab; known: ``(h, w)`` bool; target: ``(2, h, w)``.
+        ridge: relative weight of the prior.
+
+    Returns:
+        ``(2, h, w)`` float32 corrected ab (``ab`` itself when nothing is known).
+    """
+    n = int(known.sum())
+    if not n:
+        return ab
+    p, t = ab[:, known].astype(np.float64), target[:, known].astype(np.float64)
+    design = np.zeros((2 * n, 3))
+    design[:n, 0], design[n:, 0], design[:n, 1], design[n:, 2] = p[0], p[1], 1.0, 1.0
+    prior = ridge * n * np.diag([max(float((p**2).mean()), 1.0), 1.0, 1.0])
+    rhs = design.T @ t.ravel() + prior @ np.array([1.0, 0.0, 0.0])
+    g, ca, cb = np.linalg.solve(design.T @ design + prior, rhs)
+    g = min(max(g, 0.0), 4.0)
+    return (g * ab + np.array([ca, cb], np.float64)[:, None, None]).astype(np.float32)

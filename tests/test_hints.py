@@ -24,6 +24,7 @@ from instacolor.propagation import (
     VARIANCE_FLOOR,
     VARIANCE_SCALE,
     decay_for_length,
+    fit_chroma,
     propagate,
 )
 from instacolor.structures import HintPoint, Instances, as_lab
@@ -332,3 +333,18 @@ def shipped():
 @pytest.fixture(scope="module")
 def colorizer():
     return Colorizer("instacolor-untrained-w16", working_size=32)
+
+
+def test_the_chroma_fit_recovers_a_gain_and_offset_and_barely_moves_on_one_point():
+    rng = np.random.default_rng(2)
+    ab = rng.normal(0, 10, (2, 16, 16)).astype(np.float32)
+    target = 1.8 * ab + np.float32([[[3.0]], [[-4.0]]])
+    known = np.zeros((16, 16), bool)
+    known[rng.integers(0, 16, 30), rng.integers(0, 16, 30)] = True
+    fitted = fit_chroma(ab, known, target)
+    np.testing.assert_allclose(fitted, target, atol=0.3)  # the 1 % prior shrinks a little
+    one = np.zeros((16, 16), bool)
+    one[3, 3] = True
+    moved = fit_chroma(ab, one, target)
+    assert np.abs(moved - ab).mean() < np.abs(target - ab).mean()
+    assert fit_chroma(ab, np.zeros((16, 16), bool), target) is ab
