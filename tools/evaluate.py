@@ -14,6 +14,21 @@ LPIPS (v0.1, AlexNet; :mod:`instacolor.perceptual`) is reported when its weights
 (``--lpips-alexnet`` names an AlexNet state-dict file instead of torchvision's cached one);
 otherwise a line says which files are missing. Prints Markdown tables; ``--grid`` writes a
 figure of samples (gray | model | original).
+
+``--hints 0,1,2,5,10,20,50`` adds the oracle-hint curve (Zhang et al. 2017's protocol):
+on each image resized to 256x256, K points drawn uniformly with a fixed seed (numpy
+``default_rng([seed, image index])``; the first K of one draw of the largest K, so the
+curves are nested) at least one pixel from the border, each carrying the mean ab of
+the ground truth's 3x3 patch around it (radius 1). PSNR per K beside the gray baseline,
+for propagation alone, the hint channels alone and both (``--hint-modes``). With
+``--coco`` the held-out images also get one colour per instance (the mean ab of the
+ground truth under its mask), compared with instance fusion without hints.
+
+``--decode regression|annealed-mean --temperature T`` chooses the decoding (issue 18);
+colourfulness is printed beside PSNR in every table, and a confidence calibration
+(Spearman correlation between per-pixel ``ColorizeResult.confidence`` and per-pixel ab
+error at 256x256, error by confidence decile) follows the folder tables, or one line
+saying that the weights have no confidence map.
 """
 
 from __future__ import annotations
@@ -26,12 +41,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from evaluate_hints import HINT_MODES, calibration, evaluate_hints, evaluate_instance_colors
 from PIL import Image
 
 from instacolor import Colorizer, SemanticMap
 from instacolor.api import MAX_SATURATION
 from instacolor.color import rgb_to_lab
-from instacolor.errors import WeightsError
+from instacolor.errors import InputError, WeightsError
 from instacolor.io.coco import instances_from_coco
 from instacolor.metrics import (
     boundary_bleeding,
@@ -128,14 +144,19 @@ def evaluate_folder(colorizer: Colorizer, files: list[Path], lpips: Lpips | None
     return "\n\n".join(out)
 
 
-def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | None) -> str:
+def coco_heldout(coco: Path, every: int) -> tuple[list[tuple[Path, dict]], dict[int, list]]:
+    """The held-out ``(path, image record)`` pairs and the annotations by image id."""
     data = json.loads((coco / "annotations" / "instances_train2017.json").read_text())
     anns: dict[int, list] = {}
     for a in data["annotations"]:
         anns.setdefault(a["image_id"], []).append(a)
     by_name = {i["file_name"]: i for i in data["images"] if i["id"] in anns}
     held_out = list_images(coco)[::every]  # the same split as tools/train.py --holdout-every
-    images = [(p, by_name[p.name]) for p in held_out if p.name in by_name]
+    return [(p, by_name[p.name]) for p in held_out if p.name in by_name], anns
+
+
+def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | None) -> str:
+    images, anns = coco_heldout(coco, every)
     modes = ("gray baseline (ab=0)", "full image only", "instance fusion", "fusion + semantic")
     rows: dict[str, list] = {m: [] for m in modes}
     small: dict[str, list] = {m: [] for m in modes}
@@ -163,6 +184,25 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
     return "\n\n".join(
         (_table(f"{title}, full resolution", rows), _table(f"{title}, resized to 256x256", small))
     )
+
+
+def _hint_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in text.split(",")})
+    except ValueError:
+        ks = [-1]
+    if not ks or ks[0] < 0:
+        raise argparse.ArgumentTypeError(f"expected K[,K...] integers >= 0, received {text!r}")
+    return ks
+
+
+def _hint_modes(text: str) -> list[str]:
+    modes = [m for m in text.split(",") if m]
+    if not modes or set(modes) - set(HINT_MODES):
+        raise argparse.ArgumentTypeError(
+            f"expected modes from {sorted(HINT_MODES)}, received {text!r}"
+        )
+    return modes
 
 
 def main() -> None:
@@ -199,6 +239,19 @@ def main() -> None:
         help="AlexNet state-dict file for LPIPS (default: torchvision's cached official one)",
     )
     parser.add_argument("--no-lpips", action="store_true", help="do not compute LPIPS")
+    parser.add_argument(
+        "--hints",
+        type=_hint_ks,
+        help="oracle-hint curve for these K (e.g. 0,1,2,5,10,20,50; see the module docstring)",
+    )
+    parser.add_argument(
+        "--hint-modes",
+        type=_hint_modes,
+        default=list(HINT_MODES),
+        help="with --hints: propagation, channels and/or both (comma-separated)",
+    )
+    parser.add_argument("--decode", help="regression or annealed-mean (default: the weights')")
+    parser.add_argument("--temperature", type=float, help="annealed-mean temperature")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")
     parser.add_argument("--grid-images", type=int, default=6, help="images in the --grid figure")
@@ -210,11 +263,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        colorizer = Colorizer(
-            args.weights, working_size=args.working_size, saturation=args.saturation
-        )
+        options = {
+            "working_size": args.working_size,
+            "saturation": args.saturation,
+            "decode": args.decode,
+            "temperature": args.temperature,
+        }
+        try:
+            colorizer = Colorizer(args.weights, **options)
+            hinted = {
+                m: Colorizer(args.weights, **options, **HINT_MODES[m]) for m in args.hint_modes
+            }
+        except InputError as err:
+            parser.error(str(err))
     print(f"weights: {colorizer.loaded.name} (sha256 {colorizer.loaded.sha256})")
     print(f"working size: {colorizer.working_size}, saturation: {colorizer.saturation}")
+    decoding = colorizer.decoding
+    print(
+        f"decode: {decoding.mode}"
+        + (f", temperature {decoding.temperature}" if decoding.mode != "regression" else "")
+    )
     lpips = None
     if not args.no_lpips:
         missing = None if args.lpips_alexnet else lpips_unavailable()
@@ -228,11 +296,28 @@ def main() -> None:
     print()
     if args.data:
         files = list_images(args.data)[:: args.every]
-        print(evaluate_folder(colorizer, files[: args.limit or None], lpips) + "\n")
+        files = files[: args.limit or None]
+        print(evaluate_folder(colorizer, files, lpips) + "\n")
+        print(calibration(colorizer, files) + "\n")
+        if args.hints:
+            items = [(i, np.asarray(Image.open(p).convert("RGB"))) for i, p in enumerate(files)]
+            print(
+                evaluate_hints(hinted, items, args.hints, f"oracle hints, {args.data.name}") + "\n"
+            )
         if args.grid:
             write_grid(colorizer, files[: args.grid_images], args.grid)
     if args.coco:
-        print(evaluate_coco(colorizer, args.coco, args.holdout_every, lpips))
+        print(evaluate_coco(colorizer, args.coco, args.holdout_every, lpips) + "\n")
+        if args.hints:
+            images, anns = coco_heldout(args.coco, args.holdout_every)
+            images = images[: args.limit or None]
+            items = [
+                (i, np.asarray(Image.open(p).convert("RGB"))) for i, (p, _) in enumerate(images)
+            ]
+            print(
+                evaluate_hints(hinted, items, args.hints, "oracle hints, coco128 held-out") + "\n"
+            )
+            print(evaluate_instance_colors(colorizer, images, anns))
 
 
 if __name__ == "__main__":
