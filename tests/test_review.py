@@ -425,3 +425,18 @@ def test_cli_colorizes_inputs_then_serves_on_localhost(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_apply_waits_for_no_running_batch(client, batch):
+    from instacolor.batch.manifest import Manifest
+
+    n = index_of(client, "scan1.png")
+    output = batch / "scan1.png"
+    before, lines = sha(output), (batch / "manifest.jsonl").read_text()
+    running = Manifest(batch / "manifest.jsonl")  # as a colorize batch into OUTDIR holds it
+    try:
+        status, body = client.post(f"/api/images/{n}/apply", {"points": []})
+    finally:
+        running.close()
+    assert status == 409 and "another instacolor batch" in body["error"]
+    assert sha(output) == before and (batch / "manifest.jsonl").read_text() == lines

@@ -67,6 +67,9 @@ class ReviewState:
         """The grid's line for ``item``."""
         view = self.engine.views.get(item.index)
         conf = view.confidence if view is not None else None
+        mean = item.record.get("mean_confidence")  # what the batch measured, if it did
+        if conf is not None:
+            mean = float(conf.mean())
         return {
             "index": item.index,
             "name": item.input.name,
@@ -74,7 +77,7 @@ class ReviewState:
             "status": item.status,
             "error": item.record.get("error"),
             "decision": current_decision(item, last),
-            "mean_confidence": None if conf is None else round(float(conf.mean()), 4),
+            "mean_confidence": None if mean is None else round(float(mean), 4),
             "instances": item.record.get("instances", 0),
             "reviewed_by_app": bool(item.record.get("review")),
         }

@@ -232,16 +232,14 @@ class Engine:
         """
         with self.lock:
             view = self.view(item)
+            book = Manifest(self.batch.manifest)  # refused while a batch writes it
             self.worker.hints, self.worker.instances = hints, view.instances
             try:
                 record = self.worker.process(Job(item.input, item.output))
-            finally:
-                self.worker.hints = self.worker.instances = None
-            record = ReviewRecord(**asdict(record), review=review)
-            book = Manifest(self.batch.manifest)
-            try:
+                record = ReviewRecord(**asdict(record), review=review)
                 book.append(record)
             finally:
+                self.worker.hints = self.worker.instances = None
                 book.close()
             self.batch.reload()
             self.forget(item)
