@@ -2,13 +2,13 @@
 
 Makes a batch of gray copies of ``tools/samples/*.jpg`` (or ``--images``) with the CLI
 code, serves it with the real server, and in headless chromium (when installed) clicks
-the image with a colour and reads how long the page took until the preview was shown
+the first image with a colour and reads how long the page took until the preview was shown
 (``data-preview-ms``: request, re-colorization, PNG, decode). Without a browser, or with
 ``--http``, it times the same POST /preview over HTTP. Prints the median and range of
 ``--clicks`` clicks (1, 2, ... hints) per working size.
 
 Usage:
-    python tools/bench_review.py --working-sizes 128,256 --clicks 8
+    python tools/bench_review.py --working-sizes 128,256 --clicks 8 --screenshots docs/images
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def http_clicks(server: ReviewServer, size: tuple[int, int], clicks: int) -> lis
     return times
 
 
-def browser_clicks(server: ReviewServer, clicks: int) -> list[float]:
+def browser_clicks(server: ReviewServer, clicks: int, shots: Path | None = None) -> list[float]:
     from selenium import webdriver
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -77,6 +77,14 @@ def browser_clicks(server: ReviewServer, clicks: int) -> list[float]:
         options=options, service=webdriver.ChromeService(shutil.which("chromedriver"))
     )
     try:
+        if shots is not None:
+            driver.get(server.url)
+            loaded = (
+                "const i = [...document.querySelectorAll('.card img')];"
+                "return i.length > 0 && i.every(i => i.complete && i.naturalWidth)"
+            )
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(loaded))
+            driver.save_screenshot(str(shots / "review-grid.png"))
         driver.get(server.url + "#/image/0")
         main = driver.find_element(By.ID, "main")
         WebDriverWait(driver, 30).until(lambda d: main.get_attribute("naturalWidth") != "0")
@@ -91,6 +99,8 @@ def browser_clicks(server: ReviewServer, clicks: int) -> list[float]:
                 lambda d, k=k: main.get_attribute("data-preview-seq") == str(k)
             )
             times.append(float(main.get_attribute("data-preview-ms")) / 1000)
+            if shots is not None and k == 1:  # the correction view with one hint
+                driver.save_screenshot(str(shots / "review-correct.png"))
     finally:
         driver.quit()
     return times
@@ -103,8 +113,11 @@ def main() -> int:
     parser.add_argument("--images", nargs="*", type=Path)
     parser.add_argument("--display-size", type=int, default=768)
     parser.add_argument("--http", action="store_true", help="time HTTP requests, no browser")
+    parser.add_argument(
+        "--screenshots", type=Path, help="save the grid and correction view here (first size)"
+    )
     args = parser.parse_args()
-    images = args.images or sorted((ROOT / "tools" / "samples").glob("*.jpg"))[:1]
+    images = args.images or sorted((ROOT / "tools" / "samples").glob("*.jpg"))
     use_browser = not args.http and shutil.which("chromium") and shutil.which("chromedriver")
     how = "browser click" if use_browser else "HTTP POST"
     print(
@@ -118,8 +131,9 @@ def main() -> int:
                 outdir, port=0, colorizer=colorizer, display_size=args.display_size
             ) as server:
                 view = server.state.engine.view(server.state.batch.items[0])
+                shots, args.screenshots = args.screenshots, None  # the first size only
                 times = (
-                    browser_clicks(server, args.clicks)
+                    browser_clicks(server, args.clicks, shots)
                     if use_browser
                     else http_clicks(server, view.full_size, args.clicks)
                 )
