@@ -3,7 +3,8 @@
 The batch is made in the test by the CLI (tests/test_review.py's ``make_batch``); the
 server is the real one on a free port. ``tools/install_browser.py`` (run by the test
 command) installs chromium and chromium-driver; without them these tests skip, saying so.
-Set ``INSTACOLOR_SCREENSHOTS=docs/images`` to refresh the screenshots in docs/.
+Screenshots of the grid and the correction view go to ``$INSTACOLOR_SCREENSHOTS`` (default:
+a temporary folder); docs/ shows those of ``tools/bench_review.py --screenshots``.
 """
 
 from __future__ import annotations
