@@ -35,11 +35,9 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,9 +47,10 @@ from scipy import ndimage
 
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
+from instacolor.io.hints import hints_from_json, read_hints_file
 from instacolor.propagation import decay_for_length, fit_chroma, propagate
 from instacolor.reconstruct import compose_rgb, guided_upsample_ab, reconstruct
-from instacolor.structures import Hints, Instances, Lab
+from instacolor.structures import Hints, Instances
 
 __all__ = [
     "FULL_RESOLUTION_MAX_PIXELS",
@@ -121,69 +120,6 @@ def _hints_from_points(value: Any) -> Hints:
             f"{type(value).__name__}; e.g. hints=[(120, 80, '#c03020')]"
         )
     return Hints(points=value)
-
-
-def hints_from_json(data: Any, where: str = "hints") -> Hints:
-    """Hints from a JSON object ``{"points": [...], "instance_colors": {...}}``.
-
-    Points are ``[x, y, color]``, ``[x, y, color, radius]`` or ``{"x", "y", "color",
-    "radius"}``; a colour is ``[r, g, b]`` (0-255), ``"#rrggbb"`` or ``{"lab": [a, b]}``;
-    ``instance_colors`` keys are instance indices as strings. Other keys (such as
-    ``"input"`` in a JSON-lines file) are ignored.
-
-    Raises:
-        InputError: naming ``where``, when the object is not of that form.
-    """
-
-    def color(c: Any) -> Any:
-        if isinstance(c, dict):
-            if set(c) != {"lab"} or not isinstance(c["lab"], list) or len(c["lab"]) != 2:
-                raise InputError(f'{where}: expected a colour {{"lab": [a, b]}}, received {c!r}')
-            return Lab(*c["lab"])
-        return c
-
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object with points, received {data!r:.80}")
-    points = data.get("points", [])
-    colors = data.get("instance_colors", {})
-    if not isinstance(points, list) or not isinstance(colors, dict):
-        raise InputError(
-            f"{where}: expected 'points' a list and 'instance_colors' an object, received "
-            f"{type(points).__name__} and {type(colors).__name__}"
-        )
-    try:
-        parsed = []
-        for p in points:
-            if isinstance(p, dict):
-                parsed.append({**p, "color": color(p.get("color"))})
-            elif isinstance(p, list) and len(p) >= 3:
-                parsed.append([p[0], p[1], color(p[2]), *p[3:]])
-            else:
-                parsed.append(p)
-        indices = {}
-        for key, c in colors.items():
-            if not (isinstance(key, str) and key.isdigit()):
-                raise InputError(f"instance_colors: expected index keys '0', '1'..., got {key!r}")
-            indices[int(key)] = color(c)
-        return Hints(points=parsed, instance_colors=indices)
-    except InputError as err:
-        raise InputError(f"{where}: {err}") from None
-
-
-def read_hints_file(path: str | Path) -> Hints:
-    """Hints from a JSON file (e.g. a ``NAME.hints.json`` sidecar).
-
-    Raises:
-        InputError: the file cannot be read, is not JSON, or not of
-            :func:`hints_from_json`'s form; the message names the file.
-    """
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(
-            f"{path}: expected a readable JSON hints file ({type(exc).__name__}: {exc})"
-        ) from None
-    return hints_from_json(data, str(path))
 
 
 def _span(lo: float, hi: float, extent: float, cells: int) -> tuple[int, int]:

@@ -56,6 +56,8 @@ class Record:
         confidence: the confidence PNG written beside the output (``--confidence``).
         detector: detection backend that found the instances, or None.
         instances: number of instances fused (0 without a detector).
+        hints: number of colour hints applied (points plus coloured instances), or None.
+        hints_sha256: sha256 of the hints (:meth:`~instacolor.structures.Hints.sha256`).
         bit_depth: bits per sample of the input and output (JPEG output is 8).
         timings: seconds: ``read``, ``colorize``, ``write``, ``total``.
         error: one-line reason for ``failed``, else None.
@@ -83,6 +85,8 @@ class Record:
     confidence: str | None = None
     detector: str | None = None
     instances: int = 0
+    hints: int | None = None
+    hints_sha256: str | None = None
     bit_depth: int | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None

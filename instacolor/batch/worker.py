@@ -33,6 +33,7 @@ from instacolor.io.archival import (
     read_scan_pages,
     write_colorized,
 )
+from instacolor.io.hints import hints_for, read_hints_lines
 from instacolor.weights import sha256_file, weights_digest
 
 __all__ = [
@@ -70,6 +71,8 @@ class Settings:
         temperature: annealed-mean temperature, or None (the weights' default).
         confidence: also write the confidence map as ``NAME.confidence.png`` (8-bit gray,
             255 = 1) beside each output (weights with a trained classification head).
+        hints_file: a JSON-lines hints file (:func:`~instacolor.io.hints.read_hints_lines`);
+            an input without a line there uses its ``NAME.hints.json`` sidecar if any.
 
     Example:
         >>> Settings(weights="instacolor-untrained-w16", working_size=64).device
@@ -91,6 +94,7 @@ class Settings:
     decode: str | None = None
     temperature: float | None = None
     confidence: bool = False
+    hints_file: str | None = None
 
 
 def confidence_path(output: Path) -> Path:
@@ -157,6 +161,7 @@ class Worker:
                 temperature=settings.temperature,
             )
         self.colorizer = colorizer
+        self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
@@ -196,7 +201,10 @@ class Worker:
                     timings={"read": t_read - t0, "total": t_read - t0},
                     **base,
                 )
-            result = self._colorize(scan)
+            hints = hints_for(job.source, self.hint_lines)
+            if hints is not None:
+                base.update(hints=len(hints), hints_sha256=hints.sha256())
+            result = self._colorize(scan, hints)
             t_color = time.perf_counter()
             record = Provenance(
                 model=self.model, weights_sha256=self.weights_sha256, input_sha256=scan.sha256
@@ -243,10 +251,10 @@ class Worker:
             **{k: v for k, v in base.items() if k != "bit_depth"},
         )
 
-    def _colorize(self, scan):
-        """The colorized page at the scan's bit depth."""
+    def _colorize(self, scan, hints=None):
+        """The colorized page at the scan's bit depth (``hints`` in its pixels)."""
         dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
-        return self.colorizer.colorize_light(scan.light, out_dtype=dtype)
+        return self.colorizer.colorize_light(scan.light, out_dtype=dtype, hints=hints)
 
     def _write(self, path: Path, result, scan, provenance: Provenance, fmt: str | None) -> Path:
         """Write one colorized page atomically, with the scan's metadata and provenance."""

@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write NAME.confidence.png (8-bit, 255 = sure) beside each output",
     )
     run.add_argument(
+        "--hints",
+        metavar="FILE",
+        help='colour hints: JSON lines {"input": PATH, "points": [[x, y, "#rrggbb"], ...], '
+        '"instance_colors": {"0": COLOUR}}; without a line, NAME.hints.json beside an input',
+    )
+    run.add_argument(
         "--max-pixels",
         type=_pixels,
         default=DEFAULT_MAX_PIXELS,
@@ -317,6 +323,7 @@ def _colorize(args: argparse.Namespace) -> int:
         decode=args.decode,
         temperature=args.temperature,
         confidence=args.confidence,
+        hints_file=args.hints,
     )
     report = _Report(progress=not args.no_progress)
     try:

@@ -1,0 +1,146 @@
+"""Hint files: a JSON object per image, a JSON-lines file for a batch, sidecars.
+
+* :func:`hints_from_json` - :class:`~instacolor.structures.Hints` from
+  ``{"points": [...], "instance_colors": {...}}``;
+* :func:`read_hints_file` - one such object in a file (``NAME.hints.json`` beside an
+  input: :func:`sidecar_path`);
+* :func:`read_hints_lines` - a JSON-lines file, one ``{"input": PATH, "points": ...,
+  "instance_colors": ...}`` per line, for a batch (``instacolor colorize --hints FILE``);
+* :func:`hints_for` - the hints of one input: its line in that file, else its sidecar,
+  else None.
+
+Example:
+    >>> hints_from_json({"points": [[10, 20, "#c03020"]]}).points[0].x
+    10.0
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from instacolor.errors import InputError, UsageError
+from instacolor.structures import Hints, Lab
+
+__all__ = ["hints_for", "hints_from_json", "read_hints_file", "read_hints_lines", "sidecar_path"]
+
+
+def hints_from_json(data: Any, where: str = "hints") -> Hints:
+    """Hints from a JSON object ``{"points": [...], "instance_colors": {...}}``.
+
+    Points are ``[x, y, color]``, ``[x, y, color, radius]`` or ``{"x", "y", "color",
+    "radius"}``; a colour is ``[r, g, b]`` (0-255), ``"#rrggbb"`` or ``{"lab": [a, b]}``;
+    ``instance_colors`` keys are instance indices as strings. Other keys (such as
+    ``"input"`` in a JSON-lines file) are ignored.
+
+    Raises:
+        InputError: naming ``where``, when the object is not of that form.
+    """
+
+    def color(c: Any) -> Any:
+        if isinstance(c, dict):
+            if set(c) != {"lab"} or not isinstance(c["lab"], list) or len(c["lab"]) != 2:
+                raise InputError(f'{where}: expected a colour {{"lab": [a, b]}}, received {c!r}')
+            return Lab(*c["lab"])
+        return c
+
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a JSON object with points, received {data!r:.80}")
+    points = data.get("points", [])
+    colors = data.get("instance_colors", {})
+    if not isinstance(points, list) or not isinstance(colors, dict):
+        raise InputError(
+            f"{where}: expected 'points' a list and 'instance_colors' an object, received "
+            f"{type(points).__name__} and {type(colors).__name__}"
+        )
+    try:
+        parsed = []
+        for p in points:
+            if isinstance(p, dict):
+                parsed.append({**p, "color": color(p.get("color"))})
+            elif isinstance(p, list) and len(p) >= 3:
+                parsed.append([p[0], p[1], color(p[2]), *p[3:]])
+            else:
+                parsed.append(p)
+        indices = {}
+        for key, c in colors.items():
+            if not (isinstance(key, str) and key.isdigit()):
+                raise InputError(f"instance_colors: expected index keys '0', '1'..., got {key!r}")
+            indices[int(key)] = color(c)
+        return Hints(points=parsed, instance_colors=indices)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+def read_hints_file(path: str | Path) -> Hints:
+    """Hints from a JSON file (e.g. a ``NAME.hints.json`` sidecar).
+
+    Raises:
+        InputError: the file cannot be read, is not JSON, or not of
+            :func:`hints_from_json`'s form; the message names the file.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            f"{path}: expected a readable JSON hints file ({type(exc).__name__}: {exc})"
+        ) from None
+    return hints_from_json(data, str(path))
+
+
+def sidecar_path(source: str | Path) -> Path:
+    """``NAME.hints.json`` beside ``source`` (``photo.tif`` -> ``photo.hints.json``)."""
+    source = Path(source)
+    return source.with_name(f"{source.stem}.hints.json")
+
+
+def read_hints_lines(path: str | Path) -> dict[str, Any]:
+    """The lines of a JSON-lines hints file, by resolved input path.
+
+    Each line is a JSON object with ``"input"`` (a path, relative to the current folder
+    or absolute) and the keys of :func:`hints_from_json`; blank lines are skipped. The
+    objects are checked only when their input is colorized (:func:`hints_for`), so a bad
+    hint fails that input alone.
+
+    Raises:
+        UsageError: the file cannot be read, a line is not a JSON object with an
+            ``"input"`` string, or two lines name the same input.
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--hints {path}: expected a readable JSON-lines file ({exc})") from None
+    table: dict[str, Any] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            data = exc
+        if not isinstance(data, dict) or not isinstance(data.get("input"), str):
+            raise UsageError(
+                f'--hints {path}, line {number}: expected a JSON object with an "input" path, '
+                f"received {line.strip()[:80]!r}"
+            )
+        key = str(Path(data["input"]).expanduser().resolve())
+        if key in table:
+            raise UsageError(f"--hints {path}, line {number}: a second line for {data['input']}")
+        table[key] = data
+    return table
+
+
+def hints_for(source: str | Path, lines: dict[str, Any] | None = None) -> Hints | None:
+    """The hints of one input: its line of ``lines``, else its sidecar, else None.
+
+    Raises:
+        InputError: the line or the sidecar is not a valid hints object (the message
+            names the file).
+    """
+    source = Path(source)
+    data = None if lines is None else lines.get(str(source.resolve()))
+    if data is not None:
+        return hints_from_json(data, f"hints for {source.name}")
+    sidecar = sidecar_path(source)
+    return read_hints_file(sidecar) if sidecar.is_file() else None
