@@ -158,3 +158,64 @@ def test_a_wrong_lpips_file_exits_2_with_the_reason(coco, tmp_path):
     out = _run("--data", str(coco / "train2017"), "--lpips-alexnet", str(bad), tmp_path=tmp_path)
     assert out.returncode == 2 and "missing keys" in out.stderr
     assert bad.is_file()
+
+
+def _curve(text: str, title: str) -> dict[int, dict[str, float]]:
+    block = text.split(title, 1)[1].split("###", 1)[0]
+    lines = [ln for ln in block.splitlines() if ln.startswith("|") and "---" not in ln]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[int(cells[0])] = dict(zip(header[1:], map(float, cells[1:])))
+    return rows
+
+
+def test_oracle_hint_curve_instance_colours_and_calibration_line(coco, tmp_path):
+    out = _run(
+        "--weights", "instacolor-untrained-w16", "--working-size", "32", "--no-lpips",
+        "--data", str(coco / "train2017"), "--coco", str(coco), "--holdout-every", "1",
+        "--hints", "2,0", "--hint-modes", "propagation,channels",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "confidence: not available (weights 'instacolor-untrained-w16'" in out.stdout
+    for title in ("oracle hints, train2017, 256x256, 2 images", "oracle hints, coco128 held-out"):
+        curve = _curve(out.stdout, title)
+        assert sorted(curve) == [0, 2]
+        assert curve[0]["propagation gain"] == curve[0]["channels gain"] == 0.0
+        assert curve[2]["propagation gain"] > 0.5  # two true colours on smooth photos
+        assert curve[0]["gray baseline"] == curve[2]["gray baseline"]
+    colours = _rows(out.stdout, "one colour per instance")
+    assert colours["fusion + instance colours"]["psnr"] > colours["instance fusion"]["psnr"]
+
+
+def test_oracle_hints_are_seeded_nested_3x3_means():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from evaluate_hints import _ab, oracle_hints
+
+    truth = _photo(7)
+    five, ten = oracle_hints(truth, 5, (0, 3)), oracle_hints(truth, 10, (0, 3))
+    assert ten.points[:5] == five.points and oracle_hints(truth, 5, (0, 3)) == five
+    assert oracle_hints(truth, 5, (0, 4)) != five
+    ab = _ab(truth)
+    for p in ten.points:
+        x, y = int(p.x), int(p.y)
+        assert 1 <= x < truth.shape[1] - 1 and 1 <= y < truth.shape[0] - 1 and p.radius == 1
+        a, b = ab[:, y - 1 : y + 2, x - 1 : x + 2].reshape(2, -1).mean(1)
+        assert abs(p.color.a - a) < 1e-5 and abs(p.color.b - b) < 1e-5
+
+
+def test_decode_options_reach_the_colorizer(coco, tmp_path):
+    out = _run(
+        "--weights", "instacolor-untrained-w16", "--data", str(coco / "train2017"),
+        "--decode", "annealed-mean", "--no-lpips", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert (
+        out.returncode == 2 and "expected weights with a trained classification head" in out.stderr
+    )
+    out = _run(
+        "--weights", "instacolor-untrained-w16", "--working-size", "32", "--no-lpips",
+        "--data", str(coco / "train2017"), "--hints", "-1", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2 and "expected K[,K...] integers >= 0" in out.stderr

@@ -161,3 +161,42 @@ def calibration(colorizer: Colorizer, files: list[Path]) -> str:
                 f"| {d + 1} | {conf[sel].mean():.3f} | {err[sel].mean():.2f} | {int(sel.sum())} |"
             )
     return "\n".join(lines)
+
+
+def time_hints(image: Path, *, side: int = 1000, count: int = 10, repeats: int = 3) -> str:
+    """Seconds per stage for a ``side`` x ``side`` gray image with ``count`` hints.
+
+    The best of ``repeats`` runs of each of: no hints, ``"working"`` and ``"full"``
+    propagation (shipped weights, their working size).
+    """
+    gray = Image.open(image).convert("L").resize((side, side), Image.BICUBIC)
+    gray = np.asarray(gray)
+    rng = np.random.default_rng(0)
+    hints = [(int(x), int(y), "#c03020", 1) for x, y in rng.integers(1, side - 1, (count, 2))]
+    lines = [
+        f"{side}x{side}, {count} hints, best of {repeats}, torch threads {torch.get_num_threads()}"
+    ]
+    for mode in ("working", "full"):
+        colorizer = Colorizer("default", hint_propagation=mode)
+        colorizer.colorize(gray)  # warm-up
+        for label, h in (("no hints", None), (f"{count} hints", hints)):
+            runs = [
+                colorizer.colorize(gray, hints=h, full_result=True).timings for _ in range(repeats)
+            ]
+            best = min(runs, key=lambda t: t["total"])
+            cells = " ".join(f"{k} {v:.2f}" for k, v in best.items() if k != "detect")
+            lines.append(f"{mode:8s} {label:9s} {cells}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="time hint propagation on one image")
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--side", type=int, default=1000)
+    parser.add_argument("--hints", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(time_hints(args.image, side=args.side, count=args.hints))
