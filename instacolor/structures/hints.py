@@ -97,15 +97,12 @@ def as_lab(color: Any, name: str = "color") -> Lab:
         text = color.strip().removeprefix("#")
         if len(text) == 3:
             text = "".join(c * 2 for c in text)
-        try:
-            if len(text) != 6:
-                raise ValueError(text)
-            rgb = [int(text[i : i + 2], 16) for i in (0, 2, 4)]
-        except ValueError:
+        if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
             raise InputError(
                 f"{name}: expected a hex colour '#rrggbb' or '#rgb', received {color!r}; "
                 f"{_COLOR_HELP}"
-            ) from None
+            )
+        rgb = [int(text[i : i + 2], 16) for i in (0, 2, 4)]
         return _neutral(_srgb_to_lab(rgb), rgb)
     if isinstance(color, Sequence) or hasattr(color, "__array__"):
         items = list(color) if not hasattr(color, "tolist") else color.tolist()
