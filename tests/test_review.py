@@ -211,6 +211,7 @@ def test_apply_writes_a_new_output_and_a_manifest_record(client, batch):
     last = json.loads((batch / "manifest.jsonl").read_text().splitlines()[-1])
     assert last["status"] == "done" and last["output"] == str(output)
     assert last["review"]["hints"]["points"][0]["x"] == 40.0 and last["review"]["reviewer"] == "ada"
+    assert last["hints"] == 1 and last["hints_sha256"] == last["review"]["hints_sha256"]
     assert read_provenance(output).input_sha256 == input_sha
     assert not list(batch.glob(".*.tmp"))
     rgb = np.asarray(Image.open(output).convert("RGB"))

@@ -10,9 +10,10 @@ saturation, read from its manifest) and serialises their use behind a lock.
   and the hint propagation run at the working size, then the chroma is guided up to the
   display size. It never writes a file.
 * :meth:`Engine.apply` re-runs the full-resolution output through the batch's own
-  :class:`~instacolor.batch.worker.Worker` (same reader, atomic writer, provenance),
-  with the hints, and appends a manifest record (a :class:`ReviewRecord`) saying so.
-  The input is only read.
+  :class:`~instacolor.batch.worker.Worker` (same reader, detector, atomic writer,
+  provenance), handing it the hints as ``instacolor colorize --hints FILE`` does, and
+  appends its manifest record (a :class:`ReviewRecord`: ``hints``, ``hints_sha256`` and
+  who applied them). The input is only read.
 """
 
 from __future__ import annotations
@@ -44,17 +45,21 @@ class ReviewRecord(Record):
     review: dict | None = None
 
 
-class _HintedWorker(Worker):
-    """The batch worker, colorizing with the reviewer's hints and the item's instances."""
+def hint_line(hints: Any) -> dict:
+    """``hints`` as a line of a hints file (:func:`~instacolor.io.hints.read_hints_lines`).
 
-    hints: Any = None
-    instances: Any = None
-
-    def _colorize(self, scan):
-        dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
-        return self.colorizer.colorize_light(
-            scan.light, out_dtype=dtype, hints=self.hints, instances=self.instances
-        )
+    The batch worker reads the hints of an input from such lines (``--hints FILE``); an
+    empty line (no points) keeps a ``NAME.hints.json`` sidecar from being used instead.
+    """
+    if hints is None:
+        return {"points": []}
+    return {
+        "points": [
+            {"x": p.x, "y": p.y, "color": {"lab": [p.color.a, p.color.b]}, "radius": p.radius}
+            for p in hints.points
+        ],
+        "instance_colors": {str(i): {"lab": [c.a, c.b]} for i, c in hints.instance_colors.items()},
+    }
 
 
 @dataclass
@@ -160,7 +165,7 @@ class Engine:
             overwrite=True,
             saturation=colorizer.saturation,
         )
-        self.worker = _HintedWorker(settings, colorizer=colorizer)
+        self.worker = Worker(settings, colorizer=colorizer)
         self.has_confidence = bool(getattr(colorizer.loaded, "class_head", False))
         self.mismatch = None
         if facts.get("weights_sha256") not in (None, self.worker.weights_sha256):
@@ -231,15 +236,15 @@ class Engine:
             UsageError: another batch holds the manifest's lock.
         """
         with self.lock:
-            view = self.view(item)
+            self.view(item)  # the input is readable and its instances known
             book = Manifest(self.batch.manifest)  # refused while a batch writes it
-            self.worker.hints, self.worker.instances = hints, view.instances
+            self.worker.hint_lines = {str(item.input.resolve()): hint_line(hints)}
             try:
                 record = self.worker.process(Job(item.input, item.output))
                 record = ReviewRecord(**asdict(record), review=review)
                 book.append(record)
             finally:
-                self.worker.hints = self.worker.instances = None
+                self.worker.hint_lines = None
                 book.close()
             self.batch.reload()
             self.forget(item)
