@@ -126,6 +126,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="width 4, size 32, a few images, seconds")
     for key in ("width", "size", "batch", "scene_batch"):
         p.add_argument(f"--{key.replace('_', '-')}", type=int)
+    p.add_argument("--log-every", type=int, help="steps between log records (25)")
+    p.add_argument("--checkpoint-s", type=float, help="seconds between checkpoints (60)")
+    p.add_argument("--max-images", type=int, help="train on the first N packed photos (all)")
     p.add_argument("--budget-s", type=float, help="wall seconds from start to the last export")
     p.add_argument("--reserve-s", type=float, help="seconds kept for validation and export")
     p.add_argument("--fractions", default="0.6,0.25,0.15", help="budget shares of stages 1,2,3")

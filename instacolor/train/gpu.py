@@ -75,12 +75,20 @@ def image_batches(
             order = order + rng.permutation(n).tolist()
         index, order = order[:batch], order[batch:]
         draw = crop_boxes if stage == 1 else sample_boxes
-        boxes = torch.from_numpy(draw(rng, (side, side), batch)).float().to(device)
-        flip = torch.from_numpy(rng.random(batch) < 0.5).to(device)
-        light, ab = crop_batch(images, torch.tensor(index, device=device), boxes, flip, size)
+        boxes = _to_device(draw(rng, (side, side), batch).astype(np.float32), device)
+        flip = _to_device(rng.random(batch) < 0.5, device)
+        light, ab = crop_batch(images, _to_device(np.array(index), device), boxes, flip, size)
         return {"l": light, "ab": ab}
 
     return next_batch
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device`` without waiting for the device (pinned, non-blocking)."""
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def scenes_on(

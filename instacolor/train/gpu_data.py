@@ -116,15 +116,16 @@ def build_pack(
         shutil.copyfile(path, out / "val" / path.name)
     rest = [f for i, f in enumerate(files) if i % holdout_every]
     order = np.random.default_rng(seed).permutation(len(rest))
-    chunks, names, budget = [], [], int(train_mib * 2**20)
+    chunks, names, budget, used = [], [], int(train_mib * 2**20), 0
     for i in order:
         if max_images is not None and len(chunks) >= max_images:
             break
         with Image.open(rest[i]) as im:
             square = im.convert("RGB").resize((store_size, store_size), Image.BILINEAR)
         data = _encode(square, "WEBP", quality)
-        if sum(map(len, chunks)) + len(data) > budget:
+        if used + len(data) > budget:
             break
+        used += len(data)
         chunks.append(data)
         names.append(rest[i].name)
     blob, offsets = _bytes_array(chunks)
@@ -328,7 +329,9 @@ def crop_batch(
         ``(l (B, 1, S, S), ab (B, 2, S, S))`` normalised float32 (``(L - 50) / 100``,
         ``ab / 110``): one bilinear sample at each output pixel's centre, i.e.
         ``F.interpolate(mode="bilinear", align_corners=False)`` of the crop (the crops
-        shrink by at most 144/128 at the defaults, so no anti-aliasing is needed).
+        shrink by at most 144/128 at the defaults, so no anti-aliasing is needed), except
+        that the outermost samples interpolate towards the pixels just outside the box
+        where ``interpolate`` repeats the crop's edge.
     """
     rgb = images[index].float()
     rois = torch.cat((torch.arange(len(index), device=rgb.device)[:, None], boxes.to(rgb)), 1)
