@@ -2,10 +2,10 @@
 
 Two mechanisms carry a hint into the colours (``docs/hints.md`` measures both):
 
-* **propagation** (always, unless turned off): the prediction's chroma is first
-  corrected by one gain and offset fitted to the points (:func:`~instacolor.
-  propagation.fit_chroma`), then the hint residuals (hint minus that prediction) are
-  spread over the image by an edge-aware solve guided by L
+* **propagation** (always, unless turned off): with at least :data:`FIT_MIN_POINTS`
+  points the prediction's chroma is first corrected by one gain and offset fitted to
+  them (:func:`~instacolor.propagation.fit_chroma`), then the hint residuals (hint minus
+  that prediction) are spread over the image by an edge-aware solve guided by L
   (:mod:`instacolor.propagation`), at the working resolution before the guided
   upsampling (``"working"``), optionally followed by a local correction at full
   resolution (``"full"``) so that the hinted pixels of the output carry their colour
@@ -68,6 +68,9 @@ __all__ = [
 PROPAGATIONS = ("working", "full", "none")
 #: Fall-off length of a hint at the working resolution, as a fraction of the grid side.
 WORKING_REACH = 1.0
+#: Fewest points for the chroma fit (with fewer it overfits: 1-2 oracle points on
+#: kodak24 lost 1-2 dB with it, docs/hints.md).
+FIT_MIN_POINTS = 8
 #: Working cells around a coloured instance's mask where its colour may fade out.
 INSTANCE_BAND = 2
 #: ``"full"`` refuses larger images (the full-resolution solve holds them in memory).
@@ -248,7 +251,8 @@ class HintSettings:
         reach: fall-off length of a propagated hint, as a fraction of the working grid
             side (None: no fall-off, Levin's system).
         fit: before propagating, correct the prediction's chroma by one gain and offset
-            fitted to the points (:func:`~instacolor.propagation.fit_chroma`).
+            fitted to the points (:func:`~instacolor.propagation.fit_chroma`), when there
+            are at least :data:`FIT_MIN_POINTS`.
     """
 
     channels: bool = False
@@ -289,7 +293,7 @@ class HintSettings:
             outside = ~ndimage.binary_dilation(extent, np.ones((3, 3), bool), INSTANCE_BAND)
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
-        if self.fit and hints.points:
+        if self.fit and len(hints.points) >= FIT_MIN_POINTS:
             points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
             current = fit_chroma(current, points, goal)
         known, target = constraints(hints, instances, size, (s, s))
