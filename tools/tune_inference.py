@@ -1,9 +1,12 @@
-"""Pick inference settings (working size, saturation) on validation photos, not test sets.
+"""Pick inference settings (working size, saturation, decoding) on validation photos, not test sets.
 
     # stage 1's held-out train/ photos and the coco128 scenes tools/evaluate.py does not score
     python tools/tune_inference.py --weights runs/candidate.safetensors \
         --data ../shared/data/train --every 115 --coco ../shared/data/coco128 \
         --sizes 128 160 192 --saturations 1.0 1.15 1.3 1.45
+    # weights with a trained class head: decodings (regression, annealed mean at T)
+    python tools/tune_inference.py --weights runs/v5.safetensors --data ../shared/data/train \
+        --every 115 --decodings regression annealed-mean:0.38 annealed-mean:0.6 annealed-mean:1
 
 The full-image network colorizes every image through the public API at each working
 size and saturation; the result and the original are both resized to 256x256 (as
@@ -11,7 +14,9 @@ size and saturation; the result and the original are both resized to 256x256 (as
 the gray baseline. With ``--coco`` the scenes are those tools/train.py trains stage 3 on
 (every image but each ``--holdout-every``-th): the full-image network never saw them,
 and the held-out scenes stay unseen for tools/evaluate.py. The best setting per set
-(highest PSNR) is printed last.
+(highest PSNR) is printed last, and with ``--decodings`` the decoding the weights'
+default is chosen by: the highest PSNR among those whose colourfulness reaches
+``--min-colorfulness`` (0.6) of the originals', else the regression.
 """
 
 from __future__ import annotations
@@ -44,11 +49,19 @@ def load_set(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def score_set(colorizer: Colorizer, images: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+def _decoding(text: str) -> tuple[str, float | None]:
+    mode, _, temperature = text.partition(":")
+    return mode, float(temperature) if temperature else None
+
+
+def score_set(
+    colorizer: Colorizer, images: list[tuple[np.ndarray, np.ndarray]], decoding: str = "regression"
+) -> dict:
     """Mean PSNR / colourfulness at 256x256 of the full-image network on ``images``."""
+    mode, temperature = _decoding(decoding)
     rows = []
     for gray, small_truth in images:
-        pred = _small(colorizer.colorize(gray))
+        pred = _small(colorizer.colorize(gray, decode=mode, temperature=temperature))
         rows.append((psnr(pred, small_truth), colorfulness(pred)))
     return {
         "psnr": float(np.mean([r[0] for r in rows])),
@@ -65,6 +78,13 @@ def main() -> None:
     parser.add_argument("--holdout-every", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--saturations", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--decodings",
+        nargs="+",
+        default=["regression"],
+        help="regression and/or annealed-mean:T (weights with a trained class head)",
+    )
+    parser.add_argument("--min-colorfulness", type=float, default=0.6)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.every < 1 or args.holdout_every < 2:
@@ -90,22 +110,35 @@ def main() -> None:
         sets[f"{args.coco.name} training scenes"] = [f for f in files if f not in held]
     loaded = next(iter(colorizers.values())).loaded
     print(f"weights: {loaded.name} (sha256 {loaded.sha256})\n")
-    best = {}
+    best, chosen = {}, {}
     for name, files in sets.items():
         images = load_set(files)
         gray = float(np.mean([psnr(gray_baseline(t), t) for _, t in images]))
+        truth_c = float(np.mean([colorfulness(t) for _, t in images]))
         print(f"### {name}, {len(files)} images, 256x256 (gray baseline {gray:.3f} dB)\n")
-        print("| working size | saturation | psnr | colorfulness |\n|---|---|---|---|")
-        for (size, sat), colorizer in colorizers.items():
-            row = score_set(colorizer, images)
+        print("| working size | saturation | decoding | psnr | colorfulness | of originals' |")
+        print("|---|---|---|---|---|---|")
+        for ((size, sat), colorizer), dec in itertools.product(colorizers.items(), args.decodings):
+            row = score_set(colorizer, images, dec)
+            ratio = row["colorfulness"] / truth_c
             print(
-                f"| {size} | {sat:g} | {row['psnr']:.3f} | {row['colorfulness']:.2f} |", flush=True
+                f"| {size} | {sat:g} | {dec} | {row['psnr']:.3f} | {row['colorfulness']:.2f} "
+                f"| {ratio:.2f} |",
+                flush=True,
             )
-            if name not in best or row["psnr"] > best[name][2]:
-                best[name] = (size, sat, row["psnr"])
+            if name not in best or row["psnr"] > best[name][3]:
+                best[name] = (size, sat, dec, row["psnr"])
+            vivid = ratio >= args.min_colorfulness
+            if vivid and (name not in chosen or row["psnr"] > chosen[name][1]):
+                chosen[name] = (dec, row["psnr"])
         print()
-    for name, (size, sat, value) in best.items():
-        print(f"best on {name}: working size {size}, saturation {sat:g} ({value:.3f} dB)")
+    for name, (size, sat, dec, value) in best.items():
+        print(f"best on {name}: working size {size}, saturation {sat:g}, {dec} ({value:.3f} dB)")
+    if len(args.decodings) > 1:
+        for name in sets:
+            dec, value = chosen.get(name, ("regression", None))
+            why = f"{value:.3f} dB" if value is not None else "none reaches the colourfulness"
+            print(f"default decoding by the rule on {name}: {dec} ({why})")
 
 
 if __name__ == "__main__":
