@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
+from instacolor.models.fold import inference_copy
 from instacolor.models.network import InstColorNet
 from instacolor.models.placement import PLACEMENT_DIVISORS, make_placement
 from instacolor.structures import NetOutput, NetworkInputs
@@ -19,6 +22,18 @@ class TorchRuntime:
         device: torch device the inputs are sent to.
         classify: also return the classification head's logits (weights whose head
             was trained).
+        fold_batchnorm: run a copy of ``net`` with its BatchNorms folded into the
+            preceding convolutions where that is exact up to float rounding
+            (:mod:`instacolor.models.fold`; ab within 1e-4 of unfolded).
+        channels_last: run that copy with NHWC convolution weights (CPU oneDNN).
+        bf16: run the convolutions in bfloat16 autocast (CPU with AVX-512 BF16; ab
+            differs from float32 by up to ~0.1 Lab units, see ``docs/benchmarks.md``).
+        keep_freed_memory: tell glibc malloc to reuse freed large blocks instead of
+            page-faulting them anew (process-wide, :mod:`instacolor.runtime.allocator`).
+            All four are off here so that a runtime built directly reproduces
+            ``net.colorize`` bit for bit; :func:`~instacolor.runtime.make_runtime`
+            (what ``Colorizer`` uses) turns ``fold_batchnorm``, ``channels_last`` and
+            ``keep_freed_memory`` on.
 
     Example:
         >>> from instacolor.models.network import InstColorNet
@@ -33,11 +48,27 @@ class TorchRuntime:
     name = "torch"
 
     def __init__(
-        self, net: InstColorNet, device: str | torch.device = "cpu", *, classify: bool = False
+        self,
+        net: InstColorNet,
+        device: str | torch.device = "cpu",
+        *,
+        classify: bool = False,
+        fold_batchnorm: bool = False,
+        channels_last: bool = False,
+        bf16: bool = False,
+        keep_freed_memory: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.net = net.to(self.device)
         self.classify = classify
+        self.bf16 = bf16
+        self.inference_net, self.folded = inference_copy(
+            self.net, fold=fold_batchnorm and not self.net.training, channels_last=channels_last
+        )
+        if keep_freed_memory:
+            from instacolor.runtime.allocator import keep_freed_memory as keep
+
+            keep()
 
     @property
     def with_instances(self) -> bool:
@@ -74,15 +105,21 @@ class TorchRuntime:
             hints = torch.from_numpy(inputs.hints).to(device)
             if crops is not None:
                 crop_hints = torch.from_numpy(inputs.crop_hints).to(device)
-        out = self.net.colorize(
-            torch.from_numpy(inputs.l).to(device),
-            crops=crops,
-            placements=placements,
-            labels=labels,
-            classify=self.classify,
-            hints=hints,
-            crop_hints=crop_hints,
+        autocast = (
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if self.bf16
+            else contextlib.nullcontext()
         )
+        with autocast:
+            out = self.inference_net.colorize(
+                torch.from_numpy(inputs.l).to(device),
+                crops=crops,
+                placements=placements,
+                labels=labels,
+                classify=self.classify,
+                hints=hints,
+                crop_hints=crop_hints,
+            )
         logits = out.class_logits
         return NetOutput(
             ab=out.ab.float().cpu().numpy(),
