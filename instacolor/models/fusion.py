@@ -107,9 +107,10 @@ def fuse_features(
             consecutive batches of them (so they need not be concatenated).
         instance_logits: ``(N, 1, s, s)`` instance-branch logits (>= 0).
         placement: the instances' resize-and-pad operators at this grid size.
-        budget: instance-feature elements placed at once (bounds memory), or None to
-            place all instances in one pass (what a traced graph with a dynamic number
-            of instances needs: no Python loop over the count).
+        budget: any int (the default) places the instances one at a time, each
+            resized into its box only; None places all instances in one pass (what
+            a traced graph with a dynamic number of instances needs: no Python loop
+            over the count).
 
     Returns:
         ``(fused (1, C, S, S), weights (N + 1, S, S))``; the last weight map is the
@@ -123,16 +124,36 @@ def fuse_features(
     if budget is None:
         every = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         return (fused + _blend(every, placement, weights[:-1], 0, None))[None], weights
-    size = placement.union.shape[0]
+    # one instance at a time, resized into its box only (work in proportion to the
+    # box's area, not the grid's; the same bilinear resize as the reference's)
+    cells = _box_cells(placement)
     offset = 0
     for block in blocks:
-        step = max(1, budget // (block.shape[1] * size * size))
-        for i in range(0, block.shape[0], step):
-            part = block[i : i + step]
-            lo, hi = offset + i, offset + i + len(part)
-            fused = fused + _blend(part, placement, weights[lo:hi], lo, hi)
+        for i in range(block.shape[0]):
+            _add_in_box(fused, block[i : i + 1], weights[offset + i], cells[offset + i])
         offset += block.shape[0]
     return fused[None], weights
+
+
+def _box_cells(placement: Placement) -> list[tuple[int, int, int, int]]:
+    """``(top, height, left, width)`` cells of every box of ``placement``."""
+    rows, cols = placement.inside_y > 0, placement.inside_x > 0
+    top, left = rows.to(torch.uint8).argmax(1), cols.to(torch.uint8).argmax(1)
+    spans = (top, rows.sum(1), left, cols.sum(1))
+    return list(zip(*(t.tolist() for t in spans), strict=True))
+
+
+def _add_in_box(
+    fused: torch.Tensor, feature: torch.Tensor, weight: torch.Tensor, cell: tuple[int, ...]
+) -> None:
+    """Add one instance's ``(1, C, s, s)`` feature, resized into its box and weighted by
+    its ``(S, S)`` weight map, to ``fused`` ``(C, S, S)`` in place."""
+    top, height, left, width = cell
+    patch = nn.functional.interpolate(
+        feature, size=(height, width), mode="bilinear", align_corners=False
+    )[0]
+    box = (slice(None), slice(top, top + height), slice(left, left + width))
+    fused[box] += patch * weight[box[1:]]
 
 
 def _blend(
