@@ -56,7 +56,10 @@ def _check_finite(value: torch.Tensor, name: str) -> None:
 
 
 def _check_light_range(light: torch.Tensor, name: str) -> None:
-    low, high = float(light.min()), float(light.max())
+    """Finite and in ``[0, 100]`` (within the tolerance), in one pass over ``light``."""
+    low, high = (float(v) for v in torch.aminmax(light))
+    if not (math.isfinite(low) and math.isfinite(high)):  # a NaN propagates to both
+        raise InputError(f"{name}: expected finite values, received NaN or infinity")
     if low < -_L_TOLERANCE or high > 100.0 + _L_TOLERANCE:
         raise InputError(f"{name}: expected L in [0, 100], received values in [{low}, {high}]")
 
@@ -186,6 +189,12 @@ def _in_gamut(rgb: torch.Tensor) -> torch.Tensor:
     return ((rgb >= 0.0) & (rgb <= 1.0)).all(dim=0)
 
 
+def _all_in_gamut(rgb: torch.Tensor) -> bool:
+    """Whether every pixel is in gamut: one reduction, no per-pixel mask."""
+    low, high = torch.aminmax(rgb)
+    return bool(low >= 0.0) and bool(high <= 1.0)
+
+
 def _rgb_from_xyz(like: torch.Tensor) -> torch.Tensor:
     """XYZ -> linear RGB matrix, the inverse of the one :func:`rgb_to_xyz` applies."""
     eye = torch.eye(3, dtype=torch.float64).unsqueeze(-1)  # three pure primaries as pixels
@@ -201,6 +210,8 @@ def _linear_in_gamut(light: torch.Tensor, ab: torch.Tensor, matrix: torch.Tensor
 def _compose(light: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     light = light.clamp(0.0, 100.0)
     rgb = lab_to_rgb(torch.cat((light.unsqueeze(0), ab)))
+    if _all_in_gamut(rgb):  # the usual case for photographs: skip the per-pixel mask
+        return rgb.clamp_(0.0, 1.0)
     outside = ~_in_gamut(rgb)
     if bool(outside.any()):
         l_out, ab_out = light[outside], ab[:, outside]
@@ -307,10 +318,21 @@ def reconstruct(
     out = np.empty((h_full, w_full, 3), dtype=dtype)
     for start, stop in _bands(h_full, w_full, tile_pixels):
         band = _as_tensor(l_full[start:stop], "l_full").to(coef.device, torch.float32)
-        _check_finite(band, "l_full")
         _check_light_range(band, "l_full")
         rgb = _compose(band, _apply_band(coef, band, start, h_full, columns))
         if scale is not None:
             rgb = rgb.mul_(scale).round_()
-        np.copyto(out[start:stop], rgb.permute(1, 2, 0).cpu().numpy(), casting="unsafe")
+        _store(out[start:stop], rgb.permute(1, 2, 0).cpu())
     return out
+
+
+def _store(dest: np.ndarray, rgb: torch.Tensor) -> None:
+    """Write ``(rows, W, 3)`` float values (integral for integer ``dest``) into ``dest``.
+
+    uint8 and float32 go through one parallel torch copy (exact: the values are
+    already rounded and in range); other dtypes through numpy.
+    """
+    if dest.dtype in (np.uint8, np.float32):
+        torch.from_numpy(dest).copy_(rgb)
+    else:
+        np.copyto(dest, rgb.numpy(), casting="unsafe")
