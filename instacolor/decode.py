@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
 from instacolor.models.classes import annealed_mean, confidence
+from instacolor.registry import DECODINGS, DEFAULT_TEMPERATURE
 from instacolor.structures import NetOutput
-from instacolor.weights import DECODINGS, DEFAULT_TEMPERATURE
 
 __all__ = [
     "CONFIDENCE_KIND",

@@ -40,7 +40,6 @@ from pathlib import Path
 import torch
 
 from instacolor.checkpoints import (
-    OFFICIAL_FILES,
     load_official_folder,
     load_safetensors,
     load_siggraph17,
@@ -58,11 +57,22 @@ from instacolor.download import (
 from instacolor.errors import WeightsError
 from instacolor.models.network import InstColorNet
 from instacolor.official import (
-    INSTCOLORIZATION_ARCHIVE,
     RECORDED_DIGEST_NOTE,
     ArchiveSource,
     fetch_archive,
     read_recorded_digests,
+)
+from instacolor.registry import (
+    DECODINGS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_WEIGHTS,
+    DEFAULT_WORKING_SIZE,
+    REGISTRY,
+    UntrainedWeightsWarning,
+    WeightsEntry,
+    get_entry,
+    list_weights,
+    unknown_weights_error,
 )
 
 __all__ = [
@@ -88,126 +98,6 @@ __all__ = [
     "verify_sha256",
     "weights_digest",
 ]
-
-#: What ``weights="default"`` means.
-DEFAULT_WEIGHTS = "instacolor-w16-v4"
-DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
-#: Decodings of the predicted chroma (see :mod:`instacolor.decode`).
-DECODINGS = ("regression", "annealed-mean")
-#: Zhang et al. 2016's annealed-mean temperature.
-DEFAULT_TEMPERATURE = 0.38
-
-
-class UntrainedWeightsWarning(UserWarning):
-    """The weights in use are randomly initialised: outputs are not real colorizations."""
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """A named set of weights.
-
-    Attributes:
-        name: registry name.
-        architecture: ``"instcolor"`` (full, instance and fusion networks) or
-            ``"siggraph17"`` (full-image network only).
-        width: generator width.
-        files: the files that make up the weights.
-        source: ``"download"`` (fetched on first use), ``"manual"`` (official host needs
-            a browser), ``"package"`` (shipped inside instacolor) or ``"random"``
-            (untrained).
-        license: licence of the weights.
-        mask_value: automatic-mode mask channel value.
-        description: one line for ``list_weights``/``instacolor models``.
-        homepage: where the weights are documented.
-        working_size: the square size the networks run at unless the caller says
-            otherwise: the size they were trained at (see docs/model-card.md).
-        archive: for files published inside a zip archive, the archive and its folder
-            that holds ``files`` (their digests are recorded on first download).
-        decode: the default decoding, ``"regression"`` or ``"annealed-mean"`` (needs a
-            trained classification head: the file's ``class_head`` metadata).
-        temperature: the default annealed-mean temperature.
-    """
-
-    name: str
-    architecture: str
-    width: int
-    files: tuple[WeightFile, ...]
-    source: str
-    license: str
-    mask_value: float
-    description: str
-    homepage: str = ""
-    working_size: int = DEFAULT_WORKING_SIZE
-    archive: ArchiveSource | None = None
-    decode: str = "regression"
-    temperature: float = DEFAULT_TEMPERATURE
-
-
-REGISTRY: dict[str, WeightsEntry] = {
-    e.name: e
-    for e in (
-        WeightsEntry(
-            name="instacolor-w16-v4",
-            architecture="instcolor",
-            width=16,
-            files=(
-                WeightFile(
-                    "instacolor-w16-v4.safetensors",
-                    sha256="5764bbc80674abd88cb35a205fc0d496238dfcf7731164cf87d0b2d027311a32",
-                ),
-            ),
-            source="package",
-            license="research use only (trained on research-only photos; docs/model-card.md)",
-            mask_value=-0.5,
-            description="compact networks trained here on CPU (1-2 h per stage); "
-            "plausible but washed-out colours, see docs/model-card.md",
-            homepage="docs/model-card.md",
-            working_size=128,
-        ),
-        WeightsEntry(
-            name="instacolor-untrained-w16",
-            architecture="instcolor",
-            width=16,
-            files=(),
-            source="random",
-            license="n/a",
-            mask_value=-0.5,
-            description="UNTRAINED compact networks (seed 0), for tests and benchmarks; "
-            "outputs are not meaningful colors",
-        ),
-        WeightsEntry(
-            name="instcolorization-coco-ffs",
-            architecture="instcolor",
-            width=64,
-            files=tuple(WeightFile(n) for n in OFFICIAL_FILES),
-            source="download",
-            license="MIT",
-            mask_value=-0.5,
-            description="InstColorization (Su et al. CVPR 2020) coco_finetuned_mask_256_ffs "
-            "(checkpoints.zip from Google Drive; needs pip install 'instacolor[official]')",
-            homepage="https://github.com/ericsujw/InstColorization "
-            f"(checkpoints.zip: {INSTCOLORIZATION_ARCHIVE.url})",
-            archive=INSTCOLORIZATION_ARCHIVE,
-        ),
-        WeightsEntry(
-            name="siggraph17",
-            architecture="siggraph17",
-            width=64,
-            files=(
-                WeightFile(
-                    "siggraph17-df00044c.pth",
-                    sha256="df00044c",
-                    url="https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth",
-                ),
-            ),
-            source="download",
-            license="BSD-2-Clause",
-            mask_value=0.0,
-            description="Zhang et al. 2017 (siggraph17) automatic colorization, full image only",
-            homepage="https://github.com/richzhang/colorization",
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -238,27 +128,6 @@ class LoadedWeights:
     class_head: bool = False
     decode: str = "regression"
     temperature: float = DEFAULT_TEMPERATURE
-
-
-def list_weights() -> list[str]:
-    """Names of the registered weights."""
-    return sorted(REGISTRY)
-
-
-def get_entry(name: str) -> WeightsEntry:
-    """The registry entry of ``name`` (``"default"`` resolves to :data:`DEFAULT_WEIGHTS`)."""
-    key = DEFAULT_WEIGHTS if name == "default" else name
-    if key not in REGISTRY:
-        raise _unknown(name)
-    return REGISTRY[key]
-
-
-def _unknown(weights: object) -> WeightsError:
-    return WeightsError(
-        f"unknown weights {str(weights)!r}: expected a registered name "
-        f"({', '.join(list_weights())}), an existing .safetensors file, an InstColorization "
-        "checkpoint folder or a siggraph17 .pth file"
-    )
 
 
 def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Path:
@@ -369,7 +238,7 @@ def load_weights(
         elif path.suffix in (".pth", ".pt") and path.is_file():
             net, digest = load_siggraph17(path), sha256_file(path)
         else:
-            raise _unknown(weights)
+            raise unknown_weights_error(weights)
         name, trained = str(path), True
         if path.suffix != ".safetensors":
             head = (False, "regression", DEFAULT_TEMPERATURE)
