@@ -39,6 +39,7 @@ __all__ = [
     "InstanceCrops",
     "WithHints",
     "batch_hints",
+    "list_collate",
     "list_images",
     "load_coco_boxes",
     "load_coco_semantic",
@@ -381,3 +382,13 @@ def batch_hints(batch: dict, mask_value: float, device, index: int | None = None
     hints = hints.to(device, torch.float32).clone()
     hints[:, 2] += mask_value
     return hints
+
+
+def list_collate(batch: list[dict]) -> dict[str, list | torch.Tensor]:
+    """Collate for stage 3: stack same-shaped entries, keep the rest as lists."""
+    out: dict[str, list | torch.Tensor] = {}
+    for key in batch[0]:
+        values = [b[key] for b in batch]
+        same = all(v.shape == values[0].shape for v in values)
+        out[key] = torch.stack(values) if same and key in ("l", "ab", "size") else values
+    return out

@@ -33,13 +33,13 @@ from instacolor.train.data import FusionScenes, sample_boxes
 from instacolor.train.gpu_data import crop_batch, crop_boxes
 from instacolor.train.loop import (
     TrainConfig,
-    _autocast,
-    _check_config,
-    _class_weights,
-    _initial_network,
-    _set_modes,
-    _step_loss,
+    autocast_for,
+    check_config,
+    class_weights_of,
+    initial_network,
     list_collate,
+    set_modes,
+    step_loss,
     trainable_parameters,
 )
 
@@ -186,18 +186,18 @@ def train_for(
         ``(network in eval mode, totals)`` with steps, seconds, images/s, the last loss
         and the checkpoint path.
     """
-    _check_config(config)
+    check_config(config)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
-    net = _initial_network(config).to(device)
+    net = initial_network(config).to(device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
     params = freeze_untrained(net, config.stage)
     fused = True if device.type == "cuda" else None
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.99), fused=fused)
-    _set_modes(net, config.stage)
-    class_weights = _class_weights(config)
+    set_modes(net, config.stage)
+    class_weights = class_weights_of(config)
     latest = out / "latest.pt"
     step, loss_value, window = 0, float("nan"), (0, 0.0)
 
@@ -207,7 +207,7 @@ def train_for(
         if on_checkpoint is not None:
             net.eval()
             on_checkpoint(net, step)
-            _set_modes(net, config.stage)
+            set_modes(net, config.stage)
 
     start = time.perf_counter()
     last_checkpoint = start
@@ -217,8 +217,8 @@ def train_for(
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = next_batch(step)
-        with _autocast(config):
-            loss = _step_loss(net, batch, config, None, class_weights)
+        with autocast_for(config):
+            loss = step_loss(net, batch, config, None, class_weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -267,9 +267,9 @@ def flops_per_sample(config: TrainConfig, batch: dict, samples: int) -> float:
     """
     net = InstColorNet(config.width).to(config.device)
     freeze_untrained(net, config.stage)
-    _set_modes(net, config.stage)
+    set_modes(net, config.stage)
     with FlopCounterMode(display=False) as counter:
-        _step_loss(net, batch, config, None, None).backward()
+        step_loss(net, batch, config, None, None).backward()
     return counter.get_total_flops() / samples
 
 

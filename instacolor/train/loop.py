@@ -6,10 +6,10 @@
   generator frozen; only the weight generators, ``model10`` and ``model_out`` (and the
   semantic block, when labels are given) learn, as in the reference.
 
-Resuming: a checkpoint holds the trained modules, the optimizer, the step and the
-seed; the data order of every epoch is a permutation seeded by ``(seed, epoch)`` and
-every sample's augmentation by ``(seed, epoch, index)``, so a resumed run continues
-exactly where an uninterrupted one would be.
+Resuming: a checkpoint holds the trained modules, the optimizer, the step and the seed;
+the data order of every epoch is a permutation seeded by ``(seed, epoch)`` and every
+sample's augmentation by ``(seed, epoch, index)``: a resumed run continues exactly.
+The stage pieces (``initial_network``, ``step_loss``...) are public for the GPU recipe.
 """
 
 from __future__ import annotations
@@ -32,14 +32,21 @@ from instacolor.errors import InputError
 from instacolor.models import classes
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
-from instacolor.train.data import batch_hints
+from instacolor.train.data import batch_hints, list_collate
 from instacolor.train.losses import class_loss, huber_ab_loss, l2_ab_loss, rebalance_weights
 
 __all__ = [
     "EpochSampler",
     "TrainConfig",
+    "autocast_for",
+    "check_config",
+    "class_weights_of",
+    "initial_network",
     "learning_rate",
+    "list_collate",
     "load_stage",
+    "set_modes",
+    "step_loss",
     "train_stage",
     "trainable_parameters",
 ]
@@ -112,7 +119,7 @@ def trainable_parameters(net: InstColorNet, stage: int) -> list[torch.nn.Paramet
     return params + list(net.semantic.parameters())
 
 
-def _set_modes(net: InstColorNet, stage: int) -> None:
+def set_modes(net: InstColorNet, stage: int) -> None:
     net.eval()
     if stage == 1:
         net.full.train()
@@ -139,7 +146,7 @@ def load_stage(path: str | os.PathLike, net: InstColorNet) -> int:
     return int(ckpt["config"]["stage"])
 
 
-def _initial_network(config: TrainConfig) -> InstColorNet:
+def initial_network(config: TrainConfig) -> InstColorNet:
     torch.manual_seed(config.seed)
     net = InstColorNet(config.width)
     prior = load_stage(config.init, net) if config.init else 0
@@ -175,7 +182,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig) -> None:
     if config.loss not in LOSSES:
         raise InputError(f"loss: expected one of {sorted(LOSSES)}, received {config.loss!r}")
     if config.lr_schedule not in LR_SCHEDULES:
@@ -212,7 +219,7 @@ def _pixel_weights(config: TrainConfig) -> torch.Tensor | None:
     return rebalance_weights(torch.tensor(config.prior), config.rebalance).to(config.device)
 
 
-def _class_weights(config: TrainConfig) -> torch.Tensor | None:
+def class_weights_of(config: TrainConfig) -> torch.Tensor | None:
     if config.class_weight <= 0 or config.class_rebalance <= 0:
         return None
     if config.class_prior is None:
@@ -224,7 +231,7 @@ def _class_weights(config: TrainConfig) -> torch.Tensor | None:
     return classes.rebalance_weights(prior, config.class_rebalance).to(config.device)
 
 
-def _step_loss(
+def step_loss(
     net: InstColorNet,
     batch: dict,
     config: TrainConfig,
@@ -269,7 +276,7 @@ def _step_loss(
     return torch.stack(losses).mean()
 
 
-def _autocast(config: TrainConfig):
+def autocast_for(config: TrainConfig):
     """bf16 autocast on CUDA (``amp``) or on the CPU (``cpu_bf16``), else a no-op."""
     device = "cuda" if config.amp else "cpu"
     return torch.autocast(device, dtype=torch.bfloat16, enabled=config.amp or config.cpu_bf16)
@@ -304,7 +311,7 @@ def train_stage(
     Returns:
         The network (all three generators) after the last step.
     """
-    _check_config(config)
+    check_config(config)
     if len(dataset) < config.batch_size:
         raise InputError(
             f"dataset: expected at least batch_size={config.batch_size} samples, received "
@@ -313,7 +320,7 @@ def train_stage(
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     latest = out / "latest.pt"
-    net = _initial_network(config)
+    net = initial_network(config)
     params = trainable_parameters(net, config.stage)
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.99))
     step = 0
@@ -326,9 +333,9 @@ def train_stage(
     net.to(config.device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
-    _set_modes(net, config.stage)
+    set_modes(net, config.stage)
     weights = _pixel_weights(config)
-    class_weights = _class_weights(config)
+    class_weights = class_weights_of(config)
     per_epoch = len(dataset) // config.batch_size
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"stage {config.stage}")
@@ -348,8 +355,8 @@ def train_stage(
                 collate_fn=collate,
             )
             for batch in loader:
-                with _autocast(config):
-                    loss = _step_loss(net, batch, config, weights, class_weights)
+                with autocast_for(config):
+                    loss = step_loss(net, batch, config, weights, class_weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for group in optimizer.param_groups:
@@ -366,7 +373,7 @@ def train_stage(
                 ):
                     net.eval()
                     record.update(validate(net, step))
-                    _set_modes(net, config.stage)
+                    set_modes(net, config.stage)
                 log.write(json.dumps(record) + "\n")
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     log.flush()
@@ -383,16 +390,6 @@ def train_stage(
         bar.close()
         log.close()
     return net.eval()
-
-
-def list_collate(batch: list[dict]) -> dict[str, list | torch.Tensor]:
-    """Collate for stage 3: stack same-shaped entries, keep the rest as lists."""
-    out: dict[str, list | torch.Tensor] = {}
-    for key in batch[0]:
-        values = [b[key] for b in batch]
-        same = all(v.shape == values[0].shape for v in values)
-        out[key] = torch.stack(values) if same and key in ("l", "ab", "size") else values
-    return out
 
 
 def seed_everything(seed: int) -> None:
