@@ -32,7 +32,7 @@ from instacolor.batch.manifest import Record
 from instacolor.batch.worker import Settings
 from instacolor.cli import main
 from instacolor.errors import InputError
-from instacolor.io.provenance import read_provenance
+from instacolor.io.archival import read_provenance
 from tests.test_cli_signals import LARGE, SMALL, _inputs, _stop_while_writing
 
 ray = pytest.importorskip("ray")

@@ -29,7 +29,7 @@ from PIL import ExifTags, Image
 
 from instacolor import __version__
 from instacolor.batch.manifest import read_successes
-from instacolor.io.provenance import read_provenance
+from instacolor.io.archival import read_provenance
 
 FAST = [
     "--weights", "instacolor-untrained-w16", "--working-size", "64", "--threads", "1",

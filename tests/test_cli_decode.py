@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,11 @@ from PIL import Image
 
 from instacolor.checkpoints import save_safetensors
 from instacolor.models.network import InstColorNet
+from tests.test_cli import _cli, cli_env
 
-ENV_CACHE = "INSTACOLOR_CACHE"
 
-
-def _cli(tmp_path: Path, *args) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, ENV_CACHE: str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "instacolor", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+def _run(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    return _cli(cli_env(tmp_path), *args)
 
 
 def _head_weights(path: Path) -> Path:
@@ -53,7 +42,7 @@ def _records(out: Path) -> list[dict]:
 def test_confidence_files_and_manifest_fields(tmp_path):
     weights = _head_weights(tmp_path / "head.safetensors")
     src, out = _inputs(tmp_path / "in"), tmp_path / "out"
-    run = _cli(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--confidence",
+    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--confidence",
                "--temperature", "0.5", "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
     for record in _records(out):
@@ -67,7 +56,7 @@ def test_confidence_files_and_manifest_fields(tmp_path):
     assert not list(out.glob(".*partial"))
     # regression decoding of the same weights: still a confidence, other colours
     out2 = tmp_path / "out2"
-    run = _cli(tmp_path, "colorize", src, "-o", out2, "--weights", weights,
+    run = _run(tmp_path, "colorize", src, "-o", out2, "--weights", weights,
                "--decode", "regression", "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
     record = _records(out2)[0]
@@ -79,16 +68,16 @@ def test_confidence_files_and_manifest_fields(tmp_path):
 def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
     src = _inputs(tmp_path / "in")
     before = {p: p.read_bytes() for p in src.iterdir()}
-    run = _cli(tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", "annealed-mean",
+    run = _run(tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", "annealed-mean",
                "--no-progress")  # fmt: skip
     assert run.returncode == 2 and "trained classification head" in run.stderr
     assert not (tmp_path / "out" / "0.png").exists()
-    run = _cli(tmp_path, "colorize", src, "-o", tmp_path / "out", "--temperature", "0")
+    run = _run(tmp_path, "colorize", src, "-o", tmp_path / "out", "--temperature", "0")
     assert run.returncode == 2 and "expected a number in (0, 10]" in run.stderr
     assert {p: p.read_bytes() for p in src.iterdir()} == before
     # default weights: regression, no confidence, recorded as such
     out = tmp_path / "plain"
-    run = _cli(tmp_path, "colorize", src, "-o", out, "--confidence", "--working-size", "64",
+    run = _run(tmp_path, "colorize", src, "-o", out, "--confidence", "--working-size", "64",
                "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
     record = _records(out)[0]

@@ -14,7 +14,7 @@
   a loose file keeps its name. The suffix changes only with ``--format``.
 * **Manifest and resume**: see :mod:`instacolor.batch.manifest`.
 * **Stale temporary files**: a kill during a write can leave the hidden temporary
-  file of :func:`~instacolor.io.archival_write.write_colorized`
+  file of :func:`~instacolor.io.archival.write_colorized`
   (``.<output name>.<8 hex>.tmp``) beside an output. Each run removes those that
   belong to one of its own outputs, while it holds the manifest's lock (so no other
   instacolor batch is writing to the same folder).

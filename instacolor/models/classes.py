@@ -116,9 +116,11 @@ def class_prior(ab: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
 
 
 def rebalance_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
-    """Per-bin weights ``(529,)``: ``((1 - λ) p + λ / Q)^-1`` with ``sum(p * w) == 1``.
+    """Per-bin weights: ``((1 - λ) p + λ / Q)^-1`` with ``sum(p * w) == 1``.
 
-    ``Q`` counts the bins with ``p > 0``; unseen bins get weight 0.
+    For any bin grid (the head's 529 bins, or the regression rebalancing's 22 x 22 in
+    :mod:`instacolor.train.losses`); ``Q`` counts the bins with ``p > 0``, unseen bins
+    get weight 0.
     """
     seen = prior > 0
     w = torch.zeros_like(prior)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from instacolor.color import AB_NORM
-from instacolor.models.classes import soft_encoded_cross_entropy
+from instacolor.models.classes import rebalance_weights, soft_encoded_cross_entropy
 
 __all__ = [
     "AB_BINS",
@@ -73,14 +73,6 @@ def ab_prior(ab: torch.Tensor, sigma: float = 0.5) -> torch.Tensor:
         grid = grid * (counts.view_as(grid) > 0)  # only colours that occur
     prior = grid.flatten()
     return (prior / prior.sum()).float()
-
-
-def rebalance_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
-    """Per-bin weights ``(AB_BINS**2,)`` with ``sum(prior * w) == 1`` (0 where unseen)."""
-    seen = prior > 0
-    w = torch.zeros_like(prior)
-    w[seen] = 1.0 / ((1.0 - lam) * prior[seen] + lam / int(seen.sum()))
-    return w / (prior * w).sum()
 
 
 def huber_ab_loss(
