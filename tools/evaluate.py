@@ -57,6 +57,7 @@ from instacolor.metrics import (
     psnr,
     ssim,
 )
+from instacolor.models.placement import box_placements
 from instacolor.perceptual import Lpips, lpips_unavailable
 from instacolor.train.data import list_images
 
@@ -160,6 +161,7 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
     modes = ("gray baseline (ab=0)", "full image only", "instance fusion", "fusion + semantic")
     rows: dict[str, list] = {m: [] for m in modes}
     small: dict[str, list] = {m: [] for m in modes}
+    own: list[tuple[float, float]] = []
     for path, info in images:
         truth = np.asarray(Image.open(path).convert("RGB"))
         gray = _gray(truth)
@@ -167,11 +169,13 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
         sem = SemanticMap.from_instances(inst)
         masks = inst.masks if inst.masks is not None else None
         ab_truth = _ab(truth)
+        fused = colorizer.colorize(gray, instances=inst, semantic=sem, full_result=True)
+        own.extend(own_box_weights(fused))
         outputs = {
             "gray baseline (ab=0)": gray_baseline(truth),
             "full image only": colorizer.colorize(gray),
             "instance fusion": colorizer.colorize(gray, instances=inst),
-            "fusion + semantic": colorizer.colorize(gray, instances=inst, semantic=sem),
+            "fusion + semantic": fused.image,
         }
         for name, pred in outputs.items():
             score = _score(pred, truth, lpips)
@@ -181,9 +185,37 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
             rows[name].append(score)
             small[name].append(_score(_small(pred), _small(truth), lpips))
     title = f"coco128, {len(images)} images (every {every}th)"
-    return "\n\n".join(
-        (_table(f"{title}, full resolution", rows), _table(f"{title}, resized to 256x256", small))
+    weight = (
+        f"Mean fusion weight an instance receives inside its own box (fusion + semantic, "
+        f"{len(own)} instances): conv10_2 {np.mean([o[0] for o in own]):.3f}, mean of the 13 "
+        f"points {np.mean([o[1] for o in own]):.3f} (equal logits would give 1 / (N + 1): "
+        "every instance takes softmax weight everywhere, as in the reference)"
+        if own
+        else "No instance was fused."
     )
+    return "\n\n".join(
+        (
+            _table(f"{title}, full resolution", rows),
+            _table(f"{title}, resized to 256x256", small),
+            weight,
+        )
+    )
+
+
+def own_box_weights(result) -> list[tuple[float, float]]:
+    """Per instance: its mean fusion weight inside its own box (conv10_2, all 13 points)."""
+    if result.instances is None or not result.weight_maps:
+        return []
+    boxes, size = result.instances.integer_boxes(), result.instances.image_size
+    per_point = {}
+    for name, maps in result.weight_maps.items():  # (N + 1, S_i, S_i)
+        cells = box_placements(boxes, size, maps.shape[-1])
+        per_point[name] = [
+            float(maps[i, top : top + h, left : left + w].mean())
+            for i, (left, _, top, _, w, h) in enumerate(cells)
+        ]
+    every = np.mean(list(per_point.values()), axis=0)
+    return list(zip(per_point["conv10_2"], every.tolist()))
 
 
 def _hint_ks(text: str) -> list[int]:
