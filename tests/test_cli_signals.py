@@ -122,13 +122,18 @@ def test_a_signal_mid_write_stops_cleanly_and_resume_finishes(
 
 
 def test_sigterm_raises_terminated_only_while_a_batch_runs():
-    previous = signal.getsignal(signal.SIGTERM)
-    assert previous is signal.SIG_DFL  # pytest leaves SIGTERM alone
-    with pytest.raises(Terminated) as info, sigterm_interrupts():
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # the handler runs at once; never reached
+    # pytest leaves SIGTERM alone, but ray.init in an earlier test of this process
+    # installs its own handler and keeps it after ray.shutdown: start from the default
+    outer = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    previous = signal.SIG_DFL
+    try:
+        with pytest.raises(Terminated) as info, sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at once; never reached
+    finally:
+        restored = signal.signal(signal.SIGTERM, outer)
     assert isinstance(info.value, KeyboardInterrupt) and info.value.exit_status == 143
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert restored is previous
 
     def own(signum, frame):  # an application's own handler is left in place
         own.calls += 1
