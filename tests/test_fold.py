@@ -9,6 +9,7 @@ from torch import nn
 
 from instacolor.errors import InputError
 from instacolor.models.fold import (
+    ConvReLU,
     Shift,
     batchnorm_affine,
     fold_batchnorm,
@@ -151,3 +152,20 @@ def test_keep_freed_memory_is_applied_once_on_glibc():
 
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert first is True
+
+
+def test_fused_conv_relu_matches_conv_then_relu():
+    net = _net(seed=9)
+    fused, _ = inference_copy(net, fold=True, channels_last=True, fuse_relu=True)
+    assert any(isinstance(m, ConvReLU) for m in fused.modules())
+    assert not any(isinstance(m, ConvReLU) for m in net.modules())
+    inputs = _inputs(2)
+    want = TorchRuntime(net).run(inputs)
+    got = TorchRuntime(net, fold_batchnorm=True, channels_last=True, fuse_relu=True).run(inputs)
+    assert np.abs(got.ab - want.ab).max() < 1e-4
+    block = ConvReLU(nn.Conv2d(3, 4, 3, padding=1))
+    x = torch.randn(1, 3, 6, 6, requires_grad=True)
+    block(x).sum().backward()  # under autograd it falls back to conv then ReLU
+    assert x.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(block.conv(x)))

@@ -35,7 +35,15 @@ from torch import nn
 
 from instacolor.errors import InputError
 
-__all__ = ["Shift", "batchnorm_affine", "fold_batchnorm", "inference_copy", "scale_conv"]
+__all__ = [
+    "ConvReLU",
+    "Shift",
+    "batchnorm_affine",
+    "fold_batchnorm",
+    "fuse_conv_relu",
+    "inference_copy",
+    "scale_conv",
+]
 
 
 def batchnorm_affine(
@@ -173,8 +181,59 @@ def _bias(conv: nn.Module) -> torch.Tensor:
     return conv.bias.detach()
 
 
+class ConvReLU(nn.Module):
+    """``ReLU(conv(x))`` as one oneDNN operation on the CPU (no separate ReLU pass).
+
+    Falls back to the two operations off the CPU, under autograd or autocast, or when
+    ``x`` and the weights differ in dtype. The result is that of ``conv`` then ``ReLU``
+    (the ReLU is oneDNN's post-op on the same accumulator).
+
+    Args:
+        conv: the ``nn.Conv2d`` (zero padding) whose output is rectified.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(conv(x))``, ``(B, C_out, H', W')``."""
+        c = self.conv
+        fused = (
+            x.device.type == "cpu"
+            and x.dtype == c.weight.dtype
+            and not torch.is_autocast_enabled("cpu")
+            and not (torch.is_grad_enabled() and (x.requires_grad or c.weight.requires_grad))
+        )
+        if not fused:
+            return torch.relu(c(x))
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], ""
+        )
+
+
+def fuse_conv_relu(module: nn.Module) -> int:
+    """Replace every ``Conv2d -> ReLU`` pair inside an ``nn.Sequential`` by :class:`ConvReLU`.
+
+    The ReLU's slot becomes ``nn.Identity`` so that indices stay. Only for inference.
+
+    Returns:
+        The number of pairs fused.
+    """
+    fused = 0
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        layers = list(seq)
+        for i in range(len(layers) - 1):
+            conv, relu = layers[i], layers[i + 1]
+            plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
+            if plain and isinstance(relu, nn.ReLU) and not isinstance(conv.padding, str):
+                seq[i], seq[i + 1] = ConvReLU(conv), nn.Identity()
+                fused += 1
+    return fused
+
+
 def inference_copy(
-    net: nn.Module, *, fold: bool = True, channels_last: bool = False
+    net: nn.Module, *, fold: bool = True, channels_last: bool = False, fuse_relu: bool = False
 ) -> tuple[nn.Module, int]:
     """A copy of ``net`` prepared for inference, or ``net`` itself when nothing is asked.
 
@@ -184,14 +243,18 @@ def inference_copy(
         fold: fold BatchNorms into the preceding convolutions (:func:`fold_batchnorm`).
         channels_last: store the convolution weights as NHWC (``torch.channels_last``),
             so that oneDNN runs the convolutions without reordering every feature.
+        fuse_relu: run each ``Conv2d -> ReLU`` as one oneDNN operation
+            (:func:`fuse_conv_relu`).
 
     Returns:
         ``(network, number of BatchNorms folded)``.
     """
-    if not (fold or channels_last):
+    if not (fold or channels_last or fuse_relu):
         return net, 0
     out = copy.deepcopy(net)
-    folded = fold_batchnorm(out) if fold else 0
+    folded = fold_batchnorm(out) if fold else 0  # before fusing: it looks for Conv, ReLU, BN
+    if fuse_relu:
+        fuse_conv_relu(out)
     if channels_last:
         out = out.to(memory_format=torch.channels_last)
     return out, folded

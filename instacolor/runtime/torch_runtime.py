@@ -26,14 +26,15 @@ class TorchRuntime:
             preceding convolutions where that is exact up to float rounding
             (:mod:`instacolor.models.fold`; ab within 1e-4 of unfolded).
         channels_last: run that copy with NHWC convolution weights (CPU oneDNN).
+        fuse_relu: run that copy's ``Conv2d -> ReLU`` pairs as one oneDNN operation.
         bf16: run the convolutions in bfloat16 autocast (CPU with AVX-512 BF16; ab
             differs from float32 by up to ~0.1 Lab units, see ``docs/benchmarks.md``).
         keep_freed_memory: tell glibc malloc to reuse freed large blocks instead of
             page-faulting them anew (process-wide, :mod:`instacolor.runtime.allocator`).
             All four are off here so that a runtime built directly reproduces
             ``net.colorize`` bit for bit; :func:`~instacolor.runtime.make_runtime`
-            (what ``Colorizer`` uses) turns ``fold_batchnorm``, ``channels_last`` and
-            ``keep_freed_memory`` on.
+            (what ``Colorizer`` uses) turns ``fold_batchnorm``, ``channels_last``,
+            ``fuse_relu`` and ``keep_freed_memory`` on (on a CPU).
 
     Example:
         >>> from instacolor.models.network import InstColorNet
@@ -55,6 +56,7 @@ class TorchRuntime:
         classify: bool = False,
         fold_batchnorm: bool = False,
         channels_last: bool = False,
+        fuse_relu: bool = False,
         bf16: bool = False,
         keep_freed_memory: bool = False,
     ) -> None:
@@ -63,7 +65,10 @@ class TorchRuntime:
         self.classify = classify
         self.bf16 = bf16
         self.inference_net, self.folded = inference_copy(
-            self.net, fold=fold_batchnorm and not self.net.training, channels_last=channels_last
+            self.net,
+            fold=fold_batchnorm and not self.net.training,
+            channels_last=channels_last,
+            fuse_relu=fuse_relu,
         )
         if keep_freed_memory:
             from instacolor.runtime.allocator import keep_freed_memory as keep
