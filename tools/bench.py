@@ -6,6 +6,12 @@ its peak memory is its own. Per configuration: 1 warm-up, then ``--repeats`` tim
 
     .venv/bin/python tools/bench.py > /tmp/bench.md
     .venv/bin/python tools/bench.py --quick
+
+Before/after: ``--before DIR`` also runs every configuration with the instacolor
+package in ``DIR`` (e.g. ``git archive OLD instacolor | tar -x -C DIR``), alternating
+before and after children (``--pairs`` times) and keeping each side's minimum (CPU s:
+the process's user + system time during the colorization, steadier than wall time on a
+shared machine).
 """
 
 from __future__ import annotations
@@ -100,6 +106,14 @@ def weights_file(width: int, cache: Path) -> Path:
     return path
 
 
+def working_size_of(args: argparse.Namespace, width: int) -> int:
+    """``--working-size`` if given, else the width's entry of ``--working-sizes``."""
+    if args.working_size:
+        return args.working_size
+    sizes = dict(csv(item.replace(":", ","), int) for item in args.working_sizes.split(","))
+    return sizes.get(width, 256)
+
+
 def run_one(args: argparse.Namespace) -> dict:
     """Child: one configuration; returns timings and memory as a dict."""
     import torch
@@ -112,7 +126,7 @@ def run_one(args: argparse.Namespace) -> dict:
     weights = "default" if width == DEFAULT_WIDTH else weights_file(width, args.cache)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWeightsWarning)
-        colorizer = Colorizer(weights, working_size=args.working_size)
+        colorizer = Colorizer(weights, working_size=working_size_of(args, width))
     assert colorizer.net.width == width, (colorizer.net.width, width)
     h, w = SIZES[size]
     image = synthetic_gray(h, w)
@@ -122,9 +136,9 @@ def run_one(args: argparse.Namespace) -> dict:
     Path("/proc/self/clear_refs").write_text("5")
 
     def once() -> tuple[float, dict]:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), own_cpu_s()
         res = colorizer.colorize(image, instances=boxes if n else None, full_result=True)
-        return time.perf_counter() - t, res.timings
+        return time.perf_counter() - t, {**res.timings, "cpu": own_cpu_s() - cpu}
 
     since = stamp()
     warm, _ = once()
@@ -138,7 +152,7 @@ def run_one(args: argparse.Namespace) -> dict:
         "warmup_s": warm,
         "runs": len(runs),
         "total": statistics.median(r[0] for r in runs),
-        **{s: statistics.median(r[1][s] for r in runs) for s in STAGES},
+        **{s: statistics.median(r[1][s] for r in runs) for s in (*STAGES, "cpu")},
         "rss_load_mib": rss_load,
         "peak_mib": rss_mib("VmHWM"),
         "other_cores": other_cores(since),
@@ -164,6 +178,56 @@ def measure(cmd: list[str], args: argparse.Namespace) -> dict | str:
         if best["other_cores"] <= 0.25:
             break
     return best
+
+
+def child_command(args: argparse.Namespace, width: int, size: str, n: int) -> list[str]:
+    """The ``--one`` child command of one configuration."""
+    return [
+        *(sys.executable, __file__, "--one", str(width), size, str(n)),
+        *("--repeats", str(args.repeats), "--threads", str(args.threads)),
+        *("--working-size", str(working_size_of(args, width)), "--slow", str(args.slow)),
+        *("--cache", str(args.cache)),
+    ]
+
+
+def compare(args: argparse.Namespace, widths, sizes, counts) -> list[dict]:
+    """Before/after table: children alternate between ``--before``'s package and this one."""
+    print(
+        "| width | S | size | N | total s before | after | speed-up | network s before "
+        "| after | reconstruct s before | after | CPU s before | after | peak - load MiB before "
+        "| after |"
+    )
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    before_env = dict(os.environ)
+    before_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(args.before.resolve()), os.environ.get("PYTHONPATH")])
+    )
+    results = []
+    for width in widths:
+        for size in sizes:
+            for n in counts:
+                runs: dict[str, list[dict]] = {"before": [], "after": []}
+                for _ in range(args.pairs):
+                    for side, env in (("before", before_env), ("after", None)):
+                        cmd = child_command(args, width, size, n)
+                        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                        if proc.returncode:
+                            sys.stderr.write(proc.stderr)
+                            continue
+                        runs[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                if not (runs["before"] and runs["after"]):
+                    print(f"| {width} | | {size} | {n} | FAILED | | | | | | | | |", flush=True)
+                    continue
+                b, a = (min(runs[k], key=lambda r: r["total"]) for k in ("before", "after"))
+                results.append({**a, "before": b})
+                cells = [f"{b['total']:.3f}", f"{a['total']:.3f}", f"{b['total'] / a['total']:.2f}"]
+                for key in ("network", "reconstruct", "cpu"):
+                    cells += [f"{b[key]:.3f}", f"{a[key]:.3f}"]
+                for r in (b, a):
+                    cells.append(f"{r['peak_mib'] - r['rss_load_mib']:.0f}")
+                s = working_size_of(args, width)
+                print(f"| {width} | {s} | {size} | {n} | " + " | ".join(cells) + " |", flush=True)
+    return results
 
 
 def linear_fit(ns: list[int], ts: list[float]) -> tuple[float, float, float]:
@@ -215,7 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed runs after 1 warm-up (3)")
     p.add_argument("--slow", type=float, default=20.0, help="warm-up s above which 1 run (20)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
-    p.add_argument("--working-size", type=int, default=256, help="network working size (256)")
+    p.add_argument("--working-size", type=int, default=0, help="one working size for all widths")
+    p.add_argument(
+        "--working-sizes",
+        default="16:128,64:256",
+        help="working size per width as WIDTH:SIZE,... (default 16:128,64:256; others 256)",
+    )
+    p.add_argument("--before", type=Path, help="folder holding an older instacolor package")
+    p.add_argument("--pairs", type=int, default=1, help="before/after alternations (1)")
     p.add_argument(
         "--wait-idle",
         type=float,
@@ -262,10 +333,27 @@ def main(argv: list[str] | None = None) -> int:
         f"torch threads: {args.threads}"
     )
     print(
-        f"- working size {args.working_size}; {args.repeats} timed runs after 1 warm-up "
+        f"- working size {args.working_size or args.working_sizes}; {args.repeats} timed runs "
+        "after 1 warm-up "
         f"(1 run when the warm-up exceeds {args.slow:g} s); uint8 grayscale input"
     )
     print(f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n")
+    if args.before:
+        results = compare(args, widths, sizes, counts)
+        print("\n## Time vs number of instances, after (least squares, min total s)\n")
+        print("| width | size | s per instance | intercept s | R^2 |\n|---:|---|---:|---:|---:|")
+        for width in widths:
+            for size in sizes:
+                pts = sorted(
+                    (r["n"], r["total"])
+                    for r in results
+                    if (r["width"], r["size"]) == (width, size)
+                )
+                if len({q[0] for q in pts}) >= 2:
+                    a, b, r2 = linear_fit(*zip(*pts))
+                    print(f"| {width} | {size} | {a:.4f} | {b:.3f} | {r2:.4f} |")
+        print(f"\nBenchmark wall time: {time.perf_counter() - start:.0f} s")
+        return 0
     print(
         "| width | size | N | runs | total s | prepare s | network s | reconstruct s "
         "| RSS after load MiB | peak RSS MiB | peak - load MiB | other load |"
@@ -287,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--threads",
                     str(args.threads),
                     "--working-size",
-                    str(args.working_size),
+                    str(working_size_of(args, width)),
                     "--slow",
                     str(args.slow),
                     "--cache",

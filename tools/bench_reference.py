@@ -12,18 +12,23 @@ randomised too, so that folding them is exercised) is loaded, state dict for sta
 and strictly, into the reference's ``InstanceGenerator`` and ``FusionGenerator``. One
 synthetic 256x256 gray image with 8 boxes goes through ``prepare_inputs``; instacolor
 runs ``TorchRuntime.run`` on it, the reference ``netG`` on the crops and ``netGF`` on
-the image (as its ``FusionModel.forward``), both under ``torch.no_grad`` with 2 threads
-in this one process. After one warm-up each, the two alternate ``--repeats`` times
-(A, B, A, B) and the minima are compared. Prints times, the ratio and max / mean
-``|delta ab|`` in Lab units, for each instacolor configuration asked for. Not a test.
+the image (as its ``FusionModel.forward``), both under ``torch.no_grad`` with 2 threads,
+each side in its own process (so that a process-wide setting of one, such as
+instacolor's malloc setting, does not change the other): load, one warm-up, one timed
+run; the sides alternate ``--repeats`` times (A, B, A, B) and the minima are
+compared. Prints times, CPU time, the ratio and max / mean ``|delta ab|`` in Lab units
+for each instacolor configuration asked for. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
+import json
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +46,8 @@ from instacolor.runtime.torch_runtime import TorchRuntime
 from instacolor.structures import Instances
 
 SIZE = 256
+#: The TorchRuntime options make_runtime (so Colorizer) uses on a CPU.
+DEFAULT_OPTIONS = "fold_batchnorm=1,channels_last=1,fuse_relu=1,keep_freed_memory=1"
 
 
 def load_reference(path: Path):
@@ -99,74 +106,100 @@ def parse_options(text: str) -> dict:
     return out
 
 
+def run_side(args: argparse.Namespace, side: int, out: Path) -> dict:
+    """Child: build side ``side`` (0: the reference, k: ``--ours`` number k), warm it up,
+    time one run; ab goes to ``out`` (``.npy``), times are returned."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = InstColorNet(64).eval()
+    randomise_batchnorm(net)
+    light = synthetic_gray(SIZE, SIZE).astype(np.float32) * (100.0 / 255.0)
+    boxes = random_boxes(args.instances, SIZE, SIZE).astype(np.float32)
+    inst = Instances(boxes=boxes, image_size=(SIZE, SIZE)) if args.instances else None
+    inputs = prepare_inputs(light, inst, None, SIZE, mask_value=net.mask_value)
+    if side == 0:
+        ref_instance, ref_fusion = reference_networks(load_reference(args.reference), net)
+
+        def fn() -> np.ndarray:
+            return reference_run(ref_instance, ref_fusion, inputs, net.mask_value).numpy()
+    else:
+        runtime = TorchRuntime(net, **parse_options(args.ours[side - 1]))
+
+        def fn() -> np.ndarray:
+            return runtime.run(inputs).ab
+
+    fn()  # warm-up
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    ab = fn()
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    np.save(out, ab.astype(np.float32) * AB_NORM)
+    return {
+        "wall": wall,
+        "user": after.ru_utime - usage.ru_utime,
+        "sys": after.ru_stime - usage.ru_stime,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     p.add_argument("--reference", type=Path, required=True, help="InstColorization checkout")
     p.add_argument("--instances", type=int, default=8, help="boxes (8)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
-    p.add_argument("--repeats", type=int, default=2, help="timed A/B alternations (2)")
+    p.add_argument("--repeats", type=int, default=2, help="alternations of all sides (2)")
     p.add_argument(
         "--ours",
         action="append",
         default=None,
         help="TorchRuntime options of one instacolor configuration as k=v,k=v "
-        "(repeatable; default: the runtime's defaults)",
+        "(repeatable; default: what make_runtime uses on CPU, and the same with bf16=1)",
     )
+    p.add_argument("--side", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    networks = load_reference(args.reference)
-    torch.manual_seed(0)
-    net = InstColorNet(64).eval()
-    randomise_batchnorm(net)
-    ref_instance, ref_fusion = reference_networks(networks, net)
-
-    light = synthetic_gray(SIZE, SIZE).astype(np.float32) * (100.0 / 255.0)
-    boxes = random_boxes(args.instances, SIZE, SIZE).astype(np.float32)
-    inst = Instances(boxes=boxes, image_size=(SIZE, SIZE)) if args.instances else None
-    inputs = prepare_inputs(light, inst, None, SIZE, mask_value=net.mask_value)
-
-    configs = [parse_options(c) for c in (args.ours or [""])]
-    # each runtime gets its own copy of the same weights (it may fold or cast them)
-    runtimes = [TorchRuntime(copy.deepcopy(net), **c) for c in configs]
-
-    def reference():
-        return reference_run(ref_instance, ref_fusion, inputs, net.mask_value)
-
-    sides = [("reference", reference)] + [
-        (f"instacolor {c}", lambda r=r: r.run(inputs)) for c, r in zip(configs, runtimes)
-    ]
-    times: dict[str, list[float]] = {name: [] for name, _ in sides}
-    outputs = {}
-    for name, fn in sides:  # warm-up
-        outputs[name] = fn()
-    for _ in range(args.repeats):
-        for name, fn in sides:
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    ref_ab = outputs["reference"].float() * AB_NORM
+    args.ours = args.ours or [DEFAULT_OPTIONS, DEFAULT_OPTIONS + ",bf16=1"]
+    if args.side is not None:
+        print(json.dumps(run_side(args, args.side, args.out)))
+        return 0
+    load_reference(args.reference)  # the clear error first
+    names = ["reference"] + [f"instacolor {o or '(all options off)'}" for o in args.ours]
+    runs: list[list[dict]] = [[] for _ in names]
+    passthrough = ["--reference", str(args.reference), "--instances", str(args.instances)]
+    passthrough += ["--threads", str(args.threads)] + [f"--ours={o}" for o in args.ours]
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            for side in range(len(names)):
+                out = Path(tmp) / f"side{side}.npy"
+                cmd = [sys.executable, __file__, *passthrough, "--side", str(side), "--out", out]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if proc.returncode:
+                    sys.stderr.write(proc.stderr)
+                    return proc.returncode
+                runs[side].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        abs_ = [np.load(Path(tmp) / f"side{k}.npy") for k in range(len(names))]
     print(
         f"torch {torch.__version__}, {args.threads} threads, width 64, {SIZE}x{SIZE}, "
-        f"{args.instances} boxes, {args.repeats} timed runs each after 1 warm-up (minimum)\n"
+        f"{args.instances} boxes; each side in its own process (load, 1 warm-up, 1 timed "
+        f"run), sides alternating, {args.repeats} rounds; minimum wall time\n"
     )
-    print("| network | min s | runs s | reference / this | max abs delta ab | mean abs delta ab |")
-    print("|---|---:|---:|---:|---:|---:|")
-    t_ref = min(times["reference"])
-    for name, _ in sides:
-        t = min(times[name])
-        runs = ", ".join(f"{v:.2f}" for v in times[name])
-        if name == "reference":
-            print(f"| {name} | {t:.3f} | {runs} | 1.00 | 0 | 0 |")
-            continue
-        out = outputs[name]
-        ab = torch.from_numpy(out.ab).float() * AB_NORM
-        delta = (ab - ref_ab).abs()
+    print(
+        "| network | min s | runs s | CPU s (user + sys) | reference / this "
+        "| max abs delta ab | mean abs delta ab |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|")
+    t_ref = min(r["wall"] for r in runs[0])
+    for name, side_runs, ab in zip(names, runs, abs_, strict=True):
+        best = min(side_runs, key=lambda r: r["wall"])
+        walls = ", ".join(f"{r['wall']:.2f}" for r in side_runs)
+        cpu = f"{best['user']:.1f} + {best['sys']:.1f}"
+        delta = np.abs(ab - abs_[0])
         print(
-            f"| {name} | {t:.3f} | {runs} | {t_ref / t:.2f} | {float(delta.max()):.2e} "
-            f"| {float(delta.mean()):.2e} |"
+            f"| {name} | {best['wall']:.3f} | {walls} | {cpu} | {t_ref / best['wall']:.2f} "
+            f"| {delta.max():.2e} | {delta.mean():.2e} |"
         )
-    print(f"\nreference ab: mean |ab| {float(ref_ab.abs().mean()):.2f} Lab units")
+    print(f"\nreference ab: mean |ab| {np.abs(abs_[0]).mean():.2f} Lab units")
     return 0
 
 
