@@ -363,24 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     for width in widths:
         for size in sizes:
             for n in counts:
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--one",
-                    str(width),
-                    size,
-                    str(n),
-                    "--repeats",
-                    str(args.repeats),
-                    "--threads",
-                    str(args.threads),
-                    "--working-size",
-                    str(working_size_of(args, width)),
-                    "--slow",
-                    str(args.slow),
-                    "--cache",
-                    str(args.cache),
-                ]
+                cmd = child_command(args, width, size, n)
                 r = measure(cmd, args)
                 if isinstance(r, str):
                     print(f"| {width} | {size} | {n} | FAILED ({r}) | | | | | | | | |", flush=True)
