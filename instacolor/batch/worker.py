@@ -34,6 +34,7 @@ from instacolor.io.archival import (
     write_colorized,
 )
 from instacolor.io.hints import hints_for, read_hints_lines
+from instacolor.runtime.allocator import keep_freed_memory
 from instacolor.weights import sha256_file, weights_digest
 
 __all__ = [
@@ -148,6 +149,8 @@ class Worker:
         self.settings = settings
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
+        if settings.device == "cpu":  # this process is the batch's: reuse freed blocks
+            keep_freed_memory()
         if colorizer is None:
             colorizer = Colorizer(
                 settings.weights,

@@ -66,8 +66,9 @@ def make_runtime(loaded, backend: str = "torch", device: str | torch.device = "c
     if backend == "torch":
         from instacolor.runtime.torch_runtime import TorchRuntime
 
-        # a folded NHWC copy with Conv+ReLU fused (ab within 1e-4 of the plain network),
-        # and glibc keeping freed blocks (page faults were a third of the CPU time)
+        # a folded NHWC copy with Conv+ReLU fused (ab within 1e-4 of the plain network);
+        # glibc's keep-freed-memory setting is process-wide: the batch worker, which owns
+        # its process, turns it on (instacolor.batch.worker), a library caller may
         cpu = device.type == "cpu"
         return TorchRuntime(
             loaded.net,
@@ -76,7 +77,6 @@ def make_runtime(loaded, backend: str = "torch", device: str | torch.device = "c
             fold_batchnorm=True,
             channels_last=cpu,
             fuse_relu=cpu,
-            keep_freed_memory=cpu,
         )
     from instacolor.runtime.export import export_cached
     from instacolor.runtime.onnx_runtime import OnnxRuntime, import_onnxruntime
