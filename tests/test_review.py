@@ -25,6 +25,11 @@ from instacolor.io.archival.provenance import read_provenance
 from instacolor.review.server import ReviewServer
 from instacolor.review.stamp import read_review
 
+# urllib.request.urlopen keeps the first opener it builds, with the proxies of that
+# moment (an earlier test may have pointed them at a closed port): talk to the local
+# server directly
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 N_IMAGES = 3
 
 
@@ -55,7 +60,7 @@ class Client:
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.base + path) as r:
+            with _OPENER.open(self.base + path) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -67,7 +72,7 @@ class Client:
         payload = data if data is not None else json.dumps(body or {}).encode()
         request = urllib.request.Request(self.base + path, payload, headers, method="POST")
         try:
-            with urllib.request.urlopen(request) as r:
+            with _OPENER.open(request) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
@@ -419,7 +424,7 @@ def test_cli_colorizes_inputs_then_serves_on_localhost(tmp_path):
                 url = line.split(" at ")[1].split()[0]
                 break
         assert url and url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url + "api/batch") as response:
+        with _OPENER.open(url + "api/batch") as response:
             info = json.loads(response.read())
         assert [i["name"] for i in info["items"]] == ["a.png"] and info["reviewer"] == "lin"
         assert (tmp_path / "out" / "a.png").is_file()
