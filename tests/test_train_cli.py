@@ -134,7 +134,9 @@ def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path
     with safe_open(str(target), framework="pt") as f:
         meta = f.metadata()
     assert (meta["class_head"], meta["decode"], meta["temperature"]) == (
-        "trained", "annealed-mean", "0.5"
+        "trained",
+        "annealed-mean",
+        "0.5",
     )
     colorizer = Colorizer(target)
     assert (colorizer.decoding.mode, colorizer.decoding.temperature) == ("annealed-mean", 0.5)
