@@ -231,15 +231,27 @@ def picture(request: Request) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-async def preview(request: Request) -> Response:
+async def _posted(request: Request) -> tuple[ReviewState, object, object] | Response:
+    """``(state, item, payload)`` of a mutating request on a colorized image, or the refusal.
+
+    The token is checked first: nothing is said without it.
+    """
     state: ReviewState = request.app.state.review
     try:
-        payload = await _body(request)  # the token first: nothing is said without it
+        payload = await _body(request)
     except _Refusal as exc:
         return _error(exc.status, str(exc))
     item = _item(request)
     if item is None or item.output is None:
         return _error(404, "no colorized image with this number")
+    return state, item, payload
+
+
+async def preview(request: Request) -> Response:
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    state, item, payload = posted
     try:
         hints = _run(_hints, state, item, payload)
         rgb, seconds = _run(state.engine.preview, item, hints)
@@ -250,14 +262,10 @@ async def preview(request: Request) -> Response:
 
 
 async def apply(request: Request) -> Response:
-    state: ReviewState = request.app.state.review
-    try:
-        payload = await _body(request)  # the token first: nothing is said without it
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
-    item = _item(request)
-    if item is None or item.output is None:
-        return _error(404, "no colorized image with this number")
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    state, item, payload = posted
     try:
         hints = _run(_hints, state, item, payload)
         review = {"action": "apply", "reviewer": state.reviewer,
@@ -272,14 +280,10 @@ async def apply(request: Request) -> Response:
 
 
 async def decision(request: Request) -> Response:
-    state: ReviewState = request.app.state.review
-    try:
-        payload = await _body(request)  # the token first: nothing is said without it
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
-    item = _item(request)
-    if item is None or item.output is None:
-        return _error(404, "no colorized image with this number")
+    posted = await _posted(request)
+    if isinstance(posted, Response):
+        return posted
+    state, item, payload = posted
     try:
         if not isinstance(payload, dict):
             raise _Refusal(400, "expected a JSON object {decision, comment}")
