@@ -71,3 +71,14 @@ def bright_box_light(h: int, w: int, seed: int = 0) -> np.ndarray:
     gray[20:70, 30:90] = 0.8
     gray += rng.normal(0, 0.02, (h, w)).astype(np.float32)
     return gray_to_l(torch.from_numpy(gray.clip(0, 1))).numpy()
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """Empty caches, and every download refused at once (a closed proxy port)."""
+    monkeypatch.setenv("INSTACOLOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)

@@ -33,6 +33,7 @@ from instacolor.batch.worker import Settings
 from instacolor.cli import main
 from instacolor.errors import InputError
 from instacolor.io.archival import read_provenance
+from tests.test_cli import cli_env
 from tests.test_cli_signals import LARGE, SMALL, _inputs, _stop_while_writing
 
 ray = pytest.importorskip("ray")
@@ -44,16 +45,7 @@ VARYING = ("time", "timings", "output", "output_sha256")  # differ from run to r
 
 
 def _env(root: Path) -> dict[str, str]:
-    values = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    values.update(
-        INSTACOLOR_CACHE=str(root / "cache"),
-        TORCH_HOME=str(root / "torch"),
-        OMP_NUM_THREADS="1",
-        RAY_USAGE_STATS_ENABLED="0",
-    )
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        values[var] = "http://127.0.0.1:9"
-    return values
+    return {**cli_env(root), "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def _cli(root: Path, *args, code: str | None = None) -> subprocess.CompletedProcess:

@@ -25,17 +25,6 @@ from tests.test_cli import _gray, _hashes, _png
 SETTINGS = Settings(weights="instacolor-untrained-w16", working_size=64, threads=1)
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """Empty caches, and every download refused at once (a closed proxy port)."""
-    monkeypatch.setenv("INSTACOLOR_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-
-
 def test_a_batch_in_this_process_records_everything_then_resumes(tmp_path, offline):
     src = tmp_path / "in"
     _png(src / "a.png", _gray())

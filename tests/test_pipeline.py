@@ -51,16 +51,6 @@ def untrained():
     return make
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """An empty torch cache and every download refused at once."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-
-
 def test_colorizer_runs_the_detector_when_no_instances_are_given(untrained, detector):
     colorizer = untrained(detector=detector)
     res = colorizer.colorize(_gray(), full_result=True)
