@@ -41,12 +41,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from evaluate_hints import HINT_MODES, calibration, evaluate_hints, evaluate_instance_colors
+from evaluate_hints import (  # the 256x256 scoring helpers are shared with tune_inference
+    HINT_MODES,
+    _ab,
+    _gray,
+    _small,
+    calibration,
+    evaluate_hints,
+    evaluate_instance_colors,
+)
 from PIL import Image
 
 from instacolor import Colorizer, SemanticMap
 from instacolor.api import MAX_SATURATION
-from instacolor.color import rgb_to_lab
 from instacolor.errors import InputError, WeightsError
 from instacolor.io.coco import instances_from_coco
 from instacolor.metrics import (
@@ -62,15 +69,6 @@ from instacolor.perceptual import Lpips, lpips_unavailable
 from instacolor.train.data import list_images
 
 METRICS = ("psnr", "ssim", "delta_e2000", "colorfulness")
-
-
-def _ab(rgb: np.ndarray) -> np.ndarray:
-    t = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
-    return rgb_to_lab(t)[1:].numpy()
-
-
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    return gray_baseline(rgb)[:, :, 0]
 
 
 def _score(pred: np.ndarray, truth: np.ndarray, lpips: Lpips | None) -> dict[str, float]:
@@ -105,10 +103,6 @@ def _table(title: str, rows: dict[str, list[dict[str, float]]]) -> str:
         means = [np.nanmean([s[k] for s in scores]) for k in keys]
         lines.append(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
     return "\n".join(lines)
-
-
-def _small(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).resize((256, 256), Image.BILINEAR))
 
 
 def write_grid(colorizer: Colorizer, files: list[Path], target: Path, height: int = 192) -> None:
