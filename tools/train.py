@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from instacolor.checkpoints import save_safetensors
 from instacolor.color import AB_NORM, L_CENT, L_NORM, lab_to_rgb
 from instacolor.metrics import colorfulness, psnr
 from instacolor.models.classes import annealed_mean, class_prior
@@ -40,6 +39,7 @@ from instacolor.train.data import (
     load_coco_boxes,
     load_coco_semantic,
 )
+from instacolor.train.gpu import export_weights
 from instacolor.train.loop import TrainConfig, list_collate, load_stage, train_stage
 from instacolor.train.losses import ab_prior
 
@@ -161,20 +161,19 @@ def estimate_prior(
 def export(
     checkpoint: Path, target: Path, width: int, decode: str = "regression", temperature=0.38
 ) -> None:
-    """Write a checkpoint as weights; the class head counts as trained when its run's
-    ``class_weight`` was > 0, and ``decode``/``temperature`` become the weights' defaults."""
+    """Write a checkpoint as weights (``train.gpu.export_weights``); the class head counts as
+    trained when its run's ``class_weight`` was > 0."""
     net = InstColorNet(width)
     stage = load_stage(checkpoint, net)
     if stage != 3:
         warnings.warn(f"{checkpoint} is a stage-{stage} checkpoint, not stage 3", stacklevel=1)
     config = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
-    extra = {"trained_from": str(checkpoint), "working_size": str(config.get("size", 128))}
-    if config.get("class_weight", 0) > 0:
-        extra["class_head"] = "trained"
-    elif decode != "regression":
+    class_head = config.get("class_weight", 0) > 0
+    if decode != "regression" and not class_head:
         raise SystemExit(f"--decode {decode}: {checkpoint} was trained without --class-weight")
-    extra.update(decode=decode, temperature=repr(float(temperature)))
-    save_safetensors(net, target, name=target.stem, dtype=torch.float16, extra=extra)
+    export_weights(net, target, stages=3, working_size=config.get("size", 128),
+                   class_head=class_head, decode=decode, temperature=temperature,
+                   trained_from=str(checkpoint))  # fmt: skip
     print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 
 
