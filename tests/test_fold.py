@@ -10,6 +10,7 @@ from torch import nn
 from instacolor.errors import InputError
 from instacolor.models.fold import (
     ConvReLU,
+    ConvSum,
     Shift,
     batchnorm_affine,
     fold_batchnorm,
@@ -169,3 +170,28 @@ def test_fused_conv_relu_matches_conv_then_relu():
     assert x.grad is not None
     with torch.no_grad():
         torch.testing.assert_close(block(x), torch.relu(block.conv(x)))
+
+
+def test_leaky_relu_and_shortcuts_are_fused_and_match():
+    net = _net(seed=11)
+    fused, _ = inference_copy(net, fold=True, channels_last=True, fuse_relu=True)
+    slopes = {m.negative_slope for m in fused.modules() if isinstance(m, ConvReLU)}
+    assert slopes == {None, 0.2}  # model10's Conv2d -> LeakyReLU(0.2) too
+    sums = [m for m in fused.modules() if isinstance(m, ConvSum)]
+    assert len(sums) == 3 * 3  # three skip connections in each of the three generators
+    assert not any(isinstance(m, nn.LeakyReLU) for m in fused.modules())
+    block = ConvReLU(nn.Conv2d(3, 4, 3, padding=1), 0.2)
+    shortcut = ConvSum(nn.Conv2d(3, 4, 3, padding=1))
+    x = torch.randn(2, 3, 6, 6)
+    y = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        want_act = torch.nn.functional.leaky_relu(block.conv(x), 0.2)
+        want_sum = y + shortcut.conv(x)
+        torch.testing.assert_close(block(x), want_act)
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            xs, ys = x.to(memory_format=fmt), y.clone().to(memory_format=fmt)
+            torch.testing.assert_close(shortcut.add_into(ys, xs), want_sum)
+    x.requires_grad_(True)
+    out = shortcut.add_into(y, x)  # under autograd: conv then a new sum, y untouched
+    out.sum().backward()
+    assert x.grad is not None and out.data_ptr() != y.data_ptr()

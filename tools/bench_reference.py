@@ -14,10 +14,12 @@ synthetic 256x256 gray image with 8 boxes goes through ``prepare_inputs``; insta
 runs ``TorchRuntime.run`` on it, the reference ``netG`` on the crops and ``netGF`` on
 the image (as its ``FusionModel.forward``), both under ``torch.no_grad`` with 2 threads,
 each side in its own process (so that a process-wide setting of one, such as
-instacolor's malloc setting, does not change the other): load, one warm-up, one timed
-run; the sides alternate ``--repeats`` times (A, B, A, B) and the minima are
-compared. Prints times, CPU time, the ratio and max / mean ``|delta ab|`` in Lab units
-for each instacolor configuration asked for. Not a test.
+instacolor's malloc setting, does not change the other): load, ``--warmups`` runs
+(2: the steady state of a batch; the second run can still page-fault where the first
+left the heap fragmented), one timed run; the sides alternate ``--repeats`` times
+(A, B, A, B) and the minima are compared. Prints times, CPU time, the ratio and
+max / mean ``|delta ab|`` in Lab units for each instacolor configuration asked for.
+Not a test.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def run_side(args: argparse.Namespace, side: int, out: Path) -> dict:
         def fn() -> np.ndarray:
             return runtime.run(inputs).ab
 
-    fn()  # warm-up
+    for _ in range(args.warmups):
+        fn()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
     ab = fn()
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instances", type=int, default=8, help="boxes (8)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
     p.add_argument("--repeats", type=int, default=2, help="alternations of all sides (2)")
+    p.add_argument("--warmups", type=int, default=2, help="untimed runs of each side first (2)")
     p.add_argument(
         "--ours",
         action="append",
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     names = ["reference"] + [f"instacolor {o or '(all options off)'}" for o in args.ours]
     runs: list[list[dict]] = [[] for _ in names]
     passthrough = ["--reference", str(args.reference), "--instances", str(args.instances)]
-    passthrough += ["--threads", str(args.threads)] + [f"--ours={o}" for o in args.ours]
+    passthrough += ["--threads", str(args.threads), "--warmups", str(args.warmups)]
+    passthrough += [f"--ours={o}" for o in args.ours]
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for side in range(len(names)):
@@ -181,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         abs_ = [np.load(Path(tmp) / f"side{k}.npy") for k in range(len(names))]
     print(
         f"torch {torch.__version__}, {args.threads} threads, width 64, {SIZE}x{SIZE}, "
-        f"{args.instances} boxes; each side in its own process (load, 1 warm-up, 1 timed "
-        f"run), sides alternating, {args.repeats} rounds; minimum wall time\n"
+        f"{args.instances} boxes; each side in its own process (load, {args.warmups} warm-up "
+        f"runs, 1 timed run), sides alternating, {args.repeats} rounds; minimum wall time\n"
     )
     print(
         "| network | min s | runs s | CPU s (user + sys) | reference / this "

@@ -31,16 +31,20 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from instacolor.errors import InputError
+from instacolor.models.generator import SHORTCUTS
 
 __all__ = [
     "ConvReLU",
+    "ConvSum",
     "Shift",
     "batchnorm_affine",
     "fold_batchnorm",
     "fuse_conv_relu",
+    "fuse_shortcuts",
     "inference_copy",
     "scale_conv",
 ]
@@ -182,40 +186,54 @@ def _bias(conv: nn.Module) -> torch.Tensor:
 
 
 class ConvReLU(nn.Module):
-    """``ReLU(conv(x))`` as one oneDNN operation on the CPU (no separate ReLU pass).
+    """``ReLU(conv(x))`` (or ``LeakyReLU``) as one oneDNN operation on the CPU.
 
-    Falls back to the two operations off the CPU, under autograd or autocast, or when
-    ``x`` and the weights differ in dtype. The result is that of ``conv`` then ``ReLU``
-    (the ReLU is oneDNN's post-op on the same accumulator).
+    No separate pass of the activation over the feature map: it is oneDNN's post-op on
+    the same accumulator. Falls back to the two operations off the CPU, under autograd
+    or autocast, or when ``x`` and the weights differ in dtype.
 
     Args:
         conv: the ``nn.Conv2d`` (zero padding) whose output is rectified.
+        negative_slope: None for ``ReLU``; the slope of a ``LeakyReLU`` otherwise.
     """
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, negative_slope: float | None = None) -> None:
         super().__init__()
         self.conv = conv
+        self.negative_slope = negative_slope
+
+    def _activate(self, y: torch.Tensor) -> torch.Tensor:
+        if self.negative_slope is None:
+            return torch.relu(y)
+        return F.leaky_relu(y, self.negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``relu(conv(x))``, ``(B, C_out, H', W')``."""
+        """``act(conv(x))``, ``(B, C_out, H', W')``."""
         c = self.conv
-        fused = (
-            x.device.type == "cpu"
-            and x.dtype == c.weight.dtype
-            and not torch.is_autocast_enabled("cpu")
-            and not (torch.is_grad_enabled() and (x.requires_grad or c.weight.requires_grad))
+        if not _fusable(x, c):
+            return self._activate(c(x))
+        attr, scalars = (
+            ("relu", []) if self.negative_slope is None else ("leaky_relu", [self.negative_slope])
         )
-        if not fused:
-            return torch.relu(c(x))
         return torch.ops.mkldnn._convolution_pointwise(
-            x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], ""
+            x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups, attr, scalars, ""
         )
+
+
+def _activation_slope(layer: nn.Module) -> float | bool | None:
+    """None for ReLU, the slope for LeakyReLU, False for anything else."""
+    if isinstance(layer, nn.ReLU):
+        return None
+    if isinstance(layer, nn.LeakyReLU):
+        return float(layer.negative_slope)
+    return False
 
 
 def fuse_conv_relu(module: nn.Module) -> int:
-    """Replace every ``Conv2d -> ReLU`` pair inside an ``nn.Sequential`` by :class:`ConvReLU`.
+    """Replace every ``Conv2d -> ReLU`` (or ``LeakyReLU``) pair of an ``nn.Sequential``.
 
-    The ReLU's slot becomes ``nn.Identity`` so that indices stay. Only for inference.
+    Each pair becomes one :class:`ConvReLU`; the activation's slot becomes
+    ``nn.Identity`` so that indices stay. Only for inference.
 
     Returns:
         The number of pairs fused.
@@ -224,10 +242,79 @@ def fuse_conv_relu(module: nn.Module) -> int:
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         layers = list(seq)
         for i in range(len(layers) - 1):
-            conv, relu = layers[i], layers[i + 1]
+            conv, slope = layers[i], _activation_slope(layers[i + 1])
             plain = type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
-            if plain and isinstance(relu, nn.ReLU) and not isinstance(conv.padding, str):
-                seq[i], seq[i + 1] = ConvReLU(conv), nn.Identity()
+            if plain and slope is not False and not isinstance(conv.padding, str):
+                seq[i], seq[i + 1] = ConvReLU(conv, slope), nn.Identity()
+                fused += 1
+    return fused
+
+
+class ConvSum(nn.Module):
+    """A skip connection's convolution that can add its output into a tensor in place.
+
+    ``forward`` is the convolution; :meth:`add_into` computes ``y + conv(x)`` as one
+    oneDNN convolution with a sum post-op writing into ``y`` (no temporary feature map,
+    no separate addition) on the CPU, and falls back to ``y + conv(x)`` elsewhere.
+
+    Args:
+        conv: the ``nn.Conv2d`` (zero padding).
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv(x)``."""
+        return self.conv(x)
+
+    def add_into(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y + conv(x)``, ``(B, C_out, H', W')``; ``y`` may be overwritten."""
+        c = self.conv
+        fused = (
+            _fusable(x, c)
+            and y.dtype == x.dtype
+            and y.is_contiguous(memory_format=_format(x))
+            and not (torch.is_grad_enabled() and y.requires_grad)
+        )
+        if not fused:
+            return y + c(x)
+        return torch.ops.mkldnn._convolution_pointwise_.binary(
+            y, x, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups,
+            "add", 1.0, None, [], None,
+        )  # fmt: skip
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    """``x``'s memory format (channels_last or contiguous)."""
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
+def _fusable(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether oneDNN may run ``conv`` on ``x`` with a post-op (CPU, same dtype, no grad)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == conv.weight.dtype
+        and not torch.is_autocast_enabled("cpu")
+        and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
+    )
+
+
+def fuse_shortcuts(module: nn.Module) -> int:
+    """Replace each skip connection's convolution (:data:`~instacolor.models.generator.
+    SHORTCUTS`) by :class:`ConvSum`, so that the generator adds it in place.
+
+    Returns:
+        The number of shortcuts replaced.
+    """
+    fused = 0
+    for name, seq in module.named_modules():
+        if name.rsplit(".", 1)[-1] in SHORTCUTS and isinstance(seq, nn.Sequential):
+            conv = seq[0]
+            if len(seq) == 1 and type(conv) is nn.Conv2d and conv.padding_mode == "zeros":
+                seq[0] = ConvSum(conv)
                 fused += 1
     return fused
 
@@ -243,8 +330,9 @@ def inference_copy(
         fold: fold BatchNorms into the preceding convolutions (:func:`fold_batchnorm`).
         channels_last: store the convolution weights as NHWC (``torch.channels_last``),
             so that oneDNN runs the convolutions without reordering every feature.
-        fuse_relu: run each ``Conv2d -> ReLU`` as one oneDNN operation
-            (:func:`fuse_conv_relu`).
+        fuse_relu: run each ``Conv2d -> ReLU`` (or ``LeakyReLU``) as one oneDNN
+            operation (:func:`fuse_conv_relu`) and add each skip connection's
+            convolution in place (:func:`fuse_shortcuts`).
 
     Returns:
         ``(network, number of BatchNorms folded)``.
@@ -255,6 +343,7 @@ def inference_copy(
     folded = fold_batchnorm(out) if fold else 0  # before fusing: it looks for Conv, ReLU, BN
     if fuse_relu:
         fuse_conv_relu(out)
+        fuse_shortcuts(out)
     if channels_last:
         out = out.to(memory_format=torch.channels_last)
     return out, folded

@@ -205,13 +205,13 @@ class ColorGenerator(nn.Module):
         h = yield "conv5_3", self.model5(h)
         h = yield "conv6_3", self.model6(h)
         h = yield "conv7_3", self.model7(h)
-        h = yield "conv8_up", self.model8up(h) + self.model3short8(c3)
+        h = yield "conv8_up", _plus(self.model8up(h), self.model3short8, c3)
         del c3
         h = yield "conv8_3", self.model8(h)
-        h = yield "conv9_up", self.model9up(h) + self.model2short9(c2)
+        h = yield "conv9_up", _plus(self.model9up(h), self.model2short9, c2)
         del c2
         h = yield "conv9_3", self.model9(h)
-        h = yield "conv10_up", self.model10up(h) + self.model1short10(c1)
+        h = yield "conv10_up", _plus(self.model10up(h), self.model1short10, c1)
         del c1
         h = yield "conv10_2", self.model10(h)
         return self.model_out(h)
@@ -242,3 +242,13 @@ class ColorGenerator(nn.Module):
     def classify(self, conv8_3: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 529, H/4, W/4)`` over quantised ab from the conv8_3 feature."""
         return self.model_class(conv8_3)
+
+
+#: The skip connections' ``nn.Sequential`` names (one convolution each).
+SHORTCUTS = ("model3short8", "model2short9", "model1short10")
+
+
+def _plus(up: torch.Tensor, shortcut: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``up + shortcut(x)``; a fused shortcut (``add_into``) adds into ``up`` in place."""
+    add_into = getattr(shortcut[0], "add_into", None)
+    return up + shortcut(x) if add_into is None else add_into(up, x)
