@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from instacolor.arguments import as_instances, as_semantic
-from instacolor.decode import Decoding, confidence_at, decode
+from instacolor.decode import Decoding, confidence_at, decode, resolve_decoding
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
@@ -84,6 +84,8 @@ class Colorizer:
             2016; needs weights with a trained head); None: the weights' default
             (``loaded.decode``). See :mod:`instacolor.decode`.
         temperature: annealed-mean temperature; None: the weights' default.
+        mix: weight of the annealed mean in ``[0, 1]`` blended with the regression
+            (annealed-mean only; 1 the annealed mean alone); None: the weights' default.
         backend: ``"torch"``, or ``"onnxruntime"`` to run the networks in onnxruntime
             (exported once per weights into the cache, see :mod:`instacolor.export`; CUDA
             provider on a CUDA ``device``). Same ab within 1e-4.
@@ -91,8 +93,8 @@ class Colorizer:
             HintSettings`); hint_channels None: for weights with mask value 0 (siggraph17).
 
     Raises:
-        InputError: a bad ``working_size``, ``saturation``, ``decode``, ``temperature``
-            or ``backend``; ``annealed-mean`` for weights without a trained head.
+        InputError: a bad ``working_size``, ``saturation``, ``decode``, ``temperature``,
+            ``mix`` or ``backend``; ``annealed-mean`` for weights without a trained head.
         WeightsError: the weights cannot be found or loaded.
         MissingDependencyError: ``backend="onnxruntime"`` without onnxruntime or onnx.
         ExportError: the networks could not be exported for onnxruntime.
@@ -111,6 +113,7 @@ class Colorizer:
         saturation: float = 1.0,
         decode: str | None = None,
         temperature: float | None = None,
+        mix: float | None = None,
         backend: str = "torch",
         hint_channels: bool | None = None,
         hint_propagation: str = "working",
@@ -132,7 +135,7 @@ class Colorizer:
         self.working_size = working_size or self.loaded.working_size
         self.net = self.loaded.net
         self.backend = backend
-        self.decoding = _decoding(self.loaded, decode or self.loaded.decode, temperature, None)
+        self.decoding = resolve_decoding(self.loaded, decode, temperature, mix)
         channels = self.net.mask_value == 0.0 if hint_channels is None else hint_channels
         self.hinting = HintSettings(channels=channels, propagation=hint_propagation)
         self.runtime = make_runtime(self.loaded, backend, self.device)
@@ -148,12 +151,6 @@ class Colorizer:
             f"backend={self.backend!r})"
         )
 
-    def _decoding(self, mode: str | None, temperature: float | None) -> Decoding:
-        """The colorizer's decoding with ``mode``/``temperature`` replaced where given."""
-        if mode is None and temperature is None:
-            return self.decoding
-        return _decoding(self.loaded, mode or self.decoding.mode, temperature, self.decoding)
-
     @torch.inference_mode()
     def colorize(
         self,
@@ -164,6 +161,7 @@ class Colorizer:
         saturation: float | None = None,
         decode: str | None = None,
         temperature: float | None = None,
+        mix: float | None = None,
         hints: Any = None,
         full_result: bool = False,
     ) -> Any:
@@ -182,7 +180,8 @@ class Colorizer:
             saturation: factor on the predicted chroma for this image (None: the
                 colorizer's ``saturation``); applied after the networks, no reload.
             decode: decoding for this image (None: the colorizer's); no reload.
-            temperature: annealed-mean temperature for this image (None: the colorizer's).
+            temperature, mix: annealed-mean temperature and mix for this image (None:
+                the colorizer's).
             hints: None, :class:`Hints` or points ``[(x, y, color[, radius])]`` in input
                 pixels, colour ``(r, g, b)`` 0-255, ``"#rrggbb"`` or ``Lab(a, b)``.
             full_result: return a :class:`ColorizeResult` instead of the image.
@@ -193,7 +192,7 @@ class Colorizer:
         """
         t0 = time.perf_counter()
         l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
-        decoding = self._decoding(decode, temperature)
+        decoding = resolve_decoding(self.loaded, decode, temperature, mix, base=self.decoding)
         result = self._colorize_plane(
             l_full, instances, semantic, saturation, decoding, kind.dtype, t0, hints
         )
@@ -212,6 +211,7 @@ class Colorizer:
         saturation: float | None = None,
         decode: str | None = None,
         temperature: float | None = None,
+        mix: float | None = None,
         hints: Any = None,
         out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
     ) -> ColorizeResult:
@@ -226,7 +226,7 @@ class Colorizer:
             light: ``(H, W)`` float32 CIE L in ``[0, 100]``.
             instances: as for :meth:`colorize`, in the pixels of ``light``.
             semantic: as for :meth:`colorize`.
-            saturation, decode, temperature, hints: as for :meth:`colorize`.
+            saturation, decode, temperature, mix, hints: as for :meth:`colorize`.
             out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
 
         Returns:
@@ -255,7 +255,7 @@ class Colorizer:
         dtype = np.dtype(out_dtype)
         if dtype not in (np.uint8, np.uint16):
             raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
-        decoding = self._decoding(decode, temperature)
+        decoding = resolve_decoding(self.loaded, decode, temperature, mix, base=self.decoding)
         return self._colorize_plane(
             light, instances, semantic, saturation, decoding, dtype, t0, hints
         )
@@ -328,22 +328,10 @@ class Colorizer:
             saturation=saturation,
             decode=decoding.mode,
             temperature=None if decoding.mode == "regression" else decoding.temperature,
+            mix=None if decoding.mode == "regression" else decoding.mix,
             confidence=None if confidence is None else confidence_at(confidence, size),
             hints=hints,
         )
-
-
-def _decoding(loaded, mode: str, temperature: float | None, base: Decoding | None) -> Decoding:
-    if temperature is None:
-        temperature = base.temperature if base is not None else loaded.temperature
-    decoding = Decoding(mode=mode, temperature=temperature)
-    if decoding.mode == "annealed-mean" and not loaded.class_head:
-        raise InputError(
-            f"decode='annealed-mean': expected weights with a trained classification head, "
-            f"received {loaded.name!r}, whose head is untrained; use decode='regression' (or "
-            "weights whose 'instacolor models' entry names annealed-mean)"
-        )
-    return decoding
 
 
 @lru_cache(maxsize=2)
@@ -364,19 +352,19 @@ def colorize(
     saturation: float = 1.0,
     decode: str | None = None,
     temperature: float | None = None,
+    mix: float | None = None,
     hints: Any = None,
     full_result: bool = False,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
     See :meth:`Colorizer.colorize` for the arguments and the return value, and
-    :class:`Colorizer` for ``saturation``, ``decode`` and ``temperature`` (applied per
-    call: changing them reloads nothing). The networks for ``(weights, device, detector,
-    backend)`` are loaded on first use and kept for the next call (two most recent
-    combinations). ``detector``
-    names a detection backend (``"torchvision"``, ``"detectron2"``, ``"+sam"``
-    refinement) that finds the instances when none are given;
-    its weights missing raise a ``WeightsError`` (use
+    :class:`Colorizer` for ``saturation``, ``decode``, ``temperature`` and ``mix``
+    (applied per call: changing them reloads nothing). The networks for ``(weights,
+    device, detector, backend)`` are loaded on first use and kept for the next call (two
+    most recent combinations). ``detector`` names a detection backend (``"torchvision"``,
+    ``"detectron2"``, ``"+sam"`` refinement) that finds the instances when none are
+    given; its weights missing raise a ``WeightsError`` (use
     ``Colorizer(..., fallback_to_full_image=True)`` to continue without instances).
 
     Example:
@@ -395,6 +383,7 @@ def colorize(
         saturation=saturation,
         decode=decode,
         temperature=temperature,
+        mix=mix,
         hints=hints,
         full_result=full_result,
     )

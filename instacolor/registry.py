@@ -16,6 +16,7 @@ from instacolor.official import INSTCOLORIZATION_ARCHIVE, ArchiveSource
 
 __all__ = [
     "DECODINGS",
+    "DEFAULT_MIX",
     "DEFAULT_TEMPERATURE",
     "DEFAULT_WEIGHTS",
     "DEFAULT_WORKING_SIZE",
@@ -34,6 +35,8 @@ DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
 DECODINGS = ("regression", "annealed-mean")
 #: Zhang et al. 2016's annealed-mean temperature.
 DEFAULT_TEMPERATURE = 0.38
+#: Weight of the annealed mean in its blend with the regression (1: the annealed mean alone).
+DEFAULT_MIX = 1.0
 
 
 class UntrainedWeightsWarning(UserWarning):
@@ -64,6 +67,8 @@ class WeightsEntry:
         decode: the default decoding, ``"regression"`` or ``"annealed-mean"`` (needs a
             trained classification head: the file's ``class_head`` metadata).
         temperature: the default annealed-mean temperature.
+        mix: the default weight of the annealed mean in its blend with the regression
+            (1: the annealed mean alone; see :mod:`instacolor.decode`).
     """
 
     name: str
@@ -79,6 +84,7 @@ class WeightsEntry:
     archive: ArchiveSource | None = None
     decode: str = "regression"
     temperature: float = DEFAULT_TEMPERATURE
+    mix: float = DEFAULT_MIX
 
 
 REGISTRY: dict[str, WeightsEntry] = {

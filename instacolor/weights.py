@@ -64,6 +64,7 @@ from instacolor.official import (
 )
 from instacolor.registry import (
     DECODINGS,
+    DEFAULT_MIX,
     DEFAULT_TEMPERATURE,
     DEFAULT_WEIGHTS,
     DEFAULT_WORKING_SIZE,
@@ -118,6 +119,8 @@ class LoadedWeights:
         decode: default decoding (the file's ``decode`` metadata, else the registry
             entry's, else ``"regression"``).
         temperature: default annealed-mean temperature.
+        mix: default weight of the annealed mean in its blend with the regression (the
+            file's ``mix`` metadata, else the registry entry's, else 1).
     """
 
     net: InstColorNet
@@ -128,6 +131,7 @@ class LoadedWeights:
     class_head: bool = False
     decode: str = "regression"
     temperature: float = DEFAULT_TEMPERATURE
+    mix: float = DEFAULT_MIX
 
 
 def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Path:
@@ -206,6 +210,10 @@ def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
     return load_official_folder(paths[0].parent), digests[-1]
 
 
+#: ``(class_head, decode, temperature, mix)`` of weights without decoding metadata.
+_NO_HEAD = (False, "regression", DEFAULT_TEMPERATURE, DEFAULT_MIX)
+
+
 def load_weights(
     weights: str | os.PathLike = "default", *, device: str | torch.device = "cpu"
 ) -> LoadedWeights:
@@ -224,7 +232,7 @@ def load_weights(
                 f"{'' if net.with_instances else ' (full-image network only)'}; replace them"
             )
         name, trained, size = entry.name, entry.source != "random", entry.working_size
-        head = (False, entry.decode, entry.temperature)
+        head = (False, entry.decode, entry.temperature, entry.mix)
         if entry.source == "package":
             head = _head_metadata(_package_path(entry), head)
     else:
@@ -234,15 +242,15 @@ def load_weights(
         elif path.suffix == ".safetensors":
             net, digest = load_safetensors(path), sha256_file(path)
             size = _metadata_working_size(path, digest)
-            head = _head_metadata(path, (False, "regression", DEFAULT_TEMPERATURE))
+            head = _head_metadata(path, _NO_HEAD)
         elif path.suffix in (".pth", ".pt") and path.is_file():
             net, digest = load_siggraph17(path), sha256_file(path)
         else:
             raise unknown_weights_error(weights)
         name, trained = str(path), True
         if path.suffix != ".safetensors":
-            head = (False, "regression", DEFAULT_TEMPERATURE)
-    class_head, decode, temperature = head
+            head = _NO_HEAD
+    class_head, decode, temperature, mix = head
     return LoadedWeights(
         net=net.to(device),
         name=name,
@@ -252,6 +260,7 @@ def load_weights(
         class_head=class_head,
         decode=decode,
         temperature=temperature,
+        mix=mix,
     )
 
 
@@ -260,8 +269,10 @@ def _package_path(entry: WeightsEntry) -> Path:
     return Path(str(resources.files("instacolor") / "data" / entry.files[0].name))
 
 
-def _head_metadata(path: Path, default: tuple[bool, str, float]) -> tuple[bool, str, float]:
-    """``(class_head, decode, temperature)`` from a safetensors file's metadata."""
+def _head_metadata(
+    path: Path, default: tuple[bool, str, float, float]
+) -> tuple[bool, str, float, float]:
+    """``(class_head, decode, temperature, mix)`` from a safetensors file's metadata."""
     meta = read_safetensors_metadata(path)
     class_head = meta.get("class_head") == "trained"
     decode = meta.get("decode", default[1])
@@ -280,7 +291,17 @@ def _head_metadata(path: Path, default: tuple[bool, str, float]) -> tuple[bool, 
             f"class_head {meta.get('class_head')!r}, temperature {meta.get('temperature')!r}; "
             "rewrite the file's metadata (tools/train.py --export sets it)"
         )
-    return class_head, decode, temperature
+    try:
+        mix = float(meta.get("mix", default[3]))
+    except ValueError:
+        mix = -1.0
+    if not 0 <= mix <= 1:
+        raise WeightsError(
+            f"{path}: metadata mix: expected a number from 0 to 1, received "
+            f"{meta.get('mix')!r}; rewrite the file's metadata (tools/train.py --export --mix "
+            "sets it)"
+        )
+    return class_head, decode, temperature, mix
 
 
 def _metadata_working_size(path: Path, digest: str) -> int:

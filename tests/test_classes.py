@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from instacolor import Colorizer
-from instacolor.decode import Decoding, confidence_at, decode
-from instacolor.errors import InputError
+from instacolor import Colorizer, colorize
+from instacolor.checkpoints import save_safetensors
+from instacolor.decode import CONFIDENCE_KIND, CONFIDENCE_RADIUS, Decoding, confidence_at, decode
+from instacolor.errors import InputError, WeightsError
 from instacolor.models.classes import (
     AB_CLASSES,
     AB_GRID,
@@ -23,7 +25,10 @@ from instacolor.models.classes import (
     soft_encode,
     soft_encoded_cross_entropy,
 )
+from instacolor.models.network import InstColorNet
 from instacolor.structures import NetOutput
+from instacolor.train.gpu import export_weights
+from instacolor.weights import load_weights
 
 
 def _ab(a: float, b: float) -> torch.Tensor:
@@ -137,3 +142,97 @@ def test_weights_without_a_trained_head_refuse_annealed_mean():
         colorizer.colorize(gray, decode="annealed-mean")
     result = colorizer.colorize(gray, full_result=True)
     assert (result.decode, result.temperature, result.confidence) == ("regression", None, None)
+
+
+def _random_output(s: int = 16, seed: int = 0) -> NetOutput:
+    rng = np.random.default_rng(seed)
+    ab = rng.uniform(-0.9, 0.9, (1, 2, s, s)).astype(np.float32)
+    logits = rng.normal(0, 3, (1, AB_CLASSES, s // 4, s // 4)).astype(np.float32)
+    return NetOutput(ab=ab, class_logits=logits)
+
+
+def test_mix_is_validated_with_expected_received_and_advice():
+    assert Decoding("annealed-mean", 0.38).mix == 1.0 and Decoding(mix=0).mix == 0
+    for bad in (True, False, -0.01, 1.01, math.nan, "0.5", None):
+        with pytest.raises(
+            InputError, match=r"mix: expected a number from 0 to 1, received .*use 1"
+        ):
+            Decoding("annealed-mean", 0.38, bad)
+
+
+def test_mix_blends_the_annealed_mean_with_the_regression():
+    out = _random_output()
+    logits = torch.from_numpy(out.class_logits)
+    regression, regression_conf = decode(out, Decoding("regression"))
+    # mix 1 (the default): bit-identical to the annealed mean as decoded before mix existed
+    low = annealed_mean(logits, 0.38)
+    before = F.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)[0]
+    ab1, conf1 = decode(out, Decoding("annealed-mean", 0.38))
+    assert torch.equal(ab1, before)
+    assert torch.equal(decode(out, Decoding("annealed-mean", 0.38, 1.0))[0], before)
+    assert torch.equal(conf1, confidence(logits, low, CONFIDENCE_KIND, CONFIDENCE_RADIUS)[0])
+    # mix 0: exactly the regression, and its confidence
+    ab0, conf0 = decode(out, Decoding("annealed-mean", 0.38, 0.0))
+    assert torch.equal(ab0, regression) and torch.equal(conf0, regression_conf)
+    # mix 0.5: the average, its confidence about the average at the head's resolution
+    ab5, conf5 = decode(out, Decoding("annealed-mean", 0.38, 0.5))
+    torch.testing.assert_close(ab5, (ab1 + regression) / 2, rtol=0, atol=1e-5)
+    area = F.interpolate(regression[None], size=(4, 4), mode="area")
+    want = confidence(logits, (low + area) / 2, CONFIDENCE_KIND, CONFIDENCE_RADIUS)[0]
+    torch.testing.assert_close(conf5, want)
+    assert not torch.equal(ab5, ab1) and not torch.equal(ab5, regression)
+    # regression ignores mix
+    assert torch.equal(decode(out, Decoding("regression", mix=0.3))[0], regression)
+
+
+def _head_weights(path, mix=None):
+    """Random width-4 networks whose file declares a trained class head (plumbing only)."""
+    torch.manual_seed(0)
+    return export_weights(InstColorNet(4).eval(), path, stages=3, working_size=32,
+                          class_head=True, decode="annealed-mean", temperature=0.38,
+                          trained_from="test", mix=mix)  # fmt: skip
+
+
+def test_per_call_mix_changes_the_output_and_is_recorded(tmp_path):
+    gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
+    colorizer = Colorizer(_head_weights(tmp_path / "head.safetensors"))
+    assert colorizer.loaded.mix == 1.0 and colorizer.decoding == Decoding("annealed-mean", 0.38)
+    plain = colorizer.colorize(gray, full_result=True)
+    same = colorizer.colorize(gray, mix=1.0, full_result=True)
+    half = colorizer.colorize(gray, mix=0.5, full_result=True)
+    assert (plain.decode, plain.mix, half.mix) == ("annealed-mean", 1.0, 0.5)
+    assert np.array_equal(same.image, plain.image) and np.array_equal(same.ab, plain.ab)
+    assert not np.array_equal(half.ab, plain.ab)
+    assert colorizer.colorize(gray, decode="regression", mix=0.5, full_result=True).mix is None
+    regression = colorizer.colorize(gray, decode="regression", full_result=True)
+    np.testing.assert_array_equal(
+        colorizer.colorize(gray, mix=0, full_result=True).ab, regression.ab
+    )
+    blended = Colorizer(colorizer.loaded.name, mix=0.5)  # the colorizer's own mix
+    assert np.array_equal(blended.colorize(gray, full_result=True).ab, half.ab)
+    assert blended.colorize(gray, mix=1.0, full_result=True).mix == 1.0
+    assert colorize(gray, weights=colorizer.loaded.name, mix=0.5, full_result=True).mix == 0.5
+    with pytest.raises(InputError, match="mix: expected a number from 0 to 1, received 2"):
+        colorizer.colorize(gray, mix=2)
+    with pytest.raises(InputError, match="mix: expected"):
+        Colorizer(colorizer.loaded.name, mix=-1)
+
+
+def test_weights_metadata_mix_is_the_default(tmp_path):
+    gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
+    path = _head_weights(tmp_path / "mixed.safetensors", mix=0.25)
+    assert load_weights(path).mix == 0.25
+    colorizer = Colorizer(path)
+    assert colorizer.decoding == Decoding("annealed-mean", 0.38, 0.25)
+    assert colorizer.colorize(gray, full_result=True).mix == 0.25
+    assert colorizer.colorize(gray, temperature=1.0, full_result=True).mix == 0.25
+    assert Colorizer(path, mix=1.0).colorize(gray, full_result=True).mix == 1.0
+    with pytest.raises(InputError, match="mix: expected"):
+        _head_weights(tmp_path / "bad.safetensors", mix=1.5)
+    net = InstColorNet(4)
+    extra = {"class_head": "trained", "decode": "annealed-mean", "mix": "half"}
+    bad = save_safetensors(net, tmp_path / "bad.safetensors", name="bad", extra=extra)
+    with pytest.raises(
+        WeightsError, match=r"metadata mix: expected a number from 0 to 1, received 'half'"
+    ):
+        load_weights(bad)

@@ -1,4 +1,4 @@
-"""`instacolor colorize --decode/--temperature/--confidence` as a subprocess."""
+"""`instacolor colorize --decode/--temperature/--mix/--confidence` as a subprocess."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from instacolor.batch.worker import Settings, Worker
 from instacolor.checkpoints import save_safetensors
 from instacolor.models.network import InstColorNet
 from tests.test_cli import _cli, cli_env
@@ -60,7 +61,7 @@ def test_confidence_files_and_manifest_fields(tmp_path):
                "--decode", "regression", "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
     record = _records(out2)[0]
-    assert record["decode"] == "regression" and record["temperature"] is None
+    assert record["decode"] == "regression" and record["temperature"] is record["mix"] is None
     assert record["mean_confidence"] is not None and record["confidence"] is None
     assert not list(out2.glob("*.confidence.png"))
 
@@ -83,3 +84,30 @@ def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
     record = _records(out)[0]
     assert record["decode"] == "regression" and record["mean_confidence"] is None
     assert not list(out.glob("*.confidence.png"))
+
+
+def test_mix_is_recorded_and_a_bad_mix_exits_2_writing_nothing(tmp_path):
+    weights = _head_weights(tmp_path / "head.safetensors")
+    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--mix", "0.5",
+               "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    got = [(r["status"], r["decode"], r["temperature"], r["mix"]) for r in _records(out)]
+    assert got == [("done", "annealed-mean", 0.38, 0.5)] * 2
+    bad = tmp_path / "bad"
+    run = _run(tmp_path, "colorize", src, "-o", bad, "--weights", weights, "--mix", "2")
+    assert run.returncode == 2
+    assert [ln for ln in run.stderr.splitlines() if "error" in ln] == [
+        "instacolor colorize: error: argument --mix: expected a number from 0 to 1, received "
+        "'2'; 1 is the annealed mean alone, 0 the regression"
+    ]
+    assert not bad.exists()
+
+
+def test_worker_settings_carry_the_mix_into_the_records(tmp_path):
+    weights = str(_head_weights(tmp_path / "head.safetensors"))
+    facts = Worker(Settings(weights=weights, mix=0.25)).facts
+    assert (facts["decode"], facts["temperature"], facts["mix"]) == ("annealed-mean", 0.38, 0.25)
+    assert Worker(Settings(weights=weights)).facts["mix"] == 1.0
+    facts = Worker(Settings(weights=weights, decode="regression", mix=0.25)).facts
+    assert (facts["decode"], facts["temperature"], facts["mix"]) == ("regression", None, None)

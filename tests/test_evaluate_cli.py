@@ -12,7 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from instacolor.errors import InputError
+from instacolor.models.network import InstColorNet
 from instacolor.perceptual import alexnet_features
+from instacolor.train.gpu import export_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,6 +155,37 @@ def test_tune_inference_scores_the_coco_training_scenes_on_a_grid(coco, tmp_path
         assert out.returncode == 2 and "expected" in out.stderr, bad
 
 
+def test_tune_inference_decoding_specs_with_a_mix(coco, tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    from tune_inference import parse_decoding
+
+    assert parse_decoding("annealed-mean:0.38:0.75") == ("annealed-mean", 0.38, 0.75)
+    assert parse_decoding("annealed-mean:0.6") == ("annealed-mean", 0.6, None)
+    assert parse_decoding("annealed-mean") == ("annealed-mean", None, None)
+    assert parse_decoding("regression") == ("regression", None, None)
+    for bad in ("annealed-mean:0.38:1.5", "annealed-mean:0.38:x", "annealed-mean:0.38:0.5:1",
+                "annealed-mean:0", "regression:0.5", "mean:0.38"):  # fmt: skip
+        with pytest.raises(InputError, match=r"--decodings: expected .*received '"):
+            parse_decoding(bad)
+    torch.manual_seed(0)  # random networks whose file declares a trained class head
+    weights = export_weights(InstColorNet(4), tmp_path / "head.safetensors", stages=3,
+                             working_size=32, class_head=True, decode="annealed-mean",
+                             temperature=0.38, trained_from="test")  # fmt: skip
+    common = ["--weights", str(weights), "--coco", str(coco), "--holdout-every", "2",
+              "--sizes", "32"]  # fmt: skip
+    out = _tune(*common, "--decodings", "regression", "annealed-mean:0.38:0.75",
+                "annealed-mean:0.38", tmp_path=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = [ln.split("|")[3:5] for ln in out.stdout.splitlines() if ln.startswith("| 32 ")]
+    assert rows == [
+        [" regression ", " - "], [" annealed-mean:0.38:0.75 ", " 0.75 "],
+        [" annealed-mean:0.38 ", " 1 "],
+    ]  # fmt: skip
+    assert "default decoding by the rule on coco training scenes: " in out.stdout
+    out = _tune(*common, "--decodings", "annealed-mean:0.38:2", tmp_path=tmp_path)
+    assert out.returncode == 2 and "--decodings: expected regression" in out.stderr
+
+
 def test_a_wrong_lpips_file_exits_2_with_the_reason(coco, tmp_path):
     bad = tmp_path / "not_alexnet.pth"
     torch.save({"features.0.weight": torch.zeros(3)}, bad)
@@ -219,3 +253,8 @@ def test_decode_options_reach_the_colorizer(coco, tmp_path):
         "--data", str(coco / "train2017"), "--hints", "-1", tmp_path=tmp_path,
     )  # fmt: skip
     assert out.returncode == 2 and "expected K[,K...] integers >= 0" in out.stderr
+    out = _run(
+        "--weights", "instacolor-untrained-w16", "--data", str(coco / "train2017"),
+        "--mix", "2", "--no-lpips", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2 and "mix: expected a number from 0 to 1, received 2" in out.stderr

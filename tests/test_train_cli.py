@@ -148,6 +148,21 @@ def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path
     assert conf.min() >= 0.0 and conf.max() <= 1.0
     regression = colorizer.colorize(gray, decode="regression", full_result=True)
     assert regression.confidence is not None and not np.array_equal(regression.ab, result.ab)
+    # --mix: the weights' default blend of annealed mean and regression
+    mixed = tmp_path / "mixed.safetensors"
+    run = _train("--export", ckpt, "--to", str(mixed), "--width", "4",
+                 "--decode", "annealed-mean", "--mix", "0.75")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with safe_open(str(mixed), framework="pt") as f:
+        assert f.metadata()["mix"] == "0.75"
+    blend = Colorizer(mixed).colorize(gray, full_result=True)
+    assert (blend.decode, blend.temperature, blend.mix, result.mix) == (
+        "annealed-mean", 0.38, 0.75, 1.0,
+    )  # fmt: skip
+    run = _train("--export", ckpt, "--to", str(tmp_path / "bad.safetensors"), "--width", "4",
+                 "--mix", "2")  # fmt: skip
+    assert run.returncode == 2 and "--mix: expected a number from 0 to 1" in run.stderr
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_annealed_mean_export_of_a_run_without_class_loss_is_refused(folder, tmp_path):

@@ -184,6 +184,8 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys):
         ([], "--pack"),
         (["--pack", "p", "--size", "36"], "--size"),
         (["--pack", "p", "--class-weight", "0", "--decode", "annealed-mean"], "--class-weight"),
+        (["--pack", "p", "--decode", "annealed-mean", "--mix", "1.5"], "--mix"),
+        (["--pack", "p", "--mix", "0.5"], "--mix"),  # auto chooses unblended decodings
     )
     for args, word in bad:
         with pytest.raises(SystemExit) as stop:

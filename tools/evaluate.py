@@ -24,7 +24,9 @@ for propagation alone, the hint channels alone and both (``--hint-modes``). With
 ``--coco`` the held-out images also get one colour per instance (the mean ab of the
 ground truth under its mask), compared with instance fusion without hints.
 
-``--decode regression|annealed-mean --temperature T`` chooses the decoding (issue 18);
+``--decode regression|annealed-mean --temperature T`` chooses the decoding (issue 18),
+``--mix M`` blends the annealed mean with the regression (``M * annealed + (1 - M) *
+regression``, 1 the annealed mean alone);
 colourfulness is printed beside PSNR in every table, and a confidence calibration
 (Spearman correlation between per-pixel ``ColorizeResult.confidence`` and per-pixel ab
 error at 256x256, error by confidence decile) follows the folder tables, or one line
@@ -278,6 +280,7 @@ def main() -> None:
     )
     parser.add_argument("--decode", help="regression or annealed-mean (default: the weights')")
     parser.add_argument("--temperature", type=float, help="annealed-mean temperature")
+    parser.add_argument("--mix", type=float, help="annealed-mean weight blended with regression")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a sample figure of --data here")
     parser.add_argument("--grid-images", type=int, default=6, help="images in the --grid figure")
@@ -294,6 +297,7 @@ def main() -> None:
             "saturation": args.saturation,
             "decode": args.decode,
             "temperature": args.temperature,
+            "mix": args.mix,
         }
         try:
             colorizer = Colorizer(args.weights, **options)
@@ -304,11 +308,11 @@ def main() -> None:
             parser.error(str(err))
     print(f"weights: {colorizer.loaded.name} (sha256 {colorizer.loaded.sha256})")
     print(f"working size: {colorizer.working_size}, saturation: {colorizer.saturation}")
-    decoding = colorizer.decoding
-    print(
-        f"decode: {decoding.mode}"
-        + (f", temperature {decoding.temperature}" if decoding.mode != "regression" else "")
-    )
+    decoding, line = colorizer.decoding, f"decode: {colorizer.decoding.mode}"
+    if decoding.mode != "regression":
+        line += f", temperature {decoding.temperature}"
+        line += f", mix {decoding.mix}" if decoding.mix < 1 else ""
+    print(line)
     lpips = None
     if not args.no_lpips:
         missing = None if args.lpips_alexnet else lpips_unavailable()

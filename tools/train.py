@@ -159,10 +159,11 @@ def estimate_prior(
 
 
 def export(
-    checkpoint: Path, target: Path, width: int, decode: str = "regression", temperature=0.38
-) -> None:
+    checkpoint: Path, target: Path, width: int, decode: str = "regression", temperature=0.38,
+    mix: float | None = None,
+) -> None:  # fmt: skip
     """Write a checkpoint as weights (``train.gpu.export_weights``); the class head counts as
-    trained when its run's ``class_weight`` was > 0."""
+    trained when its run's ``class_weight`` was > 0; ``mix`` goes into the metadata if given."""
     net = InstColorNet(width)
     stage = load_stage(checkpoint, net)
     if stage != 3:
@@ -173,7 +174,7 @@ def export(
         raise SystemExit(f"--decode {decode}: {checkpoint} was trained without --class-weight")
     export_weights(net, target, stages=3, working_size=config.get("size", 128),
                    class_head=class_head, decode=decode, temperature=temperature,
-                   trained_from=str(checkpoint))  # fmt: skip
+                   trained_from=str(checkpoint), mix=mix)  # fmt: skip
     print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 
 
@@ -297,6 +298,7 @@ def main() -> None:
     parser.add_argument(
         "--temperature", type=float, default=0.38, help="with --export: default temperature"
     )
+    parser.add_argument("--mix", type=float, help="with --export: default annealed-mean mix 0-1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -309,7 +311,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.export:
         target = args.to or Path("weights.safetensors")
-        export(args.export, target, args.width, args.decode, args.temperature)
+        if args.mix is not None and not 0 <= args.mix <= 1:
+            parser.error(f"--mix: expected a number from 0 to 1, received {args.mix}")
+        export(args.export, target, args.width, args.decode, args.temperature, args.mix)
         return
     if args.stage is None or args.data is None:
         parser.error("--stage and --data are required (or --export)")

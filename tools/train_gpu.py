@@ -141,6 +141,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--background-logit", type=float, default=0.0, help="stage-3 fusion init")
     p.add_argument("--decode", choices=("auto", "regression", "annealed-mean"), default="auto")
     p.add_argument("--temperature", type=float, default=0.38, help="with --decode annealed-mean")
+    p.add_argument("--mix", type=float, help="with --decode annealed-mean: blend weight, 0-1 (1)")
     p.add_argument("--min-colorfulness", type=float, default=0.6, help="--decode auto's bar")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -167,6 +168,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         )
     if args.decode == "annealed-mean" and args.class_weight <= 0:
         p.error("--decode annealed-mean needs --class-weight > 0 (the class head must train)")
+    if args.mix is not None and (args.decode != "annealed-mean" or not 0 <= args.mix <= 1):
+        p.error(
+            f"--mix: expected 0 to 1 with --decode annealed-mean, received {args.mix} with "
+            f"--decode {args.decode} (auto chooses among unblended decodings)"
+        )
     return args
 
 
@@ -215,6 +221,7 @@ class Run:
             decode=decode,
             temperature=temperature,
             trained_from=origin,
+            mix=self.decoding.get("mix"),
         )
 
     def close(self) -> None:
@@ -281,6 +288,8 @@ def _run_stage(run: Run, config: TrainConfig, next_batch, pack, val_scenes, step
         run.decoding = choose_decoding(record, DEFAULT_TEMPERATURES, args.min_colorfulness)
     elif stage == 1 and args.decode == "annealed-mean":
         run.decoding = {"decode": "annealed-mean", "temperature": args.temperature}
+        if args.mix is not None:
+            run.decoding["mix"] = args.mix
     run.summary["decoding"] = run.decoding
     if stage != 2:  # again: the decoding chosen after stage 1 goes into the metadata
         run.export(net, stage, steps)

@@ -4,9 +4,12 @@
     python tools/tune_inference.py --weights runs/candidate.safetensors \
         --data ../shared/data/train --every 115 --coco ../shared/data/coco128 \
         --sizes 128 160 192 --saturations 1.0 1.15 1.3 1.45
-    # weights with a trained class head: decodings (regression, annealed mean at T)
+    # weights with a trained class head: decodings (regression, annealed mean at T, and
+    # annealed-mean:T:MIX, the annealed mean blended with the regression: MIX * annealed +
+    # (1 - MIX) * regression)
     python tools/tune_inference.py --weights runs/v5.safetensors --data ../shared/data/train \
-        --every 115 --decodings regression annealed-mean:0.38 annealed-mean:0.6 annealed-mean:1
+        --every 115 --decodings regression annealed-mean:0.38 annealed-mean:1 \
+        annealed-mean:0.38:0.75
 
 The full-image network colorizes every image through the public API at each working
 size and saturation; the result and the original are both resized to 256x256 (as
@@ -16,7 +19,9 @@ the gray baseline. With ``--coco`` the scenes are those tools/train.py trains st
 and the held-out scenes stay unseen for tools/evaluate.py. The best setting per set
 (highest PSNR) is printed last, and with ``--decodings`` the decoding the weights'
 default is chosen by: the highest PSNR among those whose colourfulness reaches
-``--min-colorfulness`` (0.6) of the originals', else the regression.
+``--min-colorfulness`` (0.6) of the originals', else the regression. Each row prints the
+mix its decoding ran with (the weights' default where the spec gives none; - for
+regression).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import _gray, _small  # tools/evaluate.py, beside this file: its 256x256 scoring
 
 from instacolor import Colorizer
+from instacolor.decode import Decoding
 from instacolor.errors import InputError
 from instacolor.metrics import colorfulness, gray_baseline, psnr
 from instacolor.train.data import list_images
@@ -49,23 +55,49 @@ def load_set(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _decoding(text: str) -> tuple[str, float | None]:
-    mode, _, temperature = text.partition(":")
-    return mode, float(temperature) if temperature else None
+def parse_decoding(text: str) -> tuple[str, float | None, float | None]:
+    """``(mode, temperature, mix)`` of a ``--decodings`` spec (None: the weights' default).
+
+    ``regression``, ``annealed-mean``, ``annealed-mean:T`` or ``annealed-mean:T:MIX``
+    (``T`` in (0, 10], ``MIX`` in [0, 1]): ``"annealed-mean:0.38:0.75"`` gives
+    ``("annealed-mean", 0.38, 0.75)``.
+
+    Raises:
+        InputError: any other text.
+    """
+    mode, *values = text.split(":")
+    try:
+        numbers = [float(v) for v in values]
+        if (mode == "regression" and numbers) or len(numbers) > 2:
+            raise ValueError("regression takes no values, annealed-mean at most T and MIX")
+        Decoding(mode, *numbers)  # the same checks as the API's
+    except (ValueError, InputError) as err:
+        raise InputError(
+            f"--decodings: expected regression, annealed-mean, annealed-mean:T or "
+            f"annealed-mean:T:MIX (T in (0, 10], MIX in [0, 1]), received {text!r} ({err}); "
+            "e.g. annealed-mean:0.38:0.75"
+        ) from None
+    temperature, mix = [*numbers, None, None][:2]
+    return mode, temperature, mix
 
 
 def score_set(
     colorizer: Colorizer, images: list[tuple[np.ndarray, np.ndarray]], decoding: str = "regression"
 ) -> dict:
-    """Mean PSNR / colourfulness at 256x256 of the full-image network on ``images``."""
-    mode, temperature = _decoding(decoding)
-    rows = []
+    """Mean PSNR / colourfulness at 256x256 of the full-image network on ``images``, and
+    the mix the decoding ran with (None for regression)."""
+    mode, temperature, mix = parse_decoding(decoding)
+    rows, used = [], None
     for gray, small_truth in images:
-        pred = _small(colorizer.colorize(gray, decode=mode, temperature=temperature))
+        result = colorizer.colorize(
+            gray, decode=mode, temperature=temperature, mix=mix, full_result=True
+        )
+        pred, used = _small(result.image), result.mix
         rows.append((psnr(pred, small_truth), colorfulness(pred)))
     return {
         "psnr": float(np.mean([r[0] for r in rows])),
         "colorfulness": float(np.mean([r[1] for r in rows])),
+        "mix": used,
     }
 
 
@@ -82,7 +114,8 @@ def main() -> None:
         "--decodings",
         nargs="+",
         default=["regression"],
-        help="regression and/or annealed-mean:T (weights with a trained class head)",
+        help="regression, annealed-mean:T and/or annealed-mean:T:MIX (weights with a "
+        "trained class head; MIX: the annealed mean's weight blended with the regression)",
     )
     parser.add_argument("--min-colorfulness", type=float, default=0.6)
     parser.add_argument("--threads", type=int, default=2)
@@ -95,6 +128,8 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:  # every setting, before any image is scored
+            for spec in args.decodings:
+                parse_decoding(spec)
             colorizers = {
                 (z, v): Colorizer(args.weights, working_size=z, saturation=v)
                 for z, v in itertools.product(args.sizes, args.saturations)
@@ -116,14 +151,17 @@ def main() -> None:
         gray = float(np.mean([psnr(gray_baseline(t), t) for _, t in images]))
         truth_c = float(np.mean([colorfulness(t) for _, t in images]))
         print(f"### {name}, {len(files)} images, 256x256 (gray baseline {gray:.3f} dB)\n")
-        print("| working size | saturation | decoding | psnr | colorfulness | of originals' |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "| working size | saturation | decoding | mix | psnr | colorfulness | of originals' |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for ((size, sat), colorizer), dec in itertools.product(colorizers.items(), args.decodings):
             row = score_set(colorizer, images, dec)
             ratio = row["colorfulness"] / truth_c
+            mix = "-" if row["mix"] is None else f"{row['mix']:g}"
             print(
-                f"| {size} | {sat:g} | {dec} | {row['psnr']:.3f} | {row['colorfulness']:.2f} "
-                f"| {ratio:.2f} |",
+                f"| {size} | {sat:g} | {dec} | {mix} | {row['psnr']:.3f} "
+                f"| {row['colorfulness']:.2f} | {ratio:.2f} |",
                 flush=True,
             )
             if name not in best or row["psnr"] > best[name][3]:

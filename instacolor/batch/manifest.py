@@ -51,6 +51,8 @@ class Record:
         saturation: the factor on the predicted chroma (1: as predicted).
         decode: how the chroma was decoded (``regression`` or ``annealed-mean``).
         temperature: the annealed-mean temperature (None for regression).
+        mix: the annealed mean's weight in its blend with the regression (None for
+            regression).
         mean_confidence: the mean of the image's confidence map (weights with a
             trained classification head), else None.
         confidence: the confidence PNG written beside the output (``--confidence``).
@@ -81,6 +83,7 @@ class Record:
     saturation: float | None = None
     decode: str | None = None
     temperature: float | None = None
+    mix: float | None = None
     mean_confidence: float | None = None
     confidence: str | None = None
     detector: str | None = None

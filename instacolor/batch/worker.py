@@ -70,6 +70,8 @@ class Settings:
         saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
         decode: ``"regression"``, ``"annealed-mean"`` or None (the weights' default).
         temperature: annealed-mean temperature, or None (the weights' default).
+        mix: the annealed mean's weight in ``[0, 1]`` blended with the regression, or None
+            (the weights' default).
         confidence: also write the confidence map as ``NAME.confidence.png`` (8-bit gray,
             255 = 1) beside each output (weights with a trained classification head).
         hints_file: a JSON-lines hints file (:func:`~instacolor.io.hints.read_hints_lines`);
@@ -94,6 +96,7 @@ class Settings:
     saturation: float = 1.0
     decode: str | None = None
     temperature: float | None = None
+    mix: float | None = None
     confidence: bool = False
     hints_file: str | None = None
 
@@ -162,6 +165,7 @@ class Worker:
                 saturation=settings.saturation,
                 decode=settings.decode,
                 temperature=settings.temperature,
+                mix=settings.mix,
             )
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
@@ -171,15 +175,16 @@ class Worker:
     @property
     def facts(self) -> dict[str, str | int | float]:
         """What every record of this worker says about the networks it runs."""
+        decoding = self.colorizer.decoding
+        annealed = decoding.mode != "regression"
         return {
             "model": self.model,
             "weights_sha256": self.weights_sha256,
             "working_size": self.colorizer.working_size,
             "saturation": self.colorizer.saturation,
-            "decode": self.colorizer.decoding.mode,
-            "temperature": None
-            if self.colorizer.decoding.mode == "regression"
-            else self.colorizer.decoding.temperature,
+            "decode": decoding.mode,
+            "temperature": decoding.temperature if annealed else None,
+            "mix": decoding.mix if annealed else None,
         }
 
     def process(self, job: Job) -> Record:

@@ -93,6 +93,19 @@ def _temperature(text: str) -> float:
     return value
 
 
+def _mix(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 to 1, received {text!r}; 1 is the annealed mean alone, "
+            "0 the regression"
+        )
+    return value
+
+
 def _pixels(text: str) -> int | None:
     if text.lower() in ("0", "none"):
         return None
@@ -217,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="annealed-mean temperature (default: the weights'; 0.38 vivid, 1 the mean)",
     )
     run.add_argument(
+        "--mix",
+        type=_mix,
+        metavar="FLOAT",
+        help="with annealed-mean: its weight blended with the regression, 0-1 (default: the "
+        "weights', else 1: the annealed mean alone; 0.75: three parts to one)",
+    )
+    run.add_argument(
         "--confidence",
         action="store_true",
         help="also write NAME.confidence.png (8-bit, 255 = sure) beside each output",
@@ -322,6 +342,7 @@ def _colorize(args: argparse.Namespace) -> int:
         saturation=args.saturation,
         decode=args.decode,
         temperature=args.temperature,
+        mix=args.mix,
         confidence=args.confidence,
         hints_file=args.hints,
     )

@@ -38,6 +38,8 @@ class ColorizeResult:
         saturation: the factor applied to the predicted chroma.
         decode: how the chroma was decoded (``"regression"`` or ``"annealed-mean"``).
         temperature: the annealed-mean temperature (None for regression).
+        mix: the annealed mean's weight in its blend with the regression (1: the annealed
+            mean alone; None for regression).
         confidence: ``(H, W)`` float32 in ``[0, 1]`` at the input size: how much of the
             predicted colour distribution lies near the decoded colour (weights with a
             trained classification head), else None.
@@ -57,5 +59,6 @@ class ColorizeResult:
     saturation: float = 1.0
     decode: str = "regression"
     temperature: float | None = None
+    mix: float | None = None
     confidence: np.ndarray | None = None
     hints: Hints | None = None

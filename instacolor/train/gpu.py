@@ -283,17 +283,27 @@ def export_weights(
     decode: str,
     temperature: float,
     trained_from: str,
+    mix: float | None = None,
 ) -> Path:
     """Write ``net`` as instacolor weights (float16), loadable by ``Colorizer(path)``.
 
     Before stage 3 has run the file holds the full-image network alone (architecture
     ``siggraph17`` with InstColorization's mask value): the instance and fusion networks
-    are not trained yet, so the weights colorize whole images only.
+    are not trained yet, so the weights colorize whole images only. ``mix`` (the
+    annealed mean's weight in its blend with the regression, see :mod:`instacolor.decode`)
+    goes into the metadata when given; without it the weights' default is 1.
     """
     if decode != "regression" and not class_head:
         raise InputError(
             f"decode {decode!r}: expected 'regression' for a run without class loss "
             "(class_weight 0); train with a class weight or export with regression"
+        )
+    if mix is not None and (
+        isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1
+    ):
+        raise InputError(
+            f"mix: expected a number from 0 to 1, received {mix!r}; 1 is the annealed mean "
+            "alone, 0 the regression"
         )
     target = InstColorNet(net.width, with_instances=stages >= 3, mask_value=net.mask_value)
     wanted = target.state_dict()
@@ -307,6 +317,8 @@ def export_weights(
         "trained_from": trained_from,
         "stages": ",".join(str(s) for s in range(1, min(stages, 3) + 1)),
     }
+    if mix is not None:
+        extra["mix"] = repr(float(mix))
     if class_head:
         extra["class_head"] = "trained"
     path = Path(path)
