@@ -111,3 +111,24 @@ def test_worker_settings_carry_the_mix_into_the_records(tmp_path):
     assert Worker(Settings(weights=weights)).facts["mix"] == 1.0
     facts = Worker(Settings(weights=weights, decode="regression", mix=0.25)).facts
     assert (facts["decode"], facts["temperature"], facts["mix"]) == ("regression", None, None)
+
+
+def test_review_engine_keeps_the_batch_decoding(tmp_path):
+    """The review app re-colorizes with the batch's decoding, not the weights' default."""
+    from instacolor.review.engine import Engine
+    from instacolor.review.state import Batch
+
+    weights = _head_weights(tmp_path / "head.safetensors")  # its default: annealed-mean
+    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights,
+               "--temperature", "0.6", "--mix", "0.25", "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    engine = Engine(Batch(out))
+    decoding = engine.colorizer.decoding
+    assert (decoding.mode, decoding.temperature, decoding.mix) == ("annealed-mean", 0.6, 0.25)
+    assert engine.worker.facts["mix"] == 0.25 and engine.mismatch is None
+    out2 = tmp_path / "out2"
+    run = _run(tmp_path, "colorize", src, "-o", out2, "--weights", weights,
+               "--decode", "regression", "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert Engine(Batch(out2)).colorizer.decoding.mode == "regression"

@@ -124,7 +124,7 @@ class Engine:
     Args:
         batch: the batch under review.
         colorizer: a built :class:`~instacolor.api.Colorizer` to use (default: one for the
-            manifest's weights, working size and saturation).
+            manifest's weights, working size, saturation and decoding).
         weights, working_size, detector, device: override what the manifest says.
         display_size: longest side of the images shown (and of the preview).
     """
@@ -152,6 +152,9 @@ class Engine:
                 detector=detector,
                 fallback_to_full_image=True,
                 saturation=facts.get("saturation") or 1.0,
+                decode=facts.get("decode"),  # the batch's decoding, not the weights' default
+                temperature=facts.get("temperature"),
+                mix=facts.get("mix"),
             )
         self.colorizer = colorizer
         self.display_size = display_size
