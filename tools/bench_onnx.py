@@ -3,7 +3,7 @@
 Configurations: the shipped default weights (width 16) and width-64 weights in
 InstColorization's official folder format (seeded random values: the architecture
 sets the cost, not the values), 0 and 8 instances, working size 256, on a 640x480
-image (``tools/bench.py``'s synthetic scene and boxes). Both backends use the same
+image (``tools/bench_inputs.py``'s synthetic scene and boxes). Both backends use the same
 number of CPU threads. Per configuration: 1 warm-up, then ``--repeats`` timed
 ``Colorizer.colorize`` calls; the table gives the median of the whole call and of its
 network stage (the part the backend changes). Not a test.
@@ -23,7 +23,8 @@ import warnings
 from pathlib import Path
 
 import torch
-from bench import other_cores, random_boxes, stamp, synthetic_gray
+from bench import other_cores, stamp
+from bench_inputs import random_boxes, synthetic_gray
 
 from instacolor import Colorizer
 from instacolor.models.network import InstColorNet

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import random_boxes, synthetic_gray  # tools/bench.py, beside this file
+from bench_inputs import random_boxes, synthetic_gray  # tools/bench_inputs.py, beside this file
 
 from instacolor.color import AB_NORM
 from instacolor.models.inputs import prepare_inputs

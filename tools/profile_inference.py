@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import random_boxes, synthetic_gray  # tools/bench.py, beside this file
+from bench_inputs import random_boxes, synthetic_gray  # tools/bench_inputs.py, beside this file
 
 from instacolor.models.inputs import prepare_inputs
 from instacolor.models.network import InstColorNet

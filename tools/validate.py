@@ -11,18 +11,15 @@ tools/train.py holds out), at ``--size``, beside the gray baseline.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import make_validator
 
 from instacolor.checkpoints import load_safetensors
 from instacolor.models.network import InstColorNet
 from instacolor.train.data import list_images
 from instacolor.train.loop import load_stage
+from instacolor.train.validators import make_validator
 
 
 def load(path: Path, width: int) -> InstColorNet:

@@ -231,28 +231,25 @@ def picture(request: Request) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-async def _posted(request: Request) -> tuple[ReviewState, object, object] | Response:
-    """``(state, item, payload)`` of a mutating request on a colorized image, or the refusal.
+async def _posted(request: Request) -> tuple[ReviewState, Item, Any]:
+    """``(state, item, payload)`` of a mutating request on a colorized image.
 
     The token is checked first: nothing is said without it.
+
+    Raises:
+        _Refusal: 403/415/413/400 from :func:`_body`, or 404 when the image has no output.
     """
     state: ReviewState = request.app.state.review
-    try:
-        payload = await _body(request)
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
+    payload = await _body(request)
     item = _item(request)
     if item is None or item.output is None:
-        return _error(404, "no colorized image with this number")
+        raise _Refusal(404, "no colorized image with this number")
     return state, item, payload
 
 
 async def preview(request: Request) -> Response:
-    posted = await _posted(request)
-    if isinstance(posted, Response):
-        return posted
-    state, item, payload = posted
     try:
+        state, item, payload = await _posted(request)
         hints = _run(_hints, state, item, payload)
         rgb, seconds = _run(state.engine.preview, item, hints)
     except _Refusal as exc:
@@ -262,11 +259,8 @@ async def preview(request: Request) -> Response:
 
 
 async def apply(request: Request) -> Response:
-    posted = await _posted(request)
-    if isinstance(posted, Response):
-        return posted
-    state, item, payload = posted
     try:
+        state, item, payload = await _posted(request)
         hints = _run(_hints, state, item, payload)
         review = {"action": "apply", "reviewer": state.reviewer,
                   "hints": None if hints is None else hints.to_json(),
@@ -280,11 +274,8 @@ async def apply(request: Request) -> Response:
 
 
 async def decision(request: Request) -> Response:
-    posted = await _posted(request)
-    if isinstance(posted, Response):
-        return posted
-    state, item, payload = posted
     try:
+        state, item, payload = await _posted(request)
         if not isinstance(payload, dict):
             raise _Refusal(400, "expected a JSON object {decision, comment}")
         entry = _run(_decide, state, item, payload)
