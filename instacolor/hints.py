@@ -3,8 +3,9 @@
 Two mechanisms carry a hint into the colours (``docs/hints.md`` measures both):
 
 * **propagation** (always, unless turned off): with at least :data:`FIT_MIN_POINTS`
-  points the prediction's chroma is first corrected by one gain and offset fitted to
-  them (:func:`~instacolor.propagation.fit_chroma`), then the hint residuals (hint minus
+  points the prediction's chroma is first corrected by a gain, an offset and a
+  luminance slope per channel fitted to them (:func:`~instacolor.propagation.
+  fit_chroma`), then the hint residuals (hint minus
   that prediction) are spread over the image by an edge-aware solve guided by L
   (:mod:`instacolor.propagation`), at the working resolution before the guided
   upsampling (``"working"``), optionally followed by a local correction at full
@@ -68,13 +69,13 @@ __all__ = [
 PROPAGATIONS = ("working", "full", "none")
 #: Fall-off length of a hint at the working resolution, as a fraction of the grid side.
 WORKING_REACH = 1.0
-#: Fewest points for the chroma fit (with fewer it overfits: 1-2 oracle points on
-#: kodak24 lost 1-2 dB with it, docs/hints.md).
-FIT_MIN_POINTS = 8
-#: Weight of the chroma fit's prior (gain 1, offset 0) relative to the points'. Chosen
-#: on 100 of stage 1's held-out photos (10 oracle hints, v4): 0.01 / 0.03 / 0.1 / 0.3 / 1
-#: gave +0 / +0.05 / +0.10 / +0.10 / +0.09 dB over 0.01 (docs/hints.md).
-FIT_RIDGE = 0.1
+#: Fewest points for the chroma fit: on 100 held-out photos it cost 0.68 / 0.20 dB with
+#: 1 / 2 oracle points and gained 0.18 / 0.35 / 0.46 with 3 / 4 / 5 (docs/hints.md).
+FIT_MIN_POINTS = 4
+#: Weight of the chroma fit's prior (gain 1, offset 0, no luminance slope) relative to
+#: the points'. The fit (per-channel gain, offset and L slope) and this weight were
+#: chosen on 100 of stage 1's held-out photos (10 oracle hints, v4; docs/hints.md).
+FIT_RIDGE = 0.3
 #: Working cells around a coloured instance's mask where its colour may fade out.
 INSTANCE_BAND = 2
 #: ``"full"`` refuses larger images (the full-resolution solve holds them in memory).
@@ -254,9 +255,9 @@ class HintSettings:
         propagation: ``"working"``, ``"full"`` or ``"none"`` (see the module docstring).
         reach: fall-off length of a propagated hint, as a fraction of the working grid
             side (None: no fall-off, Levin's system).
-        fit: before propagating, correct the prediction's chroma by one gain and offset
-            fitted to the points (:func:`~instacolor.propagation.fit_chroma`), when there
-            are at least :data:`FIT_MIN_POINTS`.
+        fit: before propagating, correct the prediction's chroma by a gain, an offset
+            and a luminance slope per channel fitted to the points (:func:`~instacolor.
+            propagation.fit_chroma`), when there are at least :data:`FIT_MIN_POINTS`.
     """
 
     channels: bool = False
@@ -299,7 +300,7 @@ class HintSettings:
             current = current + propagate(light, inner | outside, residual)
         if self.fit and len(hints.points) >= FIT_MIN_POINTS:
             points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
-            current = fit_chroma(current, points, goal, FIT_RIDGE)
+            current = fit_chroma(current, points, goal, FIT_RIDGE, light=light)
         known, target = constraints(hints, instances, size, (s, s))
         residual = np.where(known, target - current, 0.0).astype(np.float32)
         length = None if self.reach is None else self.reach * s

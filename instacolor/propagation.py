@@ -207,17 +207,26 @@ def propagate(
     return out
 
 
-def fit_chroma(ab: np.ndarray, known: np.ndarray, target: np.ndarray, ridge: float = 0.01):
-    """``g * ab + (c_a, c_b)`` least-squares fitted to the hinted cells, ridge towards identity.
+def fit_chroma(
+    ab: np.ndarray,
+    known: np.ndarray,
+    target: np.ndarray,
+    ridge: float = 0.01,
+    light: np.ndarray | None = None,
+) -> np.ndarray:
+    """A global colour correction least-squares fitted to the hinted cells, ridge to identity.
 
-    The networks' chroma is too weak (regression to the mean) by a factor the hints
-    reveal: one gain ``g`` (clipped to [0, 4]) on both channels and an offset per channel
-    are fitted to the ``known`` cells, each term shrunk towards ``g = 1, c = 0`` with a
-    weight ``ridge`` relative to the data's (so a single point barely moves them).
+    The networks' chroma is too weak (regression to the mean) and its error varies with
+    the luminance (a sky's blue, a field's green) by amounts the hints reveal. Without
+    ``light``: ``g * ab + (c_a, c_b)``, one gain ``g`` on both channels and an offset per
+    channel. With ``light``: per channel ``g_c * ab_c + c_c + d_c * (L / 100 - 1/2)``.
+    Each gain is clipped to [0, 4]; every term is shrunk towards ``g = 1``, ``c = d = 0``
+    with a weight ``ridge`` relative to the data's (so a single point barely moves them).
 
     Args:
         ab: ``(2, h, w)`` predicted ab; known: ``(h, w)`` bool; target: ``(2, h, w)``.
         ridge: relative weight of the prior.
+        light: ``(h, w)`` L in ``[0, 100]``, or None for the model without luminance.
 
     Returns:
         ``(2, h, w)`` float32 corrected ab (``ab`` itself when nothing is known).
@@ -225,6 +234,8 @@ def fit_chroma(ab: np.ndarray, known: np.ndarray, target: np.ndarray, ridge: flo
     n = int(known.sum())
     if not n:
         return ab
+    if light is not None:
+        return _fit_with_light(ab, known, target, ridge, np.asarray(light, np.float64))
     p, t = ab[:, known].astype(np.float64), target[:, known].astype(np.float64)
     design = np.zeros((2 * n, 3))
     design[:n, 0], design[n:, 0], design[:n, 1], design[n:, 2] = p[0], p[1], 1.0, 1.0
@@ -233,3 +244,21 @@ def fit_chroma(ab: np.ndarray, known: np.ndarray, target: np.ndarray, ridge: flo
     g, ca, cb = np.linalg.solve(design.T @ design + prior, rhs)
     g = min(max(g, 0.0), 4.0)
     return (g * ab + np.array([ca, cb], np.float64)[:, None, None]).astype(np.float32)
+
+
+def _fit_with_light(ab, known, target, ridge: float, light: np.ndarray) -> np.ndarray:
+    """Per channel ``g ab + c + d (L/100 - 1/2)``, ridge towards ``(1, 0, 0)``."""
+    n = int(known.sum())
+    centred = light / 100.0 - 0.5
+    l_known = centred[known]
+    out = np.empty(ab.shape, np.float64)
+    for c in range(2):
+        p, t = ab[c][known].astype(np.float64), target[c][known].astype(np.float64)
+        design = np.stack([p, np.ones(n), l_known], 1)
+        scale = [max(float((p**2).mean()), 1.0), 1.0, max(float((l_known**2).mean()), 1e-3)]
+        prior = ridge * n * np.diag(scale)
+        g, offset, slope = np.linalg.solve(
+            design.T @ design + prior, design.T @ t + prior @ np.array([1.0, 0.0, 0.0])
+        )
+        out[c] = min(max(g, 0.0), 4.0) * ab[c] + offset + slope * centred
+    return out.astype(np.float32)

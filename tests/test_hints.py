@@ -348,3 +348,19 @@ def test_the_chroma_fit_recovers_a_gain_and_offset_and_barely_moves_on_one_point
     moved = fit_chroma(ab, one, target)
     assert np.abs(moved - ab).mean() < np.abs(target - ab).mean()
     assert fit_chroma(ab, np.zeros((16, 16), bool), target) is ab
+
+
+def test_the_chroma_fit_with_light_recovers_per_channel_gains_offsets_and_slopes():
+    rng = np.random.default_rng(3)
+    ab = rng.normal(0, 10, (2, 16, 16)).astype(np.float32)
+    light = rng.uniform(0, 100, (16, 16)).astype(np.float32)
+    centred = light / 100 - 0.5
+    target = np.stack([1.5 * ab[0] + 2.0 + 20.0 * centred, 0.8 * ab[1] - 3.0 - 30.0 * centred])
+    known = np.zeros((16, 16), bool)
+    known[rng.integers(0, 16, 60), rng.integers(0, 16, 60)] = True
+    fitted = fit_chroma(ab, known, target, 0.001, light=light)
+    np.testing.assert_allclose(fitted, target, atol=0.5)
+    without = fit_chroma(ab, known, target, 0.001)  # one gain, no slope: cannot follow L
+    assert np.abs(without - target).mean() > 5 * np.abs(fitted - target).mean()
+    strong = fit_chroma(ab, known, target, 1e6, light=light)  # the prior wins: identity
+    np.testing.assert_allclose(strong, ab, atol=0.05)
