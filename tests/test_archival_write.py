@@ -24,6 +24,7 @@ from instacolor.io.archival import (
     read_provenance,
     read_scan,
     read_xmp,
+    settings_text,
     write_colorized,
 )
 from tests.archival_files import (
@@ -255,3 +256,18 @@ def test_format_argument_with_unknown_suffix(tmp_path, tiff16):
         tmp_path / "result.out", _gray_rgb16(scan.light), provenance=_record(scan), format="tiff"
     )
     assert out.read_bytes()[:4] == b"II*\x00" and read_provenance(out) == _record(scan)
+
+
+def test_settings_round_trip_and_older_packets_without_them():
+    record = Provenance(
+        model="m", weights_sha256="a" * 64, input_sha256="b" * 64,
+        settings=settings_text(decode="annealed-mean", temperature=0.38, mix=0.6, hints=None),
+    )  # fmt: skip
+    assert record.settings == "decode=annealed-mean;temperature=0.38;mix=0.6"
+    packet = provenance_xmp(record)
+    assert b"<instacolor:Settings>decode=annealed-mean;" in packet
+    assert parse_provenance(packet) == record
+    older = provenance_xmp(Provenance(model="m", weights_sha256="a" * 64, input_sha256="b" * 64))
+    assert b"Settings" not in older and parse_provenance(older).settings == ""
+    with pytest.raises(InputError, match="settings: expected a string"):
+        Provenance(model="m", weights_sha256="a" * 64, input_sha256="b" * 64, settings=3)

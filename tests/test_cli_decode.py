@@ -12,6 +12,7 @@ from PIL import Image
 
 from instacolor.batch.worker import Settings, Worker
 from instacolor.checkpoints import save_safetensors
+from instacolor.io.archival import read_provenance
 from instacolor.models.network import InstColorNet
 from tests.test_cli import _cli, cli_env
 
@@ -123,6 +124,9 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
     run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights,
                "--temperature", "0.6", "--mix", "0.25", "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
+    settings = read_provenance(out / "0.png").settings.split(";")  # embedded in the file
+    assert {"decode=annealed-mean", "temperature=0.6", "mix=0.25"} <= set(settings)
+    assert "saturation=1.0" in settings and not any(x.startswith("hints") for x in settings)
     engine = Engine(Batch(out))
     decoding = engine.colorizer.decoding
     assert (decoding.mode, decoding.temperature, decoding.mix) == ("annealed-mean", 0.6, 0.25)
@@ -132,3 +136,5 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
                "--decode", "regression", "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert Engine(Batch(out2)).colorizer.decoding.mode == "regression"
+    settings = read_provenance(out2 / "1.png").settings
+    assert "decode=regression" in settings and "temperature" not in settings

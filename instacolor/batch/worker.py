@@ -31,6 +31,7 @@ from instacolor.io.archival import (
     Provenance,
     read_scan,
     read_scan_pages,
+    settings_text,
     write_colorized,
 )
 from instacolor.io.hints import hints_for, read_hints_lines
@@ -187,6 +188,12 @@ class Worker:
             "mix": decoding.mix if annealed else None,
         }
 
+    def _settings_text(self, hints) -> str:
+        """How this worker makes colours, for the outputs' embedded provenance."""
+        facts = {k: v for k, v in self.facts.items() if k not in ("model", "weights_sha256")}
+        sha = hints.sha256() if hints is not None else None
+        return settings_text(**facts, hints_sha256=sha)
+
     def process(self, job: Job) -> Record:
         """Colorize one job; every failure becomes a ``failed`` record."""
         t0 = time.perf_counter()
@@ -215,7 +222,10 @@ class Worker:
             result = self._colorize(scan, hints)
             t_color = time.perf_counter()
             record = Provenance(
-                model=self.model, weights_sha256=self.weights_sha256, input_sha256=scan.sha256
+                model=self.model,
+                weights_sha256=self.weights_sha256,
+                input_sha256=scan.sha256,
+                settings=self._settings_text(hints),
             )
             job.output.parent.mkdir(parents=True, exist_ok=True)
             fmt = _FORMAT_NAMES.get(self.settings.format or "")

@@ -32,6 +32,7 @@ from instacolor.io.archival.provenance import (
     provenance_xmp,
     read_provenance,
     read_xmp,
+    settings_text,
 )
 from instacolor.io.archival.read import DEFAULT_MAX_PIXELS, ScanImage, read_scan, read_scan_pages
 from instacolor.io.archival.write import JPEG_MAX_SIDE, OUTPUT_FORMATS, write_colorized
@@ -55,6 +56,7 @@ __all__ = [
     "read_scan",
     "read_scan_pages",
     "read_xmp",
+    "settings_text",
     "tone_deviation",
     "write_colorized",
 ]

@@ -8,7 +8,9 @@ added by instacolor) with:
   of a photograph and content made by a trained algorithm);
 * ``xmp:CreatorTool`` = ``"instacolor <version>"``;
 * the ``instacolor:`` namespace (:data:`XMP_NAMESPACE`): ``Software``, ``Version``,
-  ``Model``, ``WeightsSHA256``, ``InputSHA256`` and ``Timestamp`` (UTC, ISO 8601).
+  ``Model``, ``WeightsSHA256``, ``InputSHA256``, ``Timestamp`` (UTC, ISO 8601) and,
+  when given, ``Settings`` (how the colours were made: decoding, temperature, mix,
+  saturation, working size, hints digest, as ``key=value`` pairs joined by ``;``).
 
 Properties the new description supersedes (an older DigitalSourceType or
 CreatorTool, ``tiff:Orientation``, whose pixels have been turned upright, and any
@@ -49,6 +51,7 @@ __all__ = [
     "provenance_xmp",
     "read_provenance",
     "read_xmp",
+    "settings_text",
 ]
 
 #: IPTC digital source type of a photograph colorized by a trained model.
@@ -77,6 +80,8 @@ _FIELDS = {
     "input_sha256": "InputSHA256",
     "timestamp": "Timestamp",
 }
+#: Optional fields (older files lack them) -> property name.
+_OPTIONAL = {"settings": "Settings"}
 _EMPTY_PACKET = f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{_RDF}"/></x:xmpmeta>'
 _PACKET_HEAD = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 _PACKET_TAIL = '\n<?xpacket end="w"?>'
@@ -106,6 +111,8 @@ class Provenance:
         timestamp: UTC time of colorization, ISO 8601 ``YYYY-MM-DDTHH:MM:SSZ``
             (default: now).
         digital_source_type: IPTC digital source type URI.
+        settings: how the colours were made, ``key=value`` pairs joined by ``;``
+            (:func:`settings_text`); empty when not recorded.
     """
 
     model: str
@@ -115,12 +122,15 @@ class Provenance:
     version: str = field(default_factory=_package_version)
     timestamp: str = field(default_factory=_utc_now)
     digital_source_type: str = DIGITAL_SOURCE_TYPE
+    settings: str = ""
 
     def __post_init__(self) -> None:
         for name in ("model", "software", "version", "digital_source_type"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{name}: expected a non-empty string, received {value!r}")
+        if not isinstance(self.settings, str):
+            raise InputError(f"settings: expected a string, received {self.settings!r}")
         for name in ("weights_sha256", "input_sha256"):
             value = getattr(self, name)
             if not isinstance(value, str) or not _SHA256.fullmatch(value):
@@ -212,6 +222,11 @@ def provenance_xmp(provenance: Provenance, base: bytes | None = None) -> bytes:
     values += [
         (XMP_NAMESPACE, f"instacolor:{p}", getattr(provenance, f)) for f, p in _FIELDS.items()
     ]
+    values += [
+        (XMP_NAMESPACE, f"instacolor:{p}", getattr(provenance, f))
+        for f, p in _OPTIONAL.items()
+        if getattr(provenance, f)
+    ]
     for namespace, qualified, value in values:
         element = doc.createElementNS(namespace, qualified)
         element.appendChild(doc.createTextNode(value))
@@ -241,12 +256,23 @@ def parse_provenance(packet: bytes | None) -> Provenance | None:
         return None
     try:
         values = {f: found[p] for f, p in _FIELDS.items()}
+        values.update({f: found[p] for f, p in _OPTIONAL.items() if p in found})
         return Provenance(**values, digital_source_type=found.get("DigitalSourceType", ""))
     except (KeyError, InputError) as exc:
         raise DecodeError(
             f"the instacolor provenance in this XMP is incomplete or invalid ({exc}); expected "
             f"all of {sorted(_FIELDS.values())} and a DigitalSourceType"
         ) from exc
+
+
+def settings_text(**settings: object) -> str:
+    """``key=value`` pairs joined by ``;`` for :attr:`Provenance.settings` (None left out).
+
+    Example:
+        >>> settings_text(decode="annealed-mean", temperature=0.38, mix=None)
+        'decode=annealed-mean;temperature=0.38'
+    """
+    return ";".join(f"{k}={v}" for k, v in settings.items() if v is not None)
 
 
 def read_xmp(path: str | os.PathLike) -> bytes | None:
