@@ -138,3 +138,27 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
     assert Engine(Batch(out2)).colorizer.decoding.mode == "regression"
     settings = read_provenance(out2 / "1.png").settings
     assert "decode=regression" in settings and "temperature" not in settings
+
+
+def test_review_shows_the_confidence_of_weights_with_a_trained_head(tmp_path):
+    """A batch made with a class head: the review app serves its confidence overlay."""
+    import io
+
+    from instacolor.review.server import ReviewServer
+    from tests.test_review import Client
+
+    weights = _head_weights(tmp_path / "head.safetensors")
+    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--confidence",
+               "--mix", "0.5", "--no-progress")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with ReviewServer.start(out, port=0, reviewer="ada") as server:
+        client = Client(server)
+        info = json.loads(client.get("/api/batch")[1])
+        assert info["confidence"] is True and info["confidence_note"] is None
+        item = info["items"][0]
+        assert item["mean_confidence"] is not None and 0 <= item["mean_confidence"] <= 1
+        status, data = client.get(f"/api/images/{item['index']}/confidence.png")
+        assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
+        overlay = np.asarray(Image.open(io.BytesIO(data)))
+        assert overlay.shape[:2] == (40, 56) and overlay.std() > 0  # a map, not a flat fill
