@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -162,3 +163,16 @@ def test_review_shows_the_confidence_of_weights_with_a_trained_head(tmp_path):
         assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
         overlay = np.asarray(Image.open(io.BytesIO(data)))
         assert overlay.shape[:2] == (40, 56) and overlay.std() > 0  # a map, not a flat fill
+
+
+def test_colorize_files_takes_every_settings_option_and_refuses_unknown_ones(tmp_path):
+    from instacolor.batch.run import colorize_files
+    from instacolor.errors import InputError
+
+    weights = _head_weights(tmp_path / "head.safetensors")
+    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
+    with pytest.raises(InputError, match=r"expected options among .*received \['temprature'\]"):
+        colorize_files(src, out, weights=str(weights), temprature=0.5)
+    with pytest.raises(InputError, match="mix: expected a number from 0 to 1"):
+        colorize_files(src, out, weights=str(weights), decode="annealed-mean", mix=2.0)
+    assert not out.exists()  # refused before anything was written

@@ -27,8 +27,9 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from instacolor.batch.jobs import Job, classify_inputs, clean_stale_temps, discover
 from instacolor.batch.manifest import Manifest, Record, is_complete, read_successes
@@ -36,7 +37,6 @@ from instacolor.batch.pool import run_parallel
 from instacolor.batch.signals import sigterm_interrupts
 from instacolor.batch.worker import Settings, Worker, load_worker
 from instacolor.errors import InputError, UsageError
-from instacolor.io.archival import DEFAULT_MAX_PIXELS
 
 __all__ = ["Plan", "Runner", "colorize_batch", "colorize_files", "run_batch"]
 
@@ -298,25 +298,16 @@ def colorize_files(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
     *,
-    weights: str = "default",
     workers: int = 2,
     address: str | None = None,
     resume: bool = False,
     manifest: str | os.PathLike | None = None,
-    detector: str | None = None,
-    working_size: int | None = None,
-    threads: int = 1,
     num_gpus: float = 0.0,
     device: str | None = None,
-    format: str | None = None,
-    force: bool = False,
-    overwrite: bool = False,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    all_pages: bool = False,
-    backend: str = "torch",
-    saturation: float = 1.0,
+    threads: int = 1,
     chunk: int = 8,
     on_record: Callable[[Record], None] | None = None,
+    **options: Any,
 ) -> Counter[str]:
     """Colorize files into ``output`` on Ray actors, as ``instacolor colorize --ray`` does.
 
@@ -329,26 +320,21 @@ def colorize_files(
             paths) or a text file with one input path per line (listed files keep only
             their name in ``output``; see :func:`~instacolor.batch.jobs.read_list`).
         output: the output folder (created when missing).
-        weights: weights name or path.
         workers: number of Ray actors; each loads the networks once.
         address: Ray cluster address (see :func:`~instacolor.batch.ray.run_ray`), or None.
         resume: skip inputs whose output is complete (``skipped-complete`` records).
         manifest: JSON-lines manifest path (default ``output/manifest.jsonl``).
-        detector: detection backend name, or None.
-        working_size: square size the networks run at (None: the weights' own).
-        threads: torch CPU threads (and reserved CPUs) of each actor.
         num_gpus: GPU fraction reserved per actor (0: CPU only).
         device: torch device of the actors (default ``"cuda"`` with GPUs, else ``"cpu"``).
-        format: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (the input's).
-        force: also recolor inputs already in colour.
-        overwrite: replace existing outputs (implied by ``resume``).
-        max_pixels: largest ``width * height`` decoded, or None for no limit.
-        all_pages: colorize every page of multi-page TIFFs.
-        backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
-        saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
+        threads: torch CPU threads (and reserved CPUs) of each actor.
         chunk: jobs handed to an actor at a time (a Ray task costs ~70 ms, so 8 by
             default; an actor that dies loses the chunk it held).
         on_record: also receives every record after it is in the manifest (progress).
+        **options: any other field of :class:`~instacolor.batch.worker.Settings`, as the
+            CLI options of the same names: ``weights``, ``detector``, ``working_size``,
+            ``format``, ``force``, ``overwrite`` (implied by ``resume``), ``max_pixels``,
+            ``all_pages``, ``backend``, ``saturation``, ``decode``, ``temperature``,
+            ``mix``, ``confidence``, ``hints_file``.
 
     Returns:
         Number of records per status (``done``, ``skipped-color``, ``skipped-complete``,
@@ -356,7 +342,7 @@ def colorize_files(
 
     Raises:
         MissingDependencyError: Ray Data is not installed.
-        ValueError: :class:`~instacolor.errors.InputError` for a bad option or
+        ValueError: :class:`~instacolor.errors.InputError` for a bad or unknown option or
             manifest input; :class:`~instacolor.errors.UsageError` for bad inputs
             (missing file, no images, an output onto an input), an unusable output
             folder or a manifest locked by another batch.
@@ -370,20 +356,15 @@ def colorize_files(
         >>> counts["done"]  # doctest: +SKIP
         120
     """
-    settings = Settings(
-        weights=weights,
-        device=device or ("cuda" if num_gpus > 0 else "cpu"),
-        working_size=working_size,
-        detector=detector,
-        max_pixels=max_pixels,
-        force=force,
-        overwrite=overwrite,
-        format=format,
-        threads=threads,
-        all_pages=all_pages,
-        backend=backend,
-        saturation=saturation,
-    )
+    known = {f.name for f in fields(Settings)} - {"device", "threads"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(
+            f"colorize_files: expected options among {sorted(known)}, received "
+            f"{unknown}; see instacolor.batch.worker.Settings"
+        )
+    device = device or ("cuda" if num_gpus > 0 else "cpu")
+    settings = Settings(device=device, threads=threads, **options)
     runner = Runner(workers=workers, chunk=chunk, ray=True, address=address, num_gpus=num_gpus)
     names, list_file, listed = classify_inputs(inputs)
     return colorize_batch(
