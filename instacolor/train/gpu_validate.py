@@ -1,6 +1,6 @@
 """Validation of the time-budgeted stages and the choice of the weights' default decoding.
 
-Scores are those of ``tools/train.py``'s validators (PSNR on uint8 sRGB, colourfulness of
+Scores are those of :mod:`instacolor.train.validators` (PSNR on uint8 sRGB, colourfulness of
 Hasler & Suesstrunk, the gray baseline beside them): the regression output, and the class
 head's annealed mean at a few temperatures.
 """
@@ -11,12 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from instacolor.color import AB_NORM, L_CENT, L_NORM, lab_to_rgb
 from instacolor.metrics import colorfulness, psnr
-from instacolor.models.classes import annealed_mean
 from instacolor.models.network import InstColorNet, instance_placements, network_input
+from instacolor.train.validators import annealed_at, to_rgb8
 
 __all__ = ["DEFAULT_TEMPERATURES", "choose_decoding", "validate_images", "validate_scenes"]
 
@@ -24,20 +22,8 @@ __all__ = ["DEFAULT_TEMPERATURES", "choose_decoding", "validate_images", "valida
 DEFAULT_TEMPERATURES = (0.38, 0.6, 1.0)
 
 
-def _rgb8(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
-    """``(B, H, W, 3)`` uint8 sRGB from normalised L and ab (any device)."""
-    lab = torch.cat((light.float() * L_NORM + L_CENT, ab.float() * AB_NORM), dim=1)
-    rgb = lab_to_rgb(lab).clamp(0, 1)
-    return (rgb * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def _annealed(logits: torch.Tensor, size: int, temperature: float) -> torch.Tensor:
-    low = annealed_mean(logits.float(), temperature) / AB_NORM
-    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-
-
 def _scores(prefix: str, light: torch.Tensor, ab: torch.Tensor, truth: np.ndarray) -> dict:
-    pred = _rgb8(light, ab)
+    pred = to_rgb8(light, ab)
     return {
         f"{prefix}psnr": float(np.mean([psnr(p, t) for p, t in zip(pred, truth)])),
         f"{prefix}colorfulness": float(np.mean([colorfulness(p) for p in pred])),
@@ -68,7 +54,7 @@ def validate_images(
         ``val_T{t}_colorfulness``.
     """
     size = light.shape[-1]
-    truth = _rgb8(light, ab)
+    truth = to_rgb8(light, ab)
     regression, annealed = [], {t: [] for t in temperatures}
     for chunk in light.split(64):
         out = generator(network_input(chunk, mask_value))
@@ -76,7 +62,7 @@ def validate_images(
         if classify:
             logits = generator.classify(out.feature("conv8_3"))
             for t in temperatures:
-                annealed[t].append(_annealed(logits, size, t))
+                annealed[t].append(annealed_at(logits, size, t))
     record = _scores("val_", light, torch.cat(regression), truth)
     record.update(_scores("val_gray_", light, torch.zeros_like(ab), truth))
     record["val_colorfulness_gt"] = float(np.mean([colorfulness(t) for t in truth]))
@@ -123,14 +109,14 @@ def validate_scenes(
             labels=labels[None].to(device) if keep else None,
             classify=classify,
         )
-        truth = _rgb8(light, ab)
+        truth = to_rgb8(light, ab)
         results = {
             "val_": _scores("", light, fused.ab, truth),
             "val_full_": _scores("", light, net.colorize(light).ab, truth),
             "val_gray_": _scores("", light, torch.zeros_like(ab), truth),
         }
         for t in temperatures if classify else ():
-            decoded = _annealed(fused.class_logits, ab.shape[-1], t)
+            decoded = annealed_at(fused.class_logits, ab.shape[-1], t)
             results[f"val_T{t:g}_"] = _scores("", light, decoded, truth)
         for prefix, scores in results.items():
             for key, value in scores.items():

@@ -23,7 +23,14 @@ from instacolor.models.network import InstColorNet, instance_placements, network
 from instacolor.train.data import ColorImages, FusionScenes
 from instacolor.train.losses import ab_prior
 
-__all__ = ["VAL_TEMPERATURES", "estimate_prior", "make_fusion_validator", "make_validator"]
+__all__ = [
+    "VAL_TEMPERATURES",
+    "annealed_at",
+    "estimate_prior",
+    "make_fusion_validator",
+    "make_validator",
+    "to_rgb8",
+]
 
 #: Annealed-mean temperatures the validators report when the class head trains.
 VAL_TEMPERATURES = (0.38, 0.6, 1.0)
@@ -31,22 +38,22 @@ VAL_TEMPERATURES = (0.38, 0.6, 1.0)
 Validator = Callable[[InstColorNet, int], dict]
 
 
-def _to_rgb8(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
-    """uint8 sRGB from normalised Lab on the CPU.
+def to_rgb8(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    """uint8 sRGB from normalised Lab (any device and float dtype; computed in float32).
 
     Args:
         light: ``(B, 1, H, W)`` normalised L.
         ab: ``(B, 2, H, W)`` normalised ab.
 
     Returns:
-        ``(B, H, W, 3)`` uint8 sRGB.
+        ``(B, H, W, 3)`` uint8 sRGB on the CPU.
     """
-    lab = torch.cat((light * L_NORM + L_CENT, ab * AB_NORM), dim=1)
+    lab = torch.cat((light.float() * L_NORM + L_CENT, ab.float() * AB_NORM), dim=1)
     rgb = lab_to_rgb(lab).clamp(0, 1)
-    return (rgb * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    return (rgb * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _annealed(logits: torch.Tensor, size: int, temperature: float) -> torch.Tensor:
+def annealed_at(logits: torch.Tensor, size: int, temperature: float) -> torch.Tensor:
     """Annealed-mean ab of the class head, upsampled.
 
     Args:
@@ -80,8 +87,8 @@ def make_validator(files: list[Path], size: int, stage: int, classify: bool = Fa
     batch = [data[i] for i in range(len(data))]
     light = torch.stack([b["l"] for b in batch])
     ab = torch.stack([b["ab"] for b in batch])
-    truth = _to_rgb8(light, ab)
-    gray = _to_rgb8(light, torch.zeros_like(ab))
+    truth = to_rgb8(light, ab)
+    gray = to_rgb8(light, torch.zeros_like(ab))
 
     def validate(net: InstColorNet, step: int) -> dict:
         gen = net.instance if stage == 2 else net.full
@@ -95,8 +102,8 @@ def make_validator(files: list[Path], size: int, stage: int, classify: bool = Fa
                 if classify:
                     logits = gen.classify(out.feature("conv8_3")).float().cpu()
                     for t in VAL_TEMPERATURES:
-                        annealed[t].append(_annealed(logits, size, t))
-        pred = _to_rgb8(light, torch.cat(preds))
+                        annealed[t].append(annealed_at(logits, size, t))
+        pred = to_rgb8(light, torch.cat(preds))
         record = {
             "val_psnr": float(np.mean([psnr(p, t) for p, t in zip(pred, truth)])),
             "val_gray_psnr": float(np.mean([psnr(g, t) for g, t in zip(gray, truth)])),
@@ -104,7 +111,7 @@ def make_validator(files: list[Path], size: int, stage: int, classify: bool = Fa
             "val_colorfulness_gt": float(np.mean([colorfulness(t) for t in truth])),
         }
         for t, parts in annealed.items() if classify else ():
-            decoded = _to_rgb8(light, torch.cat(parts))
+            decoded = to_rgb8(light, torch.cat(parts))
             record[f"val_T{t:g}_psnr"] = float(
                 np.mean([psnr(p, g) for p, g in zip(decoded, truth)])
             )
@@ -129,8 +136,8 @@ def make_fusion_validator(scenes: FusionScenes) -> Validator:
     """
     samples = [scenes[i] for i in range(len(scenes))]
     # fixed across validations: the originals and the gray baseline
-    truths = [_to_rgb8(b["l"][None], b["ab"][None])[0] for b in samples]
-    gray = [psnr(_to_rgb8(b["l"][None], torch.zeros_like(b["ab"][None]))[0], t)
+    truths = [to_rgb8(b["l"][None], b["ab"][None])[0] for b in samples]
+    gray = [psnr(to_rgb8(b["l"][None], torch.zeros_like(b["ab"][None]))[0], t)
             for b, t in zip(samples, truths)]  # fmt: skip
 
     def validate(net: InstColorNet, step: int) -> dict:
@@ -150,7 +157,7 @@ def make_fusion_validator(scenes: FusionScenes) -> Validator:
                 plain = net.colorize(light, crops=crops, placements=placements)
                 full = net.colorize(light)
                 for key, ab in (("full", full.ab), ("fusion", fused.ab), ("plain", plain.ab)):
-                    pred = _to_rgb8(b["l"][None], ab.float().cpu())[0]
+                    pred = to_rgb8(b["l"][None], ab.float().cpu())[0]
                     rows[key].append(psnr(pred, truth))
                     if key == "fusion":
                         colorful.append(colorfulness(pred))
