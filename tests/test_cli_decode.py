@@ -42,12 +42,21 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
-def test_confidence_files_and_manifest_fields(tmp_path):
-    weights = _head_weights(tmp_path / "head.safetensors")
-    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
-    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--confidence",
-               "--temperature", "0.5", "--no-progress")  # fmt: skip
+def _head_batch(tmp_path: Path, out_name: str, *options: str) -> tuple[Path, Path, Path]:
+    """``(weights, inputs, out)``: the CLI run with head weights and ``options`` succeeded."""
+    weights = tmp_path / "head.safetensors"
+    if not weights.exists():
+        _head_weights(weights)
+    src = tmp_path / "in" if (tmp_path / "in").exists() else _inputs(tmp_path / "in")
+    out = tmp_path / out_name
+    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, *options,
+               "--no-progress")  # fmt: skip
     assert run.returncode == 0, run.stderr
+    return weights, src, out
+
+
+def test_confidence_files_and_manifest_fields(tmp_path):
+    _, _, out = _head_batch(tmp_path, "out", "--confidence", "--temperature", "0.5")
     for record in _records(out):
         assert record["status"] == "done"
         assert (record["decode"], record["temperature"]) == ("annealed-mean", 0.5)
@@ -58,10 +67,7 @@ def test_confidence_files_and_manifest_fields(tmp_path):
         assert abs(conf.mean() / 255 - record["mean_confidence"]) < 0.01
     assert not list(out.glob(".*partial"))
     # regression decoding of the same weights: still a confidence, other colours
-    out2 = tmp_path / "out2"
-    run = _run(tmp_path, "colorize", src, "-o", out2, "--weights", weights,
-               "--decode", "regression", "--no-progress")  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    _, _, out2 = _head_batch(tmp_path, "out2", "--decode", "regression")
     record = _records(out2)[0]
     assert record["decode"] == "regression" and record["temperature"] is record["mix"] is None
     assert record["mean_confidence"] is not None and record["confidence"] is None
@@ -89,11 +95,7 @@ def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
 
 
 def test_mix_is_recorded_and_a_bad_mix_exits_2_writing_nothing(tmp_path):
-    weights = _head_weights(tmp_path / "head.safetensors")
-    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
-    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--mix", "0.5",
-               "--no-progress")  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    weights, src, out = _head_batch(tmp_path, "out", "--mix", "0.5")
     got = [(r["status"], r["decode"], r["temperature"], r["mix"]) for r in _records(out)]
     assert got == [("done", "annealed-mean", 0.38, 0.5)] * 2
     bad = tmp_path / "bad"
@@ -120,11 +122,8 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
     from instacolor.review.engine import Engine
     from instacolor.review.state import Batch
 
-    weights = _head_weights(tmp_path / "head.safetensors")  # its default: annealed-mean
-    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
-    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights,
-               "--temperature", "0.6", "--mix", "0.25", "--no-progress")  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    # the weights' default decoding is annealed-mean T 0.38 mix 1
+    _, _, out = _head_batch(tmp_path, "out", "--temperature", "0.6", "--mix", "0.25")
     settings = read_provenance(out / "0.png").settings.split(";")  # embedded in the file
     assert {"decode=annealed-mean", "temperature=0.6", "mix=0.25"} <= set(settings)
     assert "saturation=1.0" in settings and not any(x.startswith("hints") for x in settings)
@@ -132,10 +131,7 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
     decoding = engine.colorizer.decoding
     assert (decoding.mode, decoding.temperature, decoding.mix) == ("annealed-mean", 0.6, 0.25)
     assert engine.worker.facts["mix"] == 0.25 and engine.mismatch is None
-    out2 = tmp_path / "out2"
-    run = _run(tmp_path, "colorize", src, "-o", out2, "--weights", weights,
-               "--decode", "regression", "--no-progress")  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    _, _, out2 = _head_batch(tmp_path, "out2", "--decode", "regression")
     assert Engine(Batch(out2)).colorizer.decoding.mode == "regression"
     settings = read_provenance(out2 / "1.png").settings
     assert "decode=regression" in settings and "temperature" not in settings
@@ -148,11 +144,7 @@ def test_review_shows_the_confidence_of_weights_with_a_trained_head(tmp_path):
     from instacolor.review.server import ReviewServer
     from tests.test_review import Client
 
-    weights = _head_weights(tmp_path / "head.safetensors")
-    src, out = _inputs(tmp_path / "in"), tmp_path / "out"
-    run = _run(tmp_path, "colorize", src, "-o", out, "--weights", weights, "--confidence",
-               "--mix", "0.5", "--no-progress")  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    _, _, out = _head_batch(tmp_path, "out", "--confidence", "--mix", "0.5")
     with ReviewServer.start(out, port=0, reviewer="ada") as server:
         client = Client(server)
         info = json.loads(client.get("/api/batch")[1])
