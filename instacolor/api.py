@@ -326,9 +326,7 @@ class Colorizer:
             detector=backend,
             working_size=self.working_size,
             saturation=saturation,
-            decode=decoding.mode,
-            temperature=None if decoding.mode == "regression" else decoding.temperature,
-            mix=None if decoding.mode == "regression" else decoding.mix,
+            **decoding.record(),
             confidence=None if confidence is None else confidence_at(confidence, size),
             hints=hints,
         )

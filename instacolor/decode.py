@@ -103,6 +103,16 @@ class Decoding:
                 "mean alone, 0 for the regression alone, in between (e.g. 0.75) for a blend"
             )
 
+    def record(self) -> dict[str, str | float | None]:
+        """``{"decode", "temperature", "mix"}`` as results and manifests report them:
+        temperature and mix are None for ``"regression"`` (they play no part there)."""
+        annealed = self.mode != "regression"
+        return {
+            "decode": self.mode,
+            "temperature": self.temperature if annealed else None,
+            "mix": self.mix if annealed else None,
+        }
+
 
 def decode(out: NetOutput, decoding: Decoding) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ab and confidence from a runtime's output.

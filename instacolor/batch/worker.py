@@ -141,6 +141,10 @@ def describe_error(exc: BaseException, source: object = None) -> str:
     return " ".join(text.split())
 
 
+#: The record fields that say how the colours were made (the outputs' provenance).
+_SETTINGS_KEYS = ("working_size", "saturation", "decode", "temperature", "mix", "hints_sha256")
+
+
 class Worker:
     """Loads the networks once and colorizes jobs.
 
@@ -176,23 +180,13 @@ class Worker:
     @property
     def facts(self) -> dict[str, str | int | float]:
         """What every record of this worker says about the networks it runs."""
-        decoding = self.colorizer.decoding
-        annealed = decoding.mode != "regression"
         return {
             "model": self.model,
             "weights_sha256": self.weights_sha256,
             "working_size": self.colorizer.working_size,
             "saturation": self.colorizer.saturation,
-            "decode": decoding.mode,
-            "temperature": decoding.temperature if annealed else None,
-            "mix": decoding.mix if annealed else None,
+            **self.colorizer.decoding.record(),
         }
-
-    def _settings_text(self, hints) -> str:
-        """How this worker makes colours, for the outputs' embedded provenance."""
-        facts = {k: v for k, v in self.facts.items() if k not in ("model", "weights_sha256")}
-        sha = hints.sha256() if hints is not None else None
-        return settings_text(**facts, hints_sha256=sha)
 
     def process(self, job: Job) -> Record:
         """Colorize one job; every failure becomes a ``failed`` record."""
@@ -225,7 +219,7 @@ class Worker:
                 model=self.model,
                 weights_sha256=self.weights_sha256,
                 input_sha256=scan.sha256,
-                settings=self._settings_text(hints),
+                settings=settings_text(**{k: base.get(k) for k in _SETTINGS_KEYS}),
             )
             job.output.parent.mkdir(parents=True, exist_ok=True)
             fmt = _FORMAT_NAMES.get(self.settings.format or "")

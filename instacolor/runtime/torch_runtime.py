@@ -26,15 +26,18 @@ class TorchRuntime:
             preceding convolutions where that is exact up to float rounding
             (:mod:`instacolor.models.fold`; ab within 1e-4 of unfolded).
         channels_last: run that copy with NHWC convolution weights (CPU oneDNN).
-        fuse_relu: run that copy's ``Conv2d -> ReLU`` pairs as one oneDNN operation.
+        fuse_relu: run that copy's ``Conv2d -> ReLU`` / ``LeakyReLU`` pairs as one oneDNN
+            operation and add its skip connections in place (:func:`~instacolor.models.
+            fold.inference_copy`).
         bf16: run the convolutions in bfloat16 autocast (CPU with AVX-512 BF16; ab
             differs from float32 by up to ~0.1 Lab units, see ``docs/benchmarks.md``).
         keep_freed_memory: tell glibc malloc to reuse freed large blocks instead of
             page-faulting them anew (process-wide, :mod:`instacolor.runtime.allocator`).
-            All four are off here so that a runtime built directly reproduces
+            All five are off here so that a runtime built directly reproduces
             ``net.colorize`` bit for bit; :func:`~instacolor.runtime.make_runtime`
-            (what ``Colorizer`` uses) turns ``fold_batchnorm``, ``channels_last``,
-            ``fuse_relu`` and ``keep_freed_memory`` on (on a CPU).
+            (what ``Colorizer`` uses) turns ``fold_batchnorm`` on, and ``channels_last``
+            and ``fuse_relu`` on a CPU; the batch worker applies ``keep_freed_memory``
+            for its own process.
 
     Example:
         >>> from instacolor.models.network import InstColorNet

@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from instacolor.checkpoints import save_safetensors
 from instacolor.color import AB_NORM
+from instacolor.decode import Decoding
 from instacolor.errors import InputError
 from instacolor.models.classes import class_prior
 from instacolor.models.network import InstColorNet
@@ -298,13 +299,8 @@ def export_weights(
             f"decode {decode!r}: expected 'regression' for a run without class loss "
             "(class_weight 0); train with a class weight or export with regression"
         )
-    if mix is not None and (
-        isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1
-    ):
-        raise InputError(
-            f"mix: expected a number from 0 to 1, received {mix!r}; 1 is the annealed mean "
-            "alone, 0 the regression"
-        )
+    if mix is not None:
+        Decoding(mix=mix)  # the API's check of the value
     target = InstColorNet(net.width, with_instances=stages >= 3, mask_value=net.mask_value)
     wanted = target.state_dict()
     target.load_state_dict(
