@@ -5,7 +5,8 @@
 
 from instacolor.api import Colorizer, colorize
 from instacolor.errors import DecodeError, DownloadError, InputError, InstacolorError, WeightsError
-from instacolor.structures import ColorizeResult, HintPoint, Hints, Instances, Lab, SemanticMap
+from instacolor.hints import HintPoint, Hints, Lab
+from instacolor.structures import ColorizeResult, Instances, SemanticMap
 from instacolor.weights import list_weights
 
 __version__ = "0.1.0"

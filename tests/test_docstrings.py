@@ -10,6 +10,11 @@ import pytest
 MODULES = [
     "instacolor.color",
     "instacolor.detection.detectron2_backend",
+    "instacolor.hints",
+    "instacolor.hints.cells",
+    "instacolor.hints.files",
+    "instacolor.hints.propagation",
+    "instacolor.hints.values",
     "instacolor.io.coco",
     "instacolor.labels",
     "instacolor.models.generator",

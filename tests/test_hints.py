@@ -12,22 +12,22 @@ import torch
 from instacolor import Colorizer, Hints, InputError, Lab, colorize
 from instacolor.color import rgb_to_lab
 from instacolor.hints import (
+    VARIANCE_CAP,
+    VARIANCE_FLOOR,
+    VARIANCE_SCALE,
+    HintPoint,
+    as_lab,
     constraints,
+    decay_for_length,
+    fit_chroma,
     hints_from_json,
+    propagate,
     read_hints_file,
     reference_hint_channels,
 )
 from instacolor.models.inputs import prepare_inputs
 from instacolor.models.network import network_input
-from instacolor.propagation import (
-    VARIANCE_CAP,
-    VARIANCE_FLOOR,
-    VARIANCE_SCALE,
-    decay_for_length,
-    fit_chroma,
-    propagate,
-)
-from instacolor.structures import HintPoint, Instances, as_lab
+from instacolor.structures import Instances
 
 
 def _lab_of(rgb: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from instacolor.color import rgb_to_lab
-from instacolor.structures import Hints
+from instacolor.hints import Hints
 
 FAST = ["--working-size", "64", "--threads", "1", "--no-progress"]
 

@@ -59,7 +59,7 @@ class Record:
         detector: detection backend that found the instances, or None.
         instances: number of instances fused (0 without a detector).
         hints: number of colour hints applied (points plus coloured instances), or None.
-        hints_sha256: sha256 of the hints (:meth:`~instacolor.structures.Hints.sha256`).
+        hints_sha256: sha256 of the hints (:meth:`~instacolor.hints.Hints.sha256`).
         bit_depth: bits per sample of the input and output (JPEG output is 8).
         timings: seconds: ``read``, ``colorize``, ``write``, ``total``.
         error: one-line reason for ``failed``, else None.

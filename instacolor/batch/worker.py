@@ -26,6 +26,7 @@ from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
 from instacolor.detection.base import DetectorUnavailableWarning
 from instacolor.errors import InstacolorError
+from instacolor.hints import hints_for, read_hints_lines
 from instacolor.io.archival import (
     DEFAULT_MAX_PIXELS,
     Provenance,
@@ -34,7 +35,6 @@ from instacolor.io.archival import (
     settings_text,
     write_colorized,
 )
-from instacolor.io.hints import hints_for, read_hints_lines
 from instacolor.runtime.allocator import keep_freed_memory
 from instacolor.weights import sha256_file, weights_digest
 
@@ -75,7 +75,7 @@ class Settings:
             (the weights' default).
         confidence: also write the confidence map as ``NAME.confidence.png`` (8-bit gray,
             255 = 1) beside each output (weights with a trained classification head).
-        hints_file: a JSON-lines hints file (:func:`~instacolor.io.hints.read_hints_lines`);
+        hints_file: a JSON-lines hints file (:func:`~instacolor.hints.read_hints_lines`);
             an input without a line there uses its ``NAME.hints.json`` sidecar if any.
 
     Example:

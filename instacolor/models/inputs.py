@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from instacolor.color import normalize_l
-from instacolor.hints import constraints, encode_channels
+from instacolor.hints import Hints, constraints, encode_channels
 from instacolor.models.placement import placement_cells
-from instacolor.structures import Hints, Instances, NetworkInputs, SemanticMap
+from instacolor.structures import Instances, NetworkInputs, SemanticMap
 
 __all__ = ["prepare_inputs", "squash"]
 

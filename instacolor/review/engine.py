@@ -46,7 +46,7 @@ class ReviewRecord(Record):
 
 
 def hint_line(hints: Any) -> dict:
-    """``hints`` as a line of a hints file (:func:`~instacolor.io.hints.read_hints_lines`).
+    """``hints`` as a line of a hints file (:func:`~instacolor.hints.read_hints_lines`).
 
     The batch worker reads the hints of an input from such lines (``--hints FILE``); an
     empty line (no points) keeps a ``NAME.hints.json`` sidecar from being used instead.
@@ -255,10 +255,10 @@ class Engine:
 
 
 def _scale_hints(hints: Any, scale: float, size: tuple[int, int]) -> Any:
-    """``hints`` (a :class:`~instacolor.structures.Hints` or None) in display pixels."""
+    """``hints`` (a :class:`~instacolor.hints.Hints` or None) in display pixels."""
     if hints is None or scale == 1.0:
         return hints
-    from instacolor.structures import Hints
+    from instacolor.hints import Hints
 
     def inside(v: float, extent: int) -> float:
         return min(max(v * scale, 0.0), extent - 0.5)

@@ -7,8 +7,6 @@
 * :class:`NetworkInputs` - what the networks take for one image at the working size
   (built by :func:`instacolor.models.inputs.prepare_inputs`), and :class:`NetOutput`
   - what a runtime (:mod:`instacolor.runtime`) returns for it.
-* :class:`Hints` - colour hints of one image: points and per-instance colours
-  (:class:`HintPoint`, :class:`Lab`).
 * :class:`ColorizeResult` - everything one colorization produced.
 
 Example:
@@ -19,21 +17,16 @@ Example:
     [[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 20.0, 20.0]]
 """
 
-from instacolor.structures.hints import HintPoint, Hints, Lab, as_lab
 from instacolor.structures.instances import Instances, SemanticMap, clip_boxes, integer_boxes
 from instacolor.structures.network import NetOutput, NetworkInputs
 from instacolor.structures.result import ColorizeResult
 
 __all__ = [
     "ColorizeResult",
-    "HintPoint",
-    "Hints",
     "Instances",
-    "Lab",
     "NetOutput",
     "NetworkInputs",
     "SemanticMap",
-    "as_lab",
     "clip_boxes",
     "integer_boxes",
 ]

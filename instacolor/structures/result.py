@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from instacolor.structures.hints import Hints
 from instacolor.structures.instances import Instances, SemanticMap
+
+if TYPE_CHECKING:  # the hints package imports structures; only the annotation needs it
+    from instacolor.hints import Hints
 
 __all__ = ["ColorizeResult"]
 

@@ -1,6 +1,6 @@
 """Hint files: a JSON object per image, a JSON-lines file for a batch, sidecars.
 
-* :func:`hints_from_json` - :class:`~instacolor.structures.Hints` from
+* :func:`hints_from_json` - :class:`~instacolor.hints.Hints` from
   ``{"points": [...], "instance_colors": {...}}``;
 * :func:`read_hints_file` - one such object in a file (``NAME.hints.json`` beside an
   input: :func:`sidecar_path`);
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from instacolor.errors import InputError, UsageError
-from instacolor.structures import Hints, Lab
+from instacolor.hints.values import Hints, Lab
 
 __all__ = ["hints_for", "hints_from_json", "read_hints_file", "read_hints_lines", "sidecar_path"]
 

@@ -1,0 +1,90 @@
+"""Colour hints: what the caller knows about the colours of an image, and how it acts.
+
+* :mod:`~instacolor.hints.values` - :class:`Lab`, :class:`HintPoint`, :class:`Hints`;
+* :mod:`~instacolor.hints.files` - hints files (JSON, JSON lines, ``NAME.hints.json``);
+* :mod:`~instacolor.hints.cells` - checking hints against an image, the cells they fix,
+  the networks' hint channels;
+* :mod:`~instacolor.hints.propagation` - edge-aware propagation (Levin et al. 2004) and
+  the chroma fit;
+* :mod:`~instacolor.hints.apply` - :class:`HintSettings`: how a colorizer applies hints.
+
+Every name below is imported from ``instacolor.hints`` (the modules are where they live).
+
+Example:
+    >>> from instacolor.hints import Hints, Lab
+    >>> len(Hints(points=[(3, 2, Lab(20, -10))]))
+    1
+"""
+
+from instacolor.hints.apply import (
+    FIT_MIN_POINTS,
+    FIT_RIDGE,
+    FULL_RESOLUTION_MAX_PIXELS,
+    INSTANCE_BAND,
+    PROPAGATIONS,
+    WORKING_REACH,
+    HintSettings,
+)
+from instacolor.hints.cells import (
+    as_hints,
+    constraints,
+    encode_channels,
+    instance_cells,
+    point_cells,
+    reference_hint_channels,
+)
+from instacolor.hints.files import (
+    hints_for,
+    hints_from_json,
+    read_hints_file,
+    read_hints_lines,
+    sidecar_path,
+)
+from instacolor.hints.propagation import (
+    METHODS,
+    VARIANCE_CAP,
+    VARIANCE_FLOOR,
+    VARIANCE_SCALE,
+    affinity,
+    decay_for_length,
+    fit_chroma,
+    local_variance,
+    propagate,
+    system,
+)
+from instacolor.hints.values import HintPoint, Hints, Lab, as_lab
+
+__all__ = [
+    "FIT_MIN_POINTS",
+    "FIT_RIDGE",
+    "FULL_RESOLUTION_MAX_PIXELS",
+    "INSTANCE_BAND",
+    "METHODS",
+    "PROPAGATIONS",
+    "VARIANCE_CAP",
+    "VARIANCE_FLOOR",
+    "VARIANCE_SCALE",
+    "WORKING_REACH",
+    "HintPoint",
+    "HintSettings",
+    "Hints",
+    "Lab",
+    "affinity",
+    "as_hints",
+    "as_lab",
+    "constraints",
+    "decay_for_length",
+    "encode_channels",
+    "fit_chroma",
+    "hints_for",
+    "hints_from_json",
+    "instance_cells",
+    "local_variance",
+    "point_cells",
+    "propagate",
+    "read_hints_file",
+    "read_hints_lines",
+    "reference_hint_channels",
+    "sidecar_path",
+    "system",
+]

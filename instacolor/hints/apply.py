@@ -1,0 +1,160 @@
+"""How hints act on a prediction: the chroma fit, propagation, the full-resolution step.
+
+Two mechanisms carry a hint into the colours (``docs/hints.md`` measures both):
+
+* **propagation** (always, unless turned off): with at least :data:`FIT_MIN_POINTS`
+  points the prediction's chroma is first corrected by a gain, an offset and a
+  luminance slope per channel fitted to them (:func:`~instacolor.hints.propagation.
+  fit_chroma`), then the hint residuals (hint minus
+  that prediction) are spread over the image by an edge-aware solve guided by L
+  (:mod:`instacolor.hints.propagation`), at the working resolution before the guided
+  upsampling (``"working"``), optionally followed by a local correction at full
+  resolution (``"full"``) so that the hinted pixels of the output carry their colour
+  exactly (within the sRGB gamut at their luminance);
+* **hint channels**: the networks' ``a, b, mask`` input channels, encoded as Zhang et
+  al. 2017 (siggraph17) do (:func:`~instacolor.hints.cells.encode_channels`) for the
+  full image and, in crop coordinates, for each instance crop. Only weights that
+  learned hints should see them (siggraph17's did; InstColorization's and instacolor's
+  did not).
+
+An instance colour is propagated first and confined to a band of
+:data:`INSTANCE_BAND` cells around its mask (the residual is held at 0 beyond it), so
+that it does not tint the background; the points are then propagated over the whole
+image with the coloured instances held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from instacolor.errors import InputError
+from instacolor.hints.cells import constraints, instance_cells
+from instacolor.hints.propagation import decay_for_length, fit_chroma, propagate
+from instacolor.hints.values import Hints
+from instacolor.reconstruct import compose_rgb, guided_upsample_ab, reconstruct
+
+__all__ = [
+    "FIT_MIN_POINTS",
+    "FIT_RIDGE",
+    "FULL_RESOLUTION_MAX_PIXELS",
+    "INSTANCE_BAND",
+    "PROPAGATIONS",
+    "WORKING_REACH",
+    "HintSettings",
+]
+
+#: Where the hint residuals are propagated.
+PROPAGATIONS = ("working", "full", "none")
+#: Fall-off length of a hint at the working resolution, as a fraction of the grid side.
+WORKING_REACH = 1.0
+#: Fewest points for the chroma fit: on 100 held-out photos it cost 0.68 / 0.20 dB with
+#: 1 / 2 oracle points and gained 0.18 / 0.35 / 0.46 with 3 / 4 / 5 (docs/hints.md).
+FIT_MIN_POINTS = 4
+#: Weight of the chroma fit's prior (gain 1, offset 0, no luminance slope) relative to
+#: the points'. The fit (per-channel gain, offset and L slope) and this weight were
+#: chosen on 100 of stage 1's held-out photos (10 oracle hints, v4; docs/hints.md).
+FIT_RIDGE = 0.3
+#: Working cells around a coloured instance's mask where its colour may fade out.
+INSTANCE_BAND = 2
+#: ``"full"`` refuses larger images (the full-resolution solve holds them in memory).
+FULL_RESOLUTION_MAX_PIXELS = 16_000_000
+
+
+@dataclass(frozen=True)
+class HintSettings:
+    """How a colorizer applies hints.
+
+    Attributes:
+        channels: feed the hints to the networks' hint channels.
+        propagation: ``"working"``, ``"full"`` or ``"none"`` (see the module docstring).
+        reach: fall-off length of a propagated hint, as a fraction of the working grid
+            side (None: no fall-off, Levin's system).
+        fit: before propagating, correct the prediction's chroma by a gain, an offset
+            and a luminance slope per channel fitted to the points (:func:`~instacolor.
+            propagation.fit_chroma`), when there are at least :data:`FIT_MIN_POINTS`.
+    """
+
+    channels: bool = False
+    propagation: str = "working"
+    reach: float | None = WORKING_REACH
+    fit: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.channels, bool):
+            raise InputError(f"hint_channels: expected True, False or None, got {self.channels!r}")
+        if self.propagation not in PROPAGATIONS:
+            raise InputError(
+                f"hint_propagation: expected one of {PROPAGATIONS}, received "
+                f"{self.propagation!r}; 'working' is fast, 'full' makes hinted pixels exact"
+            )
+
+    def propagate(self, ab: torch.Tensor, light: np.ndarray, hints: Hints | None, instances, size):
+        """ab ``(2, S, S)`` with the hint residuals spread at the working resolution.
+
+        Args:
+            ab: ``(2, S, S)`` float32 predicted ab (Lab units).
+            light: ``(S, S)`` L the networks saw (the guide).
+            hints: the checked hints (None: ``ab`` unchanged).
+            instances: the instances ``hints.instance_colors`` index.
+            size: ``(H, W)`` of the image.
+        """
+        if hints is None or self.propagation == "none":
+            return ab
+        s = ab.shape[-1]
+        current = ab.numpy()
+        if hints.instance_colors:
+            inner, target = constraints(
+                Hints(instance_colors=hints.instance_colors), instances, size, (s, s)
+            )
+            extent = np.zeros((s, s), bool)
+            for index in hints.instance_colors:
+                extent |= instance_cells(instances, index, (s, s), erode=False)
+            outside = ~ndimage.binary_dilation(extent, np.ones((3, 3), bool), INSTANCE_BAND)
+            residual = np.where(inner, target - current, 0.0).astype(np.float32)
+            current = current + propagate(light, inner | outside, residual)
+        if self.fit and len(hints.points) >= FIT_MIN_POINTS:
+            points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
+            current = fit_chroma(current, points, goal, FIT_RIDGE, light=light)
+        known, target = constraints(hints, instances, size, (s, s))
+        residual = np.where(known, target - current, 0.0).astype(np.float32)
+        length = None if self.reach is None else self.reach * s
+        field = propagate(light, known, residual, decay=decay_for_length(length))
+        out = current + field
+        out[:, known] = target[:, known]
+        return torch.from_numpy(out)
+
+    def reconstruct(self, ab, light_low, l_full, hints: Hints | None, instances, out_dtype):
+        """``(H, W, 3)`` sRGB of ``out_dtype``: :func:`~instacolor.reconstruct.reconstruct`,
+        or with ``"full"`` propagation and hints the full-resolution correction below.
+
+        The working-resolution result is upsampled (guided by ``l_full``), then the
+        residuals left at the hinted pixels are propagated at full resolution over a
+        band of a few working cells around them.
+        """
+        if hints is None or self.propagation != "full":
+            return reconstruct(ab, torch.from_numpy(light_low), l_full, out_dtype=out_dtype)
+        h, w = l_full.shape
+        if h * w > FULL_RESOLUTION_MAX_PIXELS:
+            raise InputError(
+                f"hint_propagation='full': expected at most {FULL_RESOLUTION_MAX_PIXELS} "
+                f"pixels, received a {w}x{h} image; use hint_propagation='working'"
+            )
+        light = torch.as_tensor(np.ascontiguousarray(l_full), dtype=torch.float32)
+        ab_full = guided_upsample_ab(ab, torch.as_tensor(light_low), light).numpy()
+        known, target = constraints(hints, instances, (h, w), (h, w))
+        cell = max(h, w) / ab.shape[-1]  # full-resolution pixels per working cell
+        far = ndimage.distance_transform_edt(~known) > 6 * cell
+        residual = np.where(known, target - ab_full, 0.0).astype(np.float32)
+        field = propagate(
+            light.numpy(), known | far, residual, decay=decay_for_length(max(1.0, cell))
+        )
+        ab_full += field
+        ab_full[:, known] = target[:, known]
+        rgb = compose_rgb(light, torch.from_numpy(ab_full)).permute(1, 2, 0).numpy()
+        dtype = np.dtype(out_dtype)
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(dtype)
+        return (np.round(rgb * scale) if scale else rgb).astype(dtype)
