@@ -31,6 +31,7 @@ from instacolor.models.network import InstColorNet
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "GUIDANCE_ENCODER",
     "OFFICIAL_FILES",
     "infer_width",
     "load_official_folder",
@@ -51,6 +52,8 @@ OFFICIAL_FILES = {
 FORMAT = "instacolor"
 FORMAT_VERSION = "1"
 _MASK_VALUE = {"instcolor": -0.5, "siggraph17": 0.0}
+#: ``encoder`` metadata of weights whose generators the pretrained encoder guides.
+GUIDANCE_ENCODER = "efficientnet-lite0"
 
 
 def strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,6 +188,7 @@ def save_safetensors(
         "architecture": "instcolor" if net.with_instances else "siggraph17",
         "width": str(net.width),
         "mask_value": repr(float(net.mask_value)),
+        **({"encoder": GUIDANCE_ENCODER} if net.guided else {}),
         **(dict(extra) if extra else {}),
     }
     path = Path(path)
@@ -247,7 +251,18 @@ def load_safetensors(path: str | os.PathLike) -> InstColorNet:
         mask_value = float(meta.get("mask_value", _MASK_VALUE[arch]))
     except (SafetensorError, KeyError, ValueError) as exc:
         raise WeightsError(f"{path}: corrupt instacolor weights file ({exc})") from exc
-    net = InstColorNet(width, with_instances=arch == "instcolor", mask_value=mask_value)
+    encoder = meta.get("encoder")
+    if encoder not in (None, GUIDANCE_ENCODER):
+        raise WeightsError(
+            f"{path}: unknown encoder {encoder!r}; expected {GUIDANCE_ENCODER!r} or none "
+            "(a newer instacolor may read these weights)"
+        )
+    net = InstColorNet(
+        width,
+        with_instances=arch == "instcolor",
+        mask_value=mask_value,
+        guided=encoder is not None,
+    )
     expected = net.state_dict()
     state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
     load_state_dict_strict(net, state, f"{path} (metadata width {width})")

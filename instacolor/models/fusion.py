@@ -312,6 +312,7 @@ class FusionGenerator(ColorGenerator):
         batch: int = 8,
         instance_grad: bool = False,
         classify: bool = False,
+        instance_hooks: Sequence[FeatureHook] | None = None,
     ) -> FusionOutput:
         """Run the fusion forward for one image and its N instances.
 
@@ -329,6 +330,8 @@ class FusionGenerator(ColorGenerator):
             batch: crops per instance-network batch (bounds peak memory).
             instance_grad: track gradients through the instance network.
             classify: also return the classification head's logits.
+            instance_hooks: one hook per batch of ``batch`` crops, applied to the
+                instance network's features at every point (encoder guidance).
 
         Returns:
             :class:`FusionOutput` with ab and the weight maps.
@@ -338,7 +341,10 @@ class FusionGenerator(ColorGenerator):
 
         def advance(step):
             with grad if grad is not None else torch.no_grad():
-                return [step(run) for run in runs]
+                out = [step(run) for run in runs]
+                if instance_hooks is None:
+                    return out
+                return [(n, hk(n, f)) for hk, (n, f) in zip(instance_hooks, out, strict=True)]
 
         current: list[tuple[str, torch.Tensor]] = []
 

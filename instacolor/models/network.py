@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from instacolor.errors import InputError
+from instacolor.models.encoder import load_encoder
 from instacolor.models.fusion import FusionGenerator, FusionOutput
 from instacolor.models.generator import (
     REFERENCE_WIDTH,
@@ -24,6 +25,7 @@ from instacolor.models.generator import (
     FeatureHook,
     fusion_channels,
 )
+from instacolor.models.guidance import GUIDED_POINTS, EncoderGuidance
 from instacolor.models.placement import (
     PLACEMENT_DIVISORS,
     Placement,
@@ -71,6 +73,9 @@ class InstColorNet(nn.Module):
         mask_value: automatic-mode value of the mask channel (-0.5 for InstColorization,
             0 for siggraph17).
         instance_batch: crops per instance-generator forward (bounds peak memory).
+        guided: guide each generator by the frozen pretrained encoder
+            (:mod:`instacolor.models.guidance`; prefixes ``guidance.full.``,
+            ``guidance.instance.``, ``guidance.fusion.``).
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class InstColorNet(nn.Module):
         with_instances: bool = True,
         mask_value: float = -0.5,
         instance_batch: int = 8,
+        guided: bool = False,
     ) -> None:
         super().__init__()
         self.width = width
@@ -90,11 +96,24 @@ class InstColorNet(nn.Module):
         self.fusion = FusionGenerator(width) if with_instances else None
         channels = fusion_channels(width)
         self.semantic = SemanticConditioning({p: channels[p] for p in SEMANTIC_POINTS})
+        self.guidance: nn.ModuleDict | None = None
+        if guided:
+            encoder = load_encoder()  # one frozen encoder, shared by the three blocks
+            guided_channels = {p: channels[p] for p in GUIDED_POINTS}
+            names = ("full", "instance", "fusion") if with_instances else ("full",)
+            self.guidance = nn.ModuleDict(
+                {n: EncoderGuidance(guided_channels, encoder) for n in names}
+            )
 
     @property
     def with_instances(self) -> bool:
         """Whether the network can fuse instances."""
         return self.fusion is not None
+
+    @property
+    def guided(self) -> bool:
+        """Whether the generators are guided by the pretrained encoder."""
+        return self.guidance is not None
 
     def semantic_hook(self, labels: torch.Tensor | None) -> FeatureHook | None:
         """The hook that conditions decoder features on ``labels`` ``(1, S, S)``, or None."""
@@ -102,6 +121,31 @@ class InstColorNet(nn.Module):
             return None
         semantic = self.semantic
         return lambda name, feature: semantic(name, feature, labels)
+
+    def generator_hook(
+        self,
+        network: str,
+        l_norm: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        encoded: tuple[torch.Tensor, ...] | None = None,
+    ) -> FeatureHook | None:
+        """Every hook one generator's forward applies: encoder guidance, then semantics.
+
+        Args:
+            network: ``"full"``, ``"instance"`` or ``"fusion"``.
+            l_norm: ``(B, 1, S, S)`` the normalised L that generator sees.
+            labels: ``(B, S, S)`` semantic labels, or None.
+            encoded: the encoder's features of ``l_norm`` when already computed.
+        """
+        semantic = self.semantic_hook(labels)
+        if self.guidance is None:
+            return semantic
+        block = self.guidance[network]
+        guide = block.hook(block.embed(l_norm, encoded=encoded))
+        if semantic is None:
+            return guide
+        return lambda name, feature: semantic(name, guide(name, feature))
 
     def colorize(
         self,
@@ -131,10 +175,10 @@ class InstColorNet(nn.Module):
             :class:`~instacolor.models.fusion.FusionOutput` (tensors): ab ``(1, 2, S, S)``
             in network units; the 13 fusion weight maps when crops were given, else ``()``.
         """
-        hook = self.semantic_hook(labels)
         x = network_input(l_norm, self.mask_value, hints)
+        encoded = self.guidance["full"].encode(l_norm) if self.guidance is not None else None
         if crops is None or crops.shape[0] == 0 or self.fusion is None:
-            out = self.full(x, hook)
+            out = self.full(x, self.generator_hook("full", l_norm, labels, encoded=encoded))
             logits = self.full.classify(out.feature("conv8_3")) if classify else None
             return FusionOutput(ab=out.ab, weights=(), class_logits=logits)
         if placements is None:
@@ -143,13 +187,18 @@ class InstColorNet(nn.Module):
                 "(instance_placements), received None"
             )
         crops_x = network_input(crops, self.mask_value, crop_hints)
-        fused = self.fusion.fuse(
+        instance_hooks = None
+        if self.guidance is not None:
+            instance_hooks = [
+                self.generator_hook("instance", chunk) for chunk in crops.split(self.instance_batch)
+            ]
+        return self.fusion.fuse(
             x,
             self.instance,
             crops_x,
             placements,
-            hook,
+            self.generator_hook("fusion", l_norm, labels, encoded=encoded),
             batch=self.instance_batch,
             classify=classify,
+            instance_hooks=instance_hooks,
         )
-        return fused

@@ -26,7 +26,7 @@ from torch import nn
 
 from instacolor.labels import NUM_LABELS
 
-__all__ = ["SEMANTIC_POINTS", "SemanticConditioning", "downsample_labels"]
+__all__ = ["SEMANTIC_POINTS", "Modulation", "SemanticConditioning", "downsample_labels"]
 
 #: Decoder fusion points that the semantic map conditions by default.
 SEMANTIC_POINTS = ("conv8_3", "conv9_3", "conv10_2")
@@ -40,7 +40,13 @@ def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return resized[:, 0].long()
 
 
-class _Modulation(nn.Module):
+class Modulation(nn.Module):
+    """``f * (1 + gamma(e)) + beta(e)`` of a feature ``f`` and an embedding ``e``.
+
+    ``gamma`` and ``beta`` start at zero (the block is the identity until trained); they
+    are computed on the embedding's grid and bilinearly resized to the feature's.
+    """
+
     def __init__(self, embed_dim: int, hidden: int, channels: int) -> None:
         super().__init__()
         self.shared = nn.Sequential(nn.Conv2d(embed_dim, hidden, 3, padding=1), nn.ReLU(True))
@@ -52,7 +58,12 @@ class _Modulation(nn.Module):
 
     def forward(self, feature: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
         hidden = self.shared(embedded)
-        return feature * (1 + self.gamma(hidden)) + self.beta(hidden)
+        gamma, beta = self.gamma(hidden), self.beta(hidden)
+        if gamma.shape[-2:] != feature.shape[-2:]:
+            size = tuple(feature.shape[-2:])
+            gamma = nn.functional.interpolate(gamma, size=size, mode="bilinear")
+            beta = nn.functional.interpolate(beta, size=size, mode="bilinear")
+        return feature * (1 + gamma) + beta
 
 
 class SemanticConditioning(nn.Module):
@@ -77,7 +88,7 @@ class SemanticConditioning(nn.Module):
         self.num_labels = num_labels
         self.embedding = nn.Embedding(num_labels, embed_dim)
         self.modulations = nn.ModuleDict(
-            {name: _Modulation(embed_dim, hidden, c) for name, c in channels.items()}
+            {name: Modulation(embed_dim, hidden, c) for name, c in channels.items()}
         )
 
     @property

@@ -301,7 +301,9 @@ def export_weights(
         )
     if mix is not None:
         Decoding(mix=mix)  # the API's check of the value
-    target = InstColorNet(net.width, with_instances=stages >= 3, mask_value=net.mask_value)
+    target = InstColorNet(
+        net.width, with_instances=stages >= 3, mask_value=net.mask_value, guided=net.guided
+    )
     wanted = target.state_dict()
     target.load_state_dict(
         {k: v.detach().float().cpu() for k, v in net.state_dict().items() if k in wanted}

@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 LOSSES = {"huber": huber_ab_loss, "l2": l2_ab_loss}
+#: Guidance blocks (``InstColorNet.guidance``) each stage trains (the instance network,
+#: guided by its crops' own view, stays as stage 2 or 1 left it in stage 3).
+GUIDANCE_TRAINED = {1: ("full",), 2: ("instance",), 3: ("fusion",)}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -75,6 +78,7 @@ class TrainConfig:
     init: str | None = None  # stage-1/2 checkpoint (or .safetensors) to start from
     init_full: str | None = None  # stage 3: take the full-image network from this checkpoint
     fusion_from_full: bool = False  # stage 3: fusion backbone := full (weight layers: init's)
+    instance_from_full: bool = False  # stage 3: instance network := full (no stage 2)
     rebalance: float = 0.0  # lambda of class rebalancing (0: the reference's plain loss)
     prior: list[float] | None = None  # ab prior over AB_BINS**2 bins, needed to rebalance
     loss: str = "huber"  # "huber" (the reference's) or "l2" (the PSNR optimum)
@@ -89,6 +93,8 @@ class TrainConfig:
     class_prior: list[float] | None = None  # prior over the 529 bins (classes.class_prior)
     cpu_bf16: bool = False  # bfloat16 autocast on the CPU (AVX-512 BF16 CPUs)
     channels_last: bool = False  # NHWC memory format for the convolutions
+    guided: bool = False  # generators guided by the frozen pretrained encoder (weights v6)
+    guidance_lr_scale: float = 1.0  # learning rate of the guidance blocks relative to lr
     extra: dict = field(default_factory=dict)
 
 
@@ -108,15 +114,17 @@ class EpochSampler(Sampler[int]):
 
 def trainable_parameters(net: InstColorNet, stage: int) -> list[torch.nn.Parameter]:
     """The parameters a stage trains (stage 3: weight generators, model10, model_out)."""
-    if stage == 1:
-        return list(net.full.parameters())
-    if stage == 2:
-        return list(net.instance.parameters())
+    guided = []
+    if net.guidance is not None:  # (the frozen encoder inside has no trainable tensor)
+        for name in GUIDANCE_TRAINED[stage]:
+            guided += [p for p in net.guidance[name].parameters() if p.requires_grad]
+    if stage in (1, 2):
+        return list((net.full if stage == 1 else net.instance).parameters()) + guided
     fusion = net.fusion
     params = [p for n, p in fusion.named_parameters() if n.startswith("weight_layer")]
     params += list(fusion.model10.parameters()) + list(fusion.model_out.parameters())
     params += list(fusion.model_class.parameters())  # reads the fused conv8_3
-    return params + list(net.semantic.parameters())
+    return params + guided + list(net.semantic.parameters())
 
 
 def set_modes(net: InstColorNet, stage: int) -> None:
@@ -128,6 +136,10 @@ def set_modes(net: InstColorNet, stage: int) -> None:
     else:  # the fusion backbone keeps its stage-1 BatchNorm statistics
         for module in (net.fusion.model10, net.fusion.model_out, net.semantic):
             module.train()
+    if net.guidance is not None:  # (the encoder inside stays in eval mode)
+        for name in GUIDANCE_TRAINED[stage]:
+            net.guidance[name].train()
+    if stage == 3:
         for point in FUSION_POINTS:
             net.fusion.weight_layer_at(point).train()
 
@@ -139,7 +151,10 @@ def load_stage(path: str | os.PathLike, net: InstColorNet) -> int:
     holds all three networks.
     """
     if str(path).endswith(".safetensors"):
-        net.load_state_dict(load_safetensors(path).float().state_dict())
+        state = load_safetensors(path).float().state_dict()
+        if net.guidance is not None and not any(k.startswith("guidance.") for k in state):
+            state.update({k: v for k, v in net.state_dict().items() if k.startswith("guidance.")})
+        net.load_state_dict(state)
         return 3
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     net.load_state_dict(ckpt["net"])
@@ -148,7 +163,7 @@ def load_stage(path: str | os.PathLike, net: InstColorNet) -> int:
 
 def initial_network(config: TrainConfig) -> InstColorNet:
     torch.manual_seed(config.seed)
-    net = InstColorNet(config.width)
+    net = InstColorNet(config.width, guided=config.guided)
     prior = load_stage(config.init, net) if config.init else 0
     if config.stage > 1 and prior not in (config.stage - 1, config.stage):
         raise InputError(
@@ -161,13 +176,23 @@ def initial_network(config: TrainConfig) -> InstColorNet:
             f"init_full is for stage 3 (so is fusion_from_full), received stage {config.stage}"
         )
     if config.init_full:
-        donor = InstColorNet(config.width)
+        donor = InstColorNet(config.width, guided=config.guided)
         load_stage(config.init_full, donor)
         net.full.load_state_dict(donor.full.state_dict())
+        if net.guidance is not None:
+            net.guidance["full"].load_state_dict(donor.guidance["full"].state_dict())
+    if config.instance_from_full and config.stage == 3:
+        net.instance.load_state_dict(net.full.state_dict())
+        if net.guidance is not None:
+            net.guidance["instance"].load_state_dict(net.guidance["full"].state_dict())
     if config.stage == 2 and prior == 1:
         net.instance.load_state_dict(net.full.state_dict())
+        if net.guidance is not None:
+            net.guidance["instance"].load_state_dict(net.guidance["full"].state_dict())
     if config.stage == 3 and (prior == 2 or config.fusion_from_full):
         net.fusion.load_state_dict(net.full.state_dict(), strict=False)
+        if net.guidance is not None:
+            net.guidance["fusion"].load_state_dict(net.guidance["full"].state_dict())
         with torch.no_grad():
             for point in FUSION_POINTS:
                 last = net.fusion.weight_layer_at(point).simple_bg_conv[-2]
@@ -192,7 +217,7 @@ def check_config(config: TrainConfig) -> None:
 
 
 _RESUME_KEYS = ("stage", "width", "size", "batch_size", "lr", "loss", "lr_schedule")
-_RESUME_KEYS += ("rebalance", "class_weight", "class_rebalance")
+_RESUME_KEYS += ("rebalance", "class_weight", "class_rebalance", "guided", "guidance_lr_scale")
 
 
 def _check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
@@ -243,8 +268,17 @@ def step_loss(
     if config.stage in (1, 2):
         generator = net.full if config.stage == 1 else net.instance
         hints = batch_hints(batch, net.mask_value, device)  # WithHints' random hints
-        x = network_input(batch["l"].to(device), net.mask_value, hints)
-        out = generator(x)
+        light = batch["l"].to(device)
+        x = network_input(light, net.mask_value, hints)
+        encoded = batch.get("encoded")  # the encoder's features from a training cache
+        if encoded is not None:
+            encoded = tuple(f.to(device) for f in encoded)
+        hook = None
+        if net.guidance is not None:
+            hook = net.generator_hook(
+                "full" if config.stage == 1 else "instance", light, encoded=encoded
+            )
+        out = generator(x, hook)
         ab = batch["ab"].to(device)
         loss = LOSSES[config.loss](out.ab.float(), ab, weights)
         if classify:
@@ -322,7 +356,15 @@ def train_stage(
     latest = out / "latest.pt"
     net = initial_network(config)
     params = trainable_parameters(net, config.stage)
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.99))
+    guidance_ids = set()
+    if net.guidance is not None:
+        guidance_ids = {id(p) for p in net.guidance.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in guidance_ids], "scale": 1.0},
+        {"params": [p for p in params if id(p) in guidance_ids], "scale": config.guidance_lr_scale},
+    ]
+    groups = [g for g in groups if g["params"]]
+    optimizer = torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99))
     step = 0
     if resume and latest.is_file():
         ckpt = torch.load(latest, map_location="cpu", weights_only=False)
@@ -360,7 +402,7 @@ def train_stage(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(config, step)
+                    group["lr"] = learning_rate(config, step) * group.get("scale", 1.0)
                 optimizer.step()
                 step += 1
                 seen += config.batch_size

@@ -96,8 +96,9 @@ def make_validator(files: list[Path], size: int, stage: int, classify: bool = Fa
         preds, annealed = [], {t: [] for t in VAL_TEMPERATURES}
         with torch.no_grad():
             for chunk in light.split(32):
-                x = network_input(chunk.to(device), net.mask_value)
-                out = gen(x)
+                chunk = chunk.to(device)
+                hook = net.generator_hook("instance" if stage == 2 else "full", chunk)
+                out = gen(network_input(chunk, net.mask_value), hook)
                 preds.append(out.ab.float().cpu())
                 if classify:
                     logits = gen.classify(out.feature("conv8_3")).float().cpu()
