@@ -171,3 +171,40 @@ def test_weights_naming_an_unknown_encoder_are_refused(tmp_path):
     path = save_safetensors(net, tmp_path / "x.safetensors", name="x", extra={"encoder": "vit9"})
     with pytest.raises(WeightsError, match="unknown encoder 'vit9'"):
         load_safetensors(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [0, 3])
+def test_guided_network_exports_to_onnx_with_parity(tmp_path, n):
+    """The encoder, pyramid and modulations are in the graphs: onnxruntime matches torch."""
+    pytest.importorskip("onnxruntime")
+    from instacolor.models.placement import placement_cells
+    from instacolor.runtime import TorchRuntime
+    from instacolor.runtime.export import export_onnx
+    from instacolor.runtime.onnx_runtime import OnnxRuntime
+    from instacolor.structures import NetworkInputs
+    from instacolor.weights import LoadedWeights
+
+    net = InstColorNet(8, guided=True).eval()
+    _perturb(net)
+    loaded = LoadedWeights(net=net, name="guided-w8", sha256=None, trained=False)
+    folder = export_onnx(loaded, tmp_path / "onnx", working_size=SIZE)
+    gen = torch.Generator().manual_seed(n)
+    l_norm = torch.rand(1, 1, SIZE, SIZE, generator=gen) - 0.5
+    crops = torch.rand(n, 1, SIZE, SIZE, generator=gen) - 0.5
+    boxes = np.array([[10, 10, 200, 150], [50, 60, 300, 230], [0, 0, 90, 90]])[:n]
+    inputs = NetworkInputs(
+        light=(l_norm[0, 0] * 100 + 50).numpy(),
+        l=l_norm.numpy(),
+        image_size=(240, 320),
+        crops=crops.numpy() if n else None,
+        placements=placement_cells(boxes, (240, 320), SIZE) if n else None,
+    )
+    expected = TorchRuntime(net).run(inputs)
+    got = OnnxRuntime(folder, threads=1).run(inputs)
+    assert np.abs(got.ab - expected.ab).max() < 1e-4
+    for a, b in zip(got.weights, expected.weights, strict=True):
+        assert np.abs(a - b).max() < 1e-4
+    plain = InstColorNet(8).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if "guidance" not in k})
+    assert np.abs(TorchRuntime(plain).run(inputs).ab - got.ab).max() > 1e-3  # guidance counts

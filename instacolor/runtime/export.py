@@ -107,7 +107,8 @@ class InstanceGraph(nn.Module):
         self.net = net
 
     def forward(self, crops: torch.Tensor, crop_hints: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net.instance(network_input(crops, self.net.mask_value, crop_hints))
+        x = network_input(crops, self.net.mask_value, crop_hints)
+        out = self.net.instance(x, self.net.generator_hook("instance", crops))
         # rectified where the reference's in-place ReLU reaches the stored feature
         return tuple(
             torch.relu(f) if p in RELU_BEFORE_FUSION else f
@@ -150,7 +151,7 @@ class FusionGraph(nn.Module):
             network_input(l_norm, self.net.mask_value, hints),
             lambda name: [features[FUSION_POINTS.index(name)]],
             placement_at,
-            self.net.semantic_hook(labels),
+            self.net.generator_hook("fusion", l_norm, labels),
             budget=None,  # one pass over all instances: N is a dynamic axis of the graph
             classify=self.classify,
         )
