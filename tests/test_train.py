@@ -192,7 +192,7 @@ def test_stage3_takes_the_full_network_from_init_full(image_folder, tmp_path):
     assert torch.equal(fused.fusion.model1[0].weight, later.full.model1[0].weight)
     cfg = _config(tmp_path / "bad", 2, 1, s1)
     cfg.init_full = s1
-    with pytest.raises(ValueError, match="init_full is for stage 3"):
+    with pytest.raises(ValueError, match="init_full, fusion_from_full and instance_from_full are for stage 3"):
         train_stage(cfg, data, progress=False)
 
 
@@ -369,5 +369,5 @@ def test_fusion_from_full_copies_the_new_full_network_and_keeps_the_weight_layer
     assert torch.equal(w, first.fusion.weight_layer_at("conv3_3").simple_bg_conv[0].weight)
     bad = _config(tmp_path / "bad", 1, 1)
     bad.fusion_from_full = True
-    with pytest.raises(ValueError, match="so is fusion_from_full"):
+    with pytest.raises(ValueError, match="fusion_from_full and instance_from_full are for stage 3"):
         train_stage(bad, data, progress=False)

@@ -1,4 +1,5 @@
-"""tools/train.py as a subprocess: the split, the loss and schedule flags, and --export."""
+"""``instacolor train`` (and its tools/train.py alias) as a subprocess: the split, the loss and
+schedule flags, guided training from the encoder cache, mosaics, and --export."""
 
 from __future__ import annotations
 
@@ -175,5 +176,88 @@ def test_annealed_mean_export_of_a_run_without_class_loss_is_refused(folder, tmp
     target = tmp_path / "w.safetensors"
     run = _train("--export", str(tmp_path / "run/stage1/latest.pt"), "--to", str(target),
                  "--width", "4", "--decode", "annealed-mean")  # fmt: skip
-    assert run.returncode != 0 and "trained without --class-weight" in run.stderr
+    assert run.returncode == 2 and "expected a checkpoint trained with a class weight" in run.stderr
     assert not target.exists()
+
+
+def _coco(folder: Path) -> Path:
+    """A COCO folder of six 64x64 scenes with two annotated boxes (polygons) each."""
+    rng = np.random.default_rng(5)
+    (folder / "train2017").mkdir(parents=True)
+    images, anns = [], []
+    for i in range(6):
+        img = np.empty((64, 64, 3), np.uint8)
+        img[:] = rng.integers(40, 215, 3)
+        img[8:30, 6:34] = rng.integers(0, 255, 3)
+        img[36:60, 30:62] = rng.integers(0, 255, 3)
+        Image.fromarray(img).save(folder / "train2017" / f"{i:012d}.jpg")
+        images.append({"id": i, "file_name": f"{i:012d}.jpg", "height": 64, "width": 64})
+        for k, (x, y, w, h) in enumerate(((6, 8, 28, 22), (30, 36, 32, 24))):
+            poly = [x, y, x + w, y, x + w, y + h, x, y + h]
+            anns.append({"id": 2 * i + k, "image_id": i, "category_id": 1 + k,
+                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0,
+                         "segmentation": [poly]})  # fmt: skip
+    cats = [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]
+    (folder / "annotations").mkdir()
+    doc = {"images": images, "annotations": anns, "categories": cats}
+    (folder / "annotations" / "instances_train2017.json").write_text(json.dumps(doc))
+    return folder
+
+
+@pytest.mark.slow
+def test_guided_stages_train_from_the_cache_and_mosaics_and_export(folder, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    common = ["--width", "4", "--size", "32", "--threads", "1", "--workers", "0",
+              "--guided", "--class-weight", "0.5"]  # fmt: skip
+    stage1 = ["train", "--stage", "1", "--data", str(folder), "--cache", str(cache),
+              "--out", str(out), "--batch", "2", "--steps", "3", "--holdout-every", "4",
+              "--validate-every", "3", "--checkpoint-every", "1", *common]  # fmt: skip
+    run = _instacolor(*stage1)
+    assert run.returncode == 0, run.stderr
+    meta = json.loads((cache / "cache.json").read_text())
+    assert meta["done"] == meta["count"] == 9  # 12 photos, every 4th held out
+    saved = torch.load(out / "stage1/latest.pt", weights_only=False)
+    assert saved["config"]["guided"] and any(k.startswith("guidance.full.") for k in saved["net"])
+    moved = [k for k in saved["net"] if k.startswith("guidance.full.") and ".gamma." in k]
+    assert any(saved["net"][k].abs().sum() > 0 for k in moved)  # the modulations learned
+    # stage 3: coco scenes plus mosaics of the photos, fusion and instances from stage 1
+    coco = _coco(tmp_path / "coco")
+    stage3 = ["train", "--stage", "3", "--data", str(coco / "train2017"), "--coco", str(coco),
+              "--out", str(out), "--init", str(out / "stage1/latest.pt"),
+              "--fusion-from-full", "--instance-from-full",
+              "--extra-data", str(folder), "--mosaics", "3", "--batch", "2", "--steps", "2",
+              "--holdout-every", "3", "--validate-every", "2", *common]  # fmt: skip
+    run = _instacolor(*stage3)
+    assert run.returncode == 0, run.stderr
+    assert "stage 3: 7 training images" in run.stdout  # 4 scenes + 3 mosaics
+    target = tmp_path / "v.safetensors"
+    run = _instacolor("train", "--export", str(out / "stage3/latest.pt"), "--to", str(target),
+                      "--width", "4")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with safe_open(str(target), framework="pt") as f:
+        assert f.metadata()["encoder"] == "efficientnet-lite0"
+    colorizer = Colorizer(target)
+    gray = (np.random.default_rng(1).random((40, 52)) * 255).astype(np.uint8)
+    assert colorizer.colorize(gray, instances=[[2, 2, 30, 30]]).shape == (40, 52, 3)
+
+
+def test_cache_and_mosaics_need_their_stage(folder, tmp_path):
+    run = _instacolor("train", "--stage", "2", "--data", str(folder), "--cache",
+                      str(tmp_path / "c"), "--guided", "--out", str(tmp_path / "r"))  # fmt: skip
+    assert run.returncode == 2 and "--cache: expected with --guided and --stage 1" in run.stderr
+    run = _instacolor("train", "--stage", "3", "--data", str(folder), "--mosaics", "4",
+                      "--out", str(tmp_path / "r"))  # fmt: skip
+    assert run.returncode == 2 and "--mosaics: expected with --stage 3 and --extra-data" in (
+        run.stderr
+    )
+    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
+
+
+def _instacolor(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "instacolor", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )

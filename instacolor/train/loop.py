@@ -165,15 +165,21 @@ def initial_network(config: TrainConfig) -> InstColorNet:
     torch.manual_seed(config.seed)
     net = InstColorNet(config.width, guided=config.guided)
     prior = load_stage(config.init, net) if config.init else 0
-    if config.stage > 1 and prior not in (config.stage - 1, config.stage):
+    allowed = {config.stage - 1, config.stage}
+    if config.stage == 3 and config.instance_from_full:
+        allowed.add(1)  # no stage 2: the instance network starts as the full-image one
+    if config.stage > 1 and prior not in allowed:
         raise InputError(
             f"stage {config.stage} starts from a stage-{config.stage - 1} checkpoint (or "
             f"continues a stage-{config.stage} one) (init=), received "
             f"{'none' if not config.init else f'a stage-{prior} checkpoint'}"
         )
-    if (config.init_full or config.fusion_from_full) and config.stage != 3:
+    if (config.init_full or config.fusion_from_full or config.instance_from_full) and (
+        config.stage != 3
+    ):
         raise InputError(
-            f"init_full is for stage 3 (so is fusion_from_full), received stage {config.stage}"
+            "init_full, fusion_from_full and instance_from_full are for stage 3, received "
+            f"stage {config.stage}"
         )
     if config.init_full:
         donor = InstColorNet(config.width, guided=config.guided)
