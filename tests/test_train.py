@@ -192,7 +192,7 @@ def test_stage3_takes_the_full_network_from_init_full(image_folder, tmp_path):
     assert torch.equal(fused.fusion.model1[0].weight, later.full.model1[0].weight)
     cfg = _config(tmp_path / "bad", 2, 1, s1)
     cfg.init_full = s1
-    with pytest.raises(ValueError, match="init_full, fusion_from_full and instance_from_full are for stage 3"):
+    with pytest.raises(ValueError, match="instance_from_full are for stage 3"):
         train_stage(cfg, data, progress=False)
 
 
