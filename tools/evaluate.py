@@ -154,7 +154,13 @@ def coco_heldout(coco: Path, every: int) -> tuple[list[tuple[Path, dict]], dict[
 
 def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | None) -> str:
     images, anns = coco_heldout(coco, every)
-    modes = ("gray baseline (ab=0)", "full image only", "instance fusion", "fusion + semantic")
+    modes = (
+        "gray baseline (ab=0)",
+        "full image only",
+        "semantic, no instances",
+        "instance fusion",
+        "fusion + semantic",
+    )
     rows: dict[str, list] = {m: [] for m in modes}
     small: dict[str, list] = {m: [] for m in modes}
     own: list[tuple[float, float]] = []
@@ -170,6 +176,7 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
         outputs = {
             "gray baseline (ab=0)": gray_baseline(truth),
             "full image only": colorizer.colorize(gray),
+            "semantic, no instances": colorizer.colorize(gray, semantic=sem),
             "instance fusion": colorizer.colorize(gray, instances=inst),
             "fusion + semantic": fused.image,
         }
@@ -178,6 +185,7 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
             score["bleeding"] = (
                 boundary_bleeding(_ab(pred), ab_truth, masks) if masks is not None else np.nan
             )
+            score["mask_psnr"] = masked_psnr(pred, truth, masks)
             rows[name].append(score)
             small[name].append(_score(_small(pred), _small(truth), lpips))
     title = f"coco128, {len(images)} images (every {every}th)"
@@ -196,6 +204,15 @@ def evaluate_coco(colorizer: Colorizer, coco: Path, every: int, lpips: Lpips | N
             weight,
         )
     )
+
+
+def masked_psnr(pred: np.ndarray, truth: np.ndarray, masks: np.ndarray | None) -> float:
+    """PSNR of the pixels inside the union of the instance masks ``(N, H, W)`` (NaN: none)."""
+    if masks is None or not masks.any():
+        return float("nan")
+    inside = masks.any(0)
+    err = (pred.astype(np.float64) - truth.astype(np.float64))[inside] ** 2
+    return float(20 * np.log10(255.0 / np.sqrt(max(err.mean(), 1e-12))))
 
 
 def own_box_weights(result) -> list[tuple[float, float]]:
