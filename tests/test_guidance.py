@@ -208,3 +208,24 @@ def test_guided_network_exports_to_onnx_with_parity(tmp_path, n):
     plain = InstColorNet(8).eval()
     plain.load_state_dict({k: v for k, v in net.state_dict().items() if "guidance" not in k})
     assert np.abs(TorchRuntime(plain).run(inputs).ab - got.ab).max() > 1e-3  # guidance counts
+
+
+def test_encoder_batchnorm_folds_for_inference(encoder):
+    import copy
+
+    from instacolor.models.fold import fold_batchnorm, inference_copy
+
+    folded = copy.deepcopy(encoder)
+    assert fold_batchnorm(folded) == 2 + 3 * 15 + 2  # stem, head, every block's BatchNorms
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    light = torch.rand(1, 1, 96, 96) - 0.5
+    for a, b in zip(folded.features(light), encoder.features(light), strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    net = InstColorNet(8, guided=True).eval()
+    _perturb(net)
+    fast, _ = inference_copy(net, fold=True, channels_last=True, fuse_relu=True)
+    light, crops, placements = _scene()
+    with torch.no_grad():
+        want = net.colorize(light, crops=crops, placements=placements).ab
+        got = fast.colorize(light, crops=crops, placements=placements).ab
+    assert torch.allclose(got, want, atol=1e-4)

@@ -105,6 +105,13 @@ class _SameConv(nn.Conv2d):
 class _MBConv(nn.Module):
     """Inverted residual block of EfficientNet-Lite (no squeeze-excite, ReLU6)."""
 
+    #: ``(convolution, BatchNorm)`` attribute pairs (see ``models.fold.fold_batchnorm``).
+    CONV_BATCHNORM = (
+        ("_expand_conv", "_bn0"),
+        ("_depthwise_conv", "_bn1"),
+        ("_project_conv", "_bn2"),
+    )
+
     def __init__(self, expand: int, kernel: int, stride: int, cin: int, cout: int) -> None:
         super().__init__()
         mid = cin * expand
@@ -129,6 +136,9 @@ class _MBConv(nn.Module):
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 as a feature extractor (the classifier ``_fc`` is kept only so
     that the published state dict loads strictly)."""
+
+    #: ``(convolution, BatchNorm)`` attribute pairs (see ``models.fold.fold_batchnorm``).
+    CONV_BATCHNORM = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))
 
     def __init__(self) -> None:
         super().__init__()

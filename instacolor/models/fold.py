@@ -146,17 +146,13 @@ def fold_batchnorm(module: nn.Module) -> int:
     Raises:
         InputError: when a BatchNorm to fold is in training mode or has no running stats.
     """
-    folded = 0
+    folded = _fold_named_pairs(module)
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         layers = list(seq)
         for i, bn in enumerate(layers):
             if not isinstance(bn, nn.BatchNorm2d) or (found := _foldable(layers, i)) is None:
                 continue
-            if bn.training or bn.running_mean is None:
-                raise InputError(
-                    "fold_batchnorm: expected BatchNorm2d layers in eval mode with running "
-                    "statistics, received one in training mode; call module.eval() first"
-                )
+            _check_eval(bn)
             conv, after_relu = found
             ones = torch.ones_like(bn.running_mean)
             gamma = bn.weight if bn.affine else ones
@@ -174,6 +170,40 @@ def fold_batchnorm(module: nn.Module) -> int:
                 conv.weight.copy_(w)
                 conv.bias.copy_(b)
             seq[i] = Shift(shift) if bool(shift.any()) else nn.Identity()
+            folded += 1
+    return folded
+
+
+def _check_eval(bn: nn.BatchNorm2d) -> None:
+    if bn.training or bn.running_mean is None:
+        raise InputError(
+            "fold_batchnorm: expected BatchNorm2d layers in eval mode with running "
+            "statistics, received one in training mode; call module.eval() first"
+        )
+
+
+def _fold_named_pairs(module: nn.Module) -> int:
+    """Fold the ``Conv -> BatchNorm`` pairs that modules name in ``CONV_BATCHNORM``.
+
+    Modules whose forward calls attributes rather than an ``nn.Sequential`` (the
+    pretrained encoder's blocks) list their ``(conv attribute, BatchNorm attribute)``
+    pairs there; the BatchNorm becomes ``nn.Identity``.
+    """
+    folded = 0
+    for owner in module.modules():
+        for conv_name, bn_name in getattr(owner, "CONV_BATCHNORM", ()):
+            conv, bn = getattr(owner, conv_name, None), getattr(owner, bn_name, None)
+            if conv is None or not isinstance(bn, nn.BatchNorm2d):
+                continue
+            _check_eval(bn)
+            scale, shift = batchnorm_affine(
+                bn.weight.detach(), bn.bias.detach(), bn.running_mean, bn.running_var, bn.eps
+            )
+            w, b = scale_conv(conv.weight.detach(), _bias(conv), scale, transposed=False)
+            with torch.no_grad():
+                conv.weight.copy_(w)
+                conv.bias.copy_(b + shift)
+            setattr(owner, bn_name, nn.Identity())
             folded += 1
     return folded
 
