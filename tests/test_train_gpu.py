@@ -249,6 +249,21 @@ def test_tiny_cpu_run_from_a_pack_trains_three_stages_and_colorizes(data, tmp_pa
     _check_run(out, data, "cpu")
 
 
+@pytest.mark.slow
+def test_tiny_guided_cpu_run_trains_the_guidance_and_writes_guided_weights(data, tmp_path):
+    build_pack(data / "train", data / "coco", tmp_path / "pack")
+    out = tmp_path / "run"
+    res = _run_tool(
+        "--pack", str(tmp_path / "pack"), "--out", str(out), "--device", "cpu", "--tiny",
+        "--threads", "1", "--budget-s", "10", "--guided", blocked=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    _check_run(out, data, "cpu")
+    weights = Path(json.loads((out / "summary.json").read_text())["weights"]["path"])
+    assert read_safetensors_metadata(weights)["encoder"] == "efficientnet-lite0"
+    assert instacolor.Colorizer(weights).net.guided
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tiny_cuda_run_from_folders_trains_three_stages_and_colorizes(data, tmp_path):

@@ -143,6 +143,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.38, help="with --decode annealed-mean")
     p.add_argument("--mix", type=float, help="with --decode annealed-mean: blend weight, 0-1 (1)")
     p.add_argument("--min-colorfulness", type=float, default=0.6, help="--decode auto's bar")
+    p.add_argument(
+        "--guided", action="store_true", help="generators guided by the pretrained encoder (v6)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = p.parse_args(argv)
@@ -260,9 +263,15 @@ def _run_stage(run: Run, config: TrainConfig, next_batch, pack, val_scenes, step
     def on_checkpoint(net, step):
         if stage < 3:  # the held-out photos, at every checkpoint: over-fitting shows
             gen = net.full if stage == 1 else net.instance
+            name = "full" if stage == 1 else "instance"
             last.update(
                 validate_images(
-                    gen, pack.val_light, pack.val_ab, mask_value=net.mask_value, classify=classify
+                    gen,
+                    pack.val_light,
+                    pack.val_ab,
+                    mask_value=net.mask_value,
+                    classify=classify,
+                    hook_for=lambda chunk: net.generator_hook(name, chunk),
                 )
             )
             run.log({"stage": stage, "step": step, "event": "validate", **last})
@@ -357,6 +366,7 @@ def train(args: argparse.Namespace) -> None:
             class_weight=args.class_weight,
             class_rebalance=args.class_rebalance,
             class_prior=prior,
+            guided=args.guided,
         )
         if stage < 3:
             next_batch = image_batches(

@@ -266,7 +266,7 @@ def flops_per_sample(config: TrainConfig, batch: dict, samples: int) -> float:
     Counted by ``torch.utils.flop_counter`` on a fresh network of ``config``'s width with
     the stage's frozen parameters, on ``batch`` (``samples`` images or scenes).
     """
-    net = InstColorNet(config.width).to(config.device)
+    net = InstColorNet(config.width, guided=config.guided).to(config.device)
     freeze_untrained(net, config.stage)
     set_modes(net, config.stage)
     with FlopCounterMode(display=False) as counter:
@@ -285,6 +285,7 @@ def export_weights(
     temperature: float,
     trained_from: str,
     mix: float | None = None,
+    extra: dict[str, str] | None = None,
 ) -> Path:
     """Write ``net`` as instacolor weights (float16), loadable by ``Colorizer(path)``.
 
@@ -292,7 +293,8 @@ def export_weights(
     ``siggraph17`` with InstColorization's mask value): the instance and fusion networks
     are not trained yet, so the weights colorize whole images only. ``mix`` (the
     annealed mean's weight in its blend with the regression, see :mod:`instacolor.decode`)
-    goes into the metadata when given; without it the weights' default is 1.
+    goes into the metadata when given; without it the weights' default is 1. ``extra``
+    adds metadata entries (e.g. a fine-tuning run's provenance).
     """
     if decode != "regression" and not class_head:
         raise InputError(
@@ -308,7 +310,8 @@ def export_weights(
     target.load_state_dict(
         {k: v.detach().float().cpu() for k, v in net.state_dict().items() if k in wanted}
     )
-    extra = {
+    metadata = {
+        **(extra or {}),
         "working_size": str(working_size),
         "decode": decode,
         "temperature": repr(float(temperature)),
@@ -316,8 +319,8 @@ def export_weights(
         "stages": ",".join(str(s) for s in range(1, min(stages, 3) + 1)),
     }
     if mix is not None:
-        extra["mix"] = repr(float(mix))
+        metadata["mix"] = repr(float(mix))
     if class_head:
-        extra["class_head"] = "trained"
+        metadata["class_head"] = "trained"
     path = Path(path)
-    return save_safetensors(target.eval(), path, name=path.stem, extra=extra)
+    return save_safetensors(target.eval(), path, name=path.stem, extra=metadata)

@@ -7,12 +7,13 @@ head's annealed mean at a few temperatures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from instacolor.metrics import colorfulness, psnr
+from instacolor.models.generator import FeatureHook
 from instacolor.models.network import InstColorNet, instance_placements, network_input
 from instacolor.train.validators import annealed_at, to_rgb8
 
@@ -39,6 +40,7 @@ def validate_images(
     mask_value: float,
     classify: bool,
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+    hook_for: Callable[[torch.Tensor], FeatureHook | None] | None = None,
 ) -> dict:
     """PSNR and colourfulness of one generator on held-out photos (``tools/train.py``'s keys).
 
@@ -47,6 +49,8 @@ def validate_images(
         light: ``(V, 1, S, S)`` normalised L; ab: ``(V, 2, S, S)`` normalised ab.
         mask_value: the automatic mask channel.
         classify: also score the class head's annealed mean at ``temperatures``.
+        hook_for: the generator's hook for a chunk of ``light`` (a guided network's
+            ``generator_hook``), or None.
 
     Returns:
         ``val_psnr``, ``val_colorfulness`` (regression), ``val_gray_psnr``,
@@ -57,7 +61,8 @@ def validate_images(
     truth = to_rgb8(light, ab)
     regression, annealed = [], {t: [] for t in temperatures}
     for chunk in light.split(64):
-        out = generator(network_input(chunk, mask_value))
+        hook = hook_for(chunk) if hook_for is not None else None
+        out = generator(network_input(chunk, mask_value), hook)
         regression.append(out.ab.float())
         if classify:
             logits = generator.classify(out.feature("conv8_3"))
