@@ -28,6 +28,7 @@ from instacolor.batch.manifest import Record
 from instacolor.batch.signals import Terminated
 from instacolor.cli.models import models_report
 from instacolor.cli.train import add_train_parser, run_train
+from instacolor.cli.video import add_video_parser, run_video
 from instacolor.errors import DetectorUnavailableWarning, InstacolorError, UsageError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS
 from instacolor.review.cli import add_review_parser, run_review
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("models", help="list the registered weights and whether they are here")
     add_review_parser(commands)
+    add_video_parser(commands)
     add_train_parser(commands)
     return parser
 
@@ -384,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return models_report()
         if args.command == "review":
             return run_review(args)
+        if args.command == "video":
+            return run_video(args)
         if args.command == "train":
             return run_train(args)
         return _colorize(args)

@@ -1,0 +1,94 @@
+"""Keyframe hints for a video: colour points given on chosen frames.
+
+A hints file is UTF-8 JSON lines, one keyframe a line::
+
+    {"frame": 0, "points": [[120, 80, "#c03020"], [300, 200, [40, 90, 200], 6]]}
+
+``frame`` is the frame index from 0; ``points`` are ``[x, y, colour]`` or ``[x, y,
+colour, radius]`` in the input frame's pixels (colours as for :meth:`Colorizer.colorize`:
+``"#rrggbb"`` or ``[r, g, b]`` 0-255). The hinted colours act on their frame and are
+carried forward along the motion through the rest of its shot
+(:mod:`instacolor.video.temporal`). Blank lines and lines starting with ``#`` are
+skipped; two lines for one frame join their points.
+
+Example:
+    >>> import json, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "hints.jsonl"
+    >>> _ = path.write_text(json.dumps({"frame": 3, "points": [[1, 2, "#ff0000"]]}) + "\\n")
+    >>> sorted(read_keyframes(path, (10, 10)))
+    [3]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from instacolor.errors import InputError, UsageError
+from instacolor.hints import Hints, as_hints
+
+__all__ = ["read_keyframes", "scale_hints"]
+
+_MAX_BYTES = 64 << 20
+
+
+def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, Hints]:
+    """Read and check a keyframe hints file.
+
+    Args:
+        path: the JSON-lines file.
+        size: ``(H, W)`` of the input frames (points must lie inside).
+
+    Returns:
+        ``{frame index: Hints}``.
+
+    Raises:
+        UsageError: the file cannot be read, is not JSON lines, or a line lacks a
+            ``frame`` index or ``points`` list, or has a point outside the frame or a
+            bad colour (the message names the line).
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > _MAX_BYTES:
+            raise UsageError(f"--hints {path.name}: expected at most 64 MiB of JSON lines")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"--hints: expected a readable UTF-8 JSON-lines file, received {str(path)!r} ({exc})"
+        ) from exc
+    points: dict[int, list] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"--hints {path.name} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{where}: expected a JSON object, received invalid JSON ({exc})"
+            ) from exc
+        if not isinstance(record, dict):
+            raise UsageError(f"{where}: expected a JSON object, received {type(record).__name__}")
+        frame = record.get("frame")
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise UsageError(f'{where}: expected "frame": an integer >= 0, received {frame!r}')
+        line_points = record.get("points")
+        if not isinstance(line_points, list) or not line_points:
+            raise UsageError(
+                f'{where}: expected "points": a non-empty list of [x, y, colour(, radius)], '
+                f"received {line_points!r:.80}"
+            )
+        try:
+            as_hints(line_points, size, None)
+        except (InputError, TypeError, ValueError) as exc:
+            raise UsageError(f"{where}: {exc}") from exc
+        points.setdefault(frame, []).extend(line_points)
+    return {frame: as_hints(found, size, None) for frame, found in points.items()}
+
+
+def scale_hints(hints: Hints, sx: float, sy: float) -> list[tuple]:
+    """The hints' points in the pixels of a frame scaled by ``(sx, sy)``."""
+    radius_scale = min(sx, sy)
+    return [(p.x * sx, p.y * sy, p.color, p.radius * radius_scale) for p in hints.points]

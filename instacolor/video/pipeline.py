@@ -1,0 +1,238 @@
+"""One frame at a time: the network's chroma, carried along time, joined to the luminance.
+
+For each frame, :class:`FrameColorizer`
+
+1. shrinks its L to the flow grid (longer side ``Stabilization.flow_size``);
+2. runs the per-frame colorizer (:meth:`instacolor.Colorizer.colorize_light`) on it and
+   brings the predicted ab to the grid (a second run with the frame's keyframe hints,
+   when it has some);
+3. passes the gray grid frame and the chroma through the :class:`Stabilizer`
+   (shot cuts, flow, reliability blend);
+4. joins the stabilised chroma to the frame's full-resolution L with the image
+   pipeline's guided upsampling (:func:`instacolor.reconstruct.reconstruct`), so the
+   luminance of every frame is kept exactly as for a photograph.
+
+:func:`colorize_frames` is the streaming API over a path or any iterable of frames.
+
+Example:
+    >>> import numpy as np
+    >>> frames = [np.full((36, 64), 90 + 5 * i, np.uint8) for i in range(3)]
+    >>> out = list(colorize_frames(frames, weights="instacolor-untrained-w16",
+    ...                            working_size=32))  # doctest: +SKIP
+    >>> out[0].shape, out[0].dtype  # doctest: +SKIP
+    ((36, 64, 3), dtype('uint8'))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from instacolor.errors import InputError
+from instacolor.hints import Hints, as_hints
+from instacolor.io.image import read_luminance, to_output
+from instacolor.reconstruct import reconstruct
+from instacolor.video.keyframes import read_keyframes, scale_hints
+from instacolor.video.sources import open_source
+from instacolor.video.temporal import Stabilization, Stabilizer, StabilizerState, Step
+
+__all__ = ["FrameColorizer", "colorize_frames", "grid_size", "make_colorizer"]
+
+#: Keyword arguments of :func:`make_colorizer` (those of :func:`instacolor.colorize`).
+COLORIZER_OPTIONS = (
+    "weights", "device", "working_size", "detector", "backend", "saturation", "decode",
+    "temperature", "mix",
+)  # fmt: skip
+
+
+def make_colorizer(colorizer=None, **options):
+    """The given :class:`~instacolor.Colorizer`, or a new one from the options.
+
+    Raises:
+        InputError: an unknown option, or options given beside a ready colorizer.
+    """
+    from instacolor.api import Colorizer
+
+    unknown = sorted(set(options) - set(COLORIZER_OPTIONS))
+    if unknown:
+        raise InputError(f"unknown options {unknown}; expected some of {list(COLORIZER_OPTIONS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    if colorizer is not None:
+        if given:
+            raise InputError(
+                f"expected either a colorizer or colorizer options, received both "
+                f"(options {sorted(given)}); set them on the Colorizer"
+            )
+        return colorizer
+    weights = given.pop("weights", "default")
+    return Colorizer(weights, **given)
+
+
+def grid_size(height: int, width: int, flow_size: int) -> tuple[int, int]:
+    """``(h, w)`` of the flow grid: the frame shrunk so its longer side is ``flow_size``."""
+    scale = min(1.0, flow_size / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+class FrameColorizer:
+    """Colorizes the frames of one video in order (see the module docstring).
+
+    Args:
+        colorizer: the per-frame :class:`~instacolor.Colorizer`.
+        size: ``(H, W)`` of the frames.
+        stabilization: the temporal settings.
+        keyframes: ``{frame index: Hints}`` in frame pixels.
+        out_dtype: ``numpy.uint8``, ``numpy.uint16`` or ``numpy.float32`` output.
+        state: the stabiliser's state after the frame before the first one given
+            (resuming), or None.
+    """
+
+    def __init__(
+        self,
+        colorizer,
+        size: tuple[int, int],
+        stabilization: Stabilization,
+        keyframes: Mapping[int, Hints] | None = None,
+        out_dtype=np.uint8,
+        state: StabilizerState | None = None,
+    ) -> None:
+        self.colorizer = colorizer
+        self.size = size
+        self.grid = grid_size(*size, stabilization.flow_size)
+        self.keyframes = dict(keyframes or {})
+        self.out_dtype = out_dtype
+        self.stabilizer = Stabilizer(stabilization, state)
+
+    @property
+    def state(self) -> StabilizerState | None:
+        """What the last frame left for the next one."""
+        return self.stabilizer.state
+
+    def _predict(self, light_grid: np.ndarray, hints: Any = None):
+        result = self.colorizer.colorize_light(light_grid, hints=hints, out_dtype=np.uint8)
+        gh, gw = self.grid
+        ab = cv2.resize(result.ab.transpose(1, 2, 0), (gw, gh), interpolation=cv2.INTER_LINEAR)
+        return ab.astype(np.float32, copy=False), result.confidence
+
+    def __call__(self, index: int, light: np.ndarray) -> tuple[np.ndarray, Step]:
+        """Colorize frame ``index`` from its ``(H, W)`` float32 L.
+
+        Returns:
+            ``(rgb, step)``: the ``(H, W, 3)`` image of ``out_dtype`` and the stabiliser's
+            step (cut, reliability).
+
+        Raises:
+            InputError: a frame of another size than the first.
+        """
+        if light.shape != self.size:
+            raise InputError(
+                f"frame {index}: expected {self.size[1]}x{self.size[0]} pixels like the first "
+                f"frame, received {light.shape[1]}x{light.shape[0]}"
+            )
+        gh, gw = self.grid
+        if (gh, gw) == self.size:
+            light_grid = light
+        else:
+            light_grid = cv2.resize(light, (gw, gh), interpolation=cv2.INTER_AREA)
+        gray = np.clip(light_grid * 2.55 + 0.5, 0, 255).astype(np.uint8)
+        ab, confidence = self._predict(light_grid)
+        hinted = None
+        if index in self.keyframes:
+            sy, sx = gh / self.size[0], gw / self.size[1]
+            hinted, _ = self._predict(light_grid, scale_hints(self.keyframes[index], sx, sy))
+        step = self.stabilizer.step(gray, ab, confidence, hinted)
+        chroma = torch.from_numpy(np.ascontiguousarray(step.ab.transpose(2, 0, 1)))
+        rgb = reconstruct(chroma, torch.from_numpy(light_grid), light, out_dtype=self.out_dtype)
+        return rgb, step
+
+
+def _keyframes(hints: Any, size: tuple[int, int]) -> dict[int, Hints]:
+    if hints is None:
+        return {}
+    if isinstance(hints, str | os.PathLike):
+        return read_keyframes(hints, size)
+    if not isinstance(hints, Mapping):
+        raise InputError(
+            f"hints: expected None, a JSON-lines file or {{frame index: points}}, received "
+            f"{type(hints).__name__}"
+        )
+    out = {}
+    for frame, points in hints.items():
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise InputError(f"hints: expected frame indices >= 0, received {frame!r}")
+        out[frame] = as_hints(points, size, None)
+    return out
+
+
+def colorize_frames(
+    frames: str | os.PathLike | Iterable[Any],
+    *,
+    colorizer=None,
+    stabilize: bool | Stabilization = True,
+    hints: Any = None,
+    color_tolerance: float | None = None,
+    **options: Any,
+) -> Iterator[np.ndarray]:
+    """Colorize a sequence of gray frames, stabilised along time, one frame at a time.
+
+    Args:
+        frames: a video file or frame folder (see :mod:`instacolor.video.sources`), or
+            an iterable of frames as :meth:`~instacolor.Colorizer.colorize` takes them
+            (numpy arrays uint8, uint16 or float in ``[0, 1]``, or PIL images; RGB frames
+            must be gray within ``color_tolerance``). Read lazily: memory holds one frame.
+        colorizer: a ready :class:`~instacolor.Colorizer`, or None to build one from
+            ``options``.
+        stabilize: True (default settings), False (plain per-frame colour) or a
+            :class:`Stabilization`.
+        hints: keyframe hints: a JSON-lines file (:mod:`instacolor.video.keyframes`) or
+            ``{frame index: points}`` in frame pixels.
+        color_tolerance: for iterables of arrays: the gray test's tolerance (None: the
+            colorizer's).
+        **options: ``weights``, ``device``, ``working_size``, ``detector``, ``backend``,
+            ``saturation``, ``decode``, ``temperature``, ``mix`` as for
+            :func:`instacolor.colorize`.
+
+    Yields:
+        ``(H, W, 3)`` colorized frames: for paths uint8 or uint16 (the source's
+        precision); for arrays the input's dtype; for PIL images PIL ``RGB`` images.
+
+    Raises:
+        InputError: bad options, hints, or a frame (colour, wrong size or dtype).
+        DecodeError: a file that cannot be decoded.
+    """
+    settings = _stabilization(stabilize)
+    colorizer = make_colorizer(colorizer, **options)
+    tolerance = colorizer.color_tolerance if color_tolerance is None else color_tolerance
+    if isinstance(frames, str | os.PathLike):
+        info, source = open_source(frames)
+        dtype = np.uint16 if info.bit_depth == 16 else np.uint8
+        engine = FrameColorizer(
+            colorizer, (info.height, info.width), settings,
+            _keyframes(hints, (info.height, info.width)), dtype,
+        )  # fmt: skip
+        try:
+            for frame in source:
+                yield engine(frame.index, frame.light)[0]
+        finally:
+            source.close()
+        return
+    engine = None
+    for index, image in enumerate(frames):
+        light, kind = read_luminance(image, color_tolerance=tolerance)
+        if engine is None:
+            size = (int(light.shape[0]), int(light.shape[1]))
+            engine = FrameColorizer(colorizer, size, settings, _keyframes(hints, size), kind.dtype)
+        yield to_output(engine(index, light)[0], kind)
+
+
+def _stabilization(stabilize: bool | Stabilization) -> Stabilization:
+    if isinstance(stabilize, Stabilization):
+        return stabilize
+    if isinstance(stabilize, bool):
+        return Stabilization(enabled=stabilize)
+    raise InputError(f"stabilize: expected True, False or a Stabilization, received {stabilize!r}")
