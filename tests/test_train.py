@@ -13,7 +13,7 @@ from PIL import Image
 from instacolor.labels import UNKNOWN
 from instacolor.models.network import instance_placements
 from instacolor.train.data import ColorImages, FusionScenes, InstanceCrops, list_images
-from instacolor.train.loop import TrainConfig, learning_rate, list_collate, train_stage
+from instacolor.train.loop import TrainConfig, learning_rate, list_collate
 from instacolor.train.losses import (
     AB_BINS,
     ab_bin_index,
@@ -22,6 +22,7 @@ from instacolor.train.losses import (
     l2_ab_loss,
     rebalance_weights,
 )
+from instacolor.train.trainer import train_stage
 
 SIZE, WIDTH = 32, 4
 

@@ -225,8 +225,9 @@ def _train(args: argparse.Namespace) -> None:
         load_coco_boxes,
         load_coco_semantic,
     )
-    from instacolor.train.loop import TrainConfig, list_collate, train_stage
+    from instacolor.train.loop import TrainConfig, list_collate
     from instacolor.train.recipe import Joined, cache_class_prior, cached_photos, packaged_file
+    from instacolor.train.trainer import train_stage
     from instacolor.train.validators import (
         estimate_prior,
         make_fusion_validator,

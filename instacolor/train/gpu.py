@@ -172,7 +172,7 @@ def train_for(
         config: the stage's options (``steps`` is ignored; ``init`` is the previous
             stage's checkpoint).
         next_batch: ``next_batch(step)`` -> the step's batch on ``config.device`` (the
-            batch :func:`~instacolor.train.loop.train_stage`'s loss takes).
+            batch :func:`~instacolor.train.trainer.train_stage`'s loss takes).
         seconds: the stage's time budget.
         samples: images (stages 1-2) or scenes (stage 3) per batch, for the rates.
         log: receives a record every ``log_every`` steps.

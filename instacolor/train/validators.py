@@ -1,7 +1,7 @@
 """Validators of ``tools/train.py``: scores of a network on held-out photos or scenes.
 
 A validator is built once from the held-out data (its originals and gray baseline fixed)
-and called as ``validate(net, step) -> dict`` by :func:`~instacolor.train.loop.train_stage`,
+and called as ``validate(net, step) -> dict`` by :func:`~instacolor.train.trainer.train_stage`,
 which logs the dict to ``log.jsonl``. Scores are PSNR on uint8 sRGB and the colourfulness
 of Hasler & Suesstrunk, beside the gray baseline. :func:`estimate_prior` gives the ab
 prior the rebalanced losses weight by.
