@@ -279,7 +279,9 @@ def _train(args: argparse.Namespace) -> None:
         if args.mosaics:
             from instacolor.train.mosaic import MosaicScenes
 
-            mosaics = MosaicScenes(pool, size, length=args.mosaics, seed=args.seed)
+            mosaics = MosaicScenes(
+                pool, size, length=args.mosaics, seed=args.seed, semantic=bool(semantic)
+            )
             dataset = Joined([dataset, mosaics])
     if args.hint_sample_p < 1:
         dataset = WithHints(dataset, args.hint_sample_p, seed=args.seed)

@@ -8,7 +8,9 @@ the encoder's view of it) is what the full image lacks, which is the case instan
 fusion exists for. Some tiles get a box (jittered by up to 8 % of the tile), the others
 stay background.
 
-Samples have :class:`~instacolor.train.data.FusionScenes`' layout.
+Samples have :class:`~instacolor.train.data.FusionScenes`' layout; with ``semantic`` they
+carry an all-unknown label map and ``drop_labels`` (so they batch with scenes that have
+maps and train without one).
 
 Example:
     >>> import tempfile, numpy as np
@@ -34,6 +36,7 @@ import torch
 from PIL import Image
 
 from instacolor.errors import InputError
+from instacolor.labels import UNKNOWN
 from instacolor.structures import integer_boxes
 from instacolor.train.data import _Epoched, _read_rgb, to_lab_tensors
 
@@ -51,6 +54,9 @@ class MosaicScenes(_Epoched):
         grids: the grid sides drawn from.
         max_instances: at most this many tiles get a box.
         seed: seed of all random choices.
+        semantic: emit ``labels`` (unknown everywhere) and ``drop_labels`` (True), as
+            :class:`~instacolor.train.data.FusionScenes` with maps does for a file without
+            one.
     """
 
     def __init__(
@@ -63,12 +69,14 @@ class MosaicScenes(_Epoched):
         grids: Sequence[int] = (2, 3, 4),
         max_instances: int = 8,
         seed: int = 0,
+        semantic: bool = False,
     ) -> None:
         super().__init__(seed)
         if len(files) < 4:
             raise InputError(f"files: expected at least 4 photos, received {len(files)}")
         self.files, self.size, self.length = list(files), size, length
         self.tile, self.grids, self.max_instances = tile, tuple(grids), max_instances
+        self.semantic = semantic
 
     def __len__(self) -> int:
         return self.length
@@ -96,10 +104,14 @@ class MosaicScenes(_Epoched):
         ibox = integer_boxes(np.asarray(boxes), scene.shape[:2])
         light, ab = to_lab_tensors(scene, self.size)
         crops = [to_lab_tensors(scene[y0:y1, x0:x1], self.size)[0] for x0, y0, x1, y1 in ibox]
-        return {
+        sample = {
             "l": light,
             "ab": ab,
             "crops": torch.stack(crops),
             "boxes": torch.from_numpy(ibox),
             "size": torch.tensor(scene.shape[:2]),
         }
+        if self.semantic:
+            sample["labels"] = torch.full((self.size, self.size), UNKNOWN, dtype=torch.int64)
+            sample["drop_labels"] = torch.tensor(True)
+        return sample
