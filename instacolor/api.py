@@ -87,7 +87,7 @@ class Colorizer:
         mix: weight of the annealed mean in ``[0, 1]`` blended with the regression
             (annealed-mean only; 1 the annealed mean alone); None: the weights' default.
         backend: ``"torch"``, or ``"onnxruntime"`` to run the networks in onnxruntime
-            (exported once per weights into the cache, see :mod:`instacolor.export`; CUDA
+            (exported once per weights into the cache, see :mod:`instacolor.runtime.export`; CUDA
             provider on a CUDA ``device``). Same ab within 1e-4.
         hint_channels, hint_propagation: how hints act (:class:`~instacolor.hints.
             HintSettings`); hint_channels None: for weights with mask value 0 (siggraph17).

@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
 from instacolor.models.classes import annealed_mean, confidence
-from instacolor.registry import DECODINGS, DEFAULT_MIX, DEFAULT_TEMPERATURE
 from instacolor.structures import NetOutput
 
 if TYPE_CHECKING:
@@ -50,11 +49,19 @@ __all__ = [
     "CONFIDENCE_KIND",
     "CONFIDENCE_RADIUS",
     "DECODINGS",
+    "DEFAULT_MIX",
+    "DEFAULT_TEMPERATURE",
     "Decoding",
     "confidence_at",
     "decode",
     "resolve_decoding",
 ]
+#: Decodings of the predicted chroma.
+DECODINGS = ("regression", "annealed-mean")
+#: Zhang et al. 2016's annealed-mean temperature.
+DEFAULT_TEMPERATURE = 0.38
+#: Weight of the annealed mean in its blend with the regression (1: the annealed mean alone).
+DEFAULT_MIX = 1.0
 #: Confidence measure (see docs/model-card.md for why this one).
 CONFIDENCE_KIND = "mass"
 #: Radius (Lab units) of the ``"mass"`` confidence.

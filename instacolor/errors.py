@@ -1,4 +1,4 @@
-"""The small error hierarchy of instacolor.
+"""The small error and warning hierarchy of instacolor.
 
 Every error raised on purpose by the library derives from :class:`InstacolorError`
 and from the builtin that matches its kind, so ``except ValueError`` keeps working
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 __all__ = [
     "DecodeError",
+    "DetectorUnavailableWarning",
     "DownloadError",
     "ExportError",
     "InputError",
     "InstacolorError",
     "MissingDependencyError",
+    "UntrainedWeightsWarning",
     "UsageError",
     "WeightsError",
 ]
@@ -51,3 +53,11 @@ class MissingDependencyError(InstacolorError, ImportError):
 
 class ExportError(InstacolorError, RuntimeError):
     """A network could not be exported to ONNX, or the exported graph failed its check."""
+
+
+class UntrainedWeightsWarning(UserWarning):
+    """The weights in use are randomly initialised: outputs are not real colorizations."""
+
+
+class DetectorUnavailableWarning(UserWarning):
+    """A detector could not be built and colorization goes on without instances."""

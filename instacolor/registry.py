@@ -10,18 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from instacolor.checkpoints import OFFICIAL_FILES
+from instacolor.decode import DEFAULT_MIX, DEFAULT_TEMPERATURE
 from instacolor.download import WeightFile
 from instacolor.errors import WeightsError
 from instacolor.official import INSTCOLORIZATION_ARCHIVE, ArchiveSource
 
 __all__ = [
-    "DECODINGS",
-    "DEFAULT_MIX",
-    "DEFAULT_TEMPERATURE",
     "DEFAULT_WEIGHTS",
     "DEFAULT_WORKING_SIZE",
     "REGISTRY",
-    "UntrainedWeightsWarning",
     "WeightsEntry",
     "get_entry",
     "list_weights",
@@ -31,16 +28,6 @@ __all__ = [
 #: What ``weights="default"`` means.
 DEFAULT_WEIGHTS = "instacolor-w16-v4"
 DEFAULT_WORKING_SIZE = 256  # InstColorization's and siggraph17's training size
-#: Decodings of the predicted chroma (see :mod:`instacolor.decode`).
-DECODINGS = ("regression", "annealed-mean")
-#: Zhang et al. 2016's annealed-mean temperature.
-DEFAULT_TEMPERATURE = 0.38
-#: Weight of the annealed mean in its blend with the regression (1: the annealed mean alone).
-DEFAULT_MIX = 1.0
-
-
-class UntrainedWeightsWarning(UserWarning):
-    """The weights in use are randomly initialised: outputs are not real colorizations."""
 
 
 @dataclass(frozen=True)

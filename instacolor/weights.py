@@ -45,6 +45,7 @@ from instacolor.checkpoints import (
     load_siggraph17,
     read_safetensors_metadata,
 )
+from instacolor.decode import DECODINGS, DEFAULT_MIX, DEFAULT_TEMPERATURE
 from instacolor.download import (
     WeightFile,
     cache_dir,
@@ -54,7 +55,7 @@ from instacolor.download import (
     sha256_file,
     verify_sha256,
 )
-from instacolor.errors import WeightsError
+from instacolor.errors import UntrainedWeightsWarning, WeightsError
 from instacolor.models.network import InstColorNet
 from instacolor.official import (
     RECORDED_DIGEST_NOTE,
@@ -63,13 +64,9 @@ from instacolor.official import (
     read_recorded_digests,
 )
 from instacolor.registry import (
-    DECODINGS,
-    DEFAULT_MIX,
-    DEFAULT_TEMPERATURE,
     DEFAULT_WEIGHTS,
     DEFAULT_WORKING_SIZE,
     REGISTRY,
-    UntrainedWeightsWarning,
     WeightsEntry,
     get_entry,
     list_weights,
@@ -77,13 +74,10 @@ from instacolor.registry import (
 )
 
 __all__ = [
-    "DECODINGS",
-    "DEFAULT_TEMPERATURE",
     "DEFAULT_WEIGHTS",
     "REGISTRY",
     "ArchiveSource",
     "LoadedWeights",
-    "UntrainedWeightsWarning",
     "WeightFile",
     "WeightsEntry",
     "cache_dir",

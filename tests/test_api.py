@@ -23,9 +23,9 @@ from instacolor import (
 )
 from instacolor.checkpoints import save_safetensors
 from instacolor.color import l_to_gray, rgb_to_l
+from instacolor.errors import UntrainedWeightsWarning
 from instacolor.metrics import colorfulness
 from instacolor.models.network import InstColorNet
-from instacolor.weights import UntrainedWeightsWarning
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 

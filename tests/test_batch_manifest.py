@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from instacolor.batch import manifest as manifest_module
 from instacolor.batch.manifest import STATUSES, Manifest, Record, read_successes
-from instacolor.batch.run import run_batch
 from instacolor.errors import InputError, UsageError
 
 
@@ -34,8 +32,3 @@ def test_a_record_with_an_unknown_status_is_an_input_error(tmp_path):
     for status in STATUSES:
         assert Record(status=status, input="x.png", output="y.png").status == status
 
-
-def test_run_batch_keeps_its_old_import():
-    assert manifest_module.run_batch is run_batch
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        manifest_module.nothing  # noqa: B018

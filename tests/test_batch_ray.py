@@ -5,8 +5,7 @@ at working size 64 and 1 thread per actor keep it fast. A plain CLI run of the s
 folder is the reference: Ray gives the same records (times, timings and the output's
 sha256 aside: the provenance carries the second it was written) and the same pixels.
 Checked: the CLI's ``--ray``, SIGTERM to its driver, :func:`colorize_files` with resume,
-list and manifest inputs, an actor that dies, actors that cannot start, Ray missing,
-and the old :mod:`instacolor.distributed` names.
+list and manifest inputs, an actor that dies, actors that cannot start, and Ray missing.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import pytest
 import tifffile
 from PIL import Image
 
-from instacolor import distributed
 from instacolor.batch import ray as ray_runner
 from instacolor.batch import run as batch_run
 from instacolor.batch.jobs import Job, classify_inputs, discover
@@ -127,7 +125,7 @@ def test_missing_ray_is_a_clear_error_in_the_library_and_exit_2_in_the_cli(batch
     root, src, _ = batch
     code = (
         "import sys; sys.modules['ray'] = None\n"
-        "from instacolor.distributed import colorize_files\n"
+        "from instacolor.batch.run import colorize_files\n"
         "from instacolor.errors import MissingDependencyError\n"
         "try:\n"
         "    colorize_files(sys.argv[1], sys.argv[2])\n"
@@ -293,10 +291,3 @@ def test_actors_that_cannot_start_fail_every_image_with_the_reason(batch, local_
     assert "WeightsError: unknown weights 'no-such-weights'" in record.error
     assert record.error.endswith("run again with --resume")
 
-
-def test_the_old_distributed_module_names_the_same_objects():
-    assert distributed.colorize_files is batch_run.colorize_files
-    assert distributed.run_ray is ray_runner.run_ray
-    assert distributed.import_ray is ray_runner.import_ray
-    assert distributed.import_ray() is ray
-    assert sorted(distributed.__all__) == ["colorize_files", "import_ray", "run_ray"]

@@ -17,9 +17,13 @@ from instacolor.batch import worker as worker_module
 from instacolor.batch.manifest import Record
 from instacolor.batch.run import Plan, Runner, colorize_batch
 from instacolor.batch.worker import Settings, load_worker
-from instacolor.detection.base import DetectorUnavailableWarning
-from instacolor.errors import InputError, UsageError, WeightsError
-from instacolor.weights import UntrainedWeightsWarning
+from instacolor.errors import (
+    DetectorUnavailableWarning,
+    InputError,
+    UntrainedWeightsWarning,
+    UsageError,
+    WeightsError,
+)
 from tests.test_cli import _gray, _hashes, _png
 
 SETTINGS = Settings(weights="instacolor-untrained-w16", working_size=64, threads=1)

@@ -16,9 +16,8 @@ from instacolor.detection import (
     select_instances,
 )
 from instacolor.detection.torchvision_backend import OFFICIAL_WEIGHTS, official_weights_path
-from instacolor.errors import InputError, WeightsError
+from instacolor.errors import InputError, UntrainedWeightsWarning, WeightsError
 from instacolor.labels import NUM_LABELS, UNKNOWN, coco_ids_to_labels, label_from_name
-from instacolor.weights import UntrainedWeightsWarning
 from tests.conftest import bright_box_light
 
 H, W = 96, 128

@@ -38,10 +38,10 @@ from instacolor.errors import (
     InputError,
     InstacolorError,
     MissingDependencyError,
+    UntrainedWeightsWarning,
     WeightsError,
 )
 from instacolor.labels import LABEL_NAMES, NUM_THINGS, UNKNOWN
-from instacolor.weights import UntrainedWeightsWarning
 from tests.conftest import bright_box_light, closed_port
 
 pytestmark = [

@@ -15,10 +15,9 @@ import tifffile
 from PIL import Image, ImageOps
 
 from instacolor import Colorizer
-from instacolor.errors import DecodeError, InputError
+from instacolor.errors import DecodeError, InputError, UntrainedWeightsWarning
 from instacolor.io.archival import DEFAULT_COLOR_THRESHOLD, read_scan
 from instacolor.io.image import ImageKind, read_luminance
-from instacolor.weights import UntrainedWeightsWarning
 from tests.archival_files import _bomb_png, _colourful, _exif, _photo, _profile, _ramp16
 
 

@@ -18,10 +18,9 @@ from instacolor.detection import (
     make_detector,
 )
 from instacolor.detection.torchvision_backend import OFFICIAL_WEIGHTS
-from instacolor.errors import InputError, WeightsError
+from instacolor.errors import InputError, UntrainedWeightsWarning, WeightsError
 from instacolor.io.coco import CocoAnnotations
 from instacolor.labels import UNKNOWN
-from instacolor.weights import UntrainedWeightsWarning
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 H, W = 96, 128

@@ -10,9 +10,9 @@ import torch
 
 from instacolor.detection import DetectorConfig, SamRefiner, TorchvisionMaskRCNN
 from instacolor.detection.sam import SAM_CHECKPOINTS, build_sam
-from instacolor.errors import DownloadError, InputError, WeightsError
+from instacolor.errors import DownloadError, InputError, UntrainedWeightsWarning, WeightsError
 from instacolor.structures import Instances
-from instacolor.weights import UntrainedWeightsWarning, WeightFile, sha256_file
+from instacolor.weights import WeightFile, sha256_file
 from tests.conftest import closed_port
 
 segment_anything = pytest.importorskip("segment_anything")

@@ -25,14 +25,13 @@ from instacolor.checkpoints import (
     load_safetensors,
     save_safetensors,
 )
-from instacolor.errors import DownloadError, InstacolorError, WeightsError
+from instacolor.errors import DownloadError, InstacolorError, UntrainedWeightsWarning, WeightsError
 from instacolor.models.fusion import FusionGenerator
 from instacolor.models.generator import ColorGenerator
 from instacolor.models.network import InstColorNet
 from instacolor.weights import (
     DEFAULT_WEIGHTS,
     REGISTRY,
-    UntrainedWeightsWarning,
     WeightFile,
     WeightsEntry,
     cache_dir,

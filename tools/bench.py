@@ -98,7 +98,7 @@ def run_one(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     from instacolor import Colorizer
-    from instacolor.weights import UntrainedWeightsWarning
+    from instacolor.errors import UntrainedWeightsWarning
 
     width, size, n = int(args.one[0]), args.one[1], int(args.one[2])
     weights = "default" if width == DEFAULT_WIDTH else weights_file(width, args.cache)

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instacolor.errors import InstacolorError
+from instacolor.errors import InstacolorError, UntrainedWeightsWarning
 from instacolor.models.placement import placement_cells
 from instacolor.runtime import TorchRuntime
 from instacolor.runtime.export import EXPORTER, MANIFEST_NAME, ONNX_OPSET, export_onnx
 from instacolor.runtime.onnx_runtime import OnnxRuntime
 from instacolor.structures import NetworkInputs
-from instacolor.weights import UntrainedWeightsWarning, load_weights
+from instacolor.weights import load_weights
 
 IMAGE = (480, 640)
 

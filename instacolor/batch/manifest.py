@@ -188,11 +188,3 @@ class Manifest:
         """Release the lock and close the file."""
         self._fh.close()
 
-
-def __getattr__(name: str):
-    """``run_batch`` moved to :mod:`instacolor.batch.run`; the old import still works."""
-    if name == "run_batch":
-        from instacolor.batch.run import run_batch
-
-        return run_batch
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,7 @@ from instacolor.batch.jobs import Job, clean_stale_temps
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import stop_worker_on_signals, worker_busy
 from instacolor.batch.worker import Settings, Worker
-from instacolor.detection.base import DetectorUnavailableWarning
-from instacolor.weights import UntrainedWeightsWarning
+from instacolor.errors import DetectorUnavailableWarning, UntrainedWeightsWarning
 
 __all__ = ["run_parallel"]
 

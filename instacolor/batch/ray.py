@@ -48,9 +48,12 @@ from types import ModuleType
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
 from instacolor.batch.worker import Settings, Worker
-from instacolor.detection.base import DetectorUnavailableWarning
-from instacolor.errors import InputError, MissingDependencyError
-from instacolor.weights import UntrainedWeightsWarning
+from instacolor.errors import (
+    DetectorUnavailableWarning,
+    InputError,
+    MissingDependencyError,
+    UntrainedWeightsWarning,
+)
 
 __all__ = ["RAY_CHUNK", "import_ray", "run_ray"]
 

@@ -24,8 +24,7 @@ import torch
 from instacolor.api import Colorizer
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
-from instacolor.detection.base import DetectorUnavailableWarning
-from instacolor.errors import InstacolorError
+from instacolor.errors import DetectorUnavailableWarning, InstacolorError
 from instacolor.hints import hints_for, read_hints_lines
 from instacolor.io.archival import (
     DEFAULT_MAX_PIXELS,

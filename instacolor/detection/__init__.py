@@ -12,7 +12,6 @@ from instacolor.detection.base import (
     Detection,
     Detector,
     DetectorConfig,
-    DetectorUnavailableWarning,
     detector_input,
     select_instances,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "Detection",
     "Detector",
     "DetectorConfig",
-    "DetectorUnavailableWarning",
     "Detectron2Detector",
     "SamRefiner",
     "TorchvisionMaskRCNN",

@@ -25,14 +25,9 @@ __all__ = [
     "Detection",
     "Detector",
     "DetectorConfig",
-    "DetectorUnavailableWarning",
     "detector_input",
     "select_instances",
 ]
-
-
-class DetectorUnavailableWarning(UserWarning):
-    """A detector could not be built and colorization goes on without instances."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,12 @@ from instacolor.detection.detectron2_zoo import (
     fetch_official_weights,
     official_weights_path,
 )
-from instacolor.errors import InputError, MissingDependencyError, WeightsError
+from instacolor.errors import (
+    InputError,
+    MissingDependencyError,
+    UntrainedWeightsWarning,
+    WeightsError,
+)
 from instacolor.labels import (
     NUM_THINGS,
     UNKNOWN,
@@ -53,7 +58,6 @@ from instacolor.labels import (
     thing_label_from_contiguous,
 )
 from instacolor.structures import SemanticMap
-from instacolor.weights import UntrainedWeightsWarning
 
 __all__ = [
     "OFFICIAL_WEIGHTS",

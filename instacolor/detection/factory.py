@@ -6,9 +6,9 @@ import warnings
 
 import torch
 
-from instacolor.detection.base import Detector, DetectorConfig, DetectorUnavailableWarning
+from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.sam import SAM_CHECKPOINTS, SamRefiner
-from instacolor.errors import InputError, WeightsError
+from instacolor.errors import DetectorUnavailableWarning, InputError, WeightsError
 
 __all__ = ["BACKENDS", "build_detector", "make_detector"]
 

@@ -38,9 +38,14 @@ import numpy as np
 import torch
 
 from instacolor.detection.base import Detection, Detector, DetectorConfig, detector_input
-from instacolor.errors import InputError, MissingDependencyError, WeightsError
+from instacolor.errors import (
+    InputError,
+    MissingDependencyError,
+    UntrainedWeightsWarning,
+    WeightsError,
+)
 from instacolor.structures import Instances
-from instacolor.weights import UntrainedWeightsWarning, WeightFile, fetch_verified
+from instacolor.weights import WeightFile, fetch_verified
 
 __all__ = ["SAM_CHECKPOINTS", "SamRefiner", "build_sam"]
 

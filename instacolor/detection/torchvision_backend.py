@@ -21,9 +21,8 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn
 
 from instacolor.detection.base import Detection, DetectorConfig, detector_input, select_instances
 from instacolor.download import torchvision_cache_path, torchvision_state_dict
-from instacolor.errors import WeightsError
+from instacolor.errors import UntrainedWeightsWarning, WeightsError
 from instacolor.labels import coco_ids_to_labels
-from instacolor.weights import UntrainedWeightsWarning
 
 __all__ = ["OFFICIAL_WEIGHTS", "TorchvisionMaskRCNN", "official_weights_path"]
 

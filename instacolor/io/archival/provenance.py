@@ -40,6 +40,7 @@ from pathlib import Path
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
+from instacolor._version import __version__
 from instacolor.errors import DecodeError, InputError
 from instacolor.io.archival.decode import open_pillow, sniff_format
 
@@ -88,12 +89,6 @@ _PACKET_TAIL = '\n<?xpacket end="w"?>'
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _package_version() -> str:
-    from instacolor import __version__  # at call time: instacolor imports this package
-
-    return __version__
-
-
 def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -119,7 +114,7 @@ class Provenance:
     weights_sha256: str
     input_sha256: str
     software: str = "instacolor"
-    version: str = field(default_factory=_package_version)
+    version: str = __version__
     timestamp: str = field(default_factory=_utc_now)
     digital_source_type: str = DIGITAL_SOURCE_TYPE
     settings: str = ""

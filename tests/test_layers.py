@@ -1,0 +1,192 @@
+"""Imports go one way: no import circle, and at most a known few imports back up the layers.
+
+Run as a script to print the counts and the offending imports::
+
+    python tests/test_layers.py
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "instacolor"
+
+# Lowest first. A module belongs to the longest prefix listed; it may import its own layer
+# and the layers before it. docs/architecture.md draws the same order.
+LAYERS: list[tuple[str, ...]] = [
+    ("instacolor._version", "instacolor.errors"),
+    ("instacolor.color", "instacolor.labels"),
+    ("instacolor.structures",),
+    ("instacolor.models", "instacolor.decode"),
+    (
+        "instacolor.weights",
+        "instacolor.registry",
+        "instacolor.checkpoints",
+        "instacolor.download",
+        "instacolor.official",
+    ),
+    (
+        "instacolor.io",
+        "instacolor.reconstruct",
+        "instacolor.propagation",
+        "instacolor.hints",
+        "instacolor.detection",
+        "instacolor.runtime",
+        "instacolor.metrics",
+        "instacolor.perceptual",
+    ),
+    ("instacolor.arguments",),
+    ("instacolor.api", "instacolor"),
+    ("instacolor.train", "instacolor.evaluation"),
+    ("instacolor.batch", "instacolor.video"),
+    ("instacolor.review",),
+    ("instacolor.cli", "instacolor.__main__"),
+]
+
+# Imports allowed to run back up (importer, imported), each with its reason.
+UPWARD_BUDGET = 2
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST, known: dict[str, Path]) -> set[str]:
+    """The instacolor modules a file imports (at module level or in functions), leaving
+    out ``if TYPE_CHECKING:`` blocks."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _type_checking_only(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "instacolor")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "instacolor":
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    found.add(sub if sub in known else node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = modules()
+    return {
+        name: _imports(ast.parse(path.read_text(encoding="utf-8")), known) - {name}
+        for name, path in known.items()
+    }
+
+
+def layer_of(name: str) -> int:
+    best, rank = -1, None
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), index
+    if rank is None:
+        raise LookupError(f"{name} is in no layer of tests/test_layers.py: add it to LAYERS")
+    return rank
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def strong(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in graph:
+                continue
+            if target not in index:
+                strong(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        for node in sorted(graph):
+            if node not in index:
+                strong(node)
+    finally:
+        sys.setrecursionlimit(limit)
+    return found
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted(
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if target in graph and layer_of(target) > layer_of(source)
+    )
+
+
+def test_every_module_has_a_layer():
+    for name in modules():
+        layer_of(name)
+
+
+def test_no_import_circle():
+    assert circles(import_graph()) == []
+
+
+def test_imports_run_back_up_the_layers_at_most_a_known_few_times():
+    upward = upward_imports(import_graph())
+    assert len(upward) <= UPWARD_BUDGET, upward
+
+
+def test_counting_finds_a_circle_and_an_upward_import():
+    graph = {"instacolor.errors": {"instacolor.api"}, "instacolor.api": {"instacolor.errors"}}
+    assert circles(graph) == [["instacolor.api", "instacolor.errors"]]
+    assert upward_imports(graph) == [("instacolor.errors", "instacolor.api")]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:  # another checkout's package folder
+        PACKAGE = Path(sys.argv[1]).resolve()
+    graph = import_graph()
+    found = circles(graph)
+    upward = upward_imports(graph)
+    print(f"modules {len(graph)}, import circles {len(found)}, upward imports {len(upward)}")
+    for component in found:
+        print("circle:", " <-> ".join(component))
+    for source, target in upward:
+        print(f"upward: {source} -> {target}")
