@@ -13,12 +13,16 @@ from PIL import Image
 from instacolor import Colorizer
 from instacolor.detection import (
     DetectorConfig,
-    DetectorUnavailableWarning,
     TorchvisionMaskRCNN,
     make_detector,
 )
 from instacolor.detection.torchvision_backend import OFFICIAL_WEIGHTS
-from instacolor.errors import InputError, UntrainedWeightsWarning, WeightsError
+from instacolor.errors import (
+    DetectorUnavailableWarning,
+    InputError,
+    UntrainedWeightsWarning,
+    WeightsError,
+)
 from instacolor.io.coco import CocoAnnotations
 from instacolor.labels import UNKNOWN
 
