@@ -15,7 +15,9 @@
 * **Manifest and resume**: see :mod:`instacolor.batch.manifest`.
 * **Stale temporary files**: a kill during a write can leave the hidden temporary
   file of :func:`~instacolor.io.archival.write_colorized`
-  (``.<output name>.<8 hex>.tmp``) beside an output. Each run removes those that
+  (``.<output name>.<8 hex>.tmp``, the name shortened by
+  :func:`~instacolor.io.names.temp_name` when it would be too long) beside an output.
+  Each run removes those that
   belong to one of its own outputs, while it holds the manifest's lock (so no other
   instacolor batch is writing to the same folder).
 """
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instacolor.errors import InputError, UsageError
+from instacolor.io.names import temp_owner
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -233,7 +236,7 @@ def clean_stale_temps(jobs: Iterable[Job]) -> list[Path]:
     """
     names: dict[Path, set[str]] = {}
     for job in jobs:
-        names.setdefault(job.output.parent, set()).add(job.output.name)
+        names.setdefault(job.output.parent, set()).add(temp_owner(job.output.name))
     removed = []
     for folder, wanted in names.items():
         with contextlib.suppress(OSError):

@@ -34,6 +34,7 @@ from instacolor.io.archival import (
     settings_text,
     write_colorized,
 )
+from instacolor.io.names import fit_name
 from instacolor.runtime.allocator import keep_freed_memory
 from instacolor.weights import sha256_file, weights_digest
 
@@ -102,15 +103,19 @@ class Settings:
 
 
 def confidence_path(output: Path) -> Path:
-    """Where the confidence map of ``output`` goes: ``NAME.confidence.png`` beside it."""
-    return output.with_name(f"{output.stem}.confidence.png")
+    """Where the confidence map of ``output`` goes: ``NAME.confidence.png`` beside it.
+
+    For an output name near the file-system limit, NAME is shortened
+    (:func:`~instacolor.io.names.fit_name`).
+    """
+    return output.with_name(fit_name(output.stem, ".confidence.png"))
 
 
 def write_confidence(path: Path, confidence: np.ndarray) -> Path:
     """Write ``(H, W)`` confidence in [0, 1] as an 8-bit gray PNG, atomically."""
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = path.with_name(fit_name(path.name, ".partial", prefix="."))
     try:
         level = np.round(np.clip(confidence, 0.0, 1.0) * 255).astype(np.uint8)
         Image.fromarray(level, mode="L").save(tmp, format="PNG")
@@ -121,8 +126,12 @@ def write_confidence(path: Path, confidence: np.ndarray) -> Path:
 
 
 def page_path(output: Path, page: int) -> Path:
-    """Where page ``page`` (0-based, > 0) of a multi-page input goes: ``NAME.pageK.EXT``."""
-    return output.with_name(f"{output.stem}.page{page + 1}{output.suffix}")
+    """Where page ``page`` (0-based, > 0) of a multi-page input goes: ``NAME.pageK.EXT``.
+
+    For an output name near the file-system limit, NAME is shortened
+    (:func:`~instacolor.io.names.fit_name`).
+    """
+    return output.with_name(fit_name(output.stem, f".page{page + 1}{output.suffix}"))
 
 
 def describe_error(exc: BaseException, source: object = None) -> str:
@@ -142,6 +151,16 @@ def describe_error(exc: BaseException, source: object = None) -> str:
 
 #: The record fields that say how the colours were made (the outputs' provenance).
 _SETTINGS_KEYS = ("working_size", "saturation", "decode", "temperature", "mix", "hints_sha256")
+
+
+def _hints_for(source: Path, lines):
+    """``hints_for``; no sidecar for an input whose name is too long to have one."""
+    try:
+        return hints_for(source, lines)
+    except OSError as exc:  # NAME.hints.json would be over the file-system's name limit
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return None
 
 
 class Worker:
@@ -209,7 +228,7 @@ class Worker:
                     timings={"read": t_read - t0, "total": t_read - t0},
                     **base,
                 )
-            hints = hints_for(job.source, self.hint_lines)
+            hints = _hints_for(job.source, self.hint_lines)
             if hints is not None:
                 base.update(hints=len(hints), hints_sha256=hints.sha256())
             result = self._colorize(scan, hints)

@@ -64,6 +64,7 @@ from instacolor.errors import InputError
 from instacolor.io.archival.color import SRGB_PROFILE
 from instacolor.io.archival.provenance import Provenance, provenance_xmp
 from instacolor.io.archival.read import ScanImage
+from instacolor.io.names import temp_name
 
 __all__ = ["JPEG_MAX_SIDE", "OUTPUT_FORMATS", "write_colorized"]
 
@@ -289,7 +290,7 @@ def _write_jpeg(fh: BinaryIO, rgb, exif: Image.Exif, xmp, iptc, dpi, provenance,
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Run ``write`` into a temporary file beside ``path``, fsync, and rename over ``path``."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(temp_name(path.name, secrets.token_hex(4)))  # fits any valid name
     handle = open(temp, "x+b")  # exclusive create, mode 0o666 less the umask  # noqa: SIM115
     try:
         with handle as fh:
