@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from instacolor import __version__
-from instacolor.errors import UsageError
+from instacolor.errors import InstacolorError, UsageError
 from instacolor.video.keyframes import read_keyframes
 from instacolor.video.pipeline import FrameColorizer, make_colorizer
 from instacolor.video.sinks import (
@@ -216,6 +216,7 @@ def colorize_video(
     codec = codec_for(output) if video else None
     settings = stabilize if isinstance(stabilize, Stabilization) else None
     settings = settings or Stabilization(enabled=bool(stabilize))
+    manifest_path = Path(manifest) if manifest else output.parent / f"{output.name}.manifest.jsonl"
     info, frames = open_source(source)
     try:
         _check_output(source, output, overwrite)
@@ -238,14 +239,23 @@ def colorize_video(
         engine = FrameColorizer(
             colorizer, (info.height, info.width), settings, keyframes, dtype, state
         )
-        cuts = _run(engine, frames, info, work, partial, codec, crf, chunk, first, progress)
+        try:
+            cuts = _run(engine, frames, info, work, partial, codec, crf, chunk, first, progress)
+        except (InstacolorError, OSError) as exc:  # a bad frame, a full disk: on record
+            _append(manifest_path, {
+                "status": "failed", "input": str(source), "input_sha256": job["input_sha256"],
+                "output": str(output), "error": " ".join(str(exc).split()),
+                "settings": job["settings"], "instacolor": __version__, "finished": _now(),
+            })  # fmt: skip
+            raise
     finally:
         frames.close()
     count = cuts.pop()
     cuts = sorted(set(cuts) | _earlier_cuts(work, first // chunk))
     if video:
         segments = [work / f"chunk-{k:06d}.mov" for k in range((count + chunk - 1) // chunk)]
-        join_segments(segments, info, copy, partial)
+        starts = [_read_marker(work, k)["first_pts"] for k in range(len(segments))]
+        join_segments(segments, starts, info, copy, partial)
     if output.exists():  # overwrite: checked above
         shutil.rmtree(output) if output.is_dir() else output.unlink()
     os.replace(partial, output)
@@ -261,18 +271,29 @@ def colorize_video(
         "copied_streams": copy, "dropped_streams": dropped,
         "weights_sha256": colorizer.loaded.sha256, "settings": job["settings"],
         "instacolor": __version__,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": _now(),
     }  # fmt: skip
-    manifest = Path(manifest) if manifest else output.parent / f"{output.name}.manifest.jsonl"
+    _append(manifest_path, record)
+    return VideoReport(output, manifest_path, count, len(cuts), first, seconds, record)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _append(manifest: Path, record: dict) -> None:
     with open(manifest, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
-    return VideoReport(output, manifest, count, len(cuts), first, seconds, record)
+
+
+def _read_marker(work: Path, k: int) -> dict:
+    return json.loads((work / f"chunk-{k:06d}.json").read_text(encoding="utf-8"))
 
 
 def _earlier_cuts(work: Path, chunks: int) -> set[int]:
     found: set[int] = set()
     for k in range(chunks):
-        found.update(json.loads((work / f"chunk-{k:06d}.json").read_text())["cuts"])
+        found.update(_read_marker(work, k)["cuts"])
     return found
 
 
@@ -319,4 +340,5 @@ def _finish(writer, engine, work: Path, k: int, cuts: list[int]) -> None:
     if writer is not None:
         writer.close()
     np.savez(work / f"chunk-{k:06d}.npz", **engine.state.to_arrays())
-    _write_json(work / f"chunk-{k:06d}.json", {"chunk": k, "cuts": cuts})
+    first_pts = None if writer is None else writer.first_pts
+    _write_json(work / f"chunk-{k:06d}.json", {"chunk": k, "cuts": cuts, "first_pts": first_pts})

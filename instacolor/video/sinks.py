@@ -148,6 +148,7 @@ class SegmentWriter:
             context.qmin, context.qmax = max(1, crf // 6), max(1, crf // 6) + 2
         self.stream = stream
         self.pix_fmt = stream.pix_fmt
+        self.first_pts: int | None = None
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one ``(H, W, 3)`` uint8 or uint16 RGB frame at ``pts`` (source time base)."""
@@ -157,6 +158,7 @@ class SegmentWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame = frame.reformat(format=self.pix_fmt, dst_colorspace="ITU709")
         frame.pts, frame.time_base = pts, self.time_base
+        self.first_pts = pts if self.first_pts is None else min(self.first_pts, pts)
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
@@ -179,6 +181,30 @@ def _packets(container, stream) -> Iterator:
         yield packet
 
 
+def _first_pts(path: Path) -> int:
+    """The smallest packet pts of a segment's video stream (one pass over its packets)."""
+    av = import_av()
+    with av.open(str(path), "r") as container:
+        stream = container.streams.video[0]
+        return min(p.pts for p in _packets(container, stream) if p.pts is not None)
+
+
+def _shifted(container, start: int, found: int) -> Iterator:
+    """A segment's packets with the timestamps the frames were encoded with.
+
+    The mov muxer stores a segment's start in an edit list in milliseconds, which moves
+    the timestamps of a segment that does not start at 0 by up to half a millisecond;
+    the shift is undone here, so the output keeps the source's timestamps exactly.
+    """
+    stream = container.streams.video[0]
+    for packet in _packets(container, stream):
+        if packet.pts is not None:
+            packet.pts += start - found
+        if packet.dts is not None:
+            packet.dts += start - found
+        yield packet
+
+
 def _timed(packets: Iterator, order: int) -> Iterator[tuple[float, int, int, object]]:
     counter = itertools.count()
     for packet in packets:
@@ -187,12 +213,18 @@ def _timed(packets: Iterator, order: int) -> Iterator[tuple[float, int, int, obj
 
 
 def join_segments(
-    segments: Sequence[Path], info: SourceInfo, copy: Sequence[int], output: Path
+    segments: Sequence[Path],
+    starts: Sequence[int],
+    info: SourceInfo,
+    copy: Sequence[int],
+    output: Path,
 ) -> int:
     """Join the encoded segments and the source's copied streams into ``output``.
 
     Args:
         segments: the chunks' segment files, in order.
+        starts: the first (smallest) timestamp each segment's frames were encoded with,
+            in the segments' time base.
         info: the source.
         copy: indices of the source streams copied untouched (:func:`copied_streams`).
         output: the file to write (its format from its extension).
@@ -221,8 +253,11 @@ def join_segments(
             src = source.streams[index]
             mapping[index] = out.add_stream_from_template(src)
             mapping[index].time_base = src.time_base
-        streams = [_timed(itertools.chain.from_iterable(
-            _packets(part, part.streams.video[0]) for part in parts), 0)]  # fmt: skip
+        shifted = (
+            _shifted(part, start, _first_pts(path))
+            for part, start, path in zip(parts, starts, segments, strict=True)
+        )
+        streams = [_timed(itertools.chain.from_iterable(shifted), 0)]
         if source is not None:  # one demuxer over the copied streams, in file order
             streams.append(_timed(_packets(source, [source.streams[i] for i in copy]), 1))
         written = 0

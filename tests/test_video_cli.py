@@ -1,0 +1,79 @@
+"""``instacolor video`` as a user runs it: a real subprocess, a kill, --resume, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+from tests.video_clips import write_clip  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+def _video(args: list[str], **kwargs) -> subprocess.Popen:
+    command = [sys.executable, "-m", "instacolor", "video", *args, "--working-size", "32"]
+    return subprocess.Popen(
+        [*command, "--threads", "1", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_ENV,
+        **kwargs,
+    )
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_cli_unreadable_input_exits_2_with_one_clear_line(tmp_path):
+    bad = tmp_path / "film.mov"
+    bad.write_bytes(b"\0" * 100)
+    run = _video([str(bad), "-o", str(tmp_path / "out.mp4")])
+    _out, err = run.communicate(timeout=300)
+    assert run.returncode == 2
+    assert "error:" in err and "film.mov" in err and "video" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mov"]
+
+
+def test_cli_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
+    source = tmp_path / "in.mp4"
+    write_clip(source, 16, cut_at=9, audio=True)
+    whole = _video([str(source), "-o", str(tmp_path / "whole.mp4"), "--chunk", "4"])
+    _out, err = whole.communicate(timeout=900)
+    assert whole.returncode == 0, err
+
+    killed = _video([str(source), "-o", str(tmp_path / "out.mp4"), "--chunk", "4"])
+    marker = tmp_path / ".out.mp4.parts" / "chunk-000001.json"
+    deadline = time.monotonic() + 900
+    while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    assert marker.exists(), "the run ended before its second chunk was finished"
+    assert not (tmp_path / "out.mp4").exists()  # never an incomplete output in place
+
+    resumed = _video([str(source), "-o", str(tmp_path / "out.mp4"), "--chunk", "4", "--resume"])
+    _out, err = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, err
+    record = json.loads((tmp_path / "out.mp4.manifest.jsonl").read_text().splitlines()[-1])
+    assert record["resumed_from_frame"] >= 8 and record["frames"] == 16
+    assert record["cuts"] == [0, 9] and record["copied_streams"] == [1]
+    ours, reference = _frames(tmp_path / "out.mp4"), _frames(tmp_path / "whole.mp4")
+    assert len(ours) == len(reference) == 16
+    for a, b in zip(ours, reference):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same frames, same encoder
+    assert not list(tmp_path.glob(".out*"))
