@@ -24,6 +24,7 @@ from PIL import Image
 pytest.importorskip("starlette", reason="instacolor review needs the 'review' extra")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -232,3 +233,116 @@ def test_instance_mode_colours_the_clicked_instance(browser, batch, server):
 
 def index_of_api(server: ReviewServer, name: str) -> int:
     return next(i.index for i in server.state.batch.items if i.input.name == name)
+
+
+# -- hostile data: names, comments, reviewers and manifest errors never run script --------
+
+_INJECTED = (
+    "return {xss: window.__xss === undefined ? null : String(window.__xss),"
+    " injected: document.querySelectorAll('img[src=\"x\"], svg, b, i, script:not([src])').length}"
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory):
+    from tests.test_review_security import XSS_REVIEWER, make_hostile_batch
+
+    outdir = make_hostile_batch(tmp_path_factory.mktemp("hostile-browser"))
+    with ReviewServer.start(outdir, port=0, reviewer=XSS_REVIEWER) as running:
+        yield running
+
+
+def test_hostile_names_errors_and_reviewers_show_as_text(browser, hostile_server):
+    from tests.test_review_security import XSS_ERROR, XSS_NAME, XSS_REVIEWER
+
+    browser.get(hostile_server.url)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 3)
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .meta span:first-child")]
+    assert XSS_NAME in names and "bad<b>.png" in names
+    failed = browser.find_element(By.CSS_SELECTOR, ".card div.failed").text
+    assert failed == XSS_ERROR
+    assert XSS_REVIEWER in browser.find_element(By.ID, "batch-info").text
+    badge = browser.find_element(By.CSS_SELECTOR, ".card .badge.accept")
+    assert XSS_REVIEWER in badge.get_attribute("title")
+    assert browser.execute_script(_INJECTED) == {"xss": None, "injected": 0}
+
+
+def test_hostile_comment_and_log_lines_show_as_text_in_the_image_view(browser, hostile_server):
+    from tests.test_review_security import XSS_COMMENT, XSS_NAME, XSS_REVIEWER
+
+    state = hostile_server.state
+    plain = next(i.index for i in state.batch.items if i.input.name == "plain.png")
+    hostile = next(i.index for i in state.batch.items if i.input.name == XSS_NAME)
+    browser.get(f"{hostile_server.url}#/image/{plain}")
+    history = browser.find_element(By.ID, "history")
+    wait(browser, lambda d: XSS_COMMENT in history.text)
+    assert XSS_REVIEWER in history.text and "<i>t</i>" in history.text
+    assert XSS_COMMENT in browser.find_element(By.ID, "decision-state").text
+    # a reviewer writes a hostile comment through the page itself
+    browser.find_element(By.ID, "comment").send_keys(XSS_COMMENT + " again")
+    browser.find_element(By.ID, "needs-work").click()
+    wait(browser, lambda d: "again" in d.find_element(By.ID, "decision-state").text)
+    browser.get(f"{hostile_server.url}#/image/{hostile}")
+    name = browser.find_element(By.ID, "image-name")
+    wait(browser, lambda d: name.text == XSS_NAME)
+    main = browser.find_element(By.ID, "main")
+    wait(browser, lambda d: main.get_attribute("naturalWidth") not in (None, "0"))
+    browser.refresh()
+    wait(browser, lambda d: d.find_element(By.ID, "image-name").text == XSS_NAME)
+    assert browser.execute_script(_INJECTED) == {"xss": None, "injected": 0}
+    entry = json.loads((state.batch.outdir / "review.jsonl").read_text().splitlines()[-1])
+    assert entry["comment"] == XSS_COMMENT + " again" and entry["decision"] == "needs-work"
+
+
+def test_the_policy_blocks_inline_script_in_the_browser(browser, hostile_server):
+    browser.get(hostile_server.url)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".card"))
+    ran = browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.__csp = 1';"
+        "document.body.append(s);"
+        "const d = document.createElement('div');"
+        "d.innerHTML = '<img src=x onerror=\"window.__csp = 2\">'; document.body.append(d);"
+        "return window.__csp === undefined ? null : window.__csp;"
+    )
+    assert ran is None
+    wait(browser, lambda d: d.execute_script("return document.querySelector('div img[src=\"x\"]')"
+                                              " && document.querySelector('div img[src=\"x\"]')"
+                                              ".complete"))  # fmt: skip
+    assert browser.execute_script("return window.__csp === undefined")  # onerror blocked too
+
+
+def test_the_page_cannot_be_framed(browser, hostile_server):
+    frame = f'<iframe id="f" src="{hostile_server.url}"></iframe>'
+    browser.get("data:text/html;charset=utf-8," + frame)
+    browser.switch_to.frame("f")
+    try:
+        with pytest.raises(TimeoutException):  # refused: the page never shows in the frame
+            wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#grid"), seconds=4)
+    finally:
+        browser.switch_to.default_content()
+
+
+def test_a_public_server_works_in_the_browser_through_the_printed_address(
+    browser, hostile_server
+):
+    outdir = hostile_server.state.batch.outdir
+    colorizer = hostile_server.state.engine.colorizer
+    with ReviewServer.start(outdir, host="0.0.0.0", port=0, colorizer=colorizer,
+                            quiet=True) as public:  # fmt: skip
+        bare = public.url.split("?", 1)[0]
+        browser.get(bare)  # without the token: nothing about the batch
+        assert "token" in browser.find_element(By.TAG_NAME, "body").text
+        assert not browser.find_elements(By.CSS_SELECTOR, ".card")
+        browser.get(public.url)  # the printed address: redirect, cookie, then the page
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 3)
+        assert "token" not in browser.current_url
+        plain = next(i.index for i in public.state.batch.items if i.input.name == "plain.png")
+        browser.get(f"{bare}#/image/{plain}")
+        main = browser.find_element(By.ID, "main")
+        wait(browser, lambda d: main.get_attribute("naturalWidth") not in (None, "0"))
+        browser.find_element(By.ID, "comment").send_keys("public ok")
+        browser.find_element(By.ID, "reject").click()
+        wait(browser, lambda d: "public ok" in d.find_element(By.ID, "decision-state").text)
+        assert browser.execute_script(_INJECTED) == {"xss": None, "injected": 0}
+    entry = json.loads((outdir / "review.jsonl").read_text().splitlines()[-1])
+    assert entry["comment"] == "public ok" and entry["decision"] == "reject"

@@ -1,12 +1,15 @@
 """The review web app: one Starlette application, one static page, a small JSON API.
 
-Every URL names an image by its number in the batch (:class:`~instacolor.review.state.Batch`)
-and a picture by a fixed kind; no path from a request reaches the file system, so
-``/../`` and its encodings find no route (404). Requests that change anything (preview,
-apply, decision) are POSTs with a JSON body of at most :data:`MAX_BODY` bytes and the
-per-session token of the page in the ``X-Review-Token`` header (403 without it); other
-bodies, file uploads included, are refused (415). Bad hints are a 400 with the reason;
-a failure inside a re-colorization is a 500 with the reason, and the server goes on.
+Every URL names an image by its number in the batch (:class:`~instacolor.review.state.Batch`,
+1 to 9 ASCII digits) and a picture by a fixed kind; no path from a request reaches the
+file system, so ``/../`` and its encodings find no route (404). The paths a manifest
+record names are checked before use (:mod:`instacolor.review.trust`: 403 outside the
+batch's folders, or a symbolic link as output), and no error answer carries a file's
+content. Requests that change anything (:mod:`instacolor.review.actions`: preview,
+apply, decision) are POSTs with the page's token and a small JSON body
+(:mod:`instacolor.review.requests`); their work runs in bounded pools off the event loop
+(503 with ``Retry-After`` when full). Headers (CSP, no framing), the ``Host`` allow-list
+and the token on non-loopback servers: :mod:`instacolor.review.guard`.
 
 Routes: ``GET /`` (the page), ``GET /static/{app.js,app.css}``, ``GET /api/batch``,
 ``GET /api/images/N``, ``GET /api/images/N/KIND.png``, ``POST /api/images/N/preview``,
@@ -15,34 +18,36 @@ Routes: ``GET /`` (the page), ``GET /static/{app.js,app.css}``, ``GET /api/batch
 
 from __future__ import annotations
 
-import base64
 import html
-import json
+import math
 import secrets
-import sys
-import traceback
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from instacolor.errors import InputError, UsageError
-from instacolor.review.engine import Engine, encode_png
+from instacolor.review.actions import apply, decision, preview
+from instacolor.review.engine import Engine
+from instacolor.review.guard import Guard
+from instacolor.review.pool import WorkPool
 from instacolor.review.render import KINDS, instance_list, render
-from instacolor.review.stamp import stamp_review
-from instacolor.review.state import DECISIONS, Batch, Item, ReviewLog, current_decision
+from instacolor.review.requests import (
+    MAX_BODY,
+    MAX_DEPTH,
+    MAX_POINTS,
+    Refusal,
+    error,
+    item_of,
+    run_guarded,
+)
+from instacolor.review.state import Batch, Item, ReviewLog, current_decision
 
-__all__ = ["MAX_BODY", "MAX_POINTS", "ReviewState", "create_app"]
+__all__ = ["MAX_BODY", "MAX_DEPTH", "MAX_POINTS", "ReviewState", "create_app"]
 
-#: Largest request body accepted (bytes).
-MAX_BODY = 64 * 1024
-#: Most hint points in one request.
-MAX_POINTS = 200
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 
 
@@ -54,33 +59,59 @@ class ReviewState:
         engine: its :class:`~instacolor.review.engine.Engine`.
         reviewer: the name written with every decision.
         token: the per-session token (default: a new random one).
+        queue: re-colorizations admitted at once, running or waiting (503 beyond).
     """
 
-    def __init__(self, batch: Batch, engine: Engine, reviewer: str, token: str | None = None):
+    def __init__(
+        self,
+        batch: Batch,
+        engine: Engine,
+        reviewer: str,
+        token: str | None = None,
+        *,
+        queue: int = 4,
+    ):
         self.batch = batch
         self.engine = engine
         self.reviewer = reviewer
         self.token = token or secrets.token_urlsafe(24)
         self.log = ReviewLog(batch.outdir / "review.jsonl")
+        #: re-colorizing (preview, apply): one at a time, ``queue`` admitted
+        self.colorizing = WorkPool(1, max(1, queue), name="re-colorization")
+        #: decisions (an accept rewrites the output's XMP): one at a time
+        self.deciding = WorkPool(1, 64, name="decision")
 
     def summary(self, item: Item, last: dict) -> dict[str, Any]:
-        """The grid's line for ``item``."""
+        """The grid's line for ``item`` (manifest fields are checked, not trusted)."""
         view = self.engine.views.get(item.index)
         conf = view.confidence if view is not None else None
-        mean = item.record.get("mean_confidence")  # what the batch measured, if it did
+        mean = _number(item.record.get("mean_confidence"))  # what the batch measured, if it did
         if conf is not None:
             mean = float(conf.mean())
+        error_text = item.record.get("error")
         return {
             "index": item.index,
             "name": item.input.name,
             "output": _relative(item, self.batch),
             "status": item.status,
-            "error": item.record.get("error"),
+            "error": None if error_text is None else str(error_text)[:2000],
+            "refused": item.refusal(),
             "decision": current_decision(item, last),
             "mean_confidence": None if mean is None else round(float(mean), 4),
-            "instances": item.record.get("instances", 0),
+            "instances": int(_number(item.record.get("instances")) or 0),
             "reviewed_by_app": bool(item.record.get("review")),
         }
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from a manifest field, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _relative(item: Item, batch: Batch) -> str | None:
@@ -90,72 +121,6 @@ def _relative(item: Item, batch: Batch) -> str | None:
         return str(item.output.relative_to(batch.outdir))
     except ValueError:
         return item.output.name
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
-
-
-def _item(request: Request) -> Item | None:
-    state: ReviewState = request.app.state.review
-    return state.batch.item(request.path_params["index"])
-
-
-async def _body(request: Request) -> Any:
-    """The JSON body of a mutating request (token and size checked)."""
-    state: ReviewState = request.app.state.review
-    given = request.headers.get("x-review-token", "")
-    if not secrets.compare_digest(given.encode(), state.token.encode()):
-        raise _Refusal(403, "missing or wrong X-Review-Token: reload the page to get the token")
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise _Refusal(415, f"expected an application/json body, received {kind or 'none'}; "
-                       "uploads are not accepted")  # fmt: skip
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise _Refusal(413, f"expected a JSON body of at most {MAX_BODY} bytes")
-    try:
-        return json.loads(body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _Refusal(400, f"expected a JSON body, could not parse it ({exc})") from None
-
-
-class _Refusal(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _hints(state: ReviewState, item: Item, payload: Any):
-    """Parse and check a hint payload against the image; InputError says why not."""
-    if not isinstance(payload, dict):
-        raise InputError(f"hints: expected a JSON object, received {type(payload).__name__}")
-    points = payload.get("points", [])
-    if isinstance(points, list) and len(points) > MAX_POINTS:
-        raise InputError(f"hints: expected at most {MAX_POINTS} points, received {len(points)}")
-    try:
-        from instacolor.hints import as_hints, hints_from_json
-    except ImportError as exc:  # hints not in this instacolor
-        raise UsageError(f"colour hints are not available in this instacolor ({exc})") from exc
-    view = state.engine.view(item)
-    hints = hints_from_json({k: payload.get(k) for k in ("points", "instance_colors")
-                             if k in payload})  # fmt: skip
-    return as_hints(hints, view.full_size, view.instances)
-
-
-def _run(call, *args):
-    """Run a re-colorization; its failure becomes a 400/409/500 answer, never a crash."""
-    try:
-        return call(*args)
-    except InputError as exc:
-        raise _Refusal(400, str(exc)) from None
-    except UsageError as exc:
-        raise _Refusal(409, str(exc)) from None
-    except Exception as exc:  # one failed image must not stop the server
-        traceback.print_exc(file=sys.stderr)
-        raise _Refusal(500, f"re-colorization failed: {type(exc).__name__}: {exc}") from None
 
 
 async def index(request: Request) -> Response:
@@ -170,7 +135,7 @@ async def index(request: Request) -> Response:
 async def static(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in _STATIC:
-        return _error(404, "not found")
+        return error(404, "not found")
     text = resources.files("instacolor.review").joinpath(f"static/{name}").read_text("utf-8")
     return Response(text, media_type=_STATIC[name])
 
@@ -197,167 +162,75 @@ def batch_info(request: Request) -> JSONResponse:
 
 def image_info(request: Request) -> JSONResponse:
     state: ReviewState = request.app.state.review
-    item = _item(request)
+    item = item_of(request)
     if item is None:
-        return _error(404, "no such image in this batch")
+        return error(404, "no such image in this batch")
     info = state.summary(item, state.log.last())
     if item.output is not None:
         try:
-            view = _run(state.engine.view, item)
-        except _Refusal as exc:
-            return _error(exc.status, str(exc))
+            run_guarded(item.checked)
+            view = run_guarded(state.engine.view, item)
+        except Refusal as exc:
+            return exc.answer()
+        review = item.record.get("review")
         info.update(
             size=list(view.full_size),
             display=list(view.light.shape),
             instance_list=instance_list(state.engine, item),
             mean_confidence=state.summary(item, {})["mean_confidence"],
             history=[e for e in state.log.read() if e["output"] == str(item.output)][-10:],
-            applied_hints=(item.record.get("review") or {}).get("hints"),
+            applied_hints=review.get("hints") if isinstance(review, dict) else None,
         )
     return JSONResponse(info)
 
 
 def picture(request: Request) -> Response:
     state: ReviewState = request.app.state.review
-    item, kind = _item(request), request.path_params["kind"]
+    item, kind = item_of(request), request.path_params["kind"]
     if item is None or kind not in KINDS:
-        return _error(404, "not found")
+        return error(404, "not found")
     try:
-        data = _run(render, state.engine, item, kind)
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
+        run_guarded(item.checked)
+        data = run_guarded(render, state.engine, item, kind)
+    except Refusal as exc:
+        return exc.answer()
     if data is None:
-        return _error(404, f"image {item.index} has no {kind} picture")
+        return error(404, f"image {item.index} has no {kind} picture")
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-async def _posted(request: Request) -> tuple[ReviewState, Item, Any]:
-    """``(state, item, payload)`` of a mutating request on a colorized image.
-
-    The token is checked first: nothing is said without it.
-
-    Raises:
-        _Refusal: 403/415/413/400 from :func:`_body`, or 404 when the image has no output.
-    """
-    state: ReviewState = request.app.state.review
-    payload = await _body(request)
-    item = _item(request)
-    if item is None or item.output is None:
-        raise _Refusal(404, "no colorized image with this number")
-    return state, item, payload
-
-
-async def preview(request: Request) -> Response:
-    try:
-        state, item, payload = await _posted(request)
-        hints = _run(_hints, state, item, payload)
-        rgb, seconds = _run(state.engine.preview, item, hints)
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
-    data = base64.b64encode(encode_png(rgb)).decode()
-    return JSONResponse({"image": f"data:image/png;base64,{data}", "seconds": round(seconds, 4)})
-
-
-async def apply(request: Request) -> Response:
-    try:
-        state, item, payload = await _posted(request)
-        hints = _run(_hints, state, item, payload)
-        review = {"action": "apply", "reviewer": state.reviewer,
-                  "hints": None if hints is None else hints.to_json(),
-                  "hints_sha256": None if hints is None else hints.sha256()}  # fmt: skip
-        record = _run(state.engine.apply, item, hints, review)
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
-    if record.status != "done":
-        return _error(500, f"apply failed, the output is unchanged: {record.error}")
-    return JSONResponse({"record": json.loads(record.to_json())})
-
-
-async def decision(request: Request) -> Response:
-    try:
-        state, item, payload = await _posted(request)
-        if not isinstance(payload, dict):
-            raise _Refusal(400, "expected a JSON object {decision, comment}")
-        entry = _run(_decide, state, item, payload)
-    except _Refusal as exc:
-        return _error(exc.status, str(exc))
-    return JSONResponse({"decision": entry})
-
-
-def _decide(state: ReviewState, item: Item, payload: dict) -> dict:
-    """Log a decision; an accepted output gets the review in its XMP first."""
-    choice, comment = payload.get("decision"), payload.get("comment") or ""
-    if choice not in DECISIONS:
-        raise InputError(f"decision: expected one of {DECISIONS}, received {choice!r}")
-    if not isinstance(comment, str) or len(comment) > 2000:
-        raise InputError("comment: expected text of at most 2000 characters")
-    with state.engine.lock:
-        hints = (item.record.get("review") or {}).get("hints")
-        reviewed = item.output_sha256()
-        note = None
-        if choice == "accept":
-            try:
-                stamp_review(item.output, item.input, {
-                    "decision": "accept", "reviewer": state.reviewer, "time": _now(),
-                    "reviewed_sha256": reviewed, "comment": comment,
-                    "hints_sha256": (item.record.get("review") or {}).get("hints_sha256"),
-                })  # fmt: skip
-                _restamped(state, item, reviewed)
-            except Exception as exc:  # the decision is still logged, with why
-                note = f"the output's XMP could not record the review: {exc}"
-        return state.log.append(
-            item, choice, reviewer=state.reviewer, comment=comment, hints=hints,
-            output_sha256=item.output_sha256(), note=note,
-        )  # fmt: skip
-
-
-def _now() -> str:
-    from instacolor.review.state import _now as now
-
-    return now()
-
-
-def _restamped(state: ReviewState, item: Item, reviewed: str | None) -> None:
-    """A manifest record for the stamped output (so ``--resume`` keeps it)."""
-    from dataclasses import fields
-
-    from instacolor.batch.manifest import Manifest
-    from instacolor.review.engine import ReviewRecord
-
-    known = {f.name for f in fields(ReviewRecord)} - {"time", "timings", "review", "note"}
-    values = {k: v for k, v in item.record.items() if k in known}
-    values.update(status="done", output_sha256=item.output_sha256())
-    record = ReviewRecord(
-        **values, note=f"review: accepted; only the XMP changed (was {reviewed})",
-        review={"action": "accept", "reviewer": state.reviewer, "reviewed_sha256": reviewed},
-    )  # fmt: skip
-    book = Manifest(state.batch.manifest)
-    try:
-        book.append(record)
-    finally:
-        book.close()
-    state.batch.reload()
-
-
-def create_app(state: ReviewState, *, allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(
+    state: ReviewState,
+    *,
+    allowed_hosts: list[str] | None = None,
+    require_token: bool = False,
+) -> Starlette:
     """The Starlette application serving ``state``.
 
     Args:
         state: the batch, engine, log, reviewer and token.
-        allowed_hosts: ``Host`` header values accepted (default: any; ``serve`` passes
-            the bound host, ``127.0.0.1`` and ``localhost``, against DNS rebinding).
+        allowed_hosts: ``Host`` names accepted besides the loopback ones (default: any;
+            :class:`~instacolor.review.server.ReviewServer` passes the bound address and
+            ``--allowed-host`` names, against DNS rebinding).
+        require_token: ask for the token on every request, reads included (a server on
+            a non-loopback address).
     """
     routes = [
         Route("/", index),
         Route("/static/{name}", static),
         Route("/api/batch", batch_info),
-        Route("/api/images/{index:int}", image_info),
-        Route("/api/images/{index:int}/{kind}.png", picture),
-        Route("/api/images/{index:int}/preview", preview, methods=["POST"]),
-        Route("/api/images/{index:int}/apply", apply, methods=["POST"]),
-        Route("/api/images/{index:int}/decision", decision, methods=["POST"]),
+        Route("/api/images/{index:image}", image_info),
+        Route("/api/images/{index:image}/{kind}.png", picture),
+        Route("/api/images/{index:image}/preview", preview, methods=["POST"]),
+        Route("/api/images/{index:image}/apply", apply, methods=["POST"]),
+        Route("/api/images/{index:image}/decision", decision, methods=["POST"]),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"])]
-    app = Starlette(routes=routes, middleware=middleware)
+    guard = Middleware(
+        Guard,
+        token=state.token,
+        allowed_hosts=allowed_hosts or ["*"],
+        require_token=require_token,
+    )
+    app = Starlette(routes=routes, middleware=[guard])
     app.state.review = state
     return app

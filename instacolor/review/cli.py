@@ -32,7 +32,37 @@ def add_review_parser(commands) -> argparse.ArgumentParser:
     )
     review.add_argument("-o", "--output", metavar="OUTDIR", help="colorize the inputs here first")
     review.add_argument("--manifest", metavar="FILE", help="default OUTDIR/manifest.jsonl")
-    review.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    review.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; any other address is "
+        "reachable from the network, and then every request needs the printed token)",
+    )
+    review.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name peers use to reach this server (repeatable; loopback names and "
+        "the bound address are always allowed)",
+    )
+    review.add_argument(
+        "--input-root",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="folder the inputs may lie in (repeatable; default: the deepest folder "
+        "holding every input of the manifest)",
+    )
+    review.add_argument(
+        "--max-pixels", type=int, help="largest input decoded (default 200 megapixels)"
+    )
+    review.add_argument(
+        "--queue",
+        type=int,
+        default=4,
+        help="re-colorizations admitted at once, running or waiting (default 4; 503 beyond)",
+    )
     review.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any)")
     review.add_argument("--no-browser", action="store_true", help="do not open a browser")
     review.add_argument("--reviewer", help="name recorded with decisions (default: the OS user)")
@@ -92,10 +122,13 @@ def run_review(args: argparse.Namespace) -> int:
         detector=None if (args.detector or "none").lower() == "none" else args.detector,
         device=args.device,
         display_size=args.display_size,
+        input_roots=args.input_root,
+        max_pixels=args.max_pixels,
+        queue=args.queue,
     )
-    server = ReviewServer(state, host=args.host, port=args.port)
+    server = ReviewServer(state, host=args.host, port=args.port, allowed_hosts=args.allowed_host)
     _say(f"reviewing {len(state.batch.items)} image(s) at {server.url} (Ctrl-C to stop)")
-    if not args.no_browser:
+    if not args.no_browser and not server.public:
         webbrowser.open(server.url)
     server.run()
     return 0

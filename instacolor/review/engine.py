@@ -5,7 +5,9 @@ saturation, read from its manifest) and serialises their use behind a lock.
 
 * :meth:`Engine.view` reads an item's scan once and keeps a display-size copy of its L
   plane (long side at most ``display_size``), the instances (detected once, when the
-  batch had a detector) and the confidence map (weights with a trained head only).
+  batch had a detector) and the confidence map (weights with a trained head only); the
+  :data:`MAX_VIEWS` most recently shown are kept. Inputs over ``max_pixels`` are
+  refused (decompression bombs), and a read failure never repeats the file's bytes.
 * :meth:`Engine.preview` re-colorizes that display copy with the hints: the networks
   and the hint propagation run at the working size, then the chroma is guided up to the
   display size. It never writes a file.
@@ -18,8 +20,10 @@ saturation, read from its manifest) and serialises their use behind a lock.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,11 +35,36 @@ from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Manifest, Record
 from instacolor.batch.worker import Settings, Worker
 from instacolor.color import lab_to_rgb
-from instacolor.errors import InputError
-from instacolor.io.archival import read_scan
+from instacolor.errors import DecodeError, InputError, InstacolorError
+from instacolor.io.archival import DEFAULT_MAX_PIXELS, read_scan
 from instacolor.review.state import Batch, Item
 
-__all__ = ["Engine", "ReviewRecord", "View"]
+__all__ = ["MAX_VIEWS", "Engine", "ReviewRecord", "View", "read_input"]
+
+#: Display copies (and their pictures) kept; the least recently shown are dropped.
+MAX_VIEWS = 48
+
+
+def read_input(item: Item, max_pixels: int | None):
+    """The item's input scan; a failure says why in words that carry none of the file.
+
+    Raises:
+        DecodeError: the file is missing, unreadable or not an image it can decode (the
+            reason names the kind of failure; the full reason goes to the server's log).
+    """
+    try:
+        return read_scan(item.input, max_pixels=max_pixels)
+    except (InstacolorError, OSError, ValueError) as exc:
+        import sys
+
+        print(f"instacolor review: image {item.index}: {exc}", file=sys.stderr)
+        kind = "is missing" if not os.path.lexists(item.input) else "cannot be read"
+        if "max_pixels" in str(exc):
+            kind = "is larger than --max-pixels"
+        raise DecodeError(
+            f"image {item.index}: the input {kind} ({type(exc).__name__}); the server's log "
+            "says more"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -127,6 +156,7 @@ class Engine:
             manifest's weights, working size, saturation and decoding).
         weights, working_size, detector, device: override what the manifest says.
         display_size: longest side of the images shown (and of the preview).
+        max_pixels: largest input decoded (``width * height``; None: no limit).
     """
 
     def __init__(
@@ -139,8 +169,12 @@ class Engine:
         detector: str | None = None,
         device: str = "cpu",
         display_size: int = 768,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.batch = batch
+        self.max_pixels = max_pixels
+        #: ``*-large`` pictures by ``(index, kind)``, most recent last (see render.py)
+        self.large: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         facts = next((i.record for i in batch.items if i.output is not None), {})
         if colorizer is None:
             from instacolor.api import Colorizer
@@ -159,11 +193,11 @@ class Engine:
         self.colorizer = colorizer
         self.display_size = display_size
         self.lock = threading.RLock()
-        self.views: dict[int, View] = {}
+        self.views: OrderedDict[int, View] = OrderedDict()
         settings = Settings(
             weights=colorizer.loaded.name,
             working_size=colorizer.working_size,
-            max_pixels=None,
+            max_pixels=max_pixels,
             force=True,
             overwrite=True,
             saturation=colorizer.saturation,
@@ -183,8 +217,9 @@ class Engine:
         with self.lock:
             cached = self.views.get(item.index)
             if cached is not None:
+                self.views.move_to_end(item.index)
                 return cached
-            scan = read_scan(item.input, max_pixels=None)
+            scan = read_input(item, self.max_pixels)
             full = scan.light.shape
             factor = min(1.0, self.display_size / max(full))
             size = (max(1, round(full[0] * factor)), max(1, round(full[1] * factor)))
@@ -199,12 +234,16 @@ class Engine:
                 )
                 view.confidence = result.confidence
             self.views[item.index] = view
+            while len(self.views) > MAX_VIEWS:  # the least recently shown go first
+                self.views.popitem(last=False)
             return view
 
     def forget(self, item: Item) -> None:
         """Drop the cached display data of ``item`` (its output changed)."""
         with self.lock:
             self.views.pop(item.index, None)
+            for kind in [key for key in self.large if key[0] == item.index]:
+                del self.large[kind]
 
     def _display_instances(self, view: View):
         return _scale_instances(view.instances, view.scale, view.light.shape)

@@ -6,6 +6,12 @@ same at up to :data:`LARGE_SIZE` pixels, for zooming into large scans), ``confid
 (the confidence map over the gray input: red where the model is unsure; None without a
 trained head) and ``instances`` (the instance masks, or boxes, in distinct colours over
 the gray input).
+
+The ``*-large`` pictures are bounded in memory: rendered one at a time behind the
+engine's lock, through a reduced decode (the input's samples are decoded at their own
+depth and shrunk to :data:`LARGE_SIZE` before colour management; JPEG outputs are
+decoded at a reduced DCT scale), and kept in a cache of at most
+:data:`LARGE_CACHE_BYTES` (least recently used dropped first).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from instacolor.errors import InputError
-from instacolor.io.archival import read_scan
+from instacolor.errors import DecodeError, InputError
+from instacolor.io.archival.color import light_and_preview, orient, usable_profile
+from instacolor.io.archival.decode import decode_page, sniff_format
 from instacolor.review.engine import Engine, View, encode_png, gray_rgb
 from instacolor.review.state import Item
 
@@ -23,7 +30,9 @@ __all__ = ["KINDS", "THUMB_SIZE", "instance_list", "render"]
 
 KINDS = ("thumb", "gray", "color", "confidence", "instances", "gray-large", "color-large")
 #: Longest side of the ``*-large`` pictures the page loads when zoomed in on a large scan.
-LARGE_SIZE = 4096
+LARGE_SIZE = 2048
+#: Most bytes of ``*-large`` PNGs kept (the least recently used go first).
+LARGE_CACHE_BYTES = 64 * 1024 * 1024
 THUMB_SIZE = 192
 _PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -90,22 +99,71 @@ def render(engine: Engine, item: Item, kind: str) -> bytes | None:
     elif kind == "color":
         rgb = _output_rgb(item, (h, w))
     elif kind.endswith("-large"):
-        full = view.full_size
-        factor = min(1.0, LARGE_SIZE / max(full))
-        size = (max(1, round(full[0] * factor)), max(1, round(full[1] * factor)))
-        if kind == "color-large":
-            rgb = _output_rgb(item, size)
-        else:
-            light = read_scan(item.input, max_pixels=None).light
-            rgb = gray_rgb(cv2.resize(light, size[::-1], interpolation=cv2.INTER_AREA))
+        return _large(engine, item, view, kind)
     elif kind == "confidence":
         rgb = _confidence(view)
     else:
         rgb = _instances(engine, view)
     data = None if rgb is None else encode_png(rgb)
-    if data is not None and not kind.endswith("-large"):  # large ones are not kept
+    if data is not None:
         view.images[kind] = data
     return data
+
+
+def large_size(full: tuple[int, int]) -> tuple[int, int]:
+    """``(h, w)`` of a ``*-large`` picture of an image of ``full`` size."""
+    factor = min(1.0, LARGE_SIZE / max(full))
+    return max(1, round(full[0] * factor)), max(1, round(full[1] * factor))
+
+
+def _large(engine: Engine, item: Item, view: View, kind: str) -> bytes:
+    """A ``*-large`` picture: cached, else rendered alone (one at a time) at a capped size."""
+    key = (item.index, kind)
+    with engine.lock:
+        data = engine.large.get(key)
+        if data is not None:
+            engine.large.move_to_end(key)
+            return data
+        size = large_size(view.full_size)
+        if kind == "color-large":
+            rgb = _output_rgb(item, size)
+        else:
+            rgb = gray_rgb(reduced_light(item, size, engine.max_pixels))
+        data = encode_png(rgb)
+        engine.large[key] = data
+        while len(engine.large) > 1 and sum(map(len, engine.large.values())) > LARGE_CACHE_BYTES:
+            engine.large.popitem(last=False)
+        return data
+
+
+def reduced_light(item: Item, size: tuple[int, int], max_pixels: int | None) -> np.ndarray:
+    """The input's L plane at ``size`` ``(h, w)`` (upright), through a reduced decode.
+
+    The samples are decoded at their own depth (no float copy of the full scan), shrunk
+    to ``size`` (area average), and only then colour-managed and turned upright.
+
+    Raises:
+        DecodeError: the input cannot be decoded (the words carry none of its content).
+    """
+    try:
+        with open(item.input, "rb") as fh:
+            fmt = sniff_format(fh.read(16))
+            if fmt is None:
+                raise DecodeError("not a JPEG, PNG or TIFF image")
+            fh.seek(0)
+            raw = decode_page(fh, fmt, 0, max_pixels, f"image {item.index}")
+    except (OSError, ValueError) as exc:  # DecodeError is an OSError
+        raise DecodeError(
+            f"image {item.index}: the input cannot be read ({type(exc).__name__})"
+        ) from None
+    pixels = raw.pixels
+    target = size if raw.orientation < 5 else size[::-1]  # a quarter turn swaps the axes
+    if pixels.shape[:2] != target:
+        pixels = np.ascontiguousarray(pixels)
+        pixels = cv2.resize(pixels, target[::-1], interpolation=cv2.INTER_AREA)
+    profile = usable_profile(pixels, raw.icc_profile, f"image {item.index}")
+    light, _, _ = light_and_preview(pixels, profile)
+    return np.ascontiguousarray(orient(light, raw.orientation))
 
 
 def instance_list(engine: Engine, item: Item) -> list[dict]:

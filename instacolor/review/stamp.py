@@ -33,6 +33,7 @@ from instacolor.errors import DecodeError, InputError
 from instacolor.io.archival import read_scan
 from instacolor.io.archival.provenance import provenance_xmp, read_provenance, read_xmp
 from instacolor.io.archival.write import write_colorized
+from instacolor.io.names import temp_name
 
 __all__ = ["REVIEW_NAMESPACE", "read_review", "review_xmp", "stamp_review"]
 
@@ -128,7 +129,7 @@ def _replace_jpeg_xmp(data: bytes, packet: bytes) -> bytes:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(temp_name(path.name, secrets.token_hex(4)))
     try:
         with open(temp, "xb") as fh:
             fh.write(data)

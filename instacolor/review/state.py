@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from instacolor.errors import InputError, UsageError
+from instacolor.review.trust import Folders, UntrustedPath
 from instacolor.weights import sha256_file
 
 __all__ = ["DECISIONS", "Batch", "Item", "ReviewLog", "default_reviewer", "export_accepted"]
@@ -62,6 +63,7 @@ class Item:
     index: int
     record: dict[str, Any]
     _digest: tuple[float, int, str] | None = field(default=None, repr=False)
+    folders: Folders | None = field(default=None, repr=False)
 
     @property
     def input(self) -> Path:
@@ -72,18 +74,49 @@ class Item:
     def output(self) -> Path | None:
         """Absolute path of the output, or None when the record has none."""
         out = self.record.get("output")
-        return (
-            Path(out) if out and self.record.get("status") in ("done", "skipped-complete") else None
-        )
+        done = self.record.get("status") in ("done", "skipped-complete")
+        return Path(out) if isinstance(out, str) and out and "\0" not in out and done else None
 
     @property
     def status(self) -> str:
         """The manifest status (``done``, ``failed``, ...)."""
         return str(self.record.get("status"))
 
+    def checked(self) -> tuple[Path, Path | None]:
+        """``(input, output)`` once both are checked against the batch's folders.
+
+        The paths are those of the manifest (they key the review log); what they name
+        was resolved and found inside the batch's folders just now.
+
+        Raises:
+            UntrustedPath: the record names a file outside them, or a symbolic link as
+                its output (see :mod:`instacolor.review.trust`).
+        """
+        if self.folders is not None:
+            self.folders.input(self.input)
+            if self.output is not None:
+                self.folders.output(self.output)
+        return self.input, self.output
+
+    def refusal(self) -> str | None:
+        """Why the app refuses this item's files now, or None."""
+        try:
+            self.checked()
+        except UntrustedPath as exc:
+            return str(exc)
+        return None
+
     def output_sha256(self) -> str | None:
-        """sha256 of the output file as it is now (cached by mtime and size), or None."""
+        """sha256 of the output file as it is now (cached by mtime and size), or None.
+
+        None also when the output is outside OUTDIR or a symbolic link (never hashed).
+        """
         path = self.output
+        if path is not None and self.folders is not None:
+            try:
+                path = self.folders.output(path)
+            except UntrustedPath:
+                return None
         try:
             stat = path.stat() if path is not None else None
         except OSError:
@@ -107,9 +140,16 @@ class Batch:
         UsageError: the folder has no readable manifest or it names no input.
     """
 
-    def __init__(self, outdir: str | os.PathLike, manifest: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        outdir: str | os.PathLike,
+        manifest: str | os.PathLike | None = None,
+        input_roots: list[str | os.PathLike] | None = None,
+    ):
         self.outdir = Path(outdir).absolute()
         self.manifest = Path(manifest).absolute() if manifest else self.outdir / "manifest.jsonl"
+        self.input_roots = input_roots
+        self.folders: Folders | None = None
         if not self.manifest.is_file():
             raise UsageError(
                 f"{self.manifest}: expected the manifest.jsonl of an instacolor batch, found "
@@ -119,6 +159,14 @@ class Batch:
         self.reload()
         if not self.items:
             raise UsageError(f"{self.manifest}: the manifest names no input; nothing to review")
+        self.folders = Folders(
+            self.outdir,
+            [item.input for item in self.items],
+            input_roots,
+            internal=[self.manifest, self.outdir / "review.jsonl"],
+        )
+        for item in self.items:
+            item.folders = self.folders
 
     def reload(self) -> None:
         """Read the manifest again (after an apply); item numbers stay those of the inputs.
@@ -131,10 +179,12 @@ class Batch:
             for line in fh:
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # JSONDecodeError, or too deep
                     continue  # a line cut short by a kill
                 if not isinstance(record, dict) or not isinstance(record.get("input"), str):
                     continue
+                if not record["input"] or "\0" in record["input"]:
+                    continue  # no file can have this name
                 before = last.get(record["input"])
                 if record.get("status") == "failed" and before and before.get("output_sha256"):
                     continue  # a failed re-run (an apply) left the earlier output as it was
@@ -142,7 +192,7 @@ class Batch:
         known = {item.record["input"]: item for item in self.items}
         items = []
         for index, name in enumerate(sorted(last)):
-            item = known.get(name) or Item(index, last[name])
+            item = known.get(name) or Item(index, last[name], folders=self.folders)
             item.index, item.record = index, last[name]
             items.append(item)
         self.items = items
@@ -170,7 +220,7 @@ class ReviewLog:
                 for line in fh:
                     try:
                         entry = json.loads(line)
-                    except json.JSONDecodeError:
+                    except (ValueError, RecursionError):  # JSONDecodeError, or too deep
                         continue
                     if isinstance(entry, dict) and isinstance(entry.get("output"), str):
                         entries.append(entry)

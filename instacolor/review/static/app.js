@@ -1,32 +1,58 @@
 // instacolor review: one page, no build step. Talks to the JSON API of instacolor/review/app.py.
+// Every text that comes from data (file names, comments, reviewers, manifest errors) reaches
+// the page through textContent or a property, never as HTML: see el() below.
 "use strict";
 const TOKEN = document.querySelector('meta[name="review-token"]').content;
 const $ = (id) => document.getElementById(id);
 const S = { batch: null, items: [], order: [], index: null, info: null, hints: [],
             instanceColors: {}, view: "color", zoom: 1, preview: null, seq: 0, version: 0 };
+const HEX = /^#[0-9a-fA-F]{6}$/;
+
+// A DOM element: props are set as properties (className, title, dataset.*, style.*),
+// children are elements or strings (text nodes). No string is ever parsed as HTML.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset" || key === "style") Object.assign(node[key], value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+function fill(node, children) { node.replaceChildren(...children); }
+const safeColor = (c) => (typeof c === "string" && HEX.test(c) ? c : "#808080");
+const num = (v, fallback = 0) => (Number.isFinite(Number(v)) ? Number(v) : fallback);
 
 async function api(path, body) {
-  const options = body === undefined ? {} : { method: "POST", body: JSON.stringify(body),
-    headers: { "Content-Type": "application/json", "X-Review-Token": TOKEN } };
+  const options = { credentials: "same-origin", headers: { "X-Review-Token": TOKEN } };
+  if (body !== undefined) {
+    Object.assign(options, { method: "POST", body: JSON.stringify(body) });
+    options.headers["Content-Type"] = "application/json";
+  }
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(String(data.error || `HTTP ${response.status}`));
   return data;
 }
 
 function badge(item) {
   const d = item.decision;
-  if (item.status === "failed") return `<span class="badge failed">failed</span>`;
-  if (!d) return `<span class="badge">${item.status}</span>`;
-  return `<span class="badge ${d.decision}${d.stale ? " stale" : ""}" title="${d.time} ${d.reviewer}">${d.decision}</span>`;
+  if (item.status === "failed") return el("span", { className: "badge failed" }, "failed");
+  if (!d) return el("span", { className: "badge" }, String(item.status));
+  const kind = ["accept", "reject", "needs-work"].includes(d.decision) ? d.decision : "";
+  return el("span", { className: `badge ${kind}${d.stale ? " stale" : ""}`,
+                      title: `${d.time} ${d.reviewer}` }, String(d.decision));
 }
 
 function sortItems() {
   const key = $("sort").value, rank = (i) => (i.decision && !i.decision.stale ? 1 : 0);
   const by = {
     confidence: (a, b) => (a.mean_confidence ?? 2) - (b.mean_confidence ?? 2) || rank(a) - rank(b),
-    status: (a, b) => rank(a) - rank(b) || a.status.localeCompare(b.status),
-    name: (a, b) => a.name.localeCompare(b.name),
+    status: (a, b) => rank(a) - rank(b) || String(a.status).localeCompare(String(b.status)),
+    name: (a, b) => String(a.name).localeCompare(String(b.name)),
   }[key];
   S.order = [...S.items].sort((a, b) => by(a, b) || a.index - b.index).map((i) => i.index);
 }
@@ -41,22 +67,29 @@ async function loadBatch() {
   sortItems();
 }
 
+function card(n, counts) {
+  const item = S.items[n];
+  const d = item.decision && !item.decision.stale ? item.decision.decision : "undecided";
+  counts[d] = (counts[d] || 0) + 1;
+  const conf = item.mean_confidence == null ? "" : `conf ${num(item.mean_confidence).toFixed(2)}`;
+  const thumb = item.output && !item.refused
+    ? el("img", { loading: "lazy", src: `/api/images/${num(n)}/thumb.png?v=${S.version}`, alt: "" })
+    : el("div", { className: "failed" }, String(item.refused || item.error || item.status));
+  return el("div", { className: "card", tabIndex: 0, dataset: { index: String(num(n)) } }, thumb,
+            el("div", { className: "meta" }, el("span", {}, String(item.name)), badge(item),
+               el("span", {}, conf)));
+}
+
 function renderGrid() {
   const counts = {};
-  $("grid").innerHTML = S.order.map((n) => {
-    const item = S.items[n], d = item.decision && !item.decision.stale ? item.decision.decision : "undecided";
-    counts[d] = (counts[d] || 0) + 1;
-    const conf = item.mean_confidence == null ? "" : `conf ${item.mean_confidence.toFixed(2)}`;
-    const thumb = item.output ? `<img loading="lazy" src="/api/images/${n}/thumb.png?v=${S.version}" alt="">` : `<div class="failed">${item.error || item.status}</div>`;
-    return `<div class="card" tabindex="0" data-index="${n}">${thumb}<div class="meta"><span>${item.name}</span>${badge(item)}<span>${conf}</span></div></div>`;
-  }).join("");
+  fill($("grid"), S.order.map((n) => card(n, counts)));
   $("counts").textContent = Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ");
 }
 
 function show(which) { $("grid-view").hidden = which !== "grid"; $("image-view").hidden = which !== "image"; }
 
 async function route() {
-  const m = location.hash.match(/^#\/image\/(\d+)$/);
+  const m = location.hash.match(/^#\/image\/(\d{1,9})$/);
   if (!S.batch) await loadBatch();
   if (!m) { S.index = null; await loadBatch(); renderGrid(); show("grid"); return; }
   await openImage(Number(m[1]));
@@ -67,8 +100,8 @@ async function openImage(n) {
   $("correct-status").textContent = ""; $("decision-state").className = "";
   show("image");
   S.info = await api(`/api/images/${n}`);
-  $("image-name").textContent = S.info.name;
-  $("image-status").innerHTML = badge(S.info);
+  $("image-name").textContent = String(S.info.name);
+  fill($("image-status"), [badge(S.info)]);
   renderDecision(); renderHints(); setView(S.view);
 }
 
@@ -89,7 +122,7 @@ function setView(view) {
   $("top-clip").hidden = view !== "compare"; $("slider").hidden = view !== "compare";
   if (view === "compare") { main.src = picture("gray"); top.src = S.preview || picture("color"); }
   else if (view === "color") main.src = S.preview || picture("color");
-  else if (view === "confidence" && !S.batch.confidence) { main.src = picture("gray"); note.textContent = S.batch.confidence_note; }
+  else if (view === "confidence" && !S.batch.confidence) { main.src = picture("gray"); note.textContent = S.batch.confidence_note || ""; }
   else main.src = picture(view);
   if (view === "color" && S.preview) note.textContent = "preview with hints (not applied yet)";
   if (view === "instances" && !(S.info.instance_list || []).length) note.textContent = "no instances for this image";
@@ -98,26 +131,37 @@ function setView(view) {
 
 function applyZoom() {
   const d = S.info && S.info.display; if (!d) return;
-  for (const img of [$("main"), $("top")]) { img.style.width = `${d[1] * S.zoom}px`; img.style.height = `${d[0] * S.zoom}px`; }
+  for (const img of [$("main"), $("top")]) { img.style.width = `${num(d[1]) * S.zoom}px`; img.style.height = `${num(d[0]) * S.zoom}px`; }
   $("zoom-level").textContent = `${Math.round(S.zoom * 100)}%`;
 }
 
-function slide() { $("top-clip").style.clipPath = `inset(0 ${100 - $("slider").value}% 0 0)`; }
+function slide() { $("top-clip").style.clipPath = `inset(0 ${100 - num($("slider").value)}% 0 0)`; }
 
 function renderMarkers() {
-  const [h, w] = S.info.size || [1, 1];
-  let html = S.hints.map((p) => `<div class="marker" style="left:${100 * p.x / w}%;top:${100 * p.y / h}%;background:${p.color}"></div>`).join("");
+  const [h, w] = (S.info && S.info.size) || [1, 1];
+  const nodes = S.hints.map((p) => el("div", { className: "marker",
+    style: { left: `${100 * p.x / w}%`, top: `${100 * p.y / h}%`, background: safeColor(p.color) } }));
   if (S.view === "instances" || document.querySelector('input[name="mode"]:checked').value === "instance") {
-    html += (S.info.instance_list || []).map((i) => { const [x0, y0, x1, y1] = i.box;
-      return `<div class="box" style="left:${100 * x0 / w}%;top:${100 * y0 / h}%;width:${100 * (x1 - x0) / w}%;height:${100 * (y1 - y0) / h}%;${S.instanceColors[i.index] ? `border-color:${S.instanceColors[i.index]}` : ""}">${i.index} ${i.name}</div>`; }).join("");
+    for (const i of (S.info && S.info.instance_list) || []) {
+      const [x0, y0, x1, y1] = i.box.map((v) => num(v)), color = S.instanceColors[i.index];
+      const style = { left: `${100 * x0 / w}%`, top: `${100 * y0 / h}%`,
+                      width: `${100 * (x1 - x0) / w}%`, height: `${100 * (y1 - y0) / h}%` };
+      if (color) style.borderColor = safeColor(color);
+      nodes.push(el("div", { className: "box", style }, `${num(i.index)} ${i.name}`));
+    }
   }
-  $("markers").innerHTML = html;
+  fill($("markers"), nodes);
 }
 
 function renderHints() {
-  const items = S.hints.map((p, k) => `<li><span class="badge" style="background:${p.color}">&nbsp;</span> point (${Math.round(p.x)}, ${Math.round(p.y)}) r ${p.radius} <button data-remove="${k}">x</button></li>`);
-  for (const [k, c] of Object.entries(S.instanceColors)) items.push(`<li><span class="badge" style="background:${c}">&nbsp;</span> instance ${k} <button data-uncolor="${k}">x</button></li>`);
-  $("hint-list").innerHTML = items.join("");
+  const swatch = (c) => el("span", { className: "badge", style: { background: safeColor(c) } }, "\u00a0");
+  const items = S.hints.map((p, k) => el("li", {}, swatch(p.color),
+    ` point (${Math.round(p.x)}, ${Math.round(p.y)}) r ${p.radius} `,
+    el("button", { dataset: { remove: String(k) } }, "x")));
+  for (const [k, c] of Object.entries(S.instanceColors)) {
+    items.push(el("li", {}, swatch(c), ` instance ${k} `, el("button", { dataset: { uncolor: k } }, "x")));
+  }
+  fill($("hint-list"), items);
   renderMarkers();
 }
 
@@ -133,13 +177,15 @@ async function requestPreview() {
     const t0 = performance.now();
     const data = await api(`/api/images/${S.index}/preview`, payload());
     if (seq !== S.seq) return;
-    S.preview = (S.hints.length || Object.keys(S.instanceColors).length) ? data.image : null;
+    const image = String(data.image || "");
+    if (!image.startsWith("data:image/png;base64,")) throw new Error("the preview is not a PNG");
+    S.preview = (S.hints.length || Object.keys(S.instanceColors).length) ? image : null;
     const shown = new Promise((resolve) => { $("main").onload = resolve; });
     setView(S.view === "compare" ? "compare" : "color");
     await shown;
     const ms = Math.round(performance.now() - t0);
     $("main").dataset.previewSeq = String(seq); $("main").dataset.previewMs = String(ms);
-    status.textContent = `preview in ${ms} ms (server ${Math.round(data.seconds * 1000)} ms)`;
+    status.textContent = `preview in ${ms} ms (server ${Math.round(num(data.seconds) * 1000)} ms)`;
   } catch (err) { if (seq === S.seq) { status.className = "error"; status.textContent = err.message; } }
 }
 
@@ -148,12 +194,12 @@ function stageClick(event) {
   const rect = $("main").getBoundingClientRect(), [h, w] = S.info.size;
   const x = Math.min(w - 0.5, Math.max(0, (event.clientX - rect.left) / rect.width * w));
   const y = Math.min(h - 0.5, Math.max(0, (event.clientY - rect.top) / rect.height * h));
-  const color = $("hint-color").value, radius = Number($("hint-radius").value) || 0;
+  const color = safeColor($("hint-color").value), radius = Number($("hint-radius").value) || 0;
   if (document.querySelector('input[name="mode"]:checked').value === "instance") {
     const hit = (S.info.instance_list || []).filter((i) => x >= i.box[0] && x <= i.box[2] && y >= i.box[1] && y <= i.box[3])
       .sort((a, b) => (a.box[2] - a.box[0]) * (a.box[3] - a.box[1]) - (b.box[2] - b.box[0]) * (b.box[3] - b.box[1]))[0];
     if (!hit) { $("correct-status").textContent = "no instance there"; return; }
-    S.instanceColors[hit.index] = color;
+    S.instanceColors[num(hit.index)] = color;
   } else S.hints.push({ x, y, color, radius });
   renderHints(); requestPreview();
 }
@@ -165,14 +211,16 @@ async function applyHints() {
     const data = await api(`/api/images/${S.index}/apply`, payload());
     S.version++; S.preview = null; S.hints = []; S.instanceColors = {};
     await loadBatch(); await openImage(S.index);
-    $("correct-status").textContent = `applied: new output ${data.record.output_sha256.slice(0, 12)}… in ${data.record.timings.total.toFixed(2)} s`;
+    const r = data.record;
+    $("correct-status").textContent = `applied: new output ${String(r.output_sha256).slice(0, 12)}… in ${num(r.timings && r.timings.total).toFixed(2)} s`;
   } catch (err) { status.className = "error"; status.textContent = `apply failed: ${err.message}`; }
 }
 
 function renderDecision() {
   const d = S.info.decision, box = $("decision-state");
   box.textContent = d ? `last: ${d.decision} by ${d.reviewer} at ${d.time}${d.stale ? " (the output changed since)" : ""}${d.comment ? ` — ${d.comment}` : ""}` : "no decision yet";
-  $("history").innerHTML = (S.info.history || []).slice().reverse().map((e) => `<li>${e.time} ${e.reviewer}: ${e.decision}${e.comment ? ` — ${e.comment}` : ""}</li>`).join("");
+  fill($("history"), (S.info.history || []).slice().reverse().map((e) =>
+    el("li", {}, `${e.time} ${e.reviewer}: ${e.decision}${e.comment ? ` — ${e.comment}` : ""}`)));
 }
 
 async function decide(decision) {
@@ -181,14 +229,14 @@ async function decide(decision) {
     await api(`/api/images/${S.index}/decision`, { decision, comment: $("comment").value });
     $("comment").value = ""; S.version++;
     await loadBatch(); S.info = await api(`/api/images/${S.index}`); renderDecision();
-    $("image-status").innerHTML = badge(S.info);
+    fill($("image-status"), [badge(S.info)]);
   } catch (err) { $("decision-state").className = "error"; $("decision-state").textContent = err.message; }
 }
 
 function step(delta) {
   if (S.index === null) return;
   const at = S.order.indexOf(S.index), next = S.order[at + delta];
-  if (next !== undefined) location.hash = `#/image/${next}`;
+  if (next !== undefined) location.hash = `#/image/${num(next)}`;
 }
 
 function zoom(factor) {
@@ -205,10 +253,11 @@ document.addEventListener("keydown", (e) => {
     Escape: () => { document.activeElement.blur(); location.hash = "#/"; },
     "+": () => zoom(1.25), "=": () => zoom(1.25), "-": () => zoom(0.8), "0": () => zoom(0) };
   if (inImage && e.key >= "1" && e.key <= "5") { setView(views[Number(e.key) - 1]); return; }
-  if (keys[e.key] && (inImage || e.key === "Escape")) { e.preventDefault(); keys[e.key](); }
+  if (Object.hasOwn(keys, e.key) && (inImage || e.key === "Escape")) { e.preventDefault(); keys[e.key](); }
 });
-$("grid").addEventListener("click", (e) => { const c = e.target.closest(".card"); if (c) location.hash = `#/image/${c.dataset.index}`; });
-$("grid").addEventListener("keydown", (e) => { const c = e.target.closest(".card"); if (c && e.key === "Enter") location.hash = `#/image/${c.dataset.index}`; });
+const openCard = (c) => { location.hash = `#/image/${num(c.dataset.index)}`; };
+$("grid").addEventListener("click", (e) => { const c = e.target.closest(".card"); if (c) openCard(c); });
+$("grid").addEventListener("keydown", (e) => { const c = e.target.closest(".card"); if (c && e.key === "Enter") openCard(c); });
 $("sort").addEventListener("change", () => { sortItems(); renderGrid(); });
 $("tabs").addEventListener("click", (e) => { if (e.target.dataset.view) setView(e.target.dataset.view); });
 $("stage").addEventListener("click", stageClick);
