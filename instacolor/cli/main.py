@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from instacolor import __version__
-from instacolor.api import MAX_SATURATION
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import Terminated
+from instacolor.cli import arguments
 from instacolor.cli.models import models_report
 from instacolor.cli.train import add_train_parser, run_train
 from instacolor.cli.video import add_video_parser, run_video
@@ -49,68 +49,6 @@ _EPILOG = (
 
 def _say(message: str) -> None:
     tqdm.write(f"{_PROG}: {message}", file=sys.stderr)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, received {text}")
-    return value
-
-
-def _saturation(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= MAX_SATURATION:
-        raise argparse.ArgumentTypeError(
-            f"expected a number from 0 to {MAX_SATURATION:g}, received {text}; 1 keeps the "
-            "colours as predicted"
-        )
-    return value
-
-
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 10:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 10], received {text!r}")
-    return value
-
-
-def _mix(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a number from 0 to 1, received {text!r}; 1 is the annealed mean alone, "
-            "0 the regression"
-        )
-    return value
-
-
-def _pixels(text: str) -> int | None:
-    if text.lower() in ("0", "none"):
-        return None
-    return _positive(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     run.add_argument(
         "--workers",
-        type=_positive,
+        type=arguments.positive,
         default=1,
         help="processes (Ray actors with --ray); each loads the networks once (default 1: "
         "in this process)",
@@ -180,19 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--ray-gpus",
-        type=_fraction,
+        type=arguments.fraction,
         default=0.0,
         metavar="FRACTION",
         help="GPU fraction each Ray actor reserves, with --ray and --device cuda (default 0)",
     )
     run.add_argument(
         "--threads",
-        type=_positive,
+        type=arguments.positive,
         help="torch CPU threads of each worker (default: CPU cores / workers)",
     )
     run.add_argument(
         "--batch",
-        type=_positive,
+        type=arguments.positive,
         default=None,
         help="images handed to a worker process (default 1) or Ray actor (default 8: a Ray "
         "task costs ~70 ms) at a time, with --workers > 1 or --ray; an actor that dies loses "
@@ -200,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--working-size",
-        type=_positive,
+        type=arguments.positive,
         default=None,
         help="square size the networks run at (default: the weights' training size, "
         "128 for instacolor's own, 256 for InstColorization's)",
@@ -214,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--saturation",
-        type=_saturation,
+        type=arguments.saturation,
         default=1.0,
         help="factor on the predicted chroma, 0-4 (1: as predicted, the most accurate; "
         "1.5: more vivid, less often right)",
@@ -227,12 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--temperature",
-        type=_temperature,
+        type=arguments.temperature,
         help="annealed-mean temperature (default: the weights'; 0.38 vivid, 1 the mean)",
     )
     run.add_argument(
         "--mix",
-        type=_mix,
+        type=arguments.mix,
         metavar="FLOAT",
         help="with annealed-mean: its weight blended with the regression, 0-1 (default: the "
         "weights', else 1: the annealed mean alone; 0.75: three parts to one)",
@@ -250,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-pixels",
-        type=_pixels,
+        type=arguments.pixels,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images over this many pixels (default {DEFAULT_MAX_PIXELS}; 0: no limit)",
     )

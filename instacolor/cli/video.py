@@ -38,7 +38,7 @@ def _number(low: float, high: float, integer: bool = False):
 
 def add_video_parser(commands) -> None:
     """Register the ``video`` subcommand on the ``instacolor`` subparsers."""
-    from instacolor.cli.main import _mix, _positive, _saturation, _temperature
+    from instacolor.cli.arguments import mix, positive, saturation, temperature
 
     video = commands.add_parser(
         "video",
@@ -82,7 +82,7 @@ def add_video_parser(commands) -> None:
     )
     video.add_argument(
         "--chunk",
-        type=_positive,
+        type=positive,
         default=120,
         help="frames per chunk: the unit --resume keeps (default 120)",
     )
@@ -103,16 +103,16 @@ def add_video_parser(commands) -> None:
     )
     video.add_argument("--weights", default="default", help="weights name or path")
     video.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
-    video.add_argument("--working-size", type=_positive, help="square size the networks run at")
+    video.add_argument("--working-size", type=positive, help="square size the networks run at")
     video.add_argument(
         "--detector", default="none", help="instance detector backend (default none)"
     )
     video.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
-    video.add_argument("--saturation", type=_saturation, default=1.0, help="chroma factor, 0-4")
+    video.add_argument("--saturation", type=saturation, default=1.0, help="chroma factor, 0-4")
     video.add_argument("--decode", choices=("regression", "annealed-mean"))
-    video.add_argument("--temperature", type=_temperature)
-    video.add_argument("--mix", type=_mix)
-    video.add_argument("--threads", type=_positive, help="torch CPU threads")
+    video.add_argument("--temperature", type=temperature)
+    video.add_argument("--mix", type=mix)
+    video.add_argument("--threads", type=positive, help="torch CPU threads")
     video.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
