@@ -224,3 +224,15 @@ def test_interrupted_run_resumes_to_the_same_frames(tmp_path, colorizer):
         name = f"frame{i}.png"
         whole = cv2.imread(str(tmp_path / "whole" / name), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(cv2.imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED), whole)
+
+
+def test_frames_that_would_share_a_png_name_and_overlong_outputs_are_refused(tmp_path, colorizer):
+    frames = _gray_frames(2)
+    _write_folder(tmp_path / "in", frames)
+    cv2.imwrite(str(tmp_path / "in" / "frame0.tif"), frames[1])  # frame0.png and frame0.tif
+    with pytest.raises(UsageError, match=r"'frame0\.png' and 'frame0\.tif'"):
+        colorize_video(tmp_path / "in", tmp_path / "out", colorizer=colorizer)
+    (tmp_path / "in" / "frame0.tif").unlink()
+    with pytest.raises(UsageError, match="at most 240 bytes"):
+        colorize_video(tmp_path / "in", tmp_path / ("é" * 121), colorizer=colorizer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

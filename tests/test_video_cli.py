@@ -77,3 +77,42 @@ def test_cli_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
     for a, b in zip(ours, reference):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same frames, same encoder
     assert not list(tmp_path.glob(".out*"))
+
+
+def test_cli_hostile_inputs_fail_clearly_and_overwrite_nothing(tmp_path):
+    odd = "reel 1 'ü' $(touch pwned);\nx"  # spaces, quotes, non-ASCII, shell syntax, newline
+    good = tmp_path / f"{odd}.mkv"
+    write_clip(good, 4, audio=True)
+    text = tmp_path / "notes.txt"
+    text.write_text("a shopping list, not a film\n")
+    broken = tmp_path / f"{odd} broken.mp4"
+    broken.write_bytes(good.read_bytes()[:300])
+    existing = tmp_path / "kept.mp4"
+    existing.write_bytes(b"an earlier result")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    cases = [  # (input, output, words the one error line must hold)
+        (text, tmp_path / "a.mp4", ["notes.txt", "video"]),
+        (broken, tmp_path / "b.mp4", ["broken.mp4", "cannot open"]),
+        (good, existing, ["kept.mp4", "already exists", "--overwrite"]),
+        (good, tmp_path / "c.webm", ["c.webm", ".mp4"]),
+        (good, tmp_path / "missing" / "d.mp4", ["does not exist"]),
+    ]
+    for source, output, words in cases:
+        run = _video([str(source), "-o", str(output)])
+        _out, err = run.communicate(timeout=300)
+        assert run.returncode == 2, (source.name, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("instacolor: error:"), err
+        assert all(word in lines[0] for word in words), (words, lines[0])
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written
+
+    output = tmp_path / f"{odd} colour.mkv"
+    run = _video([str(good), "-o", str(output)])
+    _out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert len(_frames(output)) == 4
+    record = json.loads((tmp_path / f"{odd} colour.mkv.manifest.jsonl").read_text())
+    assert record["input"] == str(good) and record["output"] == str(output)
+    assert not (tmp_path / "pwned").exists() and not (Path.cwd() / "pwned").exists()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before

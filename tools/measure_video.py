@@ -10,8 +10,9 @@ Usage:
     python tools/measure_video.py CLIP [--frames 60] [--width 432] [--color]
     python tools/measure_video.py IMAGE --pan 48 [--width 384]   # a camera pan over a photo
 
-CLIP is a video file or a folder of frames; ``--pan N`` makes an N-frame pan with a
-slow zoom over a colour photograph (a colour clip with known colours for PSNR).
+CLIP is a video file or a folder of frames (with ``--color``: PNG/JPEG frames); ``--pan N``
+makes an N-frame pan with a slow zoom over a colour photograph (a colour clip with known
+colours for PSNR).
 """
 
 from __future__ import annotations
@@ -63,6 +64,20 @@ def _pan(image: Path, frames: int, width: int) -> list[np.ndarray]:
     return clip
 
 
+def _colour_frames(clip: Path):
+    """BGR frames of a colour video file or of a folder of PNG/JPEG frames, in name order."""
+    if clip.is_dir():
+        for path in sorted(p for p in clip.iterdir() if p.suffix.lower() in (".png", ".jpg")):
+            yield cv2.imread(str(path))
+        return
+    cap = cv2.VideoCapture(str(clip))
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return
+        yield bgr
+
+
 def _read(clip: Path, frames: int, width: int) -> list[np.ndarray]:
     info, source = open_source(clip)
     out = []
@@ -94,11 +109,9 @@ def main() -> None:
     if args.pan:
         originals = _pan(args.clip, args.pan, args.width)
     elif args.color:
-        cap = cv2.VideoCapture(str(args.clip))
         originals = []
-        while len(originals) < args.frames:
-            ok, bgr = cap.read()
-            if not ok:
+        for bgr in _colour_frames(args.clip):
+            if len(originals) == args.frames:
                 break
             h = round(bgr.shape[0] * args.width / bgr.shape[1] / 2) * 2
             bgr = cv2.resize(bgr, (args.width, h), interpolation=cv2.INTER_AREA)

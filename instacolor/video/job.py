@@ -42,12 +42,14 @@ from instacolor.video.sinks import (
     join_segments,
     write_png,
 )
-from instacolor.video.sources import file_sha256, open_source
+from instacolor.video.sources import file_sha256, frame_names, open_source
 from instacolor.video.temporal import Stabilization, StabilizerState
 
 __all__ = ["VideoReport", "colorize_video"]
 
 _JOB_VERSION = 1
+#: Longest output name: the manifest ``NAME.manifest.jsonl`` and ``.NAME.parts`` must fit 255 bytes.
+_NAME_MAX = 255 - len(".manifest.jsonl")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ def _paths(output: Path) -> tuple[Path, Path]:
 def _check_output(source: Path, output: Path, overwrite: bool) -> None:
     if not output.parent.is_dir():
         raise UsageError(f"{output}: the output's folder does not exist; create it first")
+    if len(os.fsencode(output.name)) > _NAME_MAX:
+        raise UsageError(
+            f"{output.name[:40]}...: expected an output name of at most {_NAME_MAX} bytes (its "
+            "parts folder and manifest are named after it), received "
+            f"{len(os.fsencode(output.name))}; choose a shorter name"
+        )
     if output.resolve() == source.resolve():
         raise UsageError(f"{output}: the output must not be the input")
     if output.exists() and not overwrite:
@@ -95,6 +103,22 @@ def _check_output(source: Path, output: Path, overwrite: bool) -> None:
         raise UsageError(
             f"{output}: the folder holds files other than PNG frames; it is not replaced"
         )
+
+
+def _check_frame_names(info) -> None:
+    """Refuse a frame folder two of whose frames would get one PNG name (``a.png``, ``a.tif``)."""
+    if info.kind != "folder":
+        return
+    seen: dict[str, str] = {}
+    for name in frame_names(info.path):
+        png = Path(name).stem + ".png"
+        if png in seen:
+            raise UsageError(
+                f"{info.path}: expected frames whose names differ before the extension, "
+                f"received {seen[png]!r} and {name!r}, which would both be written as "
+                f"{png!r}; rename one of them, or write a video"
+            )
+        seen[png] = name
 
 
 def _read_job(work: Path) -> dict:
@@ -221,6 +245,8 @@ def colorize_video(
     try:
         _check_output(source, output, overwrite)
         copy, dropped = copied_streams(info, output) if video else ([], [])
+        if not video:
+            _check_frame_names(info)
         keyframes = read_keyframes(hints, (info.height, info.width)) if hints else {}
         colorizer = make_colorizer(colorizer, **options)
         extra = {"chunk": chunk, "codec": codec, "crf": crf if video else None,

@@ -36,7 +36,7 @@ import torch
 from instacolor.color import gray_to_l
 from instacolor.errors import DecodeError, InputError, MissingDependencyError
 
-__all__ = ["FRAME_SUFFIXES", "Frame", "SourceInfo", "file_sha256", "open_source"]
+__all__ = ["FRAME_SUFFIXES", "Frame", "SourceInfo", "file_sha256", "frame_names", "open_source"]
 
 FRAME_SUFFIXES = (".png", ".tif", ".tiff")
 LUT8 = gray_to_l(torch.arange(256, dtype=torch.float64) / 255.0).float().numpy()
@@ -109,7 +109,7 @@ def file_sha256(path: Path) -> str:
     """sha256 of a file, or for a frame folder of its frames' names and digests."""
     if path.is_dir():
         digest = hashlib.sha256()
-        for name in _frame_names(path):
+        for name in frame_names(path):
             digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
             digest.update(bytes.fromhex(file_sha256(path / name)) + b"\n")
         return digest.hexdigest()
@@ -124,7 +124,8 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _frame_names(folder: Path) -> list[str]:
+def frame_names(folder: Path) -> list[str]:
+    """The PNG/TIFF file names directly in ``folder``, in natural order."""
     names = [
         entry.name
         for entry in os.scandir(folder)
@@ -208,7 +209,7 @@ def open_source(path: str | os.PathLike) -> tuple[SourceInfo, Iterator[Frame]]:
     """
     path = Path(path)
     if path.is_dir():
-        names = _frame_names(path)
+        names = frame_names(path)
         if not names:
             raise InputError(
                 f"{path}: expected a video file or a folder of PNG/TIFF frames, received a "
