@@ -36,6 +36,11 @@ def _number(low: float, high: float, integer: bool = False):
     return parse
 
 
+def _shown(path) -> str:
+    """A path for one line of the terminal: control characters (newlines, escapes) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+
+
 def add_video_parser(commands) -> None:
     """Register the ``video`` subcommand on the ``instacolor`` subparsers."""
     from instacolor.cli.arguments import mix, positive, saturation, temperature
@@ -171,9 +176,9 @@ def run_video(args: argparse.Namespace) -> int:
         bar.close()
     done = report.frames - report.resumed_from
     tqdm.write(
-        f"instacolor: {report.frames} frames, {report.shots} shot(s) -> {report.output} "
+        f"instacolor: {report.frames} frames, {report.shots} shot(s) -> {_shown(report.output)} "
         f"({done} colorized in {report.seconds:.1f} s, {done / max(report.seconds, 1e-9):.2f} "
-        f"frames/s); manifest: {report.manifest}",
+        f"frames/s); manifest: {_shown(report.manifest)}",
         file=sys.stderr,
     )
     return 0
