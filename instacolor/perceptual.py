@@ -31,16 +31,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import AlexNet_Weights, alexnet
 
-from instacolor.checkpoints import load_state_dict_strict, read_torch_state_dict
-from instacolor.download import (
-    WeightFile,
-    cache_dir,
+from instacolor.errors import InputError, WeightsError
+from instacolor.weights import WeightFile, cache_dir
+from instacolor.weights.download import (
     fetch_verified,
     torchvision_cache_path,
     torchvision_state_dict,
     verify_sha256,
 )
-from instacolor.errors import InputError, WeightsError
+from instacolor.weights.formats import load_state_dict_strict, read_torch_state_dict
 
 __all__ = [
     "ALEXNET_WEIGHTS",

@@ -21,11 +21,11 @@ from instacolor import (
     WeightsError,
     colorize,
 )
-from instacolor.checkpoints import save_safetensors
 from instacolor.color import l_to_gray, rgb_to_l
 from instacolor.errors import UntrainedWeightsWarning
 from instacolor.metrics import colorfulness
 from instacolor.models.network import InstColorNet
+from instacolor.weights import save_safetensors
 
 COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 

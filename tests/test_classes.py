@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from instacolor import Colorizer, colorize
-from instacolor.checkpoints import save_safetensors
 from instacolor.decode import CONFIDENCE_KIND, CONFIDENCE_RADIUS, Decoding, confidence_at, decode
 from instacolor.errors import InputError, WeightsError
 from instacolor.models.classes import (
@@ -28,7 +27,7 @@ from instacolor.models.classes import (
 from instacolor.models.network import InstColorNet
 from instacolor.structures import NetOutput
 from instacolor.train.gpu import export_weights
-from instacolor.weights import load_weights
+from instacolor.weights import load_weights, save_safetensors
 
 
 def _ab(a: float, b: float) -> torch.Tensor:

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from instacolor.batch.worker import Settings, Worker
-from instacolor.checkpoints import save_safetensors
 from instacolor.io.archival import read_provenance
 from instacolor.models.network import InstColorNet
+from instacolor.weights import save_safetensors
 from tests.test_cli import _cli, cli_env
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from instacolor.checkpoints import load_safetensors, read_safetensors_metadata, save_safetensors
 from instacolor.errors import MissingDependencyError, WeightsError
 from instacolor.models.encoder import (
     ENCODER_CHANNELS,
@@ -22,6 +21,7 @@ from instacolor.models.encoder import (
 )
 from instacolor.models.guidance import GUIDED_POINTS, EncoderGuidance
 from instacolor.models.network import InstColorNet, instance_placements
+from instacolor.weights import load_safetensors, read_safetensors_metadata, save_safetensors
 
 SIZE = 64
 

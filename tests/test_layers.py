@@ -20,13 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("instacolor.color", "instacolor.labels"),
     ("instacolor.structures",),
     ("instacolor.models", "instacolor.decode"),
-    (
-        "instacolor.weights",
-        "instacolor.registry",
-        "instacolor.checkpoints",
-        "instacolor.download",
-        "instacolor.official",
-    ),
+    ("instacolor.weights",),
     (
         "instacolor.io",
         "instacolor.reconstruct",
@@ -44,6 +38,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("instacolor.review",),
     ("instacolor.cli", "instacolor.__main__"),
 ]
+
+# Packages whose public names have one import path: the package.
+ONE_PATH_PACKAGES = ("instacolor.weights",)
 
 # Imports allowed to run back up (importer, imported), each with its reason.
 UPWARD_BUDGET = 2
@@ -77,11 +74,10 @@ def _imports(tree: ast.AST, known: dict[str, Path]) -> set[str]:
             return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "instacolor")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] == "instacolor":
-                for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    found.add(sub if sub in known else node.module)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("instacolor"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in known else node.module)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -171,6 +167,25 @@ def test_no_import_circle():
 def test_imports_run_back_up_the_layers_at_most_a_known_few_times():
     upward = upward_imports(import_graph())
     assert len(upward) <= UPWARD_BUDGET, upward
+
+
+def test_public_names_of_a_package_are_imported_from_the_package():
+    """One import path per name: outside the package, a name its ``__init__`` exports is
+    imported from the package, not from the module that defines it."""
+    import importlib
+
+    found = []
+    for package in ONE_PATH_PACKAGES:
+        public = set(importlib.import_module(package).__all__)
+        for name, path in modules().items():
+            if name == package or name.startswith(package + "."):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    package + "."
+                ):
+                    found += [(name, node.module, a.name) for a in node.names if a.name in public]
+    assert found == []
 
 
 def test_counting_finds_a_circle_and_an_upward_import():

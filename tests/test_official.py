@@ -1,4 +1,5 @@
-"""Tests of the one-call download of InstColorization's ``checkpoints.zip`` (instacolor.official).
+"""Tests of the one-call download of InstColorization's ``checkpoints.zip``
+(instacolor.weights.official).
 
 Google Drive is imitated by a real local server: requests (through gdown) reach it as
 an HTTPS proxy (``$HTTPS_PROXY``) that answers ``CONNECT drive.google.com:443`` with a
@@ -27,19 +28,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import torch
 
-import instacolor.official
-from instacolor.checkpoints import OFFICIAL_FILES
+import instacolor.weights.official
 from instacolor.errors import DownloadError, MissingDependencyError, WeightsError
 from instacolor.models.fusion import FusionGenerator
 from instacolor.models.generator import ColorGenerator
-from instacolor.official import (
+from instacolor.weights import get_entry, load_weights, sha256_file
+from instacolor.weights.formats import OFFICIAL_FILES
+from instacolor.weights.loading import describe_digest, fetch
+from instacolor.weights.official import (
     INSTCOLORIZATION_ARCHIVE,
     INSTCOLORIZATION_GDRIVE_ID,
     INSTCOLORIZATION_URL_ENV,
     RECORDED_DIGEST_NOTE,
     digests_path,
 )
-from instacolor.weights import describe_digest, fetch, get_entry, load_weights, sha256_file
 from tests.conftest import closed_port
 
 NAME = "instcolorization-coco-ffs"
@@ -380,5 +382,5 @@ def test_incomplete_folder_is_named_not_overwritten(cache):
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(instacolor.official, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(instacolor.weights.official, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -21,15 +21,14 @@ import torch
 from PIL import Image
 
 import instacolor
-from instacolor.checkpoints import read_safetensors_metadata
 from instacolor.color import AB_NORM, normalize_ab, normalize_l, rgb_to_lab
-from instacolor.download import sha256_file
 from instacolor.models.network import InstColorNet
 from instacolor.train.data import list_images, to_lab_tensors
 from instacolor.train.gpu import image_batches, schedule_lr, train_for
 from instacolor.train.gpu_data import build_pack, crop_batch, crop_boxes, load_pack
 from instacolor.train.gpu_validate import choose_decoding
 from instacolor.train.loop import TrainConfig, load_stage
+from instacolor.weights import read_safetensors_metadata, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "train_gpu.py"

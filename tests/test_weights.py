@@ -19,12 +19,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from instacolor.checkpoints import (
-    OFFICIAL_FILES,
-    load_official_folder,
-    load_safetensors,
-    save_safetensors,
-)
 from instacolor.errors import DownloadError, InstacolorError, UntrainedWeightsWarning, WeightsError
 from instacolor.models.fusion import FusionGenerator
 from instacolor.models.generator import ColorGenerator
@@ -35,13 +29,16 @@ from instacolor.weights import (
     WeightFile,
     WeightsEntry,
     cache_dir,
-    fetch,
-    fetch_verified,
     get_entry,
     list_weights,
+    load_safetensors,
     load_weights,
+    save_safetensors,
     sha256_file,
 )
+from instacolor.weights.download import fetch_verified
+from instacolor.weights.formats import OFFICIAL_FILES, load_official_folder
+from instacolor.weights.loading import fetch
 from tests.conftest import closed_port
 
 # The reference file -> sub-network mapping, written out here so that a library-side

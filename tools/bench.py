@@ -73,8 +73,8 @@ def weights_file(width: int, cache: Path) -> Path:
     """Seeded random ``InstColorNet(width)`` written once as float32 safetensors."""
     import torch
 
-    from instacolor.checkpoints import save_safetensors
     from instacolor.models.network import InstColorNet
+    from instacolor.weights import save_safetensors
 
     path = cache / f"instcolor-random-w{width}-seed{SEED}.safetensors"
     if not path.is_file():

@@ -61,7 +61,6 @@ STAND_INS = _stand_ins()
 
 import torch  # noqa: E402
 
-from instacolor.download import sha256_file  # noqa: E402
 from instacolor.train.gpu import (  # noqa: E402
     export_weights,
     flops_per_sample,
@@ -79,6 +78,7 @@ from instacolor.train.gpu_validate import (  # noqa: E402
     validate_scenes,
 )
 from instacolor.train.loop import TrainConfig  # noqa: E402
+from instacolor.weights import sha256_file  # noqa: E402
 
 TINY = {
     "width": 4,

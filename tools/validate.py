@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from instacolor.checkpoints import load_safetensors
 from instacolor.models.network import InstColorNet
 from instacolor.train.data import list_images
 from instacolor.train.loop import load_stage
 from instacolor.train.validators import make_validator
+from instacolor.weights import load_safetensors
 
 
 def load(path: Path, width: int) -> InstColorNet:

@@ -12,7 +12,7 @@ def _head_note(entry) -> str:
     """What ``instacolor models`` says of an entry's classification head."""
     if entry.source != "package":
         return ""
-    from instacolor.checkpoints import read_safetensors_metadata
+    from instacolor.weights import read_safetensors_metadata
 
     path = Path(str(resources.files("instacolor") / "data" / entry.files[0].name))
     trained = path.is_file() and read_safetensors_metadata(path).get("class_head") == "trained"
@@ -21,7 +21,8 @@ def _head_note(entry) -> str:
 
 def models_report() -> int:
     """Print the registered weights, where they are and what they hold; returns 0."""
-    from instacolor.weights import DEFAULT_WEIGHTS, REGISTRY, cache_dir, describe_digest
+    from instacolor.weights import DEFAULT_WEIGHTS, REGISTRY, cache_dir
+    from instacolor.weights.loading import describe_digest
 
     print(f"weights cache: {cache_dir()} (set INSTACOLOR_CACHE to move it)")
     for name, entry in sorted(REGISTRY.items()):

@@ -202,7 +202,7 @@ class Detectron2Detector:
         weights: ``"official"`` (downloaded into the cache, md5-prefix checked), a
             detectron2 checkpoint (``.pkl`` model-zoo format or ``.pth`` saved by
             ``DetectionCheckpointer``) for ``model``, or None for random weights (tests;
-            warns with :class:`~instacolor.weights.UntrainedWeightsWarning`).
+            warns with :class:`~instacolor.errors.UntrainedWeightsWarning`).
         semantic_weights: the same for ``semantic_model``; ``"same"`` follows ``weights``
             when that is ``"official"`` or None (a path needs its own here).
         device: torch device.

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instacolor.errors import DownloadError, InputError, WeightsError
-from instacolor.weights import WeightFile, cache_dir, fetch_file, file_digest
+from instacolor.weights import WeightFile, cache_dir
+from instacolor.weights.download import fetch_file, file_digest
 
 __all__ = [
     "OFFICIAL_WEIGHTS",
@@ -111,7 +112,7 @@ def fetch_official_weights(config: str, progress: bool) -> Path:
 
     Raises:
         WeightsError: ``config`` has no official weights, the file is missing and not
-            downloadable (from :func:`~instacolor.weights.fetch_file`), or a cached file
+            downloadable (from :func:`~instacolor.weights.download.fetch_file`), or a cached file
             has the wrong md5 prefix.
         DownloadError: a freshly downloaded file has the wrong md5 prefix (it is deleted).
     """

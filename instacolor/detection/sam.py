@@ -45,7 +45,8 @@ from instacolor.errors import (
     WeightsError,
 )
 from instacolor.structures import Instances
-from instacolor.weights import WeightFile, fetch_verified
+from instacolor.weights import WeightFile
+from instacolor.weights.download import fetch_verified
 
 __all__ = ["SAM_CHECKPOINTS", "SamRefiner", "build_sam"]
 

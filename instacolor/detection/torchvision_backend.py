@@ -20,9 +20,9 @@ import torch
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
 
 from instacolor.detection.base import Detection, DetectorConfig, detector_input, select_instances
-from instacolor.download import torchvision_cache_path, torchvision_state_dict
 from instacolor.errors import UntrainedWeightsWarning, WeightsError
 from instacolor.labels import coco_ids_to_labels
+from instacolor.weights.download import torchvision_cache_path, torchvision_state_dict
 
 __all__ = ["OFFICIAL_WEIGHTS", "TorchvisionMaskRCNN", "official_weights_path"]
 
@@ -48,7 +48,7 @@ class TorchvisionMaskRCNN:
         config: thresholds, top-k and class filter.
         weights: ``"COCO_V1"`` (official, downloaded and hash-checked by torchvision), a
             path to a state-dict file of the same architecture, or None for random
-            weights (tests; warns with :class:`~instacolor.weights.UntrainedWeightsWarning`).
+            weights (tests; warns with :class:`~instacolor.errors.UntrainedWeightsWarning`).
         device: torch device.
         min_size: the shorter image side the network resizes to (torchvision: 800).
         progress: show a download progress bar.

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from instacolor.download import sha256_file
 from instacolor.errors import MissingDependencyError, WeightsError
 from instacolor.structures import NetOutput, NetworkInputs
+from instacolor.weights import sha256_file
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "OnnxRuntime", "import_onnxruntime"]
 

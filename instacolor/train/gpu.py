@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from instacolor.checkpoints import save_safetensors
 from instacolor.color import AB_NORM
 from instacolor.decode import Decoding
 from instacolor.errors import InputError
@@ -43,6 +42,7 @@ from instacolor.train.loop import (
     step_loss,
     trainable_parameters,
 )
+from instacolor.weights import save_safetensors
 
 __all__ = [
     "export_weights",

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from instacolor.checkpoints import load_safetensors
 from instacolor.errors import InputError
 from instacolor.models import classes
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.network import InstColorNet, instance_placements, network_input
 from instacolor.train.data import batch_hints, list_collate
 from instacolor.train.losses import class_loss, huber_ab_loss, l2_ab_loss, rebalance_weights
+from instacolor.weights import load_safetensors
 
 __all__ = [
     "TrainConfig",

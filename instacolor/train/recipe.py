@@ -67,7 +67,7 @@ def packaged_file(init: str | None) -> str | None:
     """``init`` as a file: a registered name of weights shipped in the package is their file."""
     from importlib import resources
 
-    from instacolor.registry import REGISTRY, get_entry
+    from instacolor.weights import REGISTRY, get_entry
 
     if init is None or (init != "default" and init not in REGISTRY):
         return init

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from instacolor.checkpoints import OFFICIAL_FILES
 from instacolor.decode import DEFAULT_MIX, DEFAULT_TEMPERATURE
-from instacolor.download import WeightFile
 from instacolor.errors import WeightsError
-from instacolor.official import INSTCOLORIZATION_ARCHIVE, ArchiveSource
+from instacolor.weights.download import WeightFile
+from instacolor.weights.formats import OFFICIAL_FILES
+from instacolor.weights.official import INSTCOLORIZATION_ARCHIVE, ArchiveSource
 
 __all__ = [
     "DEFAULT_WEIGHTS",

@@ -20,7 +20,7 @@ environment variable the entry names (:data:`INSTCOLORIZATION_URL_ENV`,
 ``$INSTACOLOR_INSTCOLORIZATION_URL``).
 
 Example:
-    >>> from instacolor.official import INSTCOLORIZATION_ARCHIVE
+    >>> from instacolor.weights.official import INSTCOLORIZATION_ARCHIVE
     >>> INSTCOLORIZATION_ARCHIVE.member
     'coco_finetuned_mask_256_ffs'
 """
@@ -39,8 +39,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from instacolor.download import cache_dir, sha256_file
 from instacolor.errors import DownloadError, MissingDependencyError, WeightsError
+from instacolor.weights.download import cache_dir, sha256_file
 
 __all__ = [
     "INSTCOLORIZATION_ARCHIVE",

@@ -1,32 +1,5 @@
-"""Named weights as data: a registry, loading with architecture checks, the cache.
-
-``weights`` arguments across instacolor accept:
-
-* a registered name (see :func:`list_weights`; ``"default"`` is an alias),
-* a path to an instacolor ``.safetensors`` file,
-* a path to an InstColorization checkpoint folder (``latest_net_G.pth``,
-  ``latest_net_GComp.pth``, ``latest_net_GF.pth``),
-* a path to a Zhang et al. ``siggraph17`` ``.pth`` file (full-image network only).
-
-Registered files live in the cache directory, ``$INSTACOLOR_CACHE`` or
-``~/.cache/instacolor``, under ``<name>/<file>``. A missing file is downloaded from
-its official URL when the entry has one; the download is verified against the
-entry's sha256 (a full digest or, as torch.hub names files, a prefix of one) before it
-is moved into place, so the cache never holds a partial or wrong file. Offline, the
-error names the file, where to put it and where to get it.
-
-Entries published inside a zip archive (InstColorization's ``checkpoints.zip`` on
-Google Drive) are downloaded, unzipped and installed as a whole folder by
-:mod:`instacolor.official`; having no upstream sha256, their digests are recorded on
-first download and checked on every later load.
-
-Example:
-    >>> from instacolor.weights import list_weights, get_entry
-    >>> "siggraph17" in list_weights()
-    True
-    >>> get_entry("siggraph17").architecture
-    'siggraph17'
-"""
+"""Loading weights into networks: registered names, files and folders, with architecture
+and hash checks, and the defaults (working size, decoding) each carries."""
 
 from __future__ import annotations
 
@@ -39,60 +12,37 @@ from pathlib import Path
 
 import torch
 
-from instacolor.checkpoints import (
+from instacolor.decode import DECODINGS, DEFAULT_MIX, DEFAULT_TEMPERATURE
+from instacolor.errors import UntrainedWeightsWarning, WeightsError
+from instacolor.models.network import InstColorNet
+from instacolor.weights.download import (
+    WeightFile,
+    cache_dir,
+    fetch_file,
+    fetch_verified,
+    sha256_file,
+    verify_sha256,
+)
+from instacolor.weights.formats import (
     load_official_folder,
     load_safetensors,
     load_siggraph17,
     read_safetensors_metadata,
 )
-from instacolor.decode import DECODINGS, DEFAULT_MIX, DEFAULT_TEMPERATURE
-from instacolor.download import (
-    WeightFile,
-    cache_dir,
-    fetch_file,
-    fetch_verified,
-    file_digest,
-    sha256_file,
-    verify_sha256,
-)
-from instacolor.errors import UntrainedWeightsWarning, WeightsError
-from instacolor.models.network import InstColorNet
-from instacolor.official import (
+from instacolor.weights.official import (
     RECORDED_DIGEST_NOTE,
-    ArchiveSource,
     fetch_archive,
     read_recorded_digests,
 )
-from instacolor.registry import (
-    DEFAULT_WEIGHTS,
+from instacolor.weights.registry import (
     DEFAULT_WORKING_SIZE,
     REGISTRY,
     WeightsEntry,
     get_entry,
-    list_weights,
     unknown_weights_error,
 )
 
-__all__ = [
-    "DEFAULT_WEIGHTS",
-    "REGISTRY",
-    "ArchiveSource",
-    "LoadedWeights",
-    "WeightFile",
-    "WeightsEntry",
-    "cache_dir",
-    "describe_digest",
-    "fetch",
-    "fetch_file",
-    "fetch_verified",
-    "file_digest",
-    "get_entry",
-    "list_weights",
-    "load_weights",
-    "sha256_file",
-    "verify_sha256",
-    "weights_digest",
-]
+__all__ = ["LoadedWeights", "describe_digest", "fetch", "load_weights", "weights_digest"]
 
 
 @dataclass(frozen=True)
@@ -150,7 +100,8 @@ def describe_digest(entry: WeightsEntry, file: WeightFile) -> str:
     upstream sha256) the digest recorded on first download, or that it will be.
 
     Example:
-        >>> from instacolor.weights import describe_digest, get_entry
+        >>> from instacolor.weights import get_entry
+        >>> from instacolor.weights.loading import describe_digest
         >>> entry = get_entry("siggraph17")
         >>> describe_digest(entry, entry.files[0])
         'sha256 df00044c'
