@@ -26,7 +26,7 @@ from instacolor.decode import Decoding, confidence_at, decode, resolve_decoding
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
-from instacolor.hints import HintSettings, as_hints
+from instacolor.hints import HintSettings, as_hints, read_references
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.inputs import prepare_inputs
@@ -164,6 +164,7 @@ class Colorizer:
         mix: float | None = None,
         hints: Any = None,
         full_result: bool = False,
+        reference: Any = None,
     ) -> Any:
         """Colorize one grayscale image.
 
@@ -185,6 +186,8 @@ class Colorizer:
             hints: None, :class:`Hints` or points ``[(x, y, color[, radius])]`` in input
                 pixels, colour ``(r, g, b)`` 0-255, ``"#rrggbb"`` or ``Lab(a, b)``.
             full_result: return a :class:`ColorizeResult` instead of the image.
+            reference: colour photo(s) to take colours from (path, ``(H, W, 3)`` array or
+                PIL image, or a list of them; :mod:`instacolor.hints.reference`).
 
         Returns:
             The colorized image in the input's kind (numpy of the same dtype with 3
@@ -194,7 +197,7 @@ class Colorizer:
         l_full, kind = read_luminance(image, color_tolerance=self.color_tolerance)
         decoding = resolve_decoding(self.loaded, decode, temperature, mix, base=self.decoding)
         result = self._colorize_plane(
-            l_full, instances, semantic, saturation, decoding, kind.dtype, t0, hints
+            l_full, instances, semantic, saturation, decoding, kind.dtype, t0, hints, reference
         )
         result_image = to_output(result.image, kind)
         if not full_result:
@@ -214,6 +217,7 @@ class Colorizer:
         mix: float | None = None,
         hints: Any = None,
         out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
+        reference: Any = None,
     ) -> ColorizeResult:
         """Colorize a full-resolution L plane, e.g. ``ScanImage.light`` of an archival scan.
 
@@ -226,7 +230,7 @@ class Colorizer:
             light: ``(H, W)`` float32 CIE L in ``[0, 100]``.
             instances: as for :meth:`colorize`, in the pixels of ``light``.
             semantic: as for :meth:`colorize`.
-            saturation, decode, temperature, mix, hints: as for :meth:`colorize`.
+            saturation, decode, temperature, mix, hints, reference: as for :meth:`colorize`.
             out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
 
         Returns:
@@ -257,7 +261,7 @@ class Colorizer:
             raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
         decoding = resolve_decoding(self.loaded, decode, temperature, mix, base=self.decoding)
         return self._colorize_plane(
-            light, instances, semantic, saturation, decoding, dtype, t0, hints
+            light, instances, semantic, saturation, decoding, dtype, t0, hints, reference
         )
 
     def _colorize_plane(
@@ -270,12 +274,14 @@ class Colorizer:
         out_dtype: np.dtype,
         t0: float,
         hints: Any = None,
+        reference: Any = None,
     ) -> ColorizeResult:
         """read -> detect -> inputs -> runtime -> reconstruct on a full-resolution L plane.
 
         The result's ``image`` is the raw ``(H, W, 3)`` RGB of ``out_dtype``.
         """
         saturation = self.saturation if saturation is None else _check_saturation(saturation)
+        references = read_references(reference)
         size = (int(l_full.shape[0]), int(l_full.shape[1]))
         inst = as_instances(instances, size)
         sem = as_semantic(semantic)
@@ -304,7 +310,7 @@ class Colorizer:
         ab, confidence = decode(out, decoding)
         if saturation != 1.0:
             ab = ab * saturation
-        ab = self.hinting.propagate(ab, inputs.light, hints, inst, size)
+        ab = self.hinting.propagate(ab, inputs.light, hints, inst, size, references)
         t2 = time.perf_counter()
         rgb = self.hinting.reconstruct(ab, inputs.light, l_full, hints, inst, out_dtype)
         t3 = time.perf_counter()
@@ -353,6 +359,7 @@ def colorize(
     mix: float | None = None,
     hints: Any = None,
     full_result: bool = False,
+    reference: Any = None,
 ) -> Any:
     """Colorize one grayscale image with a cached :class:`Colorizer`.
 
@@ -384,4 +391,5 @@ def colorize(
         mix=mix,
         hints=hints,
         full_result=full_result,
+        reference=reference,
     )

@@ -14,6 +14,7 @@ MODULES = [
     "instacolor.hints.cells",
     "instacolor.hints.files",
     "instacolor.hints.propagation",
+    "instacolor.hints.reference",
     "instacolor.hints.values",
     "instacolor.io.coco",
     "instacolor.labels",

@@ -6,6 +6,7 @@
   the networks' hint channels;
 * :mod:`~instacolor.hints.propagation` - edge-aware propagation (Levin et al. 2004) and
   the chroma fit;
+* :mod:`~instacolor.hints.reference` - colour from reference photos (matches as hints);
 * :mod:`~instacolor.hints.apply` - :class:`HintSettings`: how a colorizer applies hints.
 
 Every name below is imported from ``instacolor.hints`` (the modules are where they live).
@@ -52,6 +53,13 @@ from instacolor.hints.propagation import (
     propagate,
     system,
 )
+from instacolor.hints.reference import (
+    MATCH_SIZE,
+    Reference,
+    ReferenceMatch,
+    match_references,
+    read_references,
+)
 from instacolor.hints.values import HintPoint, Hints, Lab, as_lab
 
 __all__ = [
@@ -59,6 +67,7 @@ __all__ = [
     "FIT_RIDGE",
     "FULL_RESOLUTION_MAX_PIXELS",
     "INSTANCE_BAND",
+    "MATCH_SIZE",
     "METHODS",
     "PROPAGATIONS",
     "VARIANCE_CAP",
@@ -69,6 +78,8 @@ __all__ = [
     "HintSettings",
     "Hints",
     "Lab",
+    "Reference",
+    "ReferenceMatch",
     "affinity",
     "as_hints",
     "as_lab",
@@ -80,10 +91,12 @@ __all__ = [
     "hints_from_json",
     "instance_cells",
     "local_variance",
+    "match_references",
     "point_cells",
     "propagate",
     "read_hints_file",
     "read_hints_lines",
+    "read_references",
     "reference_hint_channels",
     "sidecar_path",
     "system",

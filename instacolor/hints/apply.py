@@ -38,6 +38,7 @@ from scipy import ndimage
 from instacolor.errors import InputError
 from instacolor.hints.cells import constraints, instance_cells
 from instacolor.hints.propagation import decay_for_length, fit_chroma, propagate
+from instacolor.hints.reference import Reference, match_references
 from instacolor.hints.values import Hints
 from instacolor.reconstruct import compose_rgb, guided_upsample_ab, reconstruct
 
@@ -107,18 +108,31 @@ class HintSettings:
             return None
         return side * min(1.0, self.reach * math.sqrt(max(points, 1)))
 
-    def propagate(self, ab: torch.Tensor, light: np.ndarray, hints: Hints | None, instances, size):
+    def propagate(
+        self,
+        ab: torch.Tensor,
+        light: np.ndarray,
+        hints: Hints | None,
+        instances,
+        size,
+        references: tuple[Reference, ...] | None = None,
+    ):
         """ab ``(2, S, S)`` with the hint residuals spread at the working resolution.
 
         Args:
             ab: ``(2, S, S)`` float32 predicted ab (Lab units).
             light: ``(S, S)`` L the networks saw (the guide).
-            hints: the checked hints (None: ``ab`` unchanged).
+            hints: the checked hints (None: none).
             instances: the instances ``hints.instance_colors`` index.
             size: ``(H, W)`` of the image.
+            references: colour reference photos (:func:`~instacolor.hints.reference.
+                read_references`): their confident matches
+                (:func:`~instacolor.hints.reference.match_references`) act as points
+                where no hint is; None: none.
         """
-        if hints is None or self.propagation == "none":
+        if (hints is None and not references) or self.propagation == "none":
             return ab
+        hints = hints or Hints()
         s = ab.shape[-1]
         current = ab.numpy()
         if hints.instance_colors:
@@ -131,13 +145,20 @@ class HintSettings:
             outside = ~ndimage.binary_dilation(extent, np.ones((3, 3), bool), INSTANCE_BAND)
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
-        if self.fit and len(hints.points) >= FIT_MIN_POINTS:
+        match = match_references(light, references) if references else None
+        matched = np.zeros((s, s), bool) if match is None else match.known
+        count = len(hints.points) + int(matched.sum())
+        if self.fit and count >= FIT_MIN_POINTS:
             points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
-            current = fit_chroma(current, points, goal, FIT_RIDGE, light=light)
+            if match is not None:
+                goal = np.where(points, goal, match.ab)
+            current = fit_chroma(current, points | matched, goal, FIT_RIDGE, light=light)
         known, target = constraints(hints, instances, size, (s, s))
+        if match is not None:
+            target = np.where(known, target, match.ab)
+            known = known | matched
         residual = np.where(known, target - current, 0.0).astype(np.float32)
-        length = self.length(len(hints.points), s)
-        field = propagate(light, known, residual, decay=decay_for_length(length))
+        field = propagate(light, known, residual, decay=decay_for_length(self.length(count, s)))
         out = current + field
         out[:, known] = target[:, known]
         return torch.from_numpy(out)

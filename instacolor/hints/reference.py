@@ -1,0 +1,262 @@
+"""Colour from a reference photo: confident feature matches become micro-hints.
+
+Colorization by example (Irony, Cohen-Or & Lischinski 2005) with deep features as the
+correspondence (He et al. 2018), training-free: the gray target and the *luminance* of
+each colour reference go through the frozen ImageNet encoder
+(:func:`~instacolor.models.encoder.load_encoder`, EfficientNet-Lite0) at
+:data:`MATCH_SIZE` x :data:`MATCH_SIZE`; every cell of a grid of stride 8 is described by
+its four feature maps (strides 4 to 32, each L2-normalised, brought to the grid) and its
+mean L. Each target cell takes its most similar reference cell (cosine similarity
+less a penalty for a luminance difference); a match is kept only when
+
+* the reference cell's own best target cell lies within :data:`CYCLE_CELLS` of it
+  (the two images agree on the correspondence, a cycle check);
+* its score is at least :data:`MIN_SCORE`;
+* the reference cell is of one colour (ab standard deviation at most
+  :data:`MAX_CELL_SPREAD`), so the colour carried is not a mix across an edge.
+
+A kept match fixes the cell's centre working cell to the reference cell's mean ab (a
+micro-scribble, with the target's own L); :class:`~instacolor.hints.apply.HintSettings`
+then fits the chroma to them and propagates the residuals edge-aware, so that where
+nothing matches the networks' colours remain. Each reference is also matched mirrored
+(left-right), so a reference taken from the other side still matches.
+
+Example:
+    >>> import numpy as np
+    >>> rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    >>> refs = read_references([rgb])
+    >>> refs[0].rgb.shape, refs[0].source
+    ((48, 64, 3), 'array')
+    >>> read_references(np.full((48, 64, 3), 128, np.uint8))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    instacolor.errors.InputError: reference 0: expected a colour photograph, received a gray...
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from instacolor.color import rgb_to_lab
+from instacolor.errors import DecodeError, InputError
+from instacolor.io.archival import DEFAULT_COLOR_THRESHOLD, tone_deviation
+from instacolor.models.encoder import load_encoder
+
+__all__ = [
+    "CYCLE_CELLS",
+    "MATCH_SIZE",
+    "MAX_CELL_SPREAD",
+    "MIN_SCORE",
+    "Reference",
+    "ReferenceMatch",
+    "match_references",
+    "read_references",
+]
+
+#: Side at which the encoder sees the target and each reference (both squashed to it).
+MATCH_SIZE = 256
+#: Stride of the matching grid in :data:`MATCH_SIZE` pixels (32x32 cells).
+_STRIDE = 8
+#: Largest grid distance between a target cell and its match's own best target cell.
+CYCLE_CELLS = 1.5
+#: Least score (mean cosine similarity of the four feature maps, less the L penalty).
+MIN_SCORE = 0.6
+#: Largest ab standard deviation (Lab units) inside a reference cell.
+MAX_CELL_SPREAD = 8.0
+#: L difference (Lab units) that costs 1 of the score.
+_L_SCALE = 40.0
+#: Largest reference side kept for matching (a larger photo is shrunk when read).
+_READ_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A colour reference photo, checked and shrunk for matching.
+
+    Attributes:
+        rgb: ``(H, W, 3)`` float32 sRGB in ``[0, 1]``, at most 1024 px a side.
+        source: the path, or ``"array"`` / ``"PIL"``.
+    """
+
+    rgb: np.ndarray
+    source: str
+
+
+@dataclass(frozen=True)
+class ReferenceMatch:
+    """Colours a reference gives the working grid.
+
+    Attributes:
+        known: ``(S, S)`` bool, the cells fixed by a confident match.
+        ab: ``(2, S, S)`` float32, their colour (0 elsewhere).
+        confidence: ``(S, S)`` float32 in ``[0, 1]``, the match score of each matched
+            grid cell spread over its ``S / 32`` square (0 where nothing matched).
+    """
+
+    known: np.ndarray
+    ab: np.ndarray
+    confidence: np.ndarray
+
+
+def _rgb_of(item: Any, index: int) -> tuple[np.ndarray, str]:
+    """``(H, W, 3)`` float32 sRGB of one reference item."""
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if not path.is_file():
+            raise InputError(f"reference {index}: expected an image file, {path} does not exist")
+        try:
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                image.thumbnail((_READ_SIDE, _READ_SIDE))
+                rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DecodeError(
+                f"reference {index}: expected a readable JPEG, PNG or TIFF image, could not "
+                f"decode {path} ({exc})"
+            ) from exc
+        return rgb, str(path)
+    if isinstance(item, Image.Image):
+        image = item.copy()
+        image.thumbnail((_READ_SIDE, _READ_SIDE))
+        return np.asarray(image.convert("RGB"), np.float32) / 255.0, "PIL"
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or min(item.shape[:2]) < 1:
+            raise InputError(
+                f"reference {index}: expected an (H, W, 3) colour array, received shape "
+                f"{item.shape}"
+            )
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(item.dtype)
+        if scale is None and item.dtype.kind != "f":
+            raise InputError(
+                f"reference {index}: expected dtype uint8, uint16 or float in [0, 1], "
+                f"received {item.dtype}"
+            )
+        rgb = item.astype(np.float32) / (scale or 1.0)
+        if not (np.isfinite(rgb).all() and rgb.min() >= 0.0 and rgb.max() <= 1.0):
+            raise InputError(f"reference {index}: expected finite float values in [0, 1]")
+        return rgb, "array"
+    raise InputError(
+        f"reference: expected a path, a numpy array, a PIL image or a list of them, "
+        f"received {type(item).__name__}"
+    )
+
+
+def read_references(reference: Any) -> tuple[Reference, ...] | None:
+    """Check and read the colour reference(s) given to a colorizer.
+
+    Args:
+        reference: None, a path, an ``(H, W, 3)`` array (uint8, uint16 or float in
+            ``[0, 1]``), a PIL image, or a non-empty list / tuple of them.
+
+    Returns:
+        The references (None for None).
+
+    Raises:
+        InputError: an empty list, a wrong type or shape, a missing file, or a gray or
+            toned reference (its :func:`~instacolor.io.archival.tone_deviation` under
+            :data:`~instacolor.io.archival.DEFAULT_COLOR_THRESHOLD`): no colour to take.
+        DecodeError: a file that cannot be decoded as an image.
+    """
+    if reference is None:
+        return None
+    items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+    if not items:
+        raise InputError("reference: expected at least one colour photograph, received none")
+    out = []
+    for index, item in enumerate(items):
+        rgb, source = _rgb_of(item, index)
+        preview = torch.from_numpy(_squash(rgb, 128)).permute(2, 0, 1)
+        deviation = tone_deviation(preview)
+        if deviation < DEFAULT_COLOR_THRESHOLD:
+            raise InputError(
+                f"reference {index}: expected a colour photograph, received a gray or toned "
+                f"image (tone deviation {deviation:.1f} Lab, at least "
+                f"{DEFAULT_COLOR_THRESHOLD:g} needed): there is no colour to take from it"
+            )
+        out.append(Reference(rgb=rgb, source=source))
+    return tuple(out)
+
+
+def _squash(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` ``(H, W, 3)`` resized to ``(side, side, 3)`` (bilinear, antialiased)."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    out = F.interpolate(t, (side, side), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+@cache
+def _encoder():
+    return load_encoder()
+
+
+def _describe(light: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit descriptors ``(B, G*G, D)`` and mean L ``(B, G*G)`` of L ``(B, 1, M, M)``."""
+    grid = MATCH_SIZE // _STRIDE
+    feats = _encoder().features((light - 50.0) / 100.0)[:4]
+    parts = []
+    for f in feats:
+        f = F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f
+        if f.shape[-1] < grid:
+            f = F.interpolate(f, (grid, grid), mode="bilinear", align_corners=False)
+        parts.append(F.normalize(f, dim=1))
+    desc = torch.cat(parts, 1) / len(parts) ** 0.5
+    mean_l = F.avg_pool2d(light, _STRIDE)
+    return desc.flatten(2).transpose(1, 2), mean_l.flatten(1)
+
+
+def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> ReferenceMatch:
+    """The confident matches of the references' cells on the working grid.
+
+    Args:
+        light: ``(S, S)`` float32 L of the target at the working size (``S`` a multiple
+            of 8 and at least 32).
+        references: from :func:`read_references`.
+
+    Returns:
+        :class:`ReferenceMatch` on the ``(S, S)`` grid.
+    """
+    s = light.shape[-1]
+    grid = MATCH_SIZE // _STRIDE
+    target = torch.as_tensor(light, dtype=torch.float32)[None, None]
+    target = F.interpolate(target, (MATCH_SIZE, MATCH_SIZE), mode="bilinear", align_corners=False)
+    labs = []
+    for ref in references:
+        rgb = torch.from_numpy(_squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
+        labs += [rgb_to_lab(rgb), rgb_to_lab(rgb.flip(-1))]  # the reference and its mirror
+    lab = torch.stack(labs)  # (2R, 3, M, M)
+    with torch.inference_mode():
+        t_desc, t_light = _describe(target)
+        r_desc, r_light = _describe(lab[:, :1])
+    r_desc, r_light = r_desc.reshape(-1, r_desc.shape[-1]), r_light.reshape(-1)
+    ab_mean = F.avg_pool2d(lab[:, 1:], _STRIDE)  # (2R, 2, G, G)
+    ab_square = F.avg_pool2d(lab[:, 1:] ** 2, _STRIDE)
+    spread = (ab_square - ab_mean**2).clamp_min(0).sum(1).sqrt().reshape(-1)
+    ab_mean = ab_mean.permute(1, 0, 2, 3).reshape(2, -1)
+    score = t_desc[0] @ r_desc.T - ((t_light[0][:, None] - r_light[None]) / _L_SCALE) ** 2
+    best, choice = score.max(1)  # each target cell's reference cell
+    back = score.argmax(0)[choice]  # that reference cell's own best target cell
+    cells = torch.arange(grid * grid)
+    dy = (back // grid - cells // grid).float()
+    dx = (back % grid - cells % grid).float()
+    keep = (dy.hypot(dx) <= CYCLE_CELLS) & (best >= MIN_SCORE) & (spread[choice] <= MAX_CELL_SPREAD)
+    keep_grid = keep.reshape(grid, grid).numpy()
+    ab_grid = ab_mean[:, choice].reshape(2, grid, grid).numpy()
+    conf_grid = np.where(keep_grid, best.clamp(0, 1).reshape(grid, grid).numpy(), 0.0)
+    known = np.zeros((s, s), bool)
+    ab = np.zeros((2, s, s), np.float32)
+    centres = ((np.arange(grid) + 0.5) * s / grid).astype(int).clip(0, s - 1)
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    known[cy[keep_grid], cx[keep_grid]] = True
+    ab[:, cy[keep_grid], cx[keep_grid]] = ab_grid[:, keep_grid]
+    cell = np.ones((-(-s // grid), -(-s // grid)), np.float32)
+    confidence = np.kron(conf_grid.astype(np.float32), cell)[:s, :s]
+    return ReferenceMatch(known=known, ab=ab, confidence=confidence)

@@ -1,0 +1,122 @@
+"""Colour from a reference photo: PSNR against automatic, and the time it costs.
+
+Protocol (``docs/reference.md``; fixed before measuring): each photo of ``--data`` is
+resized to 256x256 and made gray (its own Lab L); it is colorized
+
+* ``automatic``: without a reference;
+* ``same scene``: with a mirrored, rescaled crop of the original photo as reference
+  (rows 10 % to 87.5 %, columns 1/6 to 11/12 of the original, flipped left-right,
+  scaled by 3/4): the same scene seen otherwise;
+* ``unrelated``: with the next photo of the folder (the last takes the first) as
+  reference.
+
+Printed: mean PSNR (uint8 RGB) and colourfulness per mode, the gain over automatic, and
+the share of working cells fixed by a match. ``--time IMAGE`` instead times one photo at
+1000x1000 (1 MP) without and with a reference (best of 3, torch threads ``--threads``).
+
+    python tools/measure_reference.py --data DATA/eval/kodak24
+    python tools/measure_reference.py --data DATA/coco128 --every 4
+    python tools/measure_reference.py --time DATA/eval/kodak24/kodim05.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evaluate_hints import _gray, _small
+
+from instacolor import Colorizer
+from instacolor.hints import match_references, read_references
+from instacolor.io.image import read_luminance
+from instacolor.metrics import colorfulness, psnr
+from instacolor.models.inputs import prepare_inputs
+from instacolor.train.data import list_images
+
+
+def mirrored_crop(rgb: np.ndarray) -> np.ndarray:
+    """The protocol's same-scene reference of an ``(H, W, 3)`` photo."""
+    h, w = rgb.shape[:2]
+    crop = np.ascontiguousarray(rgb[h // 10 : h - h // 8, w // 6 : w - w // 12][:, ::-1])
+    size = (crop.shape[1] * 3 // 4, crop.shape[0] * 3 // 4)
+    return np.asarray(Image.fromarray(crop).resize(size, Image.BICUBIC))
+
+
+def matched_share(colorizer: Colorizer, gray: np.ndarray, reference: np.ndarray) -> float:
+    """Share of the working cells a reference's confident matches fix."""
+    light, _ = read_luminance(gray)
+    inputs = prepare_inputs(light, None, None, colorizer.working_size)
+    match = match_references(inputs.light, read_references(reference))
+    return float(match.known.mean())
+
+
+def evaluate(colorizer: Colorizer, files: list[Path]) -> None:
+    modes = ("automatic", "same scene", "unrelated")
+    scores = {m: [] for m in modes}
+    shares = {m: [] for m in modes[1:]}
+    originals = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    for i, (path, original) in enumerate(zip(files, originals)):
+        truth = _small(original)
+        gray = _gray(truth)
+        refs = {"same scene": mirrored_crop(original), "unrelated": originals[(i + 1) % len(files)]}
+        row = [path.name]
+        for mode in modes:
+            out = colorizer.colorize(gray, reference=refs.get(mode))
+            scores[mode].append((psnr(out, truth), colorfulness(out)))
+            row.append(f"{mode} {scores[mode][-1][0]:.2f}")
+            if mode in shares:
+                shares[mode].append(matched_share(colorizer, gray, refs[mode]))
+        print("  ".join(row), flush=True)
+    auto = np.mean([s[0] for s in scores["automatic"]])
+    print(f"\n{len(files)} photos, 256x256, weights {colorizer.loaded.name}\n")
+    print("| mode | psnr | gain | colourfulness | share of cells matched |")
+    print("|---|---|---|---|---|")
+    for mode in modes:
+        p, c = np.mean(scores[mode], 0)
+        share = f"{np.mean(shares[mode]):.4f}" if mode in shares else ""
+        print(f"| {mode} | {p:.3f} | {p - auto:+.3f} | {c:.2f} | {share} |")
+
+
+def timing(colorizer: Colorizer, image: Path, repeats: int = 3) -> None:
+    rgb = Image.open(image).convert("RGB").resize((1000, 1000), Image.BICUBIC)
+    gray = np.asarray(rgb.convert("L"))
+    reference = mirrored_crop(np.asarray(rgb))
+    colorizer.colorize(gray, reference=reference)  # warm-up (encoder load)
+    for label, ref in (("automatic", None), ("reference", reference)):
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            colorizer.colorize(gray, reference=ref)
+            runs.append(time.perf_counter() - t0)
+        print(f"1000x1000 {label:9s} best of {repeats}: {min(runs):.3f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="a folder of colour photos")
+    parser.add_argument("--time", type=Path, help="one photo to time at 1 MP")
+    parser.add_argument("--weights", default="default")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--every", type=int, default=1, help="every Nth photo (coco128: 4)")
+    parser.add_argument("--limit", type=int, default=0, help="first N photos only (0: all)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    colorizer = Colorizer(args.weights)
+    if args.time:
+        timing(colorizer, args.time)
+    elif args.data:
+        evaluate(colorizer, list_images(args.data)[:: args.every][: args.limit or None])
+    else:
+        parser.error("give --data or --time")
+
+
+if __name__ == "__main__":
+    main()
