@@ -1,10 +1,17 @@
 """Shared fixtures and helpers: a throw-away weights cache, a real local HTTP server,
-a synthetic L plane for detectors."""
+a synthetic L plane for detectors, the data folder of tests marked ``needs_data``.
+
+Tests marked ``@pytest.mark.needs_data("coco128", ...)`` read real photos from the folder
+named by ``$INSTACOLOR_DATA`` (holding ``coco128/``, ``train/``, ``eval/kodak24/``) through
+the ``data_dir`` fixture. Unset, they are skipped with a reason that names the variable;
+set to a folder without one of the named subfolders, they fail saying which.
+"""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import os
 import socket
 import threading
 from pathlib import Path
@@ -82,3 +89,32 @@ def offline(tmp_path, monkeypatch):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
+
+
+DATA_ENV = "INSTACOLOR_DATA"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a ``needs_data`` test without ``$INSTACOLOR_DATA``; fail it if a folder is missing."""
+    marker = item.get_closest_marker("needs_data")
+    if marker is None:
+        return
+    folders = ", ".join(f"{folder}/" for folder in marker.args)
+    root = os.environ.get(DATA_ENV)
+    if not root:
+        pytest.skip(f"needs data: set {DATA_ENV} to a folder holding {folders}")
+    missing = [f"{folder}/" for folder in marker.args if not (Path(root) / folder).is_dir()]
+    if missing:
+        pytest.fail(
+            f"{DATA_ENV}={root!r} holds no {', '.join(missing)}; expected a folder holding "
+            f"{folders} (unset {DATA_ENV} to skip the tests that need it)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def data_dir(request: pytest.FixtureRequest) -> Path:
+    """The folder ``$INSTACOLOR_DATA``, for tests marked ``needs_data``."""
+    if request.node.get_closest_marker("needs_data") is None:
+        raise pytest.UsageError(f"{request.node.name} uses data_dir without a needs_data mark")
+    return Path(os.environ[DATA_ENV])

@@ -1,6 +1,6 @@
 """A one-crop-at-a-time transcription of InstColorization's fusion, for tests only.
 
-Written from the published description (../shared/DESIGN.md section 2): each instance
+Written from the published description (Su et al., CVPR 2020, the fusion module): each instance
 is processed in a Python loop with ``F.interpolate`` + ``F.pad``, exactly the shape of
 the reference code, so the vectorised implementation can be checked against it.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +25,6 @@ from instacolor.errors import UntrainedWeightsWarning
 from instacolor.metrics import colorfulness
 from instacolor.models.network import InstColorNet
 from instacolor.weights import save_safetensors
-
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +134,13 @@ def test_untrained_semantic_map_does_not_change_output(colorizer):
     assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
-@pytest.mark.skipif(not COCO.is_dir(), reason="shared coco128 data not present")
-def test_coco_annotations_drive_fusion(colorizer):
-    data = json.loads((COCO / "annotations" / "instances_train2017.json").read_text())
+@pytest.mark.needs_data("coco128")
+def test_coco_annotations_drive_fusion(colorizer, data_dir):
+    coco = data_dir / "coco128"
+    data = json.loads((coco / "annotations" / "instances_train2017.json").read_text())
     image = data["images"][0]
     anns = [a for a in data["annotations"] if a["image_id"] == image["id"]]
-    path = next(COCO.rglob(image["file_name"]))
+    path = next(coco.rglob(image["file_name"]))
     gray = np.asarray(Image.open(path).convert("L"))
     res = colorizer.colorize(gray, instances=anns, full_result=True)
     assert len(res.instances) == len(anns) and res.instances.masks is not None
@@ -297,16 +295,13 @@ def test_unreadable_paths_raise_and_leave_files_alone(colorizer, tmp_path):
         colorizer.colorize(12345)
 
 
-KODAK = COCO.parent / "eval" / "kodak24"
-
-
-@pytest.mark.skipif(not KODAK.is_dir(), reason="shared kodak24 data not present")
-def test_default_weights_colorize_better_than_gray():
+@pytest.mark.needs_data("eval/kodak24")
+def test_default_weights_colorize_better_than_gray(data_dir):
     from instacolor.metrics import gray_baseline, psnr
 
     colorizer = Colorizer()  # the shipped, trained default: no UntrainedWeightsWarning
     gains = []
-    for path in sorted(KODAK.glob("*.png"))[:8]:
+    for path in sorted((data_dir / "eval" / "kodak24").glob("*.png"))[:8]:
         truth = np.asarray(Image.open(path).convert("RGB"))
         gray = gray_baseline(truth)
         pred = colorizer.colorize(gray[:, :, 0])

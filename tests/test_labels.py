@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,11 +20,6 @@ from instacolor.labels import (
     label_from_coco_id,
     label_from_name,
     thing_label_from_contiguous,
-)
-
-COCO128_INSTANCES = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared/data/coco128/annotations/instances_train2017.json"
 )
 
 
@@ -137,10 +131,10 @@ def test_thing_label_from_contiguous() -> None:
             thing_label_from_contiguous(bad)
 
 
-def test_coco128_detection_categories_match() -> None:
-    if not COCO128_INSTANCES.is_file():
-        pytest.skip(f"{COCO128_INSTANCES} is not present")
-    data = json.loads(COCO128_INSTANCES.read_text())
+@pytest.mark.needs_data("coco128")
+def test_coco128_detection_categories_match(data_dir) -> None:
+    instances = data_dir / "coco128" / "annotations" / "instances_train2017.json"
+    data = json.loads(instances.read_text())
     # COCO detection categories are exactly the 80 panoptic things: same ids, same names.
     assert len(data["categories"]) == NUM_THINGS
     for cat in data["categories"]:

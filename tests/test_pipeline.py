@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +25,6 @@ from instacolor.errors import (
 from instacolor.io.coco import CocoAnnotations
 from instacolor.labels import UNKNOWN
 
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 H, W = 96, 128
 
 
@@ -153,11 +151,11 @@ def test_bad_coco_files_are_refused(tmp_path):
         CocoAnnotations(tmp_path / "missing.json")
 
 
-@pytest.mark.skipif(not COCO.is_dir(), reason="shared coco128 data not present")
-def test_coco128_parses_completely():
+@pytest.mark.needs_data("coco128")
+def test_coco128_parses_completely(data_dir):
     from pycocotools.coco import COCO as CocoApi  # the official API as the reference
 
-    ann_file = COCO / "annotations" / "instances_train2017.json"
+    ann_file = data_dir / "coco128" / "annotations" / "instances_train2017.json"
     coco = CocoAnnotations(ann_file)
     reference = CocoApi(str(ann_file))
     total = rle = 0
@@ -172,10 +170,10 @@ def test_coco128_parses_completely():
     assert total == 939 and rle == 10
 
 
-@pytest.mark.skipif(not COCO.is_dir(), reason="shared coco128 data not present")
-def test_coco128_image_colorizes_with_its_annotations(untrained):
-    coco = CocoAnnotations(COCO / "annotations" / "instances_train2017.json")
-    path = next((COCO / "train2017").rglob("*.jpg"))
+@pytest.mark.needs_data("coco128")
+def test_coco128_image_colorizes_with_its_annotations(untrained, data_dir):
+    coco = CocoAnnotations(data_dir / "coco128" / "annotations" / "instances_train2017.json")
+    path = next((data_dir / "coco128" / "train2017").rglob("*.jpg"))
     gray = np.asarray(Image.open(path).convert("L"))
     res = untrained().colorize(gray, instances=coco.instances(path), full_result=True)
     assert len(res.instances) == len(coco.annotations(path.name))

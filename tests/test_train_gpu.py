@@ -47,7 +47,7 @@ def _photo(rng: np.random.Generator, h: int, w: int) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """../shared/data's layout: train/ photos, coco/ with train2017/ and instances JSON."""
+    """A data folder's layout: train/ photos, coco/ with train2017/ and instances JSON."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     (root / "train").mkdir()

@@ -81,7 +81,7 @@ def build_pack(
     """Write the pack of ``train_dir`` and ``coco_dir`` to the folder ``out``.
 
     Args:
-        train_dir: folder of colour photos (``../shared/data/train``).
+        train_dir: folder of colour photos (the data pack's ``train/``).
         coco_dir: COCO root with ``annotations/instances_*.json`` and its images.
         out: the pack folder (replaced if it exists).
         train_mib: at most this many MiB of re-encoded training photos.
@@ -104,8 +104,8 @@ def build_pack(
         raise InputError(
             f"pack: expected photos under {train_dir} and COCO scenes with "
             f"annotations/instances_*.json under {coco_dir}, received {len(files)} photos, "
-            f"{len(scenes)} scenes, {len(annotations)} annotation files; point --data and "
-            "--coco at ../shared/data/train and ../shared/data/coco128"
+            f"{len(scenes)} scenes, {len(annotations)} annotation files; point --data at a "
+            "folder of colour photos and --coco at a COCO root (annotations/ and its images)"
         )
     if out.exists():
         shutil.rmtree(out)
