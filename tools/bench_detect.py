@@ -4,7 +4,7 @@
     .venv/bin/python tools/bench_detect.py --official   # official weights, where cached
     .venv/bin/python tools/bench_detect.py --sam vit_b vit_h
 
-The image is a coco128 photo (a synthetic one when the shared data is absent), converted
+The image is a coco128 photo (``$INSTACOLOR_DATA/coco128``; a synthetic one without it), converted
 to L and resized to 640x480. Per backend: construction time, one warm-up, then the median
 of ``--repeats`` timed ``detect`` calls. With random weights the networks do the same work
 as trained ones except the mask heads, which run on however many boxes pass the internal
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import time
 import warnings
@@ -32,7 +33,7 @@ from instacolor.detection import DetectorConfig, SamRefiner, TorchvisionMaskRCNN
 from instacolor.io.image import read_luminance
 from instacolor.structures import Instances
 
-COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128" / "train2017"
+COCO = Path(os.environ.get("INSTACOLOR_DATA", "data")) / "coco128" / "train2017"
 
 
 def test_image() -> tuple[np.ndarray, str]:

@@ -17,6 +17,7 @@ the measure that predicts error better is the library's (``instacolor.decode``).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ def _rgb(light: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", help="training checkpoint or .safetensors")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/train"))
+    data = Path(os.environ.get("INSTACOLOR_DATA", "data"))  # the data folder
+    parser.add_argument("--data", type=Path, default=data / "train")
     parser.add_argument("--n", type=int, default=80)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16)

@@ -1,7 +1,7 @@
 """Score weights on a folder of colour images, always beside the gray baseline (ab = 0).
 
-    python tools/evaluate.py --weights default --data ../shared/data/eval/kodak24
-    python tools/evaluate.py --weights default --coco ../shared/data/coco128 --holdout-every 4
+    python tools/evaluate.py --weights default --data "$INSTACOLOR_DATA/eval/kodak24"
+    python tools/evaluate.py --weights default --coco "$INSTACOLOR_DATA/coco128" --holdout-every 4
 
 Each image is converted to gray, colorized through the public API and compared with
 the original, at 256x256 (image squashed, as the network sees it) and at full

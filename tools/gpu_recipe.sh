@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
-# The GPU recipe: train instacolor's three stages on one lent accelerator in under 9 minutes.
+# The GPU recipe: train instacolor's three stages on one GPU in under 9 minutes.
 #
-# 1. Here (CPU, once, ~1-2 min), pack the data: the device machine receives the working tree
-#    and the paths named in `carry` (64 MiB in all), never ../shared:
+# 1. Once, on any machine holding the data (CPU, ~1-2 min), pack it into a small folder:
 #        .venv/bin/python tools/train_gpu.py --pack-to runs/gpu-pack \
-#            --data ../shared/data/train --coco ../shared/data/coco128
-# 2. The session's `run` tool, one call:
-#        run(command="bash tools/gpu_recipe.sh", carry=["runs/gpu-pack"], timeout_s=600)
-#    The device image's python3 holds torch (2.11 when last read) and torchvision; there is no
-#    registry, so nothing is installed: instacolor runs from the tree (PYTHONPATH) and the tool
-#    stands in for imagecodecs and pycocotools, which training from a pack does not use.
-# 3. Here, join the weights where `run` put $OUT's files (its files_at) and check them:
-#        cat FILES_AT/instacolor-w20-gpu.safetensors.part? > instacolor-w20-gpu.safetensors
+#            --data "$INSTACOLOR_DATA/train" --coco "$INSTACOLOR_DATA/coco128"
+# 2. On the machine with the GPU, with the repository and runs/gpu-pack in it:
+#        bash tools/gpu_recipe.sh          # PACK, OUT, RUN, BUDGET, PYTHON override the defaults
+#    Its python3 needs torch and torchvision; nothing is installed: instacolor runs from the
+#    tree (PYTHONPATH) and the tool stands in for imagecodecs and pycocotools, which training
+#    from a pack does not use.
+# 3. Join the weights from $OUT (default runs/gpu-out) and check them:
+#        cat runs/gpu-out/instacolor-w20-gpu.safetensors.part? > instacolor-w20-gpu.safetensors
 #        sha256sum instacolor-w20-gpu.safetensors   # = summary.json's weights.sha256
 #
-# Steps on the device: a smoke run of all three stages at width 4 (~30 s; stops the recipe
+# Steps on the GPU machine: a smoke run of all three stages at width 4 (~30 s; stops the recipe
 # if anything fails on CUDA), then the run itself under `timeout 540` (less if the smoke
 # took over 45 s: the script ends within 585 s) with --budget-s 440
 # (the tool's own clock: stages 1-3 take 60/25/15 % of what is left after loading and
-# stop on time), then the log, the summary and the weights (split below the 16 MiB a file
-# that comes back may hold) are copied into $OUT. A killed run still leaves the weights of
+# stop on time), then the log, the summary and the weights (split into parts below 16 MiB
+# each) are copied into $OUT. A killed run still leaves the weights of
 # its last checkpoint (every 60 s).
 set -u -o pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,7 @@
 """A figure of samples: gray | each weights file | the last with K oracle hints | original.
 
     python tools/sample_grid.py --weights v4=default --weights v5=runs/v5.safetensors \
-        --hints 5 --data ../shared/data/eval/kodak24 --images 6 --out docs/images/x.jpg
+        --hints 5 --data "$INSTACOLOR_DATA/eval/kodak24" --images 6 --out docs/images/x.jpg
 
 Each image is shown ``--height`` pixels high; every model colorizes it at that size with
 its own default decoding. The hinted column takes ``--hints`` oracle points drawn as
@@ -13,6 +13,7 @@ names each column. Not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", action="append", required=True, help="LABEL=WEIGHTS (repeatable)")
     p.add_argument("--hints", type=int, default=5, help="oracle points for the last weights (5)")
-    p.add_argument("--data", type=Path, default=Path("../shared/data/eval/kodak24"))
+    data = Path(os.environ.get("INSTACOLOR_DATA", "data"))  # the data folder
+    p.add_argument("--data", type=Path, default=data / "eval" / "kodak24")
     p.add_argument("--images", type=int, default=6)
     p.add_argument("--every", type=int, default=4, help="take every n-th image of --data (4)")
     p.add_argument("--height", type=int, default=192)

@@ -1,9 +1,9 @@
 """Train all three stages on one accelerator within a time budget (model card: "GPU recipe").
 
-    # here, once: pack the data (the device machine receives 64 MiB, ../shared not among it)
-    python tools/train_gpu.py --pack-to .gpudata --data ../shared/data/train \
-        --coco ../shared/data/coco128
-    # on the device machine (tools/gpu_recipe.sh runs this under timeout 540)
+    # once: pack the data (photos and COCO scenes, a few tens of MiB to copy to the GPU machine)
+    python tools/train_gpu.py --pack-to .gpudata --data "$INSTACOLOR_DATA/train" \
+        --coco "$INSTACOLOR_DATA/coco128"
+    # on the machine with a GPU (tools/gpu_recipe.sh runs this under timeout 540)
     python3 tools/train_gpu.py --pack .gpudata --out /tmp/gpu-run --device cuda --budget-s 440
     # seconds on a CPU (the test suite's run): build a pack from folders, train, export
     python tools/train_gpu.py --data DIR --coco DIR --out runs/tiny --device cpu --tiny
@@ -116,8 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pack", type=Path, help="train from this pack folder (--pack-to wrote it)")
     p.add_argument("--pack-to", type=Path, help="write the pack of --data/--coco here and stop")
-    p.add_argument("--data", type=Path, help="folder of colour photos (../shared/data/train)")
-    p.add_argument("--coco", type=Path, help="COCO root (../shared/data/coco128)")
+    p.add_argument("--data", type=Path, help="folder of colour photos")
+    p.add_argument("--coco", type=Path, help="COCO root (annotations/ and its images)")
     p.add_argument("--pack-mib", type=float, default=32.0, help="MiB of packed training photos")
     p.add_argument("--store-size", type=int, default=144, help="side of the packed photos")
     p.add_argument("--quality", type=int, default=80, help="WebP quality of the packed photos")

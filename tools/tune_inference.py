@@ -2,12 +2,12 @@
 
     # stage 1's held-out train/ photos and the coco128 scenes tools/evaluate.py does not score
     python tools/tune_inference.py --weights runs/candidate.safetensors \
-        --data ../shared/data/train --every 115 --coco ../shared/data/coco128 \
+        --data "$INSTACOLOR_DATA"/train --every 115 --coco "$INSTACOLOR_DATA"/coco128 \
         --sizes 128 160 192 --saturations 1.0 1.15 1.3 1.45
     # weights with a trained class head: decodings (regression, annealed mean at T, and
     # annealed-mean:T:MIX, the annealed mean blended with the regression: MIX * annealed +
     # (1 - MIX) * regression)
-    python tools/tune_inference.py --weights runs/v5.safetensors --data ../shared/data/train \
+    python tools/tune_inference.py --weights runs/v5.safetensors --data "$INSTACOLOR_DATA"/train \
         --every 115 --decodings regression annealed-mean:0.38 annealed-mean:1 \
         annealed-mean:0.38:0.75
 

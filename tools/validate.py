@@ -11,6 +11,7 @@ tools/train.py holds out), at ``--size``, beside the gray baseline.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -33,7 +34,8 @@ def load(path: Path, width: int) -> InstColorNet:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", type=Path, nargs="+")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/train"))
+    data = Path(os.environ.get("INSTACOLOR_DATA", "data"))  # the data folder
+    parser.add_argument("--data", type=Path, default=data / "train")
     parser.add_argument("--holdout-every", type=int, default=115)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16, help="width of .pt checkpoints")
