@@ -26,6 +26,7 @@ from instacolor import __version__
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import Terminated
 from instacolor.cli import arguments
+from instacolor.cli.finetune import add_finetune_parser, run_finetune
 from instacolor.cli.models import models_report
 from instacolor.cli.train import add_train_parser, run_train
 from instacolor.cli.video import add_video_parser, run_video
@@ -196,10 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifest", metavar="FILE", help="JSON-lines manifest (default OUTDIR/manifest.jsonl)"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    commands.add_parser("models", help="list the registered weights and whether they are here")
+    models = commands.add_parser(
+        "models", help="list the registered weights and whether they are here"
+    )
+    models.add_argument(
+        "files", nargs="*", help="also describe these weights files (e.g. fine-tuned ones)"
+    )
     add_review_parser(commands)
     add_video_parser(commands)
     add_train_parser(commands)
+    add_finetune_parser(commands)
     return parser
 
 
@@ -321,13 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _one_line_warnings()
     try:
         if args.command == "models":
-            return models_report()
+            return models_report(args.files)
         if args.command == "review":
             return run_review(args)
         if args.command == "video":
             return run_video(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "finetune":
+            return run_finetune(args)
         return _colorize(args)
     except InstacolorError as exc:  # before the first image: inputs, output, weights
         _say(f"error: {' '.join(str(exc).split())}")

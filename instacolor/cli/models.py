@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -19,8 +20,9 @@ def _head_note(entry) -> str:
     return " (trained class head: annealed-mean and confidence)" if trained else " (no class head)"
 
 
-def models_report() -> int:
-    """Print the registered weights, where they are and what they hold; returns 0."""
+def models_report(files: Sequence[str] = ()) -> int:
+    """Print the registered weights, where they are and what they hold, then describe
+    each weights file in ``files`` (its metadata, e.g. a fine-tuning run's); returns 0."""
     from instacolor.weights import DEFAULT_WEIGHTS, REGISTRY, cache_dir
     from instacolor.weights.loading import describe_digest
 
@@ -46,4 +48,41 @@ def models_report() -> int:
         print(f"    {entry.description}")
         if entry.homepage:
             print(f"    see {entry.homepage}")
+    for file in files:
+        _describe_file(Path(file))
     return 0
+
+
+#: Metadata ``instacolor models FILE`` shows, in this order, with its wording.
+_FILE_FIELDS = (
+    ("architecture", "architecture"),
+    ("width", "width"),
+    ("encoder", "guided by encoder"),
+    ("working_size", "working size"),
+    ("decode", "decoding"),
+    ("trained_from", "trained from"),
+    ("finetuned_from", "fine-tuned from"),
+    ("finetuned_from_sha256", "base sha256"),
+    ("collection_photos", "collection photos"),
+    ("collection_sha256", "collection sha256"),
+    ("held_out_photos", "held-out photos"),
+    ("held_out_gray_psnr", "held-out PSNR of gray"),
+    ("held_out_psnr_before", "held-out PSNR before"),
+    ("held_out_psnr_after", "held-out PSNR after"),
+    ("held_out_colorfulness_before", "held-out colourfulness before"),
+    ("held_out_colorfulness_after", "held-out colourfulness after"),
+    ("finetune_improved", "improved"),
+    ("finetune_seconds", "fine-tuning seconds"),
+)
+
+
+def _describe_file(path: Path) -> None:
+    """Print a weights file's sha256 and metadata (loading it checks it is whole)."""
+    from instacolor.weights import load_safetensors, read_safetensors_metadata, sha256_file
+
+    load_safetensors(path)  # a WeightsError says what is wrong with the file
+    meta = read_safetensors_metadata(path)
+    print(f"{ascii(str(path))[1:-1]}: sha256 {sha256_file(path)}")
+    for key, label in _FILE_FIELDS:
+        if key in meta:
+            print(f"    {label}: {ascii(meta[key])[1:-1]}")
