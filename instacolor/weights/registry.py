@@ -88,7 +88,8 @@ REGISTRY: dict[str, WeightsEntry] = {
                 ),
             ),
             source="package",
-            license="research use only (trained on research-only photos; docs/model-card.md)",
+            license="research use only (trained on research-only photos; "
+            "instacolor/data/WEIGHTS-LICENSE.md)",
             mask_value=-0.5,
             description="compact networks trained here on CPU (1-2 h per stage); "
             "plausible but washed-out colours, see docs/model-card.md",
