@@ -121,6 +121,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_missing_ray_is_a_clear_error_in_the_library_and_exit_2_in_the_cli(batch):
     root, src, _ = batch
     code = (
@@ -143,6 +144,7 @@ def test_missing_ray_is_a_clear_error_in_the_library_and_exit_2_in_the_cli(batch
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_ray_gives_the_records_and_pixels_of_the_plain_cli(batch):
     root, src, reference = batch
     out = root / "cli-ray"
@@ -156,6 +158,7 @@ def test_cli_ray_gives_the_records_and_pixels_of_the_plain_cli(batch):
     _assert_same_outputs(records, out, reference)
 
 
+@pytest.mark.slow
 def test_cli_ray_usage_errors(batch, capsys):
     root, src, _ = batch
     assert main(["colorize", "--ray", str(src), "-o", str(root / "x"), *FAST]) == 2
@@ -165,6 +168,7 @@ def test_cli_ray_usage_errors(batch, capsys):
     assert not (root / "x").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_ray_batch_cleanly_and_resume_finishes(tmp_path):
     src = tmp_path / "in"
     _inputs(src)
@@ -201,6 +205,7 @@ def test_sigterm_stops_a_ray_batch_cleanly_and_resume_finishes(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_colorize_files_same_records_then_resume_rewrites_nothing(batch, local_ray):
     root, src, reference = batch
     out = root / "lib"
@@ -225,6 +230,7 @@ def test_colorize_files_same_records_then_resume_rewrites_nothing(batch, local_r
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
 
 
+@pytest.mark.slow
 def test_inputs_a_folder_a_list_of_paths_a_text_list_or_a_manifest(batch, tmp_path):
     _, src, reference = batch
     folder = [str(src)], None, []
@@ -262,6 +268,7 @@ def _dies_on(name: str, actor: type) -> type:
     return DiesOn
 
 
+@pytest.mark.slow
 def test_a_dead_actor_fails_its_images_and_the_others_finish(batch, local_ray, monkeypatch):
     root, src, _ = batch
     out = root / "dies"
@@ -280,6 +287,7 @@ def test_a_dead_actor_fails_its_images_and_the_others_finish(batch, local_ray, m
     assert sorted(p.name for p in out.iterdir()) == ["g0.png", "g2.png"]
 
 
+@pytest.mark.slow
 def test_actors_that_cannot_start_fail_every_image_with_the_reason(batch, local_ray):
     root, src, _ = batch
     jobs = [Job(src / "g0.png", root / "nope" / "g0.png")]

@@ -57,6 +57,7 @@ def _peak_rss_mib(folder: Path, outdir: Path, tmp_path: Path) -> float:
     return usage.ru_maxrss / 1024  # KiB on Linux
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss units are Linux's")
 def test_peak_memory_grows_by_a_bounded_number_of_bytes_per_pixel(tmp_path):
     small, large = tmp_path / "small", tmp_path / "large"

@@ -147,6 +147,7 @@ def _mixed_folder(root: Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_version_and_models(env):
     version = _cli(env, "--version")
     assert version.returncode == 0 and version.stdout.strip() == f"instacolor {__version__}"
@@ -161,6 +162,7 @@ def test_version_and_models(env):
     assert "digest recorded on first download (no upstream sha256)" in official
 
 
+@pytest.mark.slow
 def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, env):
     src, listing = _mixed_folder(tmp_path)
     out = tmp_path / "out"
@@ -228,6 +230,7 @@ def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, e
     assert _hashes(src) == before
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2(tmp_path, env):
     src = tmp_path / "in"
     _png(src / "a.png", _gray())
@@ -242,6 +245,7 @@ def test_usage_errors_exit_2(tmp_path, env):
     assert not (tmp_path / "v").exists()
 
 
+@pytest.mark.slow
 def test_saturation_is_applied_and_recorded(tmp_path, env):
     src = tmp_path / "in"
     _png(src / "a.png", _gray())
@@ -267,6 +271,7 @@ def _disk_limit() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and /proc are Linux")
 def test_disk_full_and_existing_output_fail_one_image_each_and_detector_falls_back(tmp_path, env):
     src = tmp_path / "in"
@@ -292,6 +297,7 @@ def test_disk_full_and_existing_output_fail_one_image_each_and_detector_falls_ba
     assert sorted(p.name for p in out.iterdir()) == ["existing.png", "manifest.jsonl", "small.png"]
 
 
+@pytest.mark.slow
 def test_killed_batch_resumes_without_partial_or_duplicate_outputs(tmp_path, env):
     src = tmp_path / "in"
     for i in range(40):
@@ -349,6 +355,7 @@ def _manifest_lines(path: Path) -> list[dict]:
     return records
 
 
+@pytest.mark.slow
 def test_multi_page_tiff_first_page_or_all_pages(tmp_path, env):
     src = tmp_path / "in"
     src.mkdir()

@@ -55,6 +55,7 @@ def _head_batch(tmp_path: Path, out_name: str, *options: str) -> tuple[Path, Pat
     return weights, src, out
 
 
+@pytest.mark.slow
 def test_confidence_files_and_manifest_fields(tmp_path):
     _, _, out = _head_batch(tmp_path, "out", "--confidence", "--temperature", "0.5")
     for record in _records(out):
@@ -74,6 +75,7 @@ def test_confidence_files_and_manifest_fields(tmp_path):
     assert not list(out2.glob("*.confidence.png"))
 
 
+@pytest.mark.slow
 def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
     src = _inputs(tmp_path / "in")
     before = {p: p.read_bytes() for p in src.iterdir()}
@@ -94,6 +96,7 @@ def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
     assert not list(out.glob("*.confidence.png"))
 
 
+@pytest.mark.slow
 def test_mix_is_recorded_and_a_bad_mix_exits_2_writing_nothing(tmp_path):
     weights, src, out = _head_batch(tmp_path, "out", "--mix", "0.5")
     got = [(r["status"], r["decode"], r["temperature"], r["mix"]) for r in _records(out)]
@@ -117,6 +120,7 @@ def test_worker_settings_carry_the_mix_into_the_records(tmp_path):
     assert (facts["decode"], facts["temperature"], facts["mix"]) == ("regression", None, None)
 
 
+@pytest.mark.slow
 def test_review_engine_keeps_the_batch_decoding(tmp_path):
     """The review app re-colorizes with the batch's decoding, not the weights' default."""
     from instacolor.review.engine import Engine
@@ -137,6 +141,7 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
     assert "decode=regression" in settings and "temperature" not in settings
 
 
+@pytest.mark.slow
 def test_review_shows_the_confidence_of_weights_with_a_trained_head(tmp_path):
     """A batch made with a class head: the review app serves its confidence overlay."""
     import io

@@ -20,6 +20,7 @@ def env(tmp_path) -> dict[str, str]:
     return cli_env(tmp_path)
 
 
+@pytest.mark.slow
 def test_list_file_skips_comments_accepts_crlf_and_resolves_against_its_folder(tmp_path, env):
     src = tmp_path / "scans"
     _png(src / "a.png", _gray())

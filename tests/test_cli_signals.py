@@ -58,6 +58,7 @@ def _stop_while_writing(proc: subprocess.Popen, out: Path, name: str, kill) -> l
     return []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("workers", "signum", "whom", "status"),
     [
@@ -121,6 +122,7 @@ def test_a_signal_mid_write_stops_cleanly_and_resume_finishes(
     assert _hashes(src) == before
 
 
+@pytest.mark.slow
 def test_sigterm_raises_terminated_only_while_a_batch_runs():
     # pytest leaves SIGTERM alone, but ray.init in an earlier test of this process
     # installs its own handler and keeps it after ray.shutdown: start from the default

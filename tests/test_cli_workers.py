@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.test_cli import FAST, _manifest
@@ -32,6 +33,7 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_images_the_batch_goes_on_and_resume_finishes(tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,7 @@ def _offline(tmp_path: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_demo_on_the_samples_writes_one_figure(tmp_path):
     out = tmp_path / "demo.png"
     run = _run("--out", str(out))
@@ -46,6 +48,7 @@ def test_demo_on_the_samples_writes_one_figure(tmp_path):
     assert figure.height == 2 * 300 and figure.width > 4 * 300  # one row per sample
 
 
+@pytest.mark.slow
 def test_demo_without_detector_weights_fails_clearly_or_falls_back_loudly(tmp_path):
     photo = tmp_path / "scan.png"
     rng = np.random.default_rng(0)

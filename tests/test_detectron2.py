@@ -303,6 +303,7 @@ def test_bad_configs_are_refused_before_building(kwargs, match):
         Detectron2Detector(**{"model": R50, "semantic_model": None, "weights": None, **kwargs})
 
 
+@pytest.mark.slow
 def test_missing_detectron2_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "detectron2", None)
     with pytest.raises(MissingDependencyError) as info:

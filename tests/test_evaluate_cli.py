@@ -85,6 +85,7 @@ def _rows(text: str, title: str) -> dict[str, list[float]]:
     return rows
 
 
+@pytest.mark.slow
 def test_coco_and_folder_with_lpips(coco, alexnet_file, tmp_path):
     out = _run(
         "--weights",
@@ -115,6 +116,7 @@ def test_coco_and_folder_with_lpips(coco, alexnet_file, tmp_path):
     assert full["full image only"]["psnr"] != full["instance fusion"]["psnr"]  # boxes were used
 
 
+@pytest.mark.slow
 def test_without_lpips_weights_it_says_what_is_missing(coco, tmp_path):
     out = _run(
         "--weights", "instacolor-untrained-w16", "--data", str(coco / "train2017"),
@@ -125,6 +127,7 @@ def test_without_lpips_weights_it_says_what_is_missing(coco, tmp_path):
     assert "lpips" not in _rows(out.stdout, "256x256, 2 images")["model"]
 
 
+@pytest.mark.slow
 def test_bad_options_exit_2_and_write_nothing(coco, tmp_path):
     grid = tmp_path / "grid.jpg"
     for bad in (["--every", "0"], ["--saturation", "9"]):
@@ -139,6 +142,7 @@ def _tune(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow
 def test_tune_inference_scores_the_coco_training_scenes_on_a_grid(coco, tmp_path):
     common = ["--weights", "instacolor-untrained-w16", "--coco", str(coco), "--holdout-every", "2"]
     out = _tune(*common, "--sizes", "32", "48", "--saturations", "1", "2", tmp_path=tmp_path)
@@ -155,6 +159,7 @@ def test_tune_inference_scores_the_coco_training_scenes_on_a_grid(coco, tmp_path
         assert out.returncode == 2 and "expected" in out.stderr, bad
 
 
+@pytest.mark.slow
 def test_tune_inference_decoding_specs_with_a_mix(coco, tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
     from tune_inference import parse_decoding
@@ -186,6 +191,7 @@ def test_tune_inference_decoding_specs_with_a_mix(coco, tmp_path):
     assert out.returncode == 2 and "--decodings: expected regression" in out.stderr
 
 
+@pytest.mark.slow
 def test_a_wrong_lpips_file_exits_2_with_the_reason(coco, tmp_path):
     bad = tmp_path / "not_alexnet.pth"
     torch.save({"features.0.weight": torch.zeros(3)}, bad)
@@ -205,6 +211,7 @@ def _curve(text: str, title: str) -> dict[int, dict[str, float]]:
     return rows
 
 
+@pytest.mark.slow
 def test_oracle_hint_curve_instance_colours_and_calibration_line(coco, tmp_path):
     out = _run(
         "--weights", "instacolor-untrained-w16", "--working-size", "32", "--no-lpips",
@@ -240,6 +247,7 @@ def test_oracle_hints_are_seeded_nested_3x3_means():
         assert abs(p.color.a - a) < 1e-5 and abs(p.color.b - b) < 1e-5
 
 
+@pytest.mark.slow
 def test_decode_options_reach_the_colorizer(coco, tmp_path):
     out = _run(
         "--weights", "instacolor-untrained-w16", "--data", str(coco / "train2017"),

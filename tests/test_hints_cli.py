@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -56,6 +57,7 @@ def _ab_at(path: Path, y: int, x: int) -> np.ndarray:
     return rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1))[1:, y, x].numpy()
 
 
+@pytest.mark.slow
 def test_sidecars_and_json_lines_apply_and_a_bad_hint_file_fails_alone(tmp_path):
     _inputs(tmp_path / "in")
     sidecar = {"points": [[10, 12, "#2050d0", 2]]}
@@ -87,6 +89,7 @@ def test_sidecars_and_json_lines_apply_and_a_bad_hint_file_fails_alone(tmp_path)
         assert np.linalg.norm(got - want.numpy()) < 0.35 * np.linalg.norm(want.numpy())
 
 
+@pytest.mark.slow
 def test_a_hint_outside_the_image_fails_that_input_and_a_broken_file_stops_the_batch(tmp_path):
     a, b, _ = _inputs(tmp_path / "in")
     lines = tmp_path / "hints.jsonl"

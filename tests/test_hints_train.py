@@ -73,6 +73,7 @@ def test_with_hints_adds_the_reference_channels_and_batches_shift_the_mask(photo
         WithHints(base, 0.0)
 
 
+@pytest.mark.slow
 def test_train_with_hints_runs_and_without_the_flag_sees_none(photos, tmp_path):
     folder = photos[0].parent
     common = [

@@ -12,7 +12,6 @@ official-format state dicts (width 64 for the full load, width 8 for failure cas
 
 from __future__ import annotations
 
-import doctest
 import http.server
 import json
 import shutil
@@ -28,7 +27,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import torch
 
-import instacolor.weights.official
 from instacolor.errors import DownloadError, MissingDependencyError, WeightsError
 from instacolor.models.fusion import FusionGenerator
 from instacolor.models.generator import ColorGenerator
@@ -230,6 +228,7 @@ def test_registry_entry_downloads_the_reference_archive():
     assert [f.name for f in entry.files] == list(OFFICIAL_FILES)
 
 
+@pytest.mark.slow
 def test_first_load_downloads_through_the_confirmation_step_then_only_verifies(drive, zip64, cache):
     drive.payload = zip64.path
     entry = get_entry(NAME)
@@ -265,6 +264,7 @@ def test_first_load_downloads_through_the_confirmation_step_then_only_verifies(d
     assert len(drive.requests) == 2 and again.sha256 == loaded.sha256
 
 
+@pytest.mark.slow
 def test_changed_file_is_refused_with_both_digests(drive, cache):
     folder = _fetch_all()
     recorded = json.loads(digests_path(NAME).read_text())["sha256"]["latest_net_G.pth"]
@@ -301,6 +301,7 @@ def test_offline_names_url_and_folder_and_leaves_nothing(cache, monkeypatch, how
     assert _files_under(cache) == [] and list(cache.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_archive_without_the_folder_is_refused_and_leaves_nothing(drive, zip8, cache):
     drive.payload = zip8.wrong
     with pytest.raises(DownloadError) as info:
@@ -380,7 +381,3 @@ def test_incomplete_folder_is_named_not_overwritten(cache):
     assert "latest_net_GF.pth" in str(info.value) and str(folder) in str(info.value)
     assert _files_under(cache) == [folder / "latest_net_G.pth"]
 
-
-def test_docstring_examples_run():
-    result = doctest.testmod(instacolor.weights.official, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -238,6 +238,7 @@ def test_bad_backend_is_an_input_error():
         Colorizer(backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_missing_onnxruntime_is_a_clear_error(tmp_path):
     code = (
         "import sys; sys.modules['onnxruntime'] = None\n"
@@ -254,6 +255,7 @@ def test_missing_onnxruntime_is_a_clear_error(tmp_path):
     assert not (tmp_path / "onnx").exists()  # nothing was exported
 
 
+@pytest.mark.slow
 def test_export_tool_writes_verifies_and_reports(tmp_path):
     out = tmp_path / "exported"
     with warnings.catch_warnings():
@@ -284,6 +286,7 @@ def test_export_tool_writes_verifies_and_reports(tmp_path):
     assert len(FUSION_POINTS) == 13
 
 
+@pytest.mark.slow
 def test_cli_backend_onnxruntime_matches_torch(tmp_path):
     from PIL import Image
 
@@ -325,6 +328,7 @@ def test_cli_backend_onnxruntime_matches_torch(tmp_path):
     assert (tmp_path / "cache" / "onnx").is_dir()  # exported once, into the cache
 
 
+@pytest.mark.slow
 def test_processes_exporting_at_once_share_one_complete_folder(tmp_path):
     code = (
         "import warnings; warnings.simplefilter('ignore')\n"

@@ -228,6 +228,7 @@ def test_reconstruct_uint8_keeps_the_gray_level():
     assert (level - torch.from_numpy(gray).double()).abs().max() <= 1.0
 
 
+@pytest.mark.slow
 def test_reconstruct_large_scan_memory_is_bounded_by_the_band():
     height, width, tile = 4000, 3000, 1 << 17
     assert len(_bands(height, width, tile)) > 40

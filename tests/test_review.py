@@ -404,6 +404,7 @@ def test_apply_with_an_instance_colour_uses_the_same_instances(detecting, batch)
     assert green[24:48, 28:52].mean() > green[:, 70:].mean() + 10
 
 
+@pytest.mark.slow
 def test_cli_colorizes_inputs_then_serves_on_localhost(tmp_path):
     import os
     import subprocess

@@ -34,11 +34,14 @@ from tests.test_review import make_batch, sha  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="chromium and chromedriver are not installed and could not be (needs root and "
-    "apt-get): run python tools/install_browser.py",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real browser
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER),
+        reason="chromium and chromedriver are not installed and could not be (needs root and "
+        "apt-get): run python tools/install_browser.py",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

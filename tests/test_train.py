@@ -79,6 +79,7 @@ def test_samples_are_reproducible_per_epoch(image_folder):
     assert data[3]["l"].shape == (1, SIZE, SIZE) and data[3]["ab"].shape == (2, SIZE, SIZE)
 
 
+@pytest.mark.slow
 def test_three_stages_learn_and_resume_bit_exactly(image_folder, tmp_path):
     files = list_images(image_folder)
     stage1 = ColorImages(files, SIZE)
@@ -139,6 +140,7 @@ def test_label_dropout_is_seeded_and_drops_the_map(image_folder):
     assert [bool(mixed[i]["drop_labels"]) for i in range(8)] == [False] * 4 + [True] * 4
 
 
+@pytest.mark.slow
 def test_later_stages_refuse_a_missing_or_wrong_init(image_folder, tmp_path):
     data = ColorImages(list_images(image_folder), SIZE)
     with pytest.raises(ValueError, match="stage-1 checkpoint"):
@@ -166,6 +168,7 @@ def test_rebalancing_weighs_rare_colours_up_and_keeps_the_mean():
     assert torch.allclose(huber_ab_loss(pred, ab, flat), huber_ab_loss(pred, ab) * flat[gray])
 
 
+@pytest.mark.slow
 def test_rebalanced_stage_learns(image_folder, tmp_path):
     files = list_images(image_folder)
     data = ColorImages(files, SIZE)
@@ -179,6 +182,7 @@ def test_rebalanced_stage_learns(image_folder, tmp_path):
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
 
 
+@pytest.mark.slow
 def test_stage3_takes_the_full_network_from_init_full(image_folder, tmp_path):
     files = list_images(image_folder)
     data = ColorImages(files, SIZE)
@@ -197,6 +201,7 @@ def test_stage3_takes_the_full_network_from_init_full(image_folder, tmp_path):
         train_stage(cfg, data, progress=False)
 
 
+@pytest.mark.slow
 def test_stage3_learns_semantic_conditioning_from_label_maps(image_folder, tmp_path):
     files = list_images(image_folder)
     boxes = {f.name: np.array([[4.0, 4.0, 30.0, 28.0]]) for f in files}
@@ -247,6 +252,7 @@ def test_cosine_schedule_decays_to_zero():
     assert learning_rate(TrainConfig(stage=1, out_dir="unused", lr=1e-3), 99) == 1e-3
 
 
+@pytest.mark.slow
 def test_l2_cosine_stage_learns_and_resumes_bit_exactly(image_folder, tmp_path):
     data = ColorImages(list_images(image_folder), SIZE)
 
@@ -284,6 +290,7 @@ def test_unknown_loss_or_schedule_is_refused_before_anything_is_written(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_options_that_change_the_run(image_folder, tmp_path):
     data = ColorImages(list_images(image_folder), SIZE)
     first = _config(tmp_path / "run", 1, 2)
@@ -306,6 +313,7 @@ def test_too_few_samples_for_a_batch_are_refused(image_folder, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_background_logit_starts_fusion_at_the_full_image_network(image_folder, tmp_path):
     files = list_images(image_folder)
     data = ColorImages(files, SIZE)
@@ -330,6 +338,7 @@ def test_background_logit_starts_fusion_at_the_full_image_network(image_folder, 
     assert gaps[8.0] < 0.1 * gaps[0.0]
 
 
+@pytest.mark.slow
 def test_class_loss_falls_and_only_colourful_samples_count(image_folder, tmp_path):
     from instacolor.models.classes import class_prior
     from instacolor.train.losses import class_loss
@@ -348,6 +357,7 @@ def test_class_loss_falls_and_only_colourful_samples_count(image_folder, tmp_pat
     assert zero.item() == 0.0 and zero.requires_grad
 
 
+@pytest.mark.slow
 def test_fusion_from_full_copies_the_new_full_network_and_keeps_the_weight_layers(
     image_folder, tmp_path
 ):

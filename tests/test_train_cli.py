@@ -43,6 +43,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_train_validates_on_a_split_of_the_rest_and_exports_its_size(folder, tmp_path):
     run = _train(
         "--stage", "1", "--data", str(folder), "--out", str(tmp_path / "run"),
@@ -67,6 +68,7 @@ def test_train_validates_on_a_split_of_the_rest_and_exports_its_size(folder, tmp
     assert Colorizer(target).working_size == 32
 
 
+@pytest.mark.slow
 def test_unknown_loss_is_refused_by_the_command_line(folder, tmp_path):
     out = tmp_path / "r"
     run = _train("--stage", "1", "--data", str(folder), "--out", str(out), "--loss", "l1")
@@ -74,6 +76,7 @@ def test_unknown_loss_is_refused_by_the_command_line(folder, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_lr_zero_is_kept_and_a_negative_one_refused(folder, tmp_path):
     init = tmp_path / "a"
     common = ["--stage", "1", "--data", str(folder), "--width", "4", "--size", "32", "--batch",
@@ -95,6 +98,7 @@ def test_lr_zero_is_kept_and_a_negative_one_refused(folder, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_validate_scores_checkpoints_and_weights_like_the_training_log(folder, tmp_path):
     out = tmp_path / "run"
     run = _train(
@@ -115,6 +119,7 @@ def test_validate_scores_checkpoints_and_weights_like_the_training_log(folder, t
     assert res.returncode == 2 and "expected existing files" in res.stderr
 
 
+@pytest.mark.slow
 def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path):
     run = _train(
         "--stage", "1", "--data", str(folder), "--out", str(tmp_path / "run"),
@@ -166,6 +171,7 @@ def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_annealed_mean_export_of_a_run_without_class_loss_is_refused(folder, tmp_path):
     run = _train(
         "--stage", "1", "--data", str(folder), "--out", str(tmp_path / "run"),
@@ -241,6 +247,7 @@ def test_guided_stages_train_from_the_cache_and_mosaics_and_export(folder, tmp_p
     assert colorizer.colorize(gray, instances=[[2, 2, 30, 30]]).shape == (40, 52, 3)
 
 
+@pytest.mark.slow
 def test_cache_and_mosaics_need_their_stage(folder, tmp_path):
     run = _instacolor("train", "--stage", "2", "--data", str(folder), "--cache",
                       str(tmp_path / "c"), "--guided", "--out", str(tmp_path / "r"))  # fmt: skip

@@ -133,6 +133,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_stage_stops_at_its_time_budget_and_checkpoints(data, tmp_path, one_thread):
     photos = [np.asarray(Image.open(p).convert("RGB")) for p in list_images(data / "train")]
     images = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).contiguous()
@@ -235,6 +236,7 @@ def _check_run(out: Path, data: Path, device: str) -> None:
     assert np.abs(result.ab).max() * AB_NORM > 0  # not gray
 
 
+@pytest.mark.slow
 def test_tiny_cpu_run_from_a_pack_trains_three_stages_and_colorizes(data, tmp_path):
     build_pack(data / "train", data / "coco", tmp_path / "pack")
     out = tmp_path / "run"
@@ -263,6 +265,7 @@ def test_tiny_guided_cpu_run_trains_the_guidance_and_writes_guided_weights(data,
     assert instacolor.Colorizer(weights).net.guided
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_tiny_cuda_run_from_folders_trains_three_stages_and_colorizes(data, tmp_path):
