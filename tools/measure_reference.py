@@ -10,6 +10,7 @@ resized to 256x256 and made gray (its own Lab L); it is colorized
 * ``unrelated``: with the next photo of the folder (the last takes the first) as
   reference.
 
+A pair whose reference is refused (a near-gray photo: no colour to take) is skipped.
 Printed: mean PSNR (uint8 RGB) and colourfulness per mode, the gain over automatic, and
 the share of working cells fixed by a match. ``--time IMAGE`` instead times one photo at
 1000x1000 (1 MP) without and with a reference (best of 3, torch threads ``--threads``).
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evaluate_hints import _gray, _small
 
-from instacolor import Colorizer
+from instacolor import Colorizer, InputError
 from instacolor.hints import match_references, read_references
 from instacolor.io.image import read_luminance
 from instacolor.metrics import colorfulness, psnr
@@ -67,6 +68,11 @@ def evaluate(colorizer: Colorizer, files: list[Path]) -> None:
         truth = _small(original)
         gray = _gray(truth)
         refs = {"same scene": mirrored_crop(original), "unrelated": originals[(i + 1) % len(files)]}
+        try:
+            read_references(list(refs.values()))
+        except InputError as exc:  # a near-gray photo as reference: refused, photo skipped
+            print(f"{path.name}  skipped: {exc}", flush=True)
+            continue
         row = [path.name]
         for mode in modes:
             out = colorizer.colorize(gray, reference=refs.get(mode))
@@ -76,7 +82,7 @@ def evaluate(colorizer: Colorizer, files: list[Path]) -> None:
                 shares[mode].append(matched_share(colorizer, gray, refs[mode]))
         print("  ".join(row), flush=True)
     auto = np.mean([s[0] for s in scores["automatic"]])
-    print(f"\n{len(files)} photos, 256x256, weights {colorizer.loaded.name}\n")
+    print(f"\n{len(scores['automatic'])} photos, 256x256, weights {colorizer.loaded.name}\n")
     print("| mode | psnr | gain | colourfulness | share of cells matched |")
     print("|---|---|---|---|---|")
     for mode in modes:
