@@ -3,8 +3,9 @@
 Prints, for per-frame and stabilised output of the same clip, the warp error (chroma
 difference along the flow between consecutive frames, occlusions masked; Lai et al.
 2018), CDC (TCVC's colour distribution consistency, d = 1, 2, 4) and, for a colour clip
-(``--color``: the clip is turned gray first), PSNR against the original colours. The
-network runs once per frame; both modes reuse its prediction.
+(``--color``: the clip is turned gray first), PSNR against the original colours, and the
+original colours' own warp error and CDC (what exact colours would score). The network
+runs once per frame; both modes reuse its prediction.
 
 Usage:
     python tools/measure_video.py CLIP [--frames 60] [--width 432] [--color]
@@ -125,6 +126,9 @@ def main() -> None:
     colorizer = _Cached(Colorizer(args.weights))
     size = lights[0].shape
     results = {}
+    if originals is not None:  # what exact colours score: not 0 (real colour changes, flow errors)
+        row = {"warp_error": round(warp_error(originals), 4), "cdc": round(cdc(originals), 6)}
+        print("original", json.dumps(row), flush=True)
     for name, settings in (
         ("per-frame", Stabilization(enabled=False)),
         ("stabilised", Stabilization(memory=args.memory)),
