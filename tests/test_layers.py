@@ -8,8 +8,11 @@ Run as a script to print the counts and the offending imports::
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "instacolor"
 
@@ -186,6 +189,25 @@ def test_public_names_of_a_package_are_imported_from_the_package():
                 ):
                     found += [(name, node.module, a.name) for a in node.names if a.name in public]
     assert found == []
+
+
+# Loaded on first use, not by ``import instacolor`` (docs/architecture.md, import cost).
+ON_FIRST_USE = ("torchvision", "pycocotools", "tifffile", "imagecodecs", "sympy")
+
+
+@pytest.mark.slow
+def test_import_instacolor_leaves_the_heavy_packages_for_first_use():
+    code = (
+        f"import sys, instacolor; print(' '.join(m for m in {ON_FIRST_USE!r} if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == []
+    code = (
+        "import sys, instacolor.detection as d; d.TorchvisionMaskRCNN; "
+        "print('torchvision' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "True"
 
 
 def test_counting_finds_a_circle_and_an_upward_import():

@@ -15,10 +15,15 @@ from instacolor.detection.base import (
     detector_input,
     select_instances,
 )
-from instacolor.detection.detectron2_backend import Detectron2Detector
 from instacolor.detection.factory import BACKENDS, make_detector
 from instacolor.detection.sam import SamRefiner
-from instacolor.detection.torchvision_backend import TorchvisionMaskRCNN
+
+#: Backend classes loaded on first use: importing torchvision's detection models (or
+#: detectron2) takes seconds, and ``import instacolor`` should not pay for them.
+_ON_FIRST_USE = {
+    "Detectron2Detector": "instacolor.detection.detectron2_backend",
+    "TorchvisionMaskRCNN": "instacolor.detection.torchvision_backend",
+}
 
 __all__ = [
     "BACKENDS",
@@ -32,3 +37,18 @@ __all__ = [
     "make_detector",
     "select_instances",
 ]
+
+
+def __getattr__(name: str):
+    """``TorchvisionMaskRCNN`` and ``Detectron2Detector``, imported when first asked for."""
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ON_FIRST_USE))

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from instacolor.errors import InputError
 from instacolor.labels import label_from_coco_id
@@ -34,6 +33,8 @@ __all__ = ["CocoAnnotations", "decode_segmentation", "instances_from_coco"]
 
 def decode_segmentation(segmentation: Any, image_size: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` bool mask of a COCO segmentation (polygons, RLE or compressed RLE)."""
+    from pycocotools import mask as mask_utils  # on first use: import instacolor stays light
+
     h, w = image_size
     if not isinstance(segmentation, list | Mapping):
         raise InputError(

@@ -46,7 +46,6 @@ import numbers
 import warnings
 from functools import lru_cache
 
-import imagecodecs
 import numpy as np
 import torch
 from PIL import ImageCms
@@ -178,6 +177,8 @@ def check_color_options(color_tolerance: object, color_threshold: object) -> Non
 
 def _cms(pixels: np.ndarray, profile: bytes) -> np.ndarray:
     """``(h, w)`` gray or ``(h, w, 3)`` RGB under ``profile`` -> ``(h, w, 3)`` float32 sRGB."""
+    import imagecodecs  # on first use: import instacolor stays light
+
     return imagecodecs.cms_transform(
         np.ascontiguousarray(pixels),
         profile,

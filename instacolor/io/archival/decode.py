@@ -12,14 +12,15 @@ classes are used directly so that Pillow's global decompression-bomb limit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import imagecodecs
 import numpy as np
-import tifffile
 from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from instacolor.errors import DecodeError
+
+if TYPE_CHECKING:
+    import tifffile  # imported where a TIFF or 16-bit PNG is read: import instacolor stays light
 
 __all__ = ["FORMATS", "RawPage", "decode_page", "open_pillow", "page_count", "sniff_format"]
 
@@ -180,6 +181,8 @@ def _decode_pillow(fh: BinaryIO, fmt: str, max_pixels, name: str) -> RawPage:
     im = open_pillow(fh, fmt)
     _check_size(im.width, im.height, max_pixels, name)
     if fmt == "PNG" and len(head) > _PNG_IHDR_DEPTH and head[_PNG_IHDR_DEPTH] == 16:
+        import imagecodecs
+
         fh.seek(0)
         pixels, has_alpha = _split_alpha(imagecodecs.png_decode(fh.read()))
         depth = 16
@@ -214,6 +217,8 @@ def page_count(fh: BinaryIO, fmt: str) -> int:
     """Number of pages: full-resolution images of a TIFF, 1 for JPEG and PNG."""
     if fmt != "TIFF":
         return 1
+    import tifffile
+
     fh.seek(0)
     with tifffile.TiffFile(fh) as tif:
         return len(_image_pages(tif))
@@ -252,6 +257,8 @@ def _tiff_samples(page: tifffile.TiffPage, name: str) -> tuple[np.ndarray, int]:
 
 
 def _tiff_pixels(page: tifffile.TiffPage, name: str) -> tuple[np.ndarray, int, bool]:
+    import tifffile
+
     photometric = tifffile.PHOTOMETRIC
     kind = page.photometric
     if kind == photometric.PALETTE:
@@ -290,6 +297,8 @@ def _tiff_dpi(page: tifffile.TiffPage) -> tuple[float, float] | None:
 
 
 def _decode_tiff(fh: BinaryIO, index: int, max_pixels, name: str) -> RawPage:
+    import tifffile
+
     fh.seek(0)
     with tifffile.TiffFile(fh) as tif:
         pages = _image_pages(tif)

@@ -55,9 +55,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import imagecodecs
 import numpy as np
-import tifffile
 from PIL import ExifTags, Image
 
 from instacolor.errors import InputError
@@ -162,6 +160,8 @@ def _png_itxt(keyword: str, text: bytes) -> bytes:
 
 
 def _write_png(fh: BinaryIO, rgb, exif: Image.Exif, xmp, iptc, dpi, provenance) -> None:
+    import imagecodecs  # on first use: import instacolor stays light
+
     stream = memoryview(imagecodecs.png_encode(rgb, level=_PNG_LEVEL))
     ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length and type, IHDR data, CRC
     chunks = [_png_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(SRGB_PROFILE))]
@@ -188,6 +188,8 @@ def _append_sub_ifds(fh: BinaryIO, exif: Image.Exif) -> None:
     final file offset and appended; then the placeholder entry gets the real code and
     the offset.
     """
+    import tifffile
+
     fh.seek(0)
     with tifffile.TiffFile(fh) as tif:
         tags = tif.pages[0].tags
@@ -212,6 +214,8 @@ def _append_sub_ifds(fh: BinaryIO, exif: Image.Exif) -> None:
 
 
 def _write_tiff(fh: BinaryIO, rgb, exif: Image.Exif, xmp, iptc, dpi, provenance) -> None:
+    import tifffile
+
     extratags = [(700, 1, len(xmp), xmp, True)]
     if iptc:
         extratags.append((33723, 7, len(iptc), iptc, True))
