@@ -67,10 +67,28 @@ FIT_MIN_POINTS = 4
 #: the points'. The fit (per-channel gain, offset and L slope) and this weight were
 #: chosen on 100 of stage 1's held-out photos (10 oracle hints, v4; docs/hints.md).
 FIT_RIDGE = 0.3
+#: Free working cells around a point's own that it fixes too (:func:`_widen_points`).
+POINT_RING = 1
 #: Working cells around a coloured instance's mask where its colour may fade out.
 INSTANCE_BAND = 2
 #: ``"full"`` refuses larger images (the full-resolution solve holds them in memory).
 FULL_RESOLUTION_MAX_PIXELS = 16_000_000
+
+
+def _widen_points(hints: Hints, size, s: int, known: np.ndarray, target: np.ndarray):
+    """Each point also fixes the free cells next to its own (:data:`POINT_RING` cells).
+
+    A single fixed cell is a singularity of the decaying propagation: its neighbours
+    already fall to about half its value, and the output pixel of the click (a blend of
+    cells, guided upsampling) with them; a ring at the point's colour keeps the spot.
+    """
+    ring = np.ones((3, 3), bool)
+    for point in hints.points:
+        cells, _ = constraints(Hints(points=[point]), None, size, (s, s))
+        grown = ndimage.binary_dilation(cells, ring, POINT_RING) & ~known
+        target[:, grown] = np.array([[point.color.a], [point.color.b]], np.float32)
+        known = known | grown
+    return known, target
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,7 @@ class HintSettings:
                 goal = np.where(points, goal, match.ab)
             current = fit_chroma(current, points | matched, goal, FIT_RIDGE, light=light)
         known, target = constraints(hints, instances, size, (s, s))
+        known, target = _widen_points(hints, size, s, known, target)
         if match is not None:
             target = np.where(known, target, match.ab)
             known = known | matched
