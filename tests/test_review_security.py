@@ -276,6 +276,24 @@ def test_a_symlinked_output_is_neither_served_nor_replaced(hostile, tmp_path, co
     assert not (outdir / "review.jsonl").exists()
 
 
+def test_a_symlinked_review_log_is_neither_read_nor_written(hostile, tmp_path, colorizer):
+    outdir = _copy(hostile, tmp_path / "b")
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text(json.dumps({"output": "x", "decision": "accept", "comment": "planted"}))
+    before = target.read_bytes()
+    (outdir / "review.jsonl").symlink_to(target)
+    output = outdir / "plain.png"
+    output_before = sha(output)
+    with ReviewServer.start(outdir, port=0, colorizer=colorizer) as running:
+        n = index_of(running, "plain.png")
+        status, _, body = request(running, "GET", "/api/batch")
+        assert status == 200 and b"planted" not in body
+        for choice in ("accept", "reject"):
+            status, _, body = post(running, f"/api/images/{n}/decision", {"decision": choice})
+            assert status == 403 and b"symbolic link" in body, body
+    assert target.read_bytes() == before and sha(output) == output_before  # XMP unchanged
+
+
 def test_outputs_outside_outdir_or_not_images_are_refused(hostile, tmp_path, colorizer):
     outdir = _copy(hostile, tmp_path / "b")
     elsewhere = tmp_path / "elsewhere.png"

@@ -112,6 +112,7 @@ def _decide(state, item: Item, payload: dict) -> dict:
         raise InputError("comment: expected text of at most 2000 characters")
     with state.engine.lock:
         item.checked()
+        state.log.check()  # a log that cannot be written: refused before the XMP changes
         hints = _review(item).get("hints")
         reviewed = item.output_sha256()
         note = None

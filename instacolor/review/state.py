@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import json
@@ -212,11 +213,24 @@ class ReviewLog:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def _open(self, flags: int, mode: str):
+        """The log opened without following a symbolic link (UntrustedPath if it is one)."""
+        try:
+            fd = os.open(self.path, flags | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise UntrustedPath(
+                f"{self.path.name} is a symbolic link; the review log must be a regular file "
+                "in OUTDIR (remove the link)"
+            ) from None
+        return os.fdopen(fd, mode, encoding="utf-8")
+
     def read(self) -> list[dict[str, Any]]:
         """Every decision in the log, oldest first (lines cut short are skipped)."""
         entries = []
         try:
-            with self.path.open(encoding="utf-8") as fh:
+            with self._open(os.O_RDONLY, "r") as fh:
                 for line in fh:
                     try:
                         entry = json.loads(line)
@@ -224,9 +238,14 @@ class ReviewLog:
                         continue
                     if isinstance(entry, dict) and isinstance(entry.get("output"), str):
                         entries.append(entry)
-        except FileNotFoundError:
+        except (FileNotFoundError, UntrustedPath):  # a symbolic link is not read
             pass
         return entries
+
+    def check(self) -> None:
+        """Raise UntrustedPath if the log is a symbolic link (before anything is written)."""
+        if self.path.is_symlink():
+            self._open(os.O_RDONLY, "r").close()  # raises, with the reason
 
     def last(self) -> dict[str, dict[str, Any]]:
         """The last decision per output path."""
@@ -274,7 +293,7 @@ class ReviewLog:
         if note:
             entry["note"] = note
         line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with self.path.open("a", encoding="utf-8") as fh:
+        with self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT, "a") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
                 fh.write(line)
