@@ -110,6 +110,7 @@ def test_paths_pil_images_and_arrays_read_alike(tmp_path, photo):
     for ref in refs:
         assert isinstance(ref, Reference) and ref.rgb.dtype == np.float32
         np.testing.assert_allclose(ref.rgb, photo / 255.0, atol=1e-6)
+    assert read_references(refs) == refs  # references read once serve again as they are
 
 
 def test_matches_carry_the_reference_colours_and_unrelated_ones_barely_match(photo):

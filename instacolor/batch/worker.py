@@ -25,7 +25,7 @@ from instacolor.api import Colorizer
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
 from instacolor.errors import DetectorUnavailableWarning, InstacolorError
-from instacolor.hints import hints_for, read_hints_lines
+from instacolor.hints import hints_for, read_hints_lines, read_references
 from instacolor.io.archival import (
     DEFAULT_MAX_PIXELS,
     Provenance,
@@ -77,6 +77,8 @@ class Settings:
             255 = 1) beside each output (weights with a trained classification head).
         hints_file: a JSON-lines hints file (:func:`~instacolor.hints.read_hints_lines`);
             an input without a line there uses its ``NAME.hints.json`` sidecar if any.
+        references: colour reference photos (paths) every input takes colours from
+            (:mod:`instacolor.hints.reference`); empty: none.
 
     Example:
         >>> Settings(weights="instacolor-untrained-w16", working_size=64).device
@@ -100,6 +102,7 @@ class Settings:
     mix: float | None = None
     confidence: bool = False
     hints_file: str | None = None
+    references: tuple[str, ...] = ()
 
 
 def confidence_path(output: Path) -> Path:
@@ -192,6 +195,7 @@ class Worker:
             )
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
+        self.references = read_references(list(settings.references) or None)
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
@@ -284,7 +288,9 @@ class Worker:
     def _colorize(self, scan, hints=None):
         """The colorized page at the scan's bit depth (``hints`` in its pixels)."""
         dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
-        return self.colorizer.colorize_light(scan.light, out_dtype=dtype, hints=hints)
+        return self.colorizer.colorize_light(
+            scan.light, out_dtype=dtype, hints=hints, reference=self.references
+        )
 
     def _write(self, path: Path, result, scan, provenance: Provenance, fmt: str | None) -> Path:
         """Write one colorized page atomically, with the scan's metadata and provenance."""

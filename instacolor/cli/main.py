@@ -26,6 +26,7 @@ from instacolor import __version__
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import Terminated
 from instacolor.cli import arguments
+from instacolor.cli.export import add_export_parser, run_export
 from instacolor.cli.finetune import add_finetune_parser, run_finetune
 from instacolor.cli.models import models_report
 from instacolor.cli.train import add_train_parser, run_train
@@ -188,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         '"instance_colors": {"0": COLOUR}}; without a line, NAME.hints.json beside an input',
     )
     run.add_argument(
+        "--reference",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a colour photo to take colours from (the same place, object or uniform); "
+        "repeatable; a gray or unreadable one stops the batch before the first image",
+    )
+    run.add_argument(
         "--max-pixels",
         type=arguments.pixels,
         default=DEFAULT_MAX_PIXELS,
@@ -206,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_parser(commands)
     add_video_parser(commands)
     add_train_parser(commands)
+    add_export_parser(commands)
     add_finetune_parser(commands)
     return parser
 
@@ -273,7 +283,9 @@ class _Report:
 def _colorize(args: argparse.Namespace) -> int:
     from instacolor.batch.run import colorize_batch
     from instacolor.batch.worker import Settings
+    from instacolor.hints import read_references
 
+    read_references(args.reference or None)  # a bad reference: refused before any work
     runner = _runner(args)
     settings = Settings(
         weights=args.weights,
@@ -293,6 +305,7 @@ def _colorize(args: argparse.Namespace) -> int:
         mix=args.mix,
         confidence=args.confidence,
         hints_file=args.hints,
+        references=tuple(args.reference),
     )
     report = _Report(progress=not args.no_progress)
     try:
@@ -335,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_video(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "export":
+            return run_export(args)
         if args.command == "finetune":
             return run_finetune(args)
         return _colorize(args)

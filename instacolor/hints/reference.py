@@ -159,7 +159,8 @@ def read_references(reference: Any) -> tuple[Reference, ...] | None:
 
     Args:
         reference: None, a path, an ``(H, W, 3)`` array (uint8, uint16 or float in
-            ``[0, 1]``), a PIL image, or a non-empty list / tuple of them.
+            ``[0, 1]``), a PIL image, a :class:`Reference` (kept as it is), or a
+            non-empty list / tuple of them.
 
     Returns:
         The references (None for None).
@@ -177,6 +178,9 @@ def read_references(reference: Any) -> tuple[Reference, ...] | None:
         raise InputError("reference: expected at least one colour photograph, received none")
     out = []
     for index, item in enumerate(items):
+        if isinstance(item, Reference):  # read and checked already
+            out.append(item)
+            continue
         rgb, source = _rgb_of(item, index)
         preview = torch.from_numpy(_squash(rgb, 128)).permute(2, 0, 1)
         deviation = tone_deviation(preview)
