@@ -202,6 +202,8 @@ def test_bad_options_and_folders_are_refused(tmp_path):
         finetune(photos, out, holdout=0.9, progress=False)
     with pytest.raises(InputError, match="minutes"):
         finetune(photos, out, minutes=0, progress=False)
+    with pytest.raises(InputError, match=r"loss: expected one of \['huber', 'l2'\]"):
+        finetune(photos, out, loss="l1", progress=False)
     with pytest.raises(InputError, match="does not exist"):
         finetune(tmp_path / "nope", out, progress=False)
     (tmp_path / "o.safetensors.work").mkdir()
@@ -245,6 +247,16 @@ def test_cli_resumes_after_a_kill_within_the_budget(tmp_path):
     assert report["seconds"] <= 61 and report["steps"] > 0
     assert "held-out PSNR" in done.stdout
     assert read_safetensors_metadata(out)["finetune_steps"] == str(report["steps"])
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    from instacolor.train.finetune import _learning_rate
+
+    rates = [_learning_rate(1.0, t / 100) for t in range(0, 121)]
+    assert rates[0] == 0.0 and rates[5] < rates[10] < rates[15]  # warm-up
+    assert max(rates) == pytest.approx(rates[15], rel=1e-6) and rates[15] > 0.9
+    assert rates[50] > rates[90] > rates[100] == pytest.approx(0.0, abs=1e-12)
+    assert rates[120] == pytest.approx(0.0, abs=1e-12)  # past the budget (a resumed run)
 
 
 def test_collection_docstring_example_runs():

@@ -37,6 +37,12 @@ def add_finetune_parser(commands) -> argparse.ArgumentParser:
     )
     arg("--resume", action="store_true", help="continue a stopped run (OUT.safetensors.work/)")
     arg("--lr", type=float, default=3e-4, help="learning rate (default 3e-4, cosine decay)")
+    arg(
+        "--loss",
+        choices=("huber", "l2"),
+        default="huber",
+        help="huber (nearly L1: saturated colours, the default) or l2 (the PSNR optimum)",
+    )
     arg("--batch", type=int, default=16, help="crops per step (default 16)")
     arg("--seed", type=int, default=0, help="seed of the split and the crops")
     arg("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -59,6 +65,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         resume=args.resume,
         batch_size=args.batch,
         lr=args.lr,
+        loss=args.loss,
         seed=args.seed,
         progress=not args.no_progress,
     )

@@ -48,7 +48,13 @@ from instacolor.train.finetune_report import (
     score,
     write_grid,
 )
-from instacolor.train.loop import TrainConfig, autocast_for, class_weights_of, step_loss
+from instacolor.train.loop import (
+    LOSSES,
+    TrainConfig,
+    autocast_for,
+    class_weights_of,
+    step_loss,
+)
 
 __all__ = ["MIN_PHOTOS", "TRAINED_MODULES", "FinetuneReport", "Scores", "finetune"]
 
@@ -61,6 +67,7 @@ TRAINED_MODULES = (
 )  # fmt: skip
 _CACHE_COPIES = 4  # guided weights: cached crops per training photo
 _CHECKPOINT = "latest.pt"
+_WARMUP = 0.15  # of the time budget (it includes reading and the first scoring)
 _MARK = "FINETUNE_WORK"
 
 
@@ -170,6 +177,7 @@ def finetune(
     resume: bool = False,
     batch_size: int = 16,
     lr: float = 3e-4,
+    loss: str = "huber",
     seed: int = 0,
     progress: bool = True,
 ) -> FinetuneReport:
@@ -187,7 +195,9 @@ def finetune(
         holdout: fraction of the photos held out for scoring (at least 10 photos).
         resume: continue a stopped run from ``<out>.work/``.
         batch_size: crops per step.
-        lr: Adam learning rate (cosine decay over the time budget).
+        lr: Adam learning rate (warm-up, then cosine decay over the time budget).
+        loss: ``"huber"`` (the training recipe's, nearly L1: saturated colours) or
+            ``"l2"`` (squared error, whose optimum maximises PSNR).
         seed: seed of the split, the crops and the batches.
         progress: show a progress bar with the held-out PSNR.
 
@@ -208,6 +218,8 @@ def finetune(
         raise InputError(f"minutes: expected a positive number, received {minutes!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, received {batch_size!r}")
+    if loss not in LOSSES:
+        raise InputError(f"loss: expected one of {sorted(LOSSES)}, received {loss!r}")
     split_collection(MIN_PHOTOS, holdout)  # checks the fraction before the photos are read
     loaded = load_weights(base)
     net = loaded.net.float().eval()
@@ -229,6 +241,7 @@ def finetune(
         "seed": seed,
         "batch_size": batch_size,
         "lr": lr,
+        "loss": loss,
     }
     work.mkdir(parents=True, exist_ok=True)
     (work / _MARK).write_text("instacolor finetune run folder\n")
@@ -237,7 +250,7 @@ def finetune(
     start = {k: v.detach().clone() for k, v in params.items()}
     config = TrainConfig(stage=1, out_dir=str(work), width=net.width, size=size,
                          batch_size=min(batch_size, len(train)), guided=net.guided,
-                         class_weight=0.5 if classify else 0.0, channels_last=True,
+                         class_weight=0.5 if classify else 0.0, channels_last=True, loss=loss,
                          cpu_bf16=_bf16_supported())  # fmt: skip
     net.to(memory_format=torch.channels_last)  # oneDNN's fast layout; undone before export
     if classify:
@@ -272,7 +285,7 @@ def finetune(
             t0 = time.perf_counter()
             batch = next_batch(step)
             for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, now / budget)))
+                group["lr"] = _learning_rate(lr, now / budget)
             with autocast_for(config):
                 loss = step_loss(net, batch, config, None, class_weights)
             optimizer.zero_grad(set_to_none=True)
@@ -333,6 +346,14 @@ def finetune(
     report_path.write_text(json.dumps(report.record(), indent=1) + "\n")
     shutil.rmtree(work)
     return report
+
+
+def _learning_rate(lr: float, progress: float) -> float:
+    """``lr`` at ``progress`` (time used / budget): a linear warm-up over the first
+    :data:`_WARMUP` of the budget (Adam's first steps move every parameter by about
+    ``lr``, which throws trained weights off), then a cosine decay to 0."""
+    warm = min(1.0, progress / _WARMUP)
+    return lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _bf16_supported() -> bool:

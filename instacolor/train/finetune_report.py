@@ -116,7 +116,7 @@ class FinetuneReport:
     def text(self) -> str:
         """The report as lines for a terminal."""
         verdict = (
-            f"improved: +{self.after.psnr - self.before.psnr:.2f} dB held-out PSNR"
+            f"improved: +{self.after.psnr - self.before.psnr:.3f} dB held-out PSNR"
             if self.improved
             else "no improvement: the base weights are written unchanged (with their scores)"
         )
