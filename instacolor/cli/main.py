@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         '"instance_colors": {"0": COLOUR}}; without a line, NAME.hints.json beside an input',
     )
     run.add_argument(
+        "--reference",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a colour photo to take colours from (the same place, object or uniform); "
+        "repeatable; a gray or unreadable one stops the batch before the first image",
+    )
+    run.add_argument(
         "--max-pixels",
         type=arguments.pixels,
         default=DEFAULT_MAX_PIXELS,
@@ -275,7 +283,9 @@ class _Report:
 def _colorize(args: argparse.Namespace) -> int:
     from instacolor.batch.run import colorize_batch
     from instacolor.batch.worker import Settings
+    from instacolor.hints import read_references
 
+    read_references(args.reference or None)  # a bad reference: refused before any work
     runner = _runner(args)
     settings = Settings(
         weights=args.weights,
@@ -295,6 +305,7 @@ def _colorize(args: argparse.Namespace) -> int:
         mix=args.mix,
         confidence=args.confidence,
         hints_file=args.hints,
+        references=tuple(args.reference),
     )
     report = _Report(progress=not args.no_progress)
     try:
