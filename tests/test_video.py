@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from instacolor.color import rgb_to_l  # noqa: E402
 from instacolor.errors import DecodeError, InputError, UsageError  # noqa: E402
 from instacolor.video import Stabilization, colorize_frames, colorize_video  # noqa: E402
 from instacolor.video.flow import FlowSettings, estimate_motion  # noqa: E402
-from instacolor.video.metrics import cdc, js_divergence, warp_error  # noqa: E402
+from instacolor.video.metrics import _ab, cdc, js_divergence, warp_error  # noqa: E402
 from instacolor.video.temporal import Stabilizer  # noqa: E402
 from tests.video_clips import shapes_frame, to_gray, write_clip  # noqa: E402
 
@@ -236,3 +237,32 @@ def test_frames_that_would_share_a_png_name_and_overlong_outputs_are_refused(tmp
     with pytest.raises(UsageError, match="at most 240 bytes"):
         colorize_video(tmp_path / "in", tmp_path / ("é" * 121), colorizer=colorizer)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_reference_colours_the_shot_start_and_are_carried_through_the_shot(colorizer):
+    frames = _gray_frames(6)
+    plain = list(colorize_frames(frames, colorizer=colorizer))
+    guided = list(colorize_frames(frames, colorizer=colorizer, reference=shapes_frame(0)))
+    for i in (0, 5):  # chroma error (Lab) against the scene's true colours
+        truth = _ab(shapes_frame(i))
+        error_plain = np.linalg.norm(_ab(plain[i]) - truth, axis=2).mean()
+        error_guided = np.linalg.norm(_ab(guided[i]) - truth, axis=2).mean()
+        assert error_guided < 0.6 * error_plain, (i, error_guided, error_plain)
+
+
+def test_gray_or_missing_reference_is_refused_before_anything_is_written(tmp_path, colorizer):
+    _write_folder(tmp_path / "in", _gray_frames(2))
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), _gray_frames(1)[0])
+    with pytest.raises(InputError, match="expected a colour photograph"):
+        colorize_video(tmp_path / "in", tmp_path / "out", colorizer=colorizer, reference=gray)
+    with pytest.raises(InputError):
+        colorize_video(tmp_path / "in", tmp_path / "out", colorizer=colorizer,
+                       reference=tmp_path / "missing.png")  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gray.png", "in"]
+    colour = tmp_path / "colour.png"
+    cv2.imwrite(str(colour), shapes_frame(0)[..., ::-1])
+    report = colorize_video(tmp_path / "in", tmp_path / "out", colorizer=colorizer,
+                            reference=[colour])  # fmt: skip
+    digest = hashlib.sha256(colour.read_bytes()).hexdigest()
+    assert report.record["settings"]["references_sha256"] == [digest]

@@ -79,6 +79,13 @@ def test_cli_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
     assert not list(tmp_path.glob(".out*"))
 
 
+def _png_gray() -> bytes:
+    import cv2
+
+    _ok, data = cv2.imencode(".png", np.full((16, 16), 128, np.uint8))
+    return data.tobytes()
+
+
 def test_cli_hostile_inputs_fail_clearly_and_overwrite_nothing(tmp_path):
     odd = "reel 1 'ü' $(touch pwned);\nx"  # spaces, quotes, non-ASCII, shell syntax, newline
     good = tmp_path / f"{odd}.mkv"
@@ -91,15 +98,19 @@ def test_cli_hostile_inputs_fail_clearly_and_overwrite_nothing(tmp_path):
     existing.write_bytes(b"an earlier result")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    cases = [  # (input, output, words the one error line must hold)
-        (text, tmp_path / "a.mp4", ["notes.txt", "video"]),
-        (broken, tmp_path / "b.mp4", ["broken.mp4", "cannot open"]),
-        (good, existing, ["kept.mp4", "already exists", "--overwrite"]),
-        (good, tmp_path / "c.webm", ["c.webm", ".mp4"]),
-        (good, tmp_path / "missing" / "d.mp4", ["does not exist"]),
+    gray = tmp_path / "gray reference.png"
+    gray.write_bytes(_png_gray())
+    cases = [  # (input, output, more arguments, words the one error line must hold)
+        (text, tmp_path / "a.mp4", [], ["notes.txt", "video"]),
+        (broken, tmp_path / "b.mp4", [], ["broken.mp4", "cannot open"]),
+        (good, existing, [], ["kept.mp4", "already exists", "--overwrite"]),
+        (good, tmp_path / "c.webm", [], ["c.webm", ".mp4"]),
+        (good, tmp_path / "missing" / "d.mp4", [], ["does not exist"]),
+        (good, tmp_path / "e.mp4", ["--reference", str(gray)], ["expected a colour photograph"]),
     ]
-    for source, output, words in cases:
-        run = _video([str(source), "-o", str(output)])
+    before[gray.name] = gray.read_bytes()
+    for source, output, more, words in cases:
+        run = _video([str(source), "-o", str(output), *more])
         _out, err = run.communicate(timeout=300)
         assert run.returncode == 2, (source.name, err)
         lines = [line for line in err.splitlines() if line.strip()]

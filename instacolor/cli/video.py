@@ -86,6 +86,14 @@ def add_video_parser(commands) -> None:
         "...]}, carried through the rest of the shot",
     )
     video.add_argument(
+        "--reference",
+        metavar="IMG",
+        action="append",
+        default=[],
+        help="a colour photo to take colours from (the same place, object or uniform), "
+        "applied to the first frame of every shot and carried through it; repeatable",
+    )
+    video.add_argument(
         "--chunk",
         type=positive,
         default=120,
@@ -156,6 +164,7 @@ def run_video(args: argparse.Namespace) -> int:
                 args.output,
                 stabilize=stabilization,
                 hints=args.hints,
+                reference=args.reference or None,
                 chunk=args.chunk,
                 crf=args.crf,
                 resume=args.resume,

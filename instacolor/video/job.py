@@ -19,6 +19,7 @@ one an uninterrupted run gives.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ import numpy as np
 
 from instacolor import __version__
 from instacolor.errors import InstacolorError, UsageError
+from instacolor.hints import read_references
 from instacolor.video.keyframes import read_keyframes
 from instacolor.video.pipeline import FrameColorizer, make_colorizer
 from instacolor.video.sinks import (
@@ -195,6 +197,7 @@ def colorize_video(
     colorizer=None,
     stabilize: bool | Stabilization = True,
     hints: str | os.PathLike | None = None,
+    reference: Any = None,
     chunk: int = 120,
     crf: int = 16,
     resume: bool = False,
@@ -214,6 +217,9 @@ def colorize_video(
             ``backend``, ``saturation``, ``decode``, ``temperature``, ``mix``).
         stabilize: True, False (plain per-frame colour) or a :class:`Stabilization`.
         hints: keyframe hints file (:mod:`instacolor.video.keyframes`), or None.
+        reference: colour photograph(s) to take colours from (a path or a list of paths;
+            arrays and PIL images too): applied to the first frame of every shot and
+            carried through the shot.
         chunk: frames per chunk (the unit ``resume`` keeps), >= 1.
         crf: H.264 constant rate factor (0-51, lower is better).
         resume: go on from the finished chunks of an interrupted run.
@@ -241,6 +247,7 @@ def colorize_video(
     settings = stabilize if isinstance(stabilize, Stabilization) else None
     settings = settings or Stabilization(enabled=bool(stabilize))
     manifest_path = Path(manifest) if manifest else output.parent / f"{output.name}.manifest.jsonl"
+    references = read_references(reference)  # a bad reference: refused before any work
     info, frames = open_source(source)
     try:
         _check_output(source, output, overwrite)
@@ -250,7 +257,8 @@ def colorize_video(
         keyframes = read_keyframes(hints, (info.height, info.width)) if hints else {}
         colorizer = make_colorizer(colorizer, **options)
         extra = {"chunk": chunk, "codec": codec, "crf": crf if video else None,
-                 "hints_sha256": file_sha256(Path(hints)) if hints else None}  # fmt: skip
+                 "hints_sha256": file_sha256(Path(hints)) if hints else None,
+                 "references_sha256": _reference_digests(reference)}  # fmt: skip
         job = {"version": _JOB_VERSION, "input_sha256": file_sha256(source), "chunk": chunk,
                "settings": _settings(colorizer, settings, extra)}  # fmt: skip
         work, partial = _paths(output)
@@ -263,7 +271,7 @@ def colorize_video(
                 state = StabilizerState.from_arrays(arrays)
         dtype = np.uint16 if info.bit_depth == 16 and not video else np.uint8
         engine = FrameColorizer(
-            colorizer, (info.height, info.width), settings, keyframes, dtype, state
+            colorizer, (info.height, info.width), settings, keyframes, dtype, state, references
         )
         try:
             cuts = _run(engine, frames, info, work, partial, codec, crf, chunk, first, progress)
@@ -301,6 +309,21 @@ def colorize_video(
     }  # fmt: skip
     _append(manifest_path, record)
     return VideoReport(output, manifest_path, count, len(cuts), first, seconds, record)
+
+
+def _reference_digests(reference: Any) -> list[str] | None:
+    """sha256 of each reference (a file's bytes, an array's pixels) for the record."""
+    if reference is None:
+        return None
+    items = list(reference) if isinstance(reference, list | tuple) else [reference]
+    digests = []
+    for item in items:
+        if isinstance(item, str | os.PathLike):
+            digests.append(file_sha256(Path(item)))
+        else:
+            pixels = np.ascontiguousarray(np.asarray(item))
+            digests.append(hashlib.sha256(pixels.tobytes()).hexdigest())
+    return digests
 
 
 def _now() -> str:

@@ -5,7 +5,7 @@ For each frame, :class:`FrameColorizer`
 1. shrinks its L to the flow grid (longer side ``Stabilization.flow_size``);
 2. runs the per-frame colorizer (:meth:`instacolor.Colorizer.colorize_light`) on it and
    brings the predicted ab to the grid (a second run with the frame's keyframe hints,
-   when it has some);
+   when it has some, and with the reference photographs on the first frame of a shot);
 3. passes the gray grid frame and the chroma through the :class:`Stabilizer`
    (shot cuts, flow, reliability blend);
 4. joins the stabilised chroma to the frame's full-resolution L with the image
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from instacolor.errors import InputError
-from instacolor.hints import Hints, as_hints
+from instacolor.hints import Hints, as_hints, read_references
 from instacolor.io.image import read_luminance, to_output
 from instacolor.reconstruct import reconstruct
 from instacolor.video.keyframes import read_keyframes, scale_hints
@@ -90,6 +90,9 @@ class FrameColorizer:
         out_dtype: ``numpy.uint8``, ``numpy.uint16`` or ``numpy.float32`` output.
         state: the stabiliser's state after the frame before the first one given
             (resuming), or None.
+        references: colour photographs read by :func:`~instacolor.hints.read_references`:
+            applied to the first frame of every shot and carried through the shot like
+            keyframe hints, or None.
     """
 
     def __init__(
@@ -100,8 +103,10 @@ class FrameColorizer:
         keyframes: Mapping[int, Hints] | None = None,
         out_dtype=np.uint8,
         state: StabilizerState | None = None,
+        references: tuple | None = None,
     ) -> None:
         self.colorizer = colorizer
+        self.references = references or None
         self.size = size
         self.grid = grid_size(*size, stabilization.flow_size)
         self.keyframes = dict(keyframes or {})
@@ -113,8 +118,10 @@ class FrameColorizer:
         """What the last frame left for the next one."""
         return self.stabilizer.state
 
-    def _predict(self, light_grid: np.ndarray, hints: Any = None):
-        result = self.colorizer.colorize_light(light_grid, hints=hints, out_dtype=np.uint8)
+    def _predict(self, light_grid: np.ndarray, hints: Any = None, reference: Any = None):
+        result = self.colorizer.colorize_light(
+            light_grid, hints=hints, out_dtype=np.uint8, reference=reference
+        )
         gh, gw = self.grid
         ab = cv2.resize(result.ab.transpose(1, 2, 0), (gw, gh), interpolation=cv2.INTER_LINEAR)
         return ab.astype(np.float32, copy=False), result.confidence
@@ -142,9 +149,13 @@ class FrameColorizer:
         gray = np.clip(light_grid * 2.55 + 0.5, 0, 255).astype(np.uint8)
         ab, confidence = self._predict(light_grid)
         hinted = None
-        if index in self.keyframes:
+        shot_start = self.references is not None and self.stabilizer.is_cut(gray)
+        if index in self.keyframes or shot_start:
             sy, sx = gh / self.size[0], gw / self.size[1]
-            hinted, _ = self._predict(light_grid, scale_hints(self.keyframes[index], sx, sy))
+            points = self.keyframes.get(index)
+            points = None if points is None else scale_hints(points, sx, sy)
+            reference = self.references if shot_start else None
+            hinted, _ = self._predict(light_grid, points, reference)
         step = self.stabilizer.step(gray, ab, confidence, hinted)
         chroma = torch.from_numpy(np.ascontiguousarray(step.ab.transpose(2, 0, 1)))
         rgb = reconstruct(chroma, torch.from_numpy(light_grid), light, out_dtype=self.out_dtype)
@@ -175,6 +186,7 @@ def colorize_frames(
     colorizer=None,
     stabilize: bool | Stabilization = True,
     hints: Any = None,
+    reference: Any = None,
     color_tolerance: float | None = None,
     **options: Any,
 ) -> Iterator[np.ndarray]:
@@ -191,6 +203,9 @@ def colorize_frames(
             :class:`Stabilization`.
         hints: keyframe hints: a JSON-lines file (:mod:`instacolor.video.keyframes`) or
             ``{frame index: points}`` in frame pixels.
+        reference: colour photograph(s) to take colours from (a path, an array, a PIL
+            image or a list of them, as for :func:`instacolor.colorize`): applied to the
+            first frame of every shot and carried through the shot.
         color_tolerance: for iterables of arrays: the gray test's tolerance (None: the
             colorizer's).
         **options: ``weights``, ``device``, ``working_size``, ``detector``, ``backend``,
@@ -206,6 +221,7 @@ def colorize_frames(
         DecodeError: a file that cannot be decoded.
     """
     settings = _stabilization(stabilize)
+    references = read_references(reference)  # a bad reference: refused before any frame
     colorizer = make_colorizer(colorizer, **options)
     tolerance = colorizer.color_tolerance if color_tolerance is None else color_tolerance
     if isinstance(frames, str | os.PathLike):
@@ -213,7 +229,7 @@ def colorize_frames(
         dtype = np.uint16 if info.bit_depth == 16 else np.uint8
         engine = FrameColorizer(
             colorizer, (info.height, info.width), settings,
-            _keyframes(hints, (info.height, info.width)), dtype,
+            _keyframes(hints, (info.height, info.width)), dtype, references=references,
         )  # fmt: skip
         try:
             for frame in source:
@@ -226,7 +242,10 @@ def colorize_frames(
         light, kind = read_luminance(image, color_tolerance=tolerance)
         if engine is None:
             size = (int(light.shape[0]), int(light.shape[1]))
-            engine = FrameColorizer(colorizer, size, settings, _keyframes(hints, size), kind.dtype)
+            engine = FrameColorizer(
+                colorizer, size, settings, _keyframes(hints, size), kind.dtype,
+                references=references,
+            )  # fmt: skip
         yield to_output(engine(index, light)[0], kind)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from instacolor.errors import DecodeError, UsageError
+from instacolor.errors import DecodeError, InputError, UsageError
 from instacolor.video.sources import SourceInfo, import_av
 
 __all__ = ["CODECS", "SegmentWriter", "codec_for", "copied_streams", "join_segments", "write_png"]
@@ -54,10 +54,20 @@ def codec_for(output: Path) -> str:
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an ``(H, W, 3)`` uint8 or uint16 RGB frame as PNG (fast compression)."""
-    ok = cv2.imwrite(str(path), rgb[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    """Write an ``(H, W, 3)`` uint8 or uint16 RGB frame as PNG (fast compression).
+
+    Raises:
+        InputError: a frame OpenCV cannot encode as PNG.
+        OSError: the file cannot be written (from the file system: full disk, permissions).
+    """
+    ok, data = cv2.imencode(".png", rgb[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
-        raise OSError(f"{path}: the PNG frame could not be written")
+        raise InputError(
+            f"{path.name}: expected an (H, W, 3) uint8 or uint16 frame to encode as PNG, "
+            f"received {rgb.shape} {rgb.dtype}"
+        )
+    with open(path, "wb") as handle:
+        handle.write(data.tobytes())
 
 
 def copied_streams(info: SourceInfo, output: Path) -> tuple[list[int], list[str]]:
