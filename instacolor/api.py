@@ -26,7 +26,7 @@ from instacolor.decode import Decoding, confidence_at, decode, resolve_decoding
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
-from instacolor.hints import HintSettings, as_hints, read_references
+from instacolor.hints import HintSettings, as_hints, match_references, read_references
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.inputs import prepare_inputs
@@ -310,7 +310,8 @@ class Colorizer:
         ab, confidence = decode(out, decoding)
         if saturation != 1.0:
             ab = ab * saturation
-        ab = self.hinting.propagate(ab, inputs.light, hints, inst, size, references)
+        match = match_references(inputs.light, references) if references else None
+        ab = self.hinting.propagate(ab, inputs.light, hints, inst, size, match)
         t2 = time.perf_counter()
         rgb = self.hinting.reconstruct(ab, inputs.light, l_full, hints, inst, out_dtype)
         t3 = time.perf_counter()
@@ -335,6 +336,7 @@ class Colorizer:
             **decoding.record(),
             confidence=None if confidence is None else confidence_at(confidence, size),
             hints=hints,
+            reference_map=None if match is None else confidence_at(match.confidence, size),
         )
 
 

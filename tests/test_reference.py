@@ -134,5 +134,9 @@ def test_a_mirrored_crop_of_the_photo_brings_its_colours_back(shipped, photo):
     # a list works too (the photo's own striped cells mix colours: fewer of them match)
     both = shipped.colorize(gray, reference=[_mirrored_crop(photo), photo])
     assert psnr(both, photo) > psnr(automatic, photo) + 1.0
+    result = shipped.colorize(gray, reference=_mirrored_crop(photo), full_result=True)
+    assert result.reference_map.shape == gray.shape and result.reference_map.dtype == np.float32
+    assert 0.02 < (result.reference_map > 0).mean() < 1.0 and result.reference_map.max() <= 1.0
+    assert shipped.colorize(gray, full_result=True).reference_map is None
     # the photo's own luminance is kept whatever the reference's
     np.testing.assert_allclose(_lab(guided)[0], _lab(automatic)[0], atol=1.5)

@@ -38,7 +38,7 @@ from scipy import ndimage
 from instacolor.errors import InputError
 from instacolor.hints.cells import constraints, instance_cells
 from instacolor.hints.propagation import decay_for_length, fit_chroma, propagate
-from instacolor.hints.reference import Reference, match_references
+from instacolor.hints.reference import ReferenceMatch
 from instacolor.hints.values import Hints
 from instacolor.reconstruct import compose_rgb, guided_upsample_ab, reconstruct
 
@@ -133,7 +133,7 @@ class HintSettings:
         hints: Hints | None,
         instances,
         size,
-        references: tuple[Reference, ...] | None = None,
+        match: ReferenceMatch | None = None,
     ):
         """ab ``(2, S, S)`` with the hint residuals spread at the working resolution.
 
@@ -143,12 +143,11 @@ class HintSettings:
             hints: the checked hints (None: none).
             instances: the instances ``hints.instance_colors`` index.
             size: ``(H, W)`` of the image.
-            references: colour reference photos (:func:`~instacolor.hints.reference.
-                read_references`): their confident matches
-                (:func:`~instacolor.hints.reference.match_references`) act as points
-                where no hint is; None: none.
+            match: the confident matches of colour reference photos
+                (:func:`~instacolor.hints.reference.match_references`): they act as
+                points where no hint is; None: none.
         """
-        if (hints is None and not references) or self.propagation == "none":
+        if (hints is None and match is None) or self.propagation == "none":
             return ab
         hints = hints or Hints()
         s = ab.shape[-1]
@@ -163,7 +162,6 @@ class HintSettings:
             outside = ~ndimage.binary_dilation(extent, np.ones((3, 3), bool), INSTANCE_BAND)
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
-        match = match_references(light, references) if references else None
         matched = np.zeros((s, s), bool) if match is None else match.known
         count = len(hints.points) + int(matched.sum())
         if self.fit and count >= FIT_MIN_POINTS:

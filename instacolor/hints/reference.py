@@ -102,7 +102,7 @@ class ReferenceMatch:
     Attributes:
         known: ``(S, S)`` bool, the cells fixed by a confident match.
         ab: ``(2, S, S)`` float32, their colour (0 elsewhere).
-        confidence: ``(S, S)`` float32 in ``[0, 1]``, the match score of each matched
+        confidence: ``(S, S)`` float32 tensor in ``[0, 1]``, the match score of each matched
             grid cell spread over its ``S / 32`` square (0 where nothing matched).
     """
 
@@ -270,5 +270,5 @@ def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> Re
     known[cy[keep_grid], cx[keep_grid]] = True
     ab[:, cy[keep_grid], cx[keep_grid]] = ab_grid[:, keep_grid]
     cell = np.ones((-(-s // grid), -(-s // grid)), np.float32)
-    confidence = np.kron(conf_grid.astype(np.float32), cell)[:s, :s]
+    confidence = torch.from_numpy(np.kron(conf_grid.astype(np.float32), cell)[:s, :s])
     return ReferenceMatch(known=known, ab=ab, confidence=confidence)

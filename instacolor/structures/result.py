@@ -46,6 +46,9 @@ class ColorizeResult:
             predicted colour distribution lies near the decoded colour (weights with a
             trained classification head), else None.
         hints: the colour hints applied (None without hints).
+        reference_map: ``(H, W)`` float32 in ``[0, 1]`` at the input size: where the
+            colours came from reference photos (the score of the confident match of each
+            pixel's cell, 0 where nothing matched); None without references.
     """
 
     image: Any
@@ -64,3 +67,4 @@ class ColorizeResult:
     mix: float | None = None
     confidence: np.ndarray | None = None
     hints: Hints | None = None
+    reference_map: np.ndarray | None = None
