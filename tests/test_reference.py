@@ -99,6 +99,12 @@ def test_a_bad_reference_or_hint_fails_the_call(shipped, photo):
         shipped.colorize(gray, hints=[(999, 5, "#ff0000")], reference=photo)
 
 
+def test_a_reference_needs_propagation(photo):
+    colorizer = Colorizer("default", working_size=64, hint_propagation="none")
+    with pytest.raises(InputError, match="hint_propagation='none'"):
+        colorizer.colorize(gray_baseline(photo)[:, :, 0], reference=photo)
+
+
 # ---------------------------------------------------------------- reading and matching
 
 

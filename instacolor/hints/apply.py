@@ -147,6 +147,11 @@ class HintSettings:
                 (:func:`~instacolor.hints.reference.match_references`): they act as
                 points where no hint is; None: none.
         """
+        if match is not None and self.propagation == "none":
+            raise InputError(
+                "reference: expected a colorizer that propagates hints, received "
+                "hint_propagation='none'; use 'working' or 'full' to take colours from it"
+            )
         if (hints is None and match is None) or self.propagation == "none":
             return ab
         hints = hints or Hints()
