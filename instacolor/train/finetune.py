@@ -16,7 +16,7 @@ the instance and fusion networks' parameter of the same name, so the three netwo
 decoders move together and the fusion blends features of one adapted decoder.
 
 A held-out part of the collection (default 10 %, at least 10 photos) is scored at the
-weights' working size before training and every few seconds during it; the best state
+weights' working size before training and every 10-60 s during it; the best state
 by held-out PSNR is kept, and the base weights are written when nothing beat them.
 """
 
