@@ -177,6 +177,10 @@ def test_existing_output_and_unholdable_subtitles_are_refused_untouched(tmp_path
     with pytest.raises(UsageError, match="already exists"):
         colorize_video(source, existing, colorizer=colorizer)
     assert existing.read_bytes() == b"keep me"
+    original = source.read_bytes()
+    with pytest.raises(UsageError, match="must not be the input"):  # even with overwrite
+        colorize_video(source, tmp_path / "." / "in.mkv", colorizer=colorizer, overwrite=True)
+    assert source.read_bytes() == original
     with pytest.raises(UsageError, match="subtitle stream"):
         colorize_video(source, tmp_path / "new.mp4", colorizer=colorizer)  # ASS: not in mp4
     assert not (tmp_path / "new.mp4").exists() and not list(tmp_path.glob(".new*"))
