@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from instacolor.hints import read_references, references_sha256
 
 FAST = ["--working-size", "64", "--threads", "1", "--no-progress"]
 
@@ -54,6 +57,11 @@ def test_a_reference_colours_the_batch(tmp_path, scans):
     b = np.asarray(Image.open(tmp_path / "guided" / "a.png").convert("RGB"), np.float64)
     truth = _photo().astype(np.float64)
     assert np.abs(b - truth).mean() < np.abs(a - truth).mean() - 5.0
+    # the records (and the outputs' provenance) name the reference by its digest
+    record = json.loads((tmp_path / "guided" / "manifest.jsonl").read_text().splitlines()[-1])
+    assert record["references_sha256"] == references_sha256(read_references(reference))
+    plain_record = json.loads((tmp_path / "plain" / "manifest.jsonl").read_text().splitlines()[-1])
+    assert plain_record["references_sha256"] is None
 
 
 @pytest.mark.slow

@@ -60,6 +60,8 @@ class Record:
         instances: number of instances fused (0 without a detector).
         hints: number of colour hints applied (points plus coloured instances), or None.
         hints_sha256: sha256 of the hints (:meth:`~instacolor.hints.Hints.sha256`).
+        references_sha256: sha256 of the colour reference photos (``--reference``;
+            :func:`~instacolor.hints.references_sha256`), or None.
         bit_depth: bits per sample of the input and output (JPEG output is 8).
         timings: seconds: ``read``, ``colorize``, ``write``, ``total``.
         error: one-line reason for ``failed``, else None.
@@ -90,6 +92,7 @@ class Record:
     instances: int = 0
     hints: int | None = None
     hints_sha256: str | None = None
+    references_sha256: str | None = None
     bit_depth: int | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None

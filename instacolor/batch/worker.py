@@ -25,7 +25,7 @@ from instacolor.api import Colorizer
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
 from instacolor.errors import DetectorUnavailableWarning, InstacolorError
-from instacolor.hints import hints_for, read_hints_lines, read_references
+from instacolor.hints import hints_for, read_hints_lines, read_references, references_sha256
 from instacolor.io.archival import (
     DEFAULT_MAX_PIXELS,
     Provenance,
@@ -153,7 +153,10 @@ def describe_error(exc: BaseException, source: object = None) -> str:
 
 
 #: The record fields that say how the colours were made (the outputs' provenance).
-_SETTINGS_KEYS = ("working_size", "saturation", "decode", "temperature", "mix", "hints_sha256")
+_SETTINGS_KEYS = (
+    "working_size", "saturation", "decode", "temperature", "mix", "hints_sha256",
+    "references_sha256",
+)  # fmt: skip
 
 
 def _hints_for(source: Path, lines):
@@ -196,6 +199,7 @@ class Worker:
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
         self.references = read_references(list(settings.references) or None)
+        self.references_sha256 = references_sha256(self.references) if self.references else None
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
@@ -233,6 +237,7 @@ class Worker:
                     **base,
                 )
             hints = _hints_for(job.source, self.hint_lines)
+            base.update(references_sha256=self.references_sha256)
             if hints is not None:
                 base.update(hints=len(hints), hints_sha256=hints.sha256())
             result = self._colorize(scan, hints)

@@ -59,6 +59,7 @@ from instacolor.hints.reference import (
     ReferenceMatch,
     match_references,
     read_references,
+    references_sha256,
 )
 from instacolor.hints.values import HintPoint, Hints, Lab, as_lab
 
@@ -98,6 +99,7 @@ __all__ = [
     "read_hints_lines",
     "read_references",
     "reference_hint_channels",
+    "references_sha256",
     "sidecar_path",
     "system",
 ]

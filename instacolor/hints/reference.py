@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -61,6 +62,7 @@ __all__ = [
     "ReferenceMatch",
     "match_references",
     "read_references",
+    "references_sha256",
 ]
 
 #: Side at which the encoder sees the target and each reference (both squashed to it).
@@ -192,6 +194,19 @@ def read_references(reference: Any) -> tuple[Reference, ...] | None:
             )
         out.append(Reference(rgb=rgb, source=source))
     return tuple(out)
+
+
+def references_sha256(references: tuple[Reference, ...]) -> str:
+    """sha256 of the references' pixels as read (shape and float32 sRGB, in order).
+
+    Records and provenance name the references by it (the same photo from a path, an
+    array or a PIL image gives the same digest).
+    """
+    digest = hashlib.sha256()
+    for ref in references:
+        digest.update(np.asarray(ref.rgb.shape, np.int64).tobytes())
+        digest.update(np.ascontiguousarray(ref.rgb, np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def _squash(rgb: np.ndarray, side: int) -> np.ndarray:
