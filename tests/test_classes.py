@@ -26,7 +26,7 @@ from instacolor.models.classes import (
 )
 from instacolor.models.network import InstColorNet
 from instacolor.structures import NetOutput
-from instacolor.train.gpu import export_weights
+from instacolor.train.budget import export_weights
 from instacolor.weights import load_weights, save_safetensors
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from instacolor.errors import InputError
 from instacolor.models.network import InstColorNet
 from instacolor.perceptual import alexnet_features
-from instacolor.train.gpu import export_weights
+from instacolor.train.budget import export_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,10 +109,11 @@ def test_coco_and_folder_with_lpips(coco, alexnet_file, tmp_path):
     assert set(full) == {
         "gray baseline (ab=0)",
         "full image only",
+        "semantic, no instances",
         "instance fusion",
         "fusion + semantic",
     }
-    assert all({"lpips", "bleeding", "psnr"} <= set(r) for r in full.values())
+    assert all({"lpips", "bleeding", "psnr", "mask_psnr"} <= set(r) for r in full.values())
     assert full["full image only"]["psnr"] != full["instance fusion"]["psnr"]  # boxes were used
 
 

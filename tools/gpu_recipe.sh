@@ -2,7 +2,7 @@
 # The GPU recipe: train instacolor's three stages on one GPU in under 9 minutes.
 #
 # 1. Once, on any machine holding the data (CPU, ~1-2 min), pack it into a small folder:
-#        .venv/bin/python tools/train_gpu.py --pack-to runs/gpu-pack \
+#        .venv/bin/python tools/train_budget.py --pack-to runs/gpu-pack \
 #            --data "$INSTACOLOR_DATA/train" --coco "$INSTACOLOR_DATA/coco128"
 # 2. On the machine with the GPU, with the repository and runs/gpu-pack in it:
 #        bash tools/gpu_recipe.sh          # PACK, OUT, RUN, BUDGET, PYTHON override the defaults
@@ -44,7 +44,7 @@ if [ ! -f "$PACK/manifest.json" ]; then
 fi
 echo "== smoke run (width 4, all stages)" >>"$LOG"
 SMOKE=$(mktemp -d)
-if ! timeout 90 "$PY" tools/train_gpu.py --pack "$PACK" --out "$SMOKE" --device "$DEVICE" \
+if ! timeout 90 "$PY" tools/train_budget.py --pack "$PACK" --out "$SMOKE" --device "$DEVICE" \
     --tiny --budget-s 20 >"$SMOKE.txt" 2>&1; then
     tail -n 40 "$SMOKE.txt" | tee -a "$LOG"
     echo "smoke run failed after $SECONDS s: the real run was not started" | tee -a "$LOG"
@@ -56,7 +56,7 @@ LIMIT=$((585 - SECONDS))
 LIMIT=$((LIMIT > 540 ? 540 : LIMIT))
 BUDGET=$((BUDGET < LIMIT - 45 ? BUDGET : LIMIT - 45))
 echo "== run (budget $BUDGET s, timeout $LIMIT s, $SECONDS s spent)" >>"$LOG"
-timeout "$LIMIT" "$PY" tools/train_gpu.py --pack "$PACK" --out "$RUN" --device "$DEVICE" \
+timeout "$LIMIT" "$PY" tools/train_budget.py --pack "$PACK" --out "$RUN" --device "$DEVICE" \
     --budget-s "$BUDGET" "$@" 2>&1 | tee -a "$LOG"
 rc=$?
 echo "exit status $rc" >>"$LOG"

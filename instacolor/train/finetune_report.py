@@ -20,9 +20,9 @@ from instacolor.decode import Decoding, decode
 from instacolor.metrics import colorfulness, psnr
 from instacolor.models.network import network_input
 from instacolor.structures import NetOutput
+from instacolor.train.budget import export_weights
 from instacolor.train.collection import Collection
 from instacolor.train.data import to_lab_tensors
-from instacolor.train.gpu import export_weights
 from instacolor.train.validators import to_rgb8
 
 __all__ = [

@@ -18,8 +18,8 @@ from instacolor.errors import InputError
 from instacolor.models.classes import class_prior
 from instacolor.models.encoder import load_encoder
 from instacolor.models.network import InstColorNet
+from instacolor.train.budget import export_weights
 from instacolor.train.cache import EncodedImages, build_cache
-from instacolor.train.gpu import export_weights
 from instacolor.train.loop import load_stage
 
 __all__ = ["Joined", "cache_class_prior", "cached_photos", "export_checkpoint", "packaged_file"]
@@ -33,7 +33,7 @@ def export_checkpoint(
     temperature: float = 0.38,
     mix: float | None = None,
 ) -> None:
-    """Write a checkpoint as weights (``train.gpu.export_weights``).
+    """Write a checkpoint as weights (``train.budget.export_weights``).
 
     The class head counts as trained when its run's ``class_weight`` was > 0; ``mix``
     goes into the metadata if given; guided runs write guided weights.

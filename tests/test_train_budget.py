@@ -1,4 +1,4 @@
-"""The GPU recipe (tools/train_gpu.py) end to end at a tiny size: pack, train, export, load.
+"""The GPU recipe (tools/train_budget.py) end to end at a tiny size: pack, train, export, load.
 
 The CPU run stands in for the lent device: the pack is built here (pycocotools paints the
 semantic maps), then the tool trains from it in a subprocess where imagecodecs and
@@ -23,15 +23,15 @@ from PIL import Image
 import instacolor
 from instacolor.color import AB_NORM, normalize_ab, normalize_l, rgb_to_lab
 from instacolor.models.network import InstColorNet
+from instacolor.train.budget import image_batches, schedule_lr, train_for
+from instacolor.train.budget_validate import choose_decoding
 from instacolor.train.data import list_images, to_lab_tensors
-from instacolor.train.gpu import image_batches, schedule_lr, train_for
-from instacolor.train.gpu_data import build_pack, crop_batch, crop_boxes, load_pack
-from instacolor.train.gpu_validate import choose_decoding
 from instacolor.train.loop import TrainConfig, load_stage
+from instacolor.train.pack import build_pack, crop_batch, crop_boxes, load_pack
 from instacolor.weights import read_safetensors_metadata, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "train_gpu.py"
+TOOL = ROOT / "tools" / "train_budget.py"
 # the device image has neither: `import instacolor` must still work there
 BLOCKED = "import sys; sys.modules.update(imagecodecs=None, pycocotools=None); "
 
@@ -176,7 +176,7 @@ def test_the_decoding_is_the_best_psnr_that_is_colourful_enough():
 
 
 def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("train_gpu", TOOL)
+    spec = importlib.util.spec_from_file_location("train_budget", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     bad = (
@@ -194,7 +194,7 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def _run_tool(*args: str, blocked: bool) -> subprocess.CompletedProcess:
-    """The tool as ``python tools/train_gpu.py ARGS`` (optionally without the codecs)."""
+    """The tool as ``python tools/train_budget.py ARGS`` (optionally without the codecs)."""
     code = "import runpy, sys; " + (BLOCKED if blocked else "")
     code += f"sys.argv = {[str(TOOL), *args]!r}; runpy.run_path({str(TOOL)!r}, run_name='__main__')"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -6,7 +6,7 @@ optional rebalanced 529-bin classification loss) and the same checkpoint payload
 ``tools/train.py --export`` and ``tools/validate.py`` read these checkpoints too. What
 differs is the driver: a stage runs until its time budget is spent (not a step count),
 its batches come from a callable that augments on the device
-(:mod:`instacolor.train.gpu_data`), and the learning rate follows the elapsed fraction
+(:mod:`instacolor.train.pack`), and the learning rate follows the elapsed fraction
 of the budget. Parameters a stage does not train are frozen (``requires_grad=False``),
 which skips their weight gradients and changes nothing else.
 """
@@ -30,7 +30,6 @@ from instacolor.errors import InputError
 from instacolor.models.classes import class_prior
 from instacolor.models.network import InstColorNet
 from instacolor.train.data import FusionScenes, sample_boxes
-from instacolor.train.gpu_data import crop_batch, crop_boxes
 from instacolor.train.loop import (
     TrainConfig,
     autocast_for,
@@ -42,6 +41,7 @@ from instacolor.train.loop import (
     step_loss,
     trainable_parameters,
 )
+from instacolor.train.pack import crop_batch, crop_boxes
 from instacolor.weights import save_safetensors
 
 __all__ = [

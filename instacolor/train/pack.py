@@ -247,14 +247,14 @@ def load_pack(
     manifest_path = folder / _MANIFEST
     if not manifest_path.is_file():
         raise InputError(
-            f"pack: expected {manifest_path} (tools/train_gpu.py --pack-to writes it), "
+            f"pack: expected {manifest_path} (tools/train_budget.py --pack-to writes it), "
             "received no such file; build the pack first"
         )
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("version") != PACK_VERSION:
         raise InputError(
             f"pack {folder}: expected version {PACK_VERSION}, received "
-            f"{manifest.get('version')!r}; rebuild it with tools/train_gpu.py --pack-to"
+            f"{manifest.get('version')!r}; rebuild it with tools/train_budget.py --pack-to"
         )
     t0 = time.perf_counter()
     train = np.load(folder / "train.npz")

@@ -1,12 +1,12 @@
 """Train all three stages on one accelerator within a time budget (model card: "GPU recipe").
 
     # once: pack the data (photos and COCO scenes, a few tens of MiB to copy to the GPU machine)
-    python tools/train_gpu.py --pack-to .gpudata --data "$INSTACOLOR_DATA/train" \
+    python tools/train_budget.py --pack-to .gpudata --data "$INSTACOLOR_DATA/train" \
         --coco "$INSTACOLOR_DATA/coco128"
     # on the machine with a GPU (tools/gpu_recipe.sh runs this under timeout 540)
-    python3 tools/train_gpu.py --pack .gpudata --out /tmp/gpu-run --device cuda --budget-s 440
+    python3 tools/train_budget.py --pack .gpudata --out /tmp/gpu-run --device cuda --budget-s 440
     # seconds on a CPU (the test suite's run): build a pack from folders, train, export
-    python tools/train_gpu.py --data DIR --coco DIR --out runs/tiny --device cpu --tiny
+    python tools/train_budget.py --data DIR --coco DIR --out runs/tiny --device cpu --tiny
 
 The photos are decoded once into a uint8 tensor on the device and cropped, resized,
 flipped and converted to Lab there; stages 1-3 run in bf16 autocast (CUDA) and stop at
@@ -61,7 +61,7 @@ STAND_INS = _stand_ins()
 
 import torch  # noqa: E402
 
-from instacolor.train.gpu import (  # noqa: E402
+from instacolor.train.budget import (  # noqa: E402
     export_weights,
     flops_per_sample,
     image_batches,
@@ -70,14 +70,14 @@ from instacolor.train.gpu import (  # noqa: E402
     scenes_on,
     train_for,
 )
-from instacolor.train.gpu_data import build_pack, load_pack  # noqa: E402
-from instacolor.train.gpu_validate import (  # noqa: E402
+from instacolor.train.budget_validate import (  # noqa: E402
     DEFAULT_TEMPERATURES,
     choose_decoding,
     validate_images,
     validate_scenes,
 )
 from instacolor.train.loop import TrainConfig  # noqa: E402
+from instacolor.train.pack import build_pack, load_pack  # noqa: E402
 from instacolor.weights import sha256_file  # noqa: E402
 
 TINY = {
@@ -210,7 +210,7 @@ class Run:
         a = self.args
         trained = ", ".join(f"stage {s} {n} steps" for s, n in steps.items())
         origin = (
-            f"tools/train_gpu.py on {self.summary.get('device_name', a.device)}: "
+            f"tools/train_budget.py on {self.summary.get('device_name', a.device)}: "
             f"{trained}; pack {self.summary.get('pack', {}).get('train_packed')} photos"
         )
         decode = self.decoding["decode"]
