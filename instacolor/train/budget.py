@@ -14,7 +14,6 @@ which skips their weight gradients and changes nothing else.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -42,6 +41,7 @@ from instacolor.train.loop import (
     trainable_parameters,
 )
 from instacolor.train.pack import crop_batch, crop_boxes
+from instacolor.train.trainer import save_checkpoint
 from instacolor.weights import save_safetensors
 
 __all__ = [
@@ -147,12 +147,6 @@ def schedule_lr(lr: float, step: int, fraction: float, schedule: str, warmup: in
     return lr * ramp
 
 
-def _save(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def train_for(
     config: TrainConfig,
     next_batch: Callable[[int], dict],
@@ -204,7 +198,7 @@ def train_for(
 
     def checkpoint() -> None:
         payload = {"net": net.state_dict(), "optimizer": optimizer.state_dict()}
-        _save(latest, {**payload, "step": step, "config": asdict(config)})
+        save_checkpoint(latest, {**payload, "step": step, "config": asdict(config)})
         if on_checkpoint is not None:
             net.eval()
             on_checkpoint(net, step)

@@ -55,6 +55,7 @@ from instacolor.train.loop import (
     class_weights_of,
     step_loss,
 )
+from instacolor.train.trainer import save_checkpoint
 
 __all__ = ["MIN_PHOTOS", "TRAINED_MODULES", "FinetuneReport", "Scores", "finetune"]
 
@@ -301,7 +302,7 @@ def finetune(
                 if scores.psnr > best_psnr:
                     best_psnr = scores.psnr
                     best = {k: v.detach().clone() for k, v in params.items()}
-                _save(work / _CHECKPOINT, {
+                save_checkpoint(work / _CHECKPOINT, {
                     "settings": settings, "before": before.__dict__, "step": step,
                     "seconds": clock + time.perf_counter(), "best": best,
                     "best_psnr": best_psnr, "optimizer": optimizer.state_dict(),
@@ -379,9 +380,3 @@ def _load_checkpoint(work: Path, settings: dict) -> dict | None:
             "that folder to start again"
         )
     return ckpt
-
-
-def _save(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)

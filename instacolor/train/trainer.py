@@ -72,7 +72,8 @@ def _check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
         )
 
 
-def _save(path: Path, payload: dict) -> None:
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """``torch.save`` to ``PATH.tmp``, then an atomic rename: a kill leaves the old file."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -181,7 +182,7 @@ def train_stage(
                         "step": step,
                         "config": asdict(config),
                     }
-                    _save(latest, payload)
+                    save_checkpoint(latest, payload)
                 if step >= config.steps:
                     break
     finally:
