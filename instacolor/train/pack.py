@@ -1,7 +1,7 @@
 """Training data for one accelerator: a compact pack, decoded once, augmented on the device.
 
-A lent GPU machine receives the working tree and nothing beside it (64 MiB in all), so the
-data travels as a *pack* built here beforehand (:func:`build_pack`), a folder of:
+The training machine needs only the repository and a small data folder: a *pack* built
+beforehand from the photo folders (:func:`build_pack`), a folder of:
 
 * ``train.npz`` - re-encoded (WebP) training photos, squashed to ``store_size`` squares,
   as one byte string with offsets: a seeded random subset of the training split that fits
