@@ -14,11 +14,11 @@ hint, and compared in Lab:
   ``|delta ab| > 6``.
 
 Printed: per image and the median / mean over images. ``--split tune`` uses the photos
-that are not held out (every 4th image is held out, as ``tools/evaluate.py --coco
+that are not held out (every 4th image is held out, as ``instacolor evaluate --coco
 --holdout-every 4``), ``--split heldout`` the held-out ones (the reported numbers).
 
 ``--oracle FOLDER --hints 0,10`` prints instead the oracle-hint curve of
-``tools/evaluate.py --data FOLDER --hints`` (same points, same seeds; propagation only;
+``instacolor evaluate --data FOLDER --hints`` (same points, same seeds; propagation only;
 a COCO folder: its held-out photos, as ``--coco``): locality must not cost the gain of
 many hints.
 
@@ -29,7 +29,6 @@ many hints.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +36,16 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from evaluate import coco_heldout
-from evaluate_hints import _ab, _gray, _small, evaluate_hints
-
 from instacolor import Colorizer, Hints
+from instacolor.evaluation import (
+    ab_planes,
+    coco_heldout,
+    coco_scenes,
+    gray_plane,
+    hint_curve,
+    read_rgb,
+    small,
+)
 from instacolor.hints import as_lab
 from instacolor.io.coco import decode_segmentation
 from instacolor.train.data import list_images
@@ -53,47 +56,39 @@ THRESHOLD = 6.0  # ab units
 
 
 def photos(coco: Path, split: str, every: int = 4):
-    """``(path, record, annotations)`` of the held-out or the other annotated photos."""
-    held, anns = coco_heldout(coco, every)
+    """The held-out or the other annotated scenes (:class:`instacolor.evaluation.CocoScene`)."""
+    held = coco_heldout(coco, every)
     if split == "heldout":
-        chosen = held
-    else:
-        held_names = {p.name for p, _ in held}
-        import json
-
-        data = json.loads((coco / "annotations" / "instances_train2017.json").read_text())
-        by_name = {i["file_name"]: i for i in data["images"] if i["id"] in anns}
-        chosen = [
-            (p, by_name[p.name])
-            for p in list_images(coco)
-            if p.name in by_name and p.name not in held_names
-        ]
-    return [(p, rec, anns[rec["id"]]) for p, rec in chosen]
+        return held
+    held_paths = {scene.path for scene in held}
+    return [scene for scene in coco_scenes(coco) if scene.path not in held_paths]
 
 
-def target_mask(record: dict, annotations: list) -> np.ndarray | None:
+def target_mask(path: Path, annotations) -> np.ndarray | None:
     """The 256x256 mask of the largest mid-sized instance, or None."""
     mid = [a for a in annotations if 32**2 <= a["area"] < 96**2 and not a.get("iscrowd")]
     if not mid:
         return None
     best = max(mid, key=lambda a: a["area"])
-    mask = decode_segmentation(best["segmentation"], (record["height"], record["width"]))
+    with Image.open(path) as image:
+        width, height = image.size
+    mask = decode_segmentation(best["segmentation"], (height, width))
     small = np.asarray(Image.fromarray(mask).resize((256, 256), Image.NEAREST))
     return small if small.sum() >= 4 else None
 
 
 def measure(colorizer: Colorizer, path: Path, mask: np.ndarray) -> tuple[float, float]:
     """``(object mean |delta ab|, outside fraction > THRESHOLD)`` for one photo."""
-    truth = _small(np.asarray(Image.open(path).convert("RGB")))
-    gray = _gray(truth)
+    truth = small(read_rgb(path))
+    gray = gray_plane(truth)
     auto = colorizer.colorize(gray)
-    auto_ab = _ab(auto)
+    auto_ab = ab_planes(auto)
     depth = ndimage.distance_transform_edt(mask)
     y, x = np.unravel_index(int(np.argmax(depth)), mask.shape)
     here = auto_ab[:, y, x]
     color = max(VIVID, key=lambda c: float(np.hypot(as_lab(c).a - here[0], as_lab(c).b - here[1])))
     hinted = colorizer.colorize(gray, hints=Hints(points=[(int(x), int(y), color, 1)]))
-    delta = np.sqrt(((_ab(hinted) - auto_ab) ** 2).sum(0))
+    delta = np.sqrt(((ab_planes(hinted) - auto_ab) ** 2).sum(0))
     outside = ~ndimage.binary_dilation(mask, iterations=MARGIN)
     return float(delta[mask].mean()), float((delta[outside] > THRESHOLD).mean())
 
@@ -116,20 +111,22 @@ def main() -> None:
 
         colorizer.hinting = replace(colorizer.hinting, reach=args.reach)
     if args.oracle:
-        if (args.oracle / "annotations").is_dir():  # COCO: the held-out photos, as evaluate.py
-            files = [p for p, _ in coco_heldout(args.oracle, 4)[0]][: args.limit or None]
+        if (args.oracle / "annotations").is_dir():  # COCO: the held-out photos, as evaluate
+            files = [s.path for s in coco_heldout(args.oracle, 4)][: args.limit or None]
         else:
             files = list_images(args.oracle)[: args.limit or None]
-        items = [(i, np.asarray(Image.open(p).convert("RGB"))) for i, p in enumerate(files)]
+        items = [(i, read_rgb(p)) for i, p in enumerate(files)]
         ks = [int(k) for k in args.hints.split(",")]
-        print(evaluate_hints({"propagation": colorizer}, items, ks, f"oracle, {args.oracle.name}"))
+        curve = hint_curve({"propagation": colorizer}, items, ks, f"oracle, {args.oracle.name}")
+        print(curve.markdown())
         return
     if args.coco is None:
         parser.error("give --coco (locality) or --oracle (the oracle-hint curve)")
     rows = []
     items = photos(args.coco, args.split)
-    for path, record, found in items[: args.limit or None]:
-        mask = target_mask(record, found)
+    for scene in items[: args.limit or None]:
+        path = scene.path
+        mask = target_mask(path, scene.annotations)
         if mask is None:
             continue
         inside, outside = measure(colorizer, path, mask)

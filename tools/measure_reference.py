@@ -23,7 +23,6 @@ the share of working cells fixed by a match. ``--time IMAGE`` instead times one 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -31,11 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from evaluate_hints import _gray, _small
-
 from instacolor import Colorizer, InputError
+from instacolor.evaluation import gray_plane, small
 from instacolor.hints import match_references, read_references
 from instacolor.io.image import read_luminance
 from instacolor.metrics import colorfulness, psnr
@@ -65,8 +61,8 @@ def evaluate(colorizer: Colorizer, files: list[Path]) -> None:
     shares = {m: [] for m in modes[1:]}
     originals = [np.asarray(Image.open(p).convert("RGB")) for p in files]
     for i, (path, original) in enumerate(zip(files, originals)):
-        truth = _small(original)
-        gray = _gray(truth)
+        truth = small(original)
+        gray = gray_plane(truth)
         refs = {"same scene": mirrored_crop(original), "unrelated": originals[(i + 1) % len(files)]}
         try:
             read_references(list(refs.values()))

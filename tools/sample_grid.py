@@ -5,7 +5,7 @@
 
 Each image is shown ``--height`` pixels high; every model colorizes it at that size with
 its own default decoding. The hinted column takes ``--hints`` oracle points drawn as
-``tools/evaluate.py --hints`` draws them (3x3 ground-truth mean ab around uniformly drawn
+``instacolor evaluate --hints`` draws them (3x3 ground-truth mean ab around uniformly drawn
 pixels, seed ``(0, image index)``), drawn as small white-ringed dots. A column header
 names each column. Not a test.
 """
@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_hints import _gray, oracle_hints  # tools/evaluate_hints.py, beside this file
-
 from instacolor import Colorizer
+from instacolor.evaluation import gray_plane, oracle_hints
 
 
 def _mark(rgb: np.ndarray, hints, truth: np.ndarray) -> np.ndarray:
@@ -77,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = Image.open(path).convert("RGB")
         size = (round(truth.width * args.height / truth.height), args.height)
         truth = np.asarray(truth.resize(size, Image.LANCZOS))
-        gray = _gray(truth)
+        gray = gray_plane(truth)
         hints = oracle_hints(truth, args.hints, (0, index))
         cells = [np.repeat(gray[..., None], 3, 2)]
         cells += [colorizer.colorize(gray) for _, colorizer in models]

@@ -26,6 +26,7 @@ from instacolor import __version__
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import Terminated
 from instacolor.cli import arguments
+from instacolor.cli.evaluate import add_evaluate_parser, add_tune_parser, run_evaluate, run_tune
 from instacolor.cli.export import add_export_parser, run_export
 from instacolor.cli.finetune import add_finetune_parser, run_finetune
 from instacolor.cli.models import models_report
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_export_parser(commands)
     add_finetune_parser(commands)
+    add_evaluate_parser(commands)
+    add_tune_parser(commands)
     return parser
 
 
@@ -352,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(args)
         if args.command == "finetune":
             return run_finetune(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
+        if args.command == "tune":
+            return run_tune(args)
         return _colorize(args)
     except InstacolorError as exc:  # before the first image: inputs, output, weights
         _say(f"error: {' '.join(str(exc).split())}")
