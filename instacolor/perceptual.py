@@ -17,7 +17,7 @@ Two files make the metric, neither shipped with instacolor:
   downloaded from the PerceptualSimilarity repository; checked by full sha256.
 
 :func:`lpips_unavailable` says, without downloading, why the metric cannot be computed
-here (None when it can): ``tools/evaluate.py`` reports LPIPS only then.
+here (None when it can): ``instacolor evaluate`` reports LPIPS only then.
 """
 
 from __future__ import annotations

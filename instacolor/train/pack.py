@@ -10,7 +10,7 @@ beforehand from the photo folders (:func:`build_pack`), a folder of:
   ``tools/train.py`` holds out for stage 1), copied unchanged;
 * ``coco/`` - the COCO scenes re-encoded at most ``coco_side`` pixels on a side, and
   ``coco.npz`` with their boxes and semantic label maps at that size and which scenes are
-  held out (every ``coco_holdout_every``-th sorted file, as ``tools/evaluate.py
+  held out (every ``coco_holdout_every``-th sorted file, as ``instacolor evaluate
   --holdout-every 4``);
 * ``manifest.json`` - sources, split rules, counts and sizes.
 
