@@ -59,15 +59,19 @@ def _modes(text: str) -> list[str]:
     return modes
 
 
-def _count(text: str) -> int:
-    """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
-    return value
+def _at_least(minimum: int):
+    """The argparse type of an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {text!r}")
+        return value
+
+    return parse
 
 
 def _outputs(p: argparse.ArgumentParser) -> None:
@@ -97,7 +101,7 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
         default=4,
         help="with --coco: score every Nth scene, the held-out split (default 4)",
     )
-    arg("--limit", type=_count, default=0, help="at most this many photos or scenes (0: all)")
+    arg("--limit", type=_at_least(0), default=0, help="at most this many photos or scenes (0: all)")
     arg("--working-size", type=arguments.positive, help="the networks' square size")
     arg("--saturation", type=arguments.saturation, default=1.0, help="factor on the chroma")
     arg("--decode", choices=("regression", "annealed-mean"), help="default: the weights'")
@@ -130,7 +134,7 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
     arg("--data", type=Path, metavar="FOLDER", help="folder of colour validation photos")
     arg("--every", type=arguments.positive, default=1, help="with --data: every Nth photo")
     arg("--coco", type=Path, metavar="FOLDER", help="COCO folder: its training scenes")
-    arg("--holdout-every", type=_split, default=4, help="with --coco: the held-out split")
+    arg("--holdout-every", type=_at_least(2), default=4, help="with --coco: the held-out split")
     arg("--sizes", type=arguments.positive, nargs="+", default=[128], help="working sizes")
     arg("--saturations", type=arguments.saturation, nargs="+", default=[1.0])
     arg(
@@ -142,16 +146,6 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
     arg("--min-colorfulness", type=float, default=0.6, help="the decoding rule's threshold")
     _outputs(p)
     return p
-
-
-def _split(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, received {text!r}")
-    return value
 
 
 def _plain(value):
@@ -238,16 +232,16 @@ def _colorizers(args: argparse.Namespace):
     return colorizer, hinted
 
 
-def _lpips(args: argparse.Namespace, report: _Report):
+def _lpips(args: argparse.Namespace):
+    """``(the LPIPS metric or None, the line saying which weights are missing or None)``."""
     from instacolor.perceptual import Lpips, lpips_unavailable
 
     if args.no_lpips:
-        return None
+        return None, None
     missing = None if args.lpips_alexnet else lpips_unavailable()
     if missing:
-        report.say(missing)
-        return None
-    return Lpips(alexnet=args.lpips_alexnet, download=False)
+        return None, missing
+    return Lpips(alexnet=args.lpips_alexnet, download=False), None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -282,6 +276,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _check_targets(args, files + [s.path for s in scenes])
     torch.set_num_threads(args.threads)
     colorizer, hinted = _colorizers(args)
+    lpips, missing = _lpips(args)  # a wrong LPIPS file: refused before anything is printed
     report = _Report()
     report.say(f"weights: {label(colorizer.loaded.name)} (sha256 {colorizer.loaded.sha256})")
     report.say(f"working size: {colorizer.working_size}, saturation: {colorizer.saturation}")
@@ -290,7 +285,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         line += f", temperature {decoding.temperature}"
         line += f", mix {decoding.mix}" if decoding.mix < 1 else ""
     report.say(line)
-    lpips = _lpips(args, report)
+    if missing:
+        report.say(missing)
     report.say()
     results = report.results
     results["weights"] = {"name": colorizer.loaded.name, "sha256": colorizer.loaded.sha256}
