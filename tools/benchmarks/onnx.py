@@ -3,12 +3,12 @@
 Configurations: the shipped default weights (width 16) and width-64 weights in
 InstColorization's official folder format (seeded random values: the architecture
 sets the cost, not the values), 0 and 8 instances, working size 256, on a 640x480
-image (``tools/bench_inputs.py``'s synthetic scene and boxes). Both backends use the same
+image (the synthetic scene and boxes of ``common.py``). Both backends use the same
 number of CPU threads. Per configuration: 1 warm-up, then ``--repeats`` timed
 ``Colorizer.colorize`` calls; the table gives the median of the whole call and of its
 network stage (the part the backend changes). Not a test.
 
-    .venv/bin/python tools/bench_onnx.py --threads 2 --repeats 5
+    .venv/bin/python tools/bench.py onnx --threads 2 --repeats 5
 """
 
 from __future__ import annotations
@@ -16,24 +16,26 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from bench import other_cores, stamp
-from bench_inputs import random_boxes, synthetic_gray
+from .common import other_cores, random_boxes, stamp, synthetic_gray
 
-from instacolor import Colorizer
-from instacolor.models.network import InstColorNet
+if TYPE_CHECKING:
+    from instacolor import Colorizer
 
 H, W = 480, 640
 
 
 def official_folder(width: int, root: Path) -> Path:
     """Seeded random networks of ``width`` saved as the reference's three ``.pth`` files."""
+    import torch
+
+    from instacolor.models.network import InstColorNet
+
     folder = root / f"official-random-w{width}"
     if not folder.is_dir():
         torch.manual_seed(0)
@@ -63,13 +65,20 @@ def measure(colorizer: Colorizer, n: int, repeats: int) -> tuple[float, float, f
     return statistics.median(total), statistics.median(network), other_cores(since)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py onnx``."""
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--working-size", type=int, default=256)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ic-bench")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time both backends on both weights, 0 and 8 instances; prints the table."""
+    import torch
+
+    from instacolor import Colorizer
+
     torch.set_num_threads(args.threads)
     os.environ.setdefault("INSTACOLOR_CACHE", str(args.cache / "cache"))
     weights = {"default (w16)": "default", "official w64": official_folder(64, args.cache)}
@@ -96,7 +105,3 @@ def main() -> int:
                 )
             del colorizer
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ second of wall time, frames per CPU-second of the process (what the run costs wh
 machine is shared) and the process's peak resident memory.
 
 Usage:
-    python tools/bench_video.py [--frames 24] [--sizes 640x360,1920x1080] [--threads 2]
+    python tools/bench.py video [--frames 24] [--sizes 640x360,1920x1080] [--threads 2]
         [--no-stabilize]
 """
 
@@ -17,14 +17,13 @@ import argparse
 import json
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from .common import entry_command
 
 
 def _scene(width: int, height: int) -> np.ndarray:
@@ -74,23 +73,26 @@ def child(clip: Path, out: Path, threads: int, stabilize: bool) -> None:
     }))  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py video``."""
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--sizes", default="640x360,1920x1080")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-stabilize", action="store_true")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time each size in a fresh child (or, with ``--child``, be that child)."""
     if args.child:
         child(*args.child, args.threads, not args.no_stabilize)
-        return
+        return 0
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes.split(","):
             width, height = (int(v) for v in size.split("x"))
             clip, out = Path(folder) / f"in{size}.mp4", Path(folder) / f"out{size}.mp4"
             write_clip(clip, width, height, args.frames)
-            command = [sys.executable, __file__, "--child", str(clip), str(out),
+            command = [*entry_command("video"), "--child", str(clip), str(out),
                        "--threads", str(args.threads)]  # fmt: skip
             if args.no_stabilize:
                 command.append("--no-stabilize")
@@ -98,6 +100,4 @@ def main() -> None:
             print(size, "stabilised" if not args.no_stabilize else "per-frame",
                   result.stdout.strip(), flush=True)  # fmt: skip
 
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,8 +1,8 @@
 """CPU time of each detection backend on one 640x480 image; prints a Markdown table.
 
-    .venv/bin/python tools/bench_detect.py              # random weights (no download needed)
-    .venv/bin/python tools/bench_detect.py --official   # official weights, where cached
-    .venv/bin/python tools/bench_detect.py --sam vit_b vit_h
+    .venv/bin/python tools/bench.py detect              # random weights (no download needed)
+    .venv/bin/python tools/bench.py detect --official   # official weights, where cached
+    .venv/bin/python tools/bench.py detect --sam vit_b vit_h
 
 The image is a coco128 photo (``$INSTACOLOR_DATA/coco128``; a synthetic one without it), converted
 to L and resized to 640x480. Per backend: construction time, one warm-up, then the median
@@ -24,19 +24,21 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
-from instacolor.detection import DetectorConfig, SamRefiner, TorchvisionMaskRCNN
-from instacolor.io.image import read_luminance
-from instacolor.structures import Instances
+if TYPE_CHECKING:
+    import torch
 
 COCO = Path(os.environ.get("INSTACOLOR_DATA", "data")) / "coco128" / "train2017"
 
 
 def test_image() -> tuple[np.ndarray, str]:
+    """The L plane of the first coco128 photo at 640x480 (random noise without it); its name."""
+    from instacolor.io.image import read_luminance
+
     files = sorted(COCO.glob("*.jpg")) if COCO.is_dir() else []
     if files:
         img = Image.open(files[0]).convert("L").resize((640, 480), Image.BILINEAR)
@@ -68,13 +70,21 @@ def _raw_counter(module: torch.nn.Module, count: Callable[[object], int]) -> lis
     return raw
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py detect``."""
     parser.add_argument("--official", action="store_true", help="official weights (cached)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sam", nargs="*", default=["vit_b"], help="SAM models to time")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time each backend that can run here; prints the table."""
+    import torch
+
+    from instacolor.detection import DetectorConfig, SamRefiner, TorchvisionMaskRCNN
+    from instacolor.structures import Instances
+
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="torch.meshgrid")  # raised inside detectron2
     light, source = test_image()
@@ -141,6 +151,4 @@ def main() -> None:
         row(f"segment-anything {model} refining 8 boxes", "official" if args.official else
             "random", built, seconds, "-", len(refined))  # fmt: skip
 
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -14,9 +14,9 @@ Scenarios:
 * **c**: 1 image of 12000x8334 (100 MP), 16-bit gray TIFF (uncompressed): its peak RSS
   must stay under 4 GiB (``--limit-mib``); the script exits 1 otherwise.
 
-    .venv/bin/python tools/bench_batch.py > /tmp/bench_batch.md
-    .venv/bin/python tools/bench_batch.py --quick          # 20 x 1 MP, 2 x 24 MP, 1 x 25 MP
-    .venv/bin/python tools/bench_batch.py --only c
+    .venv/bin/python tools/bench.py batch > /tmp/bench_batch.md
+    .venv/bin/python tools/bench.py batch --quick          # 20 x 1 MP, 2 x 24 MP, 1 x 25 MP
+    .venv/bin/python tools/bench.py batch --only c
 """
 
 from __future__ import annotations
@@ -31,36 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import tifffile
-from PIL import Image
+from .common import ROOT, Scenario, load_avg, write_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED = 0
-BAND_ROWS = 1024  # rows synthesised at a time, so big inputs stay cheap for this process
 MIB = 1 << 20
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One batch: ``count`` images of ``width`` x ``height`` at ``depth`` bits in ``fmt``."""
-
-    key: str
-    count: int
-    width: int
-    height: int
-    depth: int
-    fmt: str  # "jpeg" or "tiff"
-
-    @property
-    def label(self) -> str:
-        mp = self.width * self.height / 1e6
-        kind = "JPEG" if self.fmt == "jpeg" else "TIFF"
-        return f"{self.key}: {self.width}x{self.height} ({mp:.0f} MP) {self.depth}-bit {kind}"
-
 
 FULL = {
     "a": Scenario("a", 200, 1155, 866, 8, "jpeg"),
@@ -72,62 +47,6 @@ QUICK = {
     "b": Scenario("b", 2, 6000, 4000, 16, "tiff"),
     "c": Scenario("c", 1, 6000, 4167, 16, "tiff"),
 }
-
-
-def synthetic_band(h: int, w: int, r0: int, r1: int, seed: int) -> np.ndarray:
-    """Rows ``r0:r1`` of a gray ``(h, w)`` image as float32 in ``[0, 1]``.
-
-    Smooth gradients, a low-frequency wave, six soft blobs, three hard-edged shapes
-    (a disc, a rectangle, a bar) and Gaussian noise (sigma 0.025); deterministic per seed.
-    """
-    shape_rng = np.random.default_rng(seed)
-    blobs = shape_rng.uniform(0, 1, (6, 2)).astype(np.float32)
-    disc, rect = shape_rng.uniform(0.2, 0.8, 2), shape_rng.uniform(0.1, 0.6, 2)
-    y = (np.arange(r0, r1, dtype=np.float32) / max(h - 1, 1))[:, None]
-    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
-    v = 0.3 * x + 0.25 * y + 0.08 * np.sin(11 * x + 6 * y + seed)
-    for cx, cy in blobs:
-        v = v + 0.15 * np.exp(-40 * (y - cy) ** 2) * np.exp(-40 * (x - cx) ** 2)
-    v = v + 0.2 * (((x - disc[0]) ** 2 + (y - disc[1]) ** 2) < 0.02)
-    v = v - 0.15 * ((abs(x - rect[0] - 0.1) < 0.1) & (abs(y - rect[1] - 0.15) < 0.15))
-    v = v + 0.1 * (abs(y - 0.85) < 0.01)
-    noise = np.random.default_rng([seed, r0]).standard_normal((r1 - r0, w), dtype=np.float32)
-    return np.clip(0.1 + 0.8 * v + 0.025 * noise, 0, 1)
-
-
-def synthetic(h: int, w: int, depth: int, seed: int) -> np.ndarray:
-    """A full ``(h, w)`` gray image, uint8 or uint16, built band by band."""
-    dtype, top = (np.uint8, 255) if depth == 8 else (np.uint16, 65535)
-    out = np.empty((h, w), dtype)
-    for r0 in range(0, h, BAND_ROWS):
-        r1 = min(h, r0 + BAND_ROWS)
-        out[r0:r1] = np.round(synthetic_band(h, w, r0, r1, seed) * top).astype(dtype)
-    return out
-
-
-def write_inputs(s: Scenario, folder: Path) -> list[Path]:
-    """Write the scenario's images into ``folder``; the first is synthesised, the rest vary."""
-    folder.mkdir(parents=True)
-    paths = []
-    base = synthetic(s.height, s.width, s.depth, SEED) if s.count > 8 else None
-    for i in range(s.count):
-        if base is None:
-            img = synthetic(s.height, s.width, s.depth, SEED + i)
-        else:  # many small images: shift and flip one synthesis (cheap, still distinct)
-            img = np.roll(base, 37 * i, axis=1)
-            img = img[::-1] if i % 2 else img
-        if s.fmt == "jpeg":
-            path = folder / f"img{i:04d}.jpg"
-            Image.fromarray(np.ascontiguousarray(img)).save(path, quality=92)
-        else:
-            path = folder / f"img{i:04d}.tif"
-            tifffile.imwrite(path, img, photometric="minisblack")
-        paths.append(path)
-    return paths
-
-
-def load_avg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def run_cli(inputs: Path, outdir: Path, threads: int) -> dict:
@@ -182,16 +101,18 @@ def git_rev() -> str:
     return f"{rev}{' (+ uncommitted changes)' if dirty else ''}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py batch``."""
     p.add_argument("--only", choices=sorted(FULL), action="append", help="run only these")
     p.add_argument("--quick", action="store_true", help="smaller batches (see above)")
     p.add_argument("--threads", type=int, default=2, help="--threads of the CLI (2)")
     p.add_argument("--limit-mib", type=float, default=4096, help="peak RSS bound of c (4096)")
     p.add_argument("--tmp", help="parent of the temporary folder (default $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the scenarios; 0 when every one succeeded (and c stayed under its bound)."""
     table = QUICK if args.quick else FULL
     keys = sorted(set(args.only or table))
     tmp = Path(tempfile.mkdtemp(prefix="instacolor-bench-batch-", dir=args.tmp))
@@ -243,7 +164,3 @@ def main(argv: list[str] | None = None) -> int:
             f"{per_min:.1f} | {res['peak_rss_mib']:.0f} | {'yes' if ok else 'NO'} |"
         )
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ the first image with a colour and reads how long the page took until the preview
 ``--clicks`` clicks (1, 2, ... hints) per working size.
 
 Usage:
-    python tools/bench_review.py --working-sizes 128,256 --clicks 8 --screenshots docs/images
+    python tools/bench.py review --working-sizes 128,256 --clicks 8 --screenshots docs/images
 """
 
 from __future__ import annotations
@@ -17,25 +17,26 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from .common import ROOT
 
-from instacolor.api import Colorizer  # noqa: E402
-from instacolor.batch.run import colorize_batch  # noqa: E402
-from instacolor.batch.worker import Settings  # noqa: E402
-from instacolor.review.server import ReviewServer  # noqa: E402
+if TYPE_CHECKING:
+    from instacolor.review.server import ReviewServer
 
 
 def make_batch(images: list[Path], root: Path, working_size: int) -> Path:
+    """Gray PNG copies of ``images`` colorized into ``root/out<working_size>`` (a batch)."""
+    from instacolor.batch.run import colorize_batch
+    from instacolor.batch.worker import Settings
+
     inputs = root / "in"
     inputs.mkdir(parents=True)
     for path in images:
@@ -106,8 +107,8 @@ def browser_clicks(server: ReviewServer, clicks: int, shots: Path | None = None)
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py review``."""
     parser.add_argument("--working-sizes", default="128,256")
     parser.add_argument("--clicks", type=int, default=8)
     parser.add_argument("--images", nargs="*", type=Path)
@@ -116,7 +117,13 @@ def main() -> int:
     parser.add_argument(
         "--screenshots", type=Path, help="save the grid and correction view here (first size)"
     )
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time the clicks per working size; prints one line each."""
+    from instacolor.api import Colorizer
+    from instacolor.review.server import ReviewServer
+
     images = args.images or sorted((ROOT / "tools" / "samples").glob("*.jpg"))
     use_browser = not args.http and shutil.which("chromium") and shutil.which("chromedriver")
     how = "browser click" if use_browser else "HTTP POST"
@@ -143,7 +150,3 @@ def main() -> int:
                 f"(min {min(ms):.0f}, max {max(ms):.0f}; {len(ms)} clicks, 1..{len(ms)} hints)"
             )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ The reference networks are built from the public repository's ``models/networks.
 ``--reference`` (the repository root or the file itself); nothing of it is copied here.
 
     git clone https://github.com/ericsujw/InstColorization /tmp/InstColorization
-    .venv/bin/python tools/bench_reference.py --reference /tmp/InstColorization
+    .venv/bin/python tools/bench.py reference --reference /tmp/InstColorization
 
 One seeded random ``InstColorNet(64)`` (BatchNorm statistics and affine parameters
 randomised too, so that folding them is exercised) is loaded, state dict for state dict
@@ -33,19 +33,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inputs import random_boxes, synthetic_gray  # tools/bench_inputs.py, beside this file
+from .common import entry_command, random_boxes, synthetic_gray
 
-from instacolor.color import AB_NORM
-from instacolor.models.inputs import prepare_inputs
-from instacolor.models.network import InstColorNet
-from instacolor.runtime.torch_runtime import TorchRuntime
-from instacolor.structures import Instances
+if TYPE_CHECKING:  # torch and instacolor are imported where used: --help stays fast
+    import torch
+    from torch import nn
+
+    from instacolor.models.network import InstColorNet
 
 SIZE = 256
 #: The TorchRuntime options make_runtime (so Colorizer) uses on a CPU.
@@ -65,6 +63,9 @@ def load_reference(path: Path):
 
 def randomise_batchnorm(net: nn.Module, seed: int = 0) -> None:
     """Give every BatchNorm non-trivial statistics and affine parameters (in place)."""
+    import torch
+    from torch import nn
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in net.modules():
@@ -78,6 +79,8 @@ def randomise_batchnorm(net: nn.Module, seed: int = 0) -> None:
 
 def reference_networks(networks, net: InstColorNet):
     """The reference's instance and fusion generators holding ``net``'s weights."""
+    from torch import nn
+
     kwargs = {"norm_layer": nn.BatchNorm2d, "use_tanh": True, "classification": False}
     instance = networks.InstanceGenerator(4, 2, **kwargs)
     fusion = networks.FusionGenerator(4, 2, **kwargs)
@@ -88,6 +91,8 @@ def reference_networks(networks, net: InstColorNet):
 
 def reference_run(instance, fusion, inputs, mask_value: float) -> torch.Tensor:
     """The reference ``FusionModel.forward`` on ``inputs``: ab ``(1, 2, S, S)`` in [-1, 1]."""
+    import torch
+
     crops = torch.from_numpy(inputs.crops)
     light = torch.from_numpy(inputs.l)
     boxes = [[[int(v) for v in row] for row in scale] for scale in inputs.placements]
@@ -111,6 +116,14 @@ def parse_options(text: str) -> dict:
 def run_side(args: argparse.Namespace, side: int, out: Path) -> dict:
     """Child: build side ``side`` (0: the reference, k: ``--ours`` number k), warm it up,
     time one run; ab goes to ``out`` (``.npy``), times are returned."""
+    import torch
+
+    from instacolor.color import AB_NORM
+    from instacolor.models.inputs import prepare_inputs
+    from instacolor.models.network import InstColorNet
+    from instacolor.runtime.torch_runtime import TorchRuntime
+    from instacolor.structures import Instances
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = InstColorNet(64).eval()
@@ -145,9 +158,8 @@ def run_side(args: argparse.Namespace, side: int, out: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py reference``."""
     p.add_argument("--reference", type=Path, required=True, help="InstColorization checkout")
     p.add_argument("--instances", type=int, default=8, help="boxes (8)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (2)")
@@ -162,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--side", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the alternating sides (or, with ``--side``, one side's child); exit status."""
+    import torch
+
     args.ours = args.ours or [DEFAULT_OPTIONS, DEFAULT_OPTIONS + ",bf16=1"]
     if args.side is not None:
         print(json.dumps(run_side(args, args.side, args.out)))
@@ -177,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for side in range(len(names)):
                 out = Path(tmp) / f"side{side}.npy"
-                cmd = [sys.executable, __file__, *passthrough, "--side", str(side), "--out", out]
+                cmd = [*entry_command("reference"), *passthrough, "--side", str(side)]
+                cmd += ["--out", str(out)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode:
                     sys.stderr.write(proc.stderr)
@@ -206,7 +224,3 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"\nreference ab: mean |ab| {np.abs(abs_[0]).mean():.2f} Lab units")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

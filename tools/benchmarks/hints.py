@@ -1,6 +1,6 @@
 """Time hint propagation on one photo: seconds per stage, without and with point hints.
 
-    python tools/bench_hints.py "$INSTACOLOR_DATA"/eval/kodak24/kodim05.png --threads 1
+    python tools/bench.py hints "$INSTACOLOR_DATA"/eval/kodak24/kodim05.png --threads 1
 
 The photo is made gray and resized to ``--side`` x ``--side``; ``--hints`` points (seeded
 positions, one colour) are given; for ``"working"`` and ``"full"`` propagation the best
@@ -13,14 +13,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-
-from instacolor import Colorizer
 
 
 def time_hints(image: Path, *, side: int = 1000, count: int = 10, repeats: int = 3) -> str:
     """Seconds per stage for a ``side`` x ``side`` gray image with ``count`` hints."""
+    import torch
+
+    from instacolor import Colorizer
+
     gray = Image.open(image).convert("L").resize((side, side), Image.BICUBIC)
     gray = np.asarray(gray)
     rng = np.random.default_rng(0)
@@ -41,16 +42,18 @@ def time_hints(image: Path, *, side: int = 1000, count: int = 10, repeats: int =
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py hints``."""
     parser.add_argument("image", type=Path)
     parser.add_argument("--side", type=int, default=1000)
     parser.add_argument("--hints", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Set the threads and print the timings."""
+    import torch
+
     torch.set_num_threads(args.threads)
     print(time_hints(args.image, side=args.side, count=args.hints))
-
-
-if __name__ == "__main__":
-    main()
+    return 0

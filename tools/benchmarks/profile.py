@@ -5,35 +5,27 @@ prepares one synthetic gray image with N fixed boxes through ``prepare_inputs`` 
 profiles ``TorchRuntime.run`` with ``torch.profiler`` (after one warm-up run); then
 profiles ``reconstruct`` of a 1 MP image. Not a test.
 
-    .venv/bin/python tools/profile_inference.py                 # w16@128 and w64@256, N 0 and 8
-    .venv/bin/python tools/profile_inference.py --configs 64:256:8 --rows 12
+    .venv/bin/python tools/bench.py profile                 # w16@128 and w64@256, N 0 and 8
+    .venv/bin/python tools/bench.py profile --configs 64:256:8 --rows 12
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
-from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inputs import random_boxes, synthetic_gray  # tools/bench_inputs.py, beside this file
+from .common import random_boxes, synthetic_gray
 
-from instacolor.models.inputs import prepare_inputs
-from instacolor.models.network import InstColorNet
-from instacolor.reconstruct import reconstruct
-from instacolor.runtime.torch_runtime import TorchRuntime
-from instacolor.structures import Instances
-
-IMAGE_HW = (800, 1280)  # 1 MP, as tools/bench.py
+IMAGE_HW = (800, 1280)  # 1 MP, as the pipeline benchmark
 
 
 def network_inputs(width_px: int, height_px: int, n: int, working_size: int):
     """``(NetworkInputs, L plane)`` of the synthetic image with its first ``n`` boxes."""
+    from instacolor.models.inputs import prepare_inputs
+    from instacolor.structures import Instances
+
     light = synthetic_gray(height_px, width_px).astype(np.float32) * (100.0 / 255.0)
     boxes = random_boxes(n, height_px, width_px).astype(np.float32)
     inst = Instances(boxes=boxes, image_size=(height_px, width_px)) if n else None
@@ -53,6 +45,12 @@ def operator_table(prof, rows: int) -> str:
 
 
 def profile_network(width: int, size: int, n: int, rows: int, runtime_options: dict) -> str:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from instacolor.models.network import InstColorNet
+    from instacolor.runtime.torch_runtime import TorchRuntime
+
     torch.manual_seed(0)
     runtime = TorchRuntime(InstColorNet(width).eval(), **runtime_options)
     inputs, _ = network_inputs(IMAGE_HW[1], IMAGE_HW[0], n, size)
@@ -66,6 +64,11 @@ def profile_network(width: int, size: int, n: int, rows: int, runtime_options: d
 
 
 def profile_reconstruct(rows: int) -> str:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from instacolor.reconstruct import reconstruct
+
     h, w = IMAGE_HW
     light = synthetic_gray(h, w).astype(np.float32) * (100.0 / 255.0)
     gen = torch.Generator().manual_seed(0)
@@ -82,9 +85,8 @@ def profile_reconstruct(rows: int) -> str:
     return head + "\n" + operator_table(prof, rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py profile``."""
     p.add_argument(
         "--configs",
         default="16:128:0,16:128:8,64:256:0,64:256:8",
@@ -98,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="TorchRuntime keyword options as k=v,k=v (e.g. fold=0,channels_last=1)",
     )
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile each configuration (and the reconstruction); prints the tables."""
+    import torch
+
     torch.set_num_threads(args.threads)
     options = {}
     for item in filter(None, args.runtime.split(",")):
@@ -111,7 +118,3 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_reconstruct:
         print(profile_reconstruct(args.rows))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Benchmark Ray Data batches (:func:`instacolor.batch.ray.run_ray`) with 1 and 2 actors.
 
 Writes ``--count`` synthetic gray 640x480 8-bit JPEGs (the smooth gradients, soft blobs
-and hard-edged shapes of ``tools/bench_batch.py``, deterministic) to a temporary folder,
+and hard-edged shapes of the ``batch`` benchmark, deterministic) to a temporary folder,
 starts one local Ray instance (``num_cpus`` = the most actors x ``--threads``; its start-up
 is timed and printed apart), then colorizes the folder with 1 and then 2 actors, each with
 ``--threads`` torch threads, ``weights="default"``, working size 256 and no detector,
@@ -10,8 +10,8 @@ record (actor start-up, imports and model load included), the time to the first 
 images/min and seconds per image over the whole run and in the steady state (first to
 last record). Prints Markdown. Not a test.
 
-    .venv/bin/python tools/bench_ray.py > /tmp/bench_ray.md            # 100 images
-    .venv/bin/python tools/bench_ray.py --count 20                     # a quick check
+    .venv/bin/python tools/bench.py ray > /tmp/bench_ray.md            # 100 images
+    .venv/bin/python tools/bench.py ray --count 20                     # a quick check
 """
 
 from __future__ import annotations
@@ -25,21 +25,20 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import ray
+from .common import Scenario, cpu_busy_s, load_avg, write_inputs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import cpu_busy_s
-from bench_batch import Scenario, load_avg, write_inputs
-
-from instacolor.batch.jobs import discover
-from instacolor.batch.manifest import Record
-from instacolor.batch.ray import run_ray
-from instacolor.batch.worker import Settings
+if TYPE_CHECKING:
+    from instacolor.batch.manifest import Record
+    from instacolor.batch.worker import Settings
 
 
 def run_once(settings: Settings, src: Path, out: Path, workers: int, chunk: int) -> dict:
     """Colorize ``src`` into ``out`` on ``workers`` actors; timings and status counts."""
+    from instacolor.batch.jobs import discover
+    from instacolor.batch.ray import run_ray
+
     jobs, _ = discover([str(src)], None, out, None)
     stamps: list[float] = []
     statuses: dict[str, int] = {}
@@ -69,13 +68,20 @@ def run_once(settings: Settings, src: Path, out: Path, workers: int, chunk: int)
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py ray``."""
     parser.add_argument("--count", type=int, default=100, help="number of images (100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per actor (1)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="actors (1 2)")
     parser.add_argument("--chunk", type=int, default=1, help="images per actor task (1)")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time the batch on each number of actors; 0 when every image was done."""
+    import ray
+
+    from instacolor.batch.worker import Settings
+
     warnings.simplefilter("ignore")
     settings = Settings(
         weights="default",
@@ -123,7 +129,3 @@ def main() -> int:
         )
     ok = all(r["statuses"] == {"done": args.count} for r in results)
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

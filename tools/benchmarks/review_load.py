@@ -11,7 +11,7 @@ measured), serves the batch with the real review server in this process and prin
   requests sent while they run.
 
 Usage:
-    python tools/bench_review_load.py WORKDIR [--width 4000 --height 3000 --previews 12]
+    python tools/bench.py review-load WORKDIR [--width 4000 --height 3000 --previews 12]
 
 WORKDIR keeps the scan and the batch between runs (made on the first run). Peak memory
 is the process's maximum resident set (``ru_maxrss``), so run each measurement in a fresh
@@ -24,19 +24,12 @@ import argparse
 import http.client
 import json
 import resource
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from instacolor.cli.main import main  # noqa: E402
-from instacolor.review.server import ReviewServer  # noqa: E402
 
 
 def _peak_mib() -> float:
@@ -58,6 +51,9 @@ def _request(port: int, path: str, body: str | None = None, token: str | None = 
 
 
 def _make_batch(workdir: Path, width: int, height: int) -> Path:
+    """The batch of one synthetic 16-bit scan in ``workdir/out``, colorized on the first run."""
+    from instacolor.cli.main import main
+
     inputs, out = workdir / "in", workdir / "out"
     if out.exists():
         return out
@@ -71,7 +67,10 @@ def _make_batch(workdir: Path, width: int, height: int) -> Path:
     return out
 
 
-def run(workdir: Path, width: int, height: int, previews: int) -> None:
+def load_test(workdir: Path, width: int, height: int, previews: int) -> None:
+    """Make (or reuse) the batch in ``workdir``, serve it and print the measurements."""
+    from instacolor.review.server import ReviewServer
+
     out = _make_batch(workdir, width, height)
     hint = json.dumps({"points": [{"x": 10, "y": 10, "color": "#ff0000"}]})
     with ReviewServer.start(out, port=0) as server:
@@ -102,11 +101,15 @@ def run(workdir: Path, width: int, height: int, previews: int) -> None:
         )
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/bench.py review-load``."""
     parser.add_argument("workdir", type=Path, help="folder for the scan and its batch")
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--previews", type=int, default=12)
-    options = parser.parse_args()
-    run(options.workdir, options.width, options.height, options.previews)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the load test on ``args.workdir``."""
+    load_test(args.workdir, args.width, args.height, args.previews)
+    return 0
