@@ -4,7 +4,7 @@ The batch is made in the test by the CLI (tests/test_review.py's ``make_batch``)
 server is the real one on a free port. ``tools/install_browser.py`` (run by the test
 command) installs chromium and chromium-driver; without them these tests skip, saying so.
 Screenshots of the grid and the correction view go to ``$INSTACOLOR_SCREENSHOTS`` (default:
-a temporary folder); docs/ shows those of ``tools/bench_review.py --screenshots``.
+a temporary folder); docs/ shows those of ``tools/bench.py review --screenshots``.
 """
 
 from __future__ import annotations
