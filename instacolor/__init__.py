@@ -4,7 +4,8 @@
 """
 
 from instacolor._version import __version__
-from instacolor.api import Colorizer, colorize
+from instacolor.api import colorize, colorize_full
+from instacolor.colorizer import Colorizer
 from instacolor.errors import (
     DecodeError,
     DetectorUnavailableWarning,
@@ -18,13 +19,14 @@ from instacolor.errors import (
     WeightsError,
 )
 from instacolor.hints import HintPoint, Hints, Lab
-from instacolor.structures import ColorizeResult, Instances, SemanticMap
+from instacolor.structures import ColorizeResult, Decoding, Instances, SemanticMap
 from instacolor.weights import list_weights
 
 __all__ = [
     "ColorizeResult",
     "Colorizer",
     "DecodeError",
+    "Decoding",
     "DetectorUnavailableWarning",
     "DownloadError",
     "ExportError",
@@ -41,5 +43,6 @@ __all__ = [
     "WeightsError",
     "__version__",
     "colorize",
+    "colorize_full",
     "list_weights",
 ]

@@ -17,12 +17,13 @@ the area-downsampled regression, the low-resolution annealed mean, or for a blen
 ``mix * annealed + (1 - mix) * area(regression)``. Without a trained head there is no
 confidence (None).
 
-:func:`resolve_decoding` fills the options a caller left None from a colorizer's
-decoding or the weights' defaults.
+:class:`~instacolor.structures.decoding.Decoding` is the one value that says how
+(``Decoding.parse("annealed-mean:0.38:0.75")``); :func:`resolve_decoding` turns what a
+caller gave (a value, a spec or None) into one, from a colorizer's or the weights' default.
 
 Example:
     >>> import numpy as np
-    >>> from instacolor.structures import NetOutput
+    >>> from instacolor.structures import Decoding, NetOutput
     >>> ab, conf = decode(NetOutput(ab=np.zeros((1, 2, 8, 8), np.float32)), Decoding())
     >>> tuple(ab.shape), conf is None
     ((2, 8, 8), True)
@@ -30,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
 from instacolor.models.classes import annealed_mean, confidence
-from instacolor.structures import NetOutput
+from instacolor.structures import Decoding, NetOutput
 
 if TYPE_CHECKING:
     from instacolor.weights import LoadedWeights
@@ -48,77 +48,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIDENCE_KIND",
     "CONFIDENCE_RADIUS",
-    "DECODINGS",
-    "DEFAULT_MIX",
-    "DEFAULT_TEMPERATURE",
-    "Decoding",
     "confidence_at",
     "decode",
     "resolve_decoding",
 ]
-#: Decodings of the predicted chroma.
-DECODINGS = ("regression", "annealed-mean")
-#: Zhang et al. 2016's annealed-mean temperature.
-DEFAULT_TEMPERATURE = 0.38
-#: Weight of the annealed mean in its blend with the regression (1: the annealed mean alone).
-DEFAULT_MIX = 1.0
 #: Confidence measure (see docs/model-card.md for why this one).
 CONFIDENCE_KIND = "mass"
 #: Radius (Lab units) of the ``"mass"`` confidence.
 CONFIDENCE_RADIUS = 15.0
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How the chroma is decoded.
-
-    Attributes:
-        mode: ``"regression"`` or ``"annealed-mean"``.
-        temperature: annealed-mean temperature (> 0; 1 is the mean, -> 0 the mode).
-        mix: weight of the annealed mean in ``[0, 1]``, the rest the regression's
-            (``"annealed-mean"`` only; 1: the annealed mean alone, 0: the regression).
-
-    Raises:
-        InputError: an unknown mode, a temperature outside ``(0, 10]`` or a mix outside
-            ``[0, 1]`` (or not a number).
-
-    Example:
-        >>> Decoding("annealed-mean", 0.38, mix=0.75).mix
-        0.75
-    """
-
-    mode: str = "regression"
-    temperature: float = DEFAULT_TEMPERATURE
-    mix: float = DEFAULT_MIX
-
-    def __post_init__(self) -> None:
-        if self.mode not in DECODINGS:
-            raise InputError(
-                f"decode: expected one of {DECODINGS}, received {self.mode!r}; 'annealed-mean' "
-                "needs weights with a trained classification head"
-            )
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 10:
-            raise InputError(
-                f"temperature: expected a number in (0, 10], received {t!r}; Zhang et al. "
-                "use 0.38, 1 is the plain mean"
-            )
-        m = self.mix
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m <= 1:
-            raise InputError(
-                f"mix: expected a number from 0 to 1, received {m!r}; use 1 for the annealed "
-                "mean alone, 0 for the regression alone, in between (e.g. 0.75) for a blend"
-            )
-
-    def record(self) -> dict[str, str | float | None]:
-        """``{"decode", "temperature", "mix"}`` as results and manifests report them:
-        temperature and mix are None for ``"regression"`` (they play no part there)."""
-        annealed = self.mode != "regression"
-        return {
-            "decode": self.mode,
-            "temperature": self.temperature if annealed else None,
-            "mix": self.mix if annealed else None,
-        }
 
 
 def decode(out: NetOutput, decoding: Decoding) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -160,39 +97,27 @@ def decode(out: NetOutput, decoding: Decoding) -> tuple[torch.Tensor, torch.Tens
 
 
 def resolve_decoding(
-    weights: LoadedWeights,
-    mode: str | None = None,
-    temperature: float | None = None,
-    mix: float | None = None,
-    *,
-    base: Decoding | None = None,
+    weights: LoadedWeights, decode: Decoding | str | None = None, *, base: Decoding | None = None
 ) -> Decoding:
-    """The decoding asked for, each option left None taken from ``base``.
+    """The decoding asked for.
 
     Args:
-        weights: the loaded weights (their ``class_head``, ``decode``, ``temperature`` and
-            ``mix`` defaults).
-        mode, temperature, mix: the caller's options; None: ``base``'s.
-        base: the decoding that fills in (a colorizer's); None: the weights' defaults.
+        weights: the loaded weights (their ``class_head`` and default ``decoding``).
+        decode: a :class:`Decoding`, a spec (``"annealed-mean:0.38:0.75"``; the parts it
+            leaves out come from ``base``) or None (``base`` itself).
+        base: the decoding that fills in (a colorizer's); None: the weights' default.
 
     Returns:
-        ``base`` itself when every option is None, else a new :class:`Decoding`.
+        The :class:`Decoding`.
 
     Raises:
-        InputError: a bad option, or ``"annealed-mean"`` for weights whose
+        InputError: a bad spec or value, or ``"annealed-mean"`` for weights whose
             classification head is untrained.
     """
-    if base is not None and mode is None and temperature is None and mix is None:
+    base = base or weights.decoding
+    if decode is None:
         return base
-    if base is None:
-        defaults = (weights.decode, weights.temperature, weights.mix)
-    else:
-        defaults = (base.mode, base.temperature, base.mix)
-    decoding = Decoding(
-        mode=mode or defaults[0],
-        temperature=defaults[1] if temperature is None else temperature,
-        mix=defaults[2] if mix is None else mix,
-    )
+    decoding = decode if isinstance(decode, Decoding) else Decoding.parse(decode, base)
     if decoding.mode == "annealed-mean" and not weights.class_head:
         raise InputError(
             f"decode='annealed-mean': expected weights with a trained classification head, "

@@ -92,8 +92,8 @@ def test_any_size_works(colorizer, shape):
     assert np.abs(_gray_level(out, 255.0) - gray).max() <= 1.0
 
 
-def test_full_result_reports_everything(colorizer):
-    res = colorizer.colorize(_gray(), instances=[[5, 5, 30, 30], [0, 0, 10, 10]], full_result=True)
+def test_colorize_full_reports_everything(colorizer):
+    res = colorizer.colorize_full(_gray(), instances=[[5, 5, 30, 30], [0, 0, 10, 10]])
     assert isinstance(res, ColorizeResult)
     assert res.ab.shape == (2, 64, 64) and res.ab.dtype == np.float32
     assert len(res.weight_maps) == 13 and res.weight_maps["conv10_2"].shape == (3, 64, 64)
@@ -102,7 +102,7 @@ def test_full_result_reports_everything(colorizer):
     assert res.detector is None
     assert res.model == "instacolor-untrained-w16" and res.weights_sha256 is None
     assert len(res.instances) == 2
-    plain = colorizer.colorize(_gray(), full_result=True)
+    plain = colorizer.colorize_full(_gray())
     assert plain.instances is None and plain.weight_maps == {}
 
 
@@ -118,7 +118,7 @@ def test_instances_as_masks_and_objects(colorizer):
     gray = _gray()
     masks = np.zeros((1, 40, 56), bool)
     masks[0, 10:20, 5:25] = True
-    a = colorizer.colorize(gray, instances=masks, full_result=True)
+    a = colorizer.colorize_full(gray, instances=masks)
     b = colorizer.colorize(gray, instances=[[5, 10, 25, 20]])
     assert np.array_equal(a.image, b)
     inst = Instances.from_boxes([[5, 10, 25, 20]], (40, 56), labels=[0])
@@ -142,7 +142,7 @@ def test_coco_annotations_drive_fusion(colorizer, data_dir):
     anns = [a for a in data["annotations"] if a["image_id"] == image["id"]]
     path = next(coco.rglob(image["file_name"]))
     gray = np.asarray(Image.open(path).convert("L"))
-    res = colorizer.colorize(gray, instances=anns, full_result=True)
+    res = colorizer.colorize_full(gray, instances=anns)
     assert len(res.instances) == len(anns) and res.instances.masks is not None
     assert res.weight_maps["conv10_2"].shape[0] == len(anns) + 1
 
@@ -210,7 +210,7 @@ def test_bad_boxes_raise_input_error(colorizer, name):
 
 def test_boxes_partly_outside_are_clipped(colorizer):
     gray = _gray()
-    res = colorizer.colorize(gray, instances=[[-10, -5, 30, 100]], full_result=True)
+    res = colorizer.colorize_full(gray, instances=[[-10, -5, 30, 100]])
     assert res.instances.boxes.tolist() == [[0.0, 0.0, 30.0, 40.0]]
     assert np.array_equal(res.image, colorizer.colorize(gray, instances=[[0, 0, 30, 40]]))
 
@@ -237,15 +237,15 @@ def test_working_size_defaults_to_the_weights_training_size():
     gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
     shipped = Colorizer()
     assert shipped.working_size == shipped.loaded.working_size == 128
-    assert shipped.colorize(gray, full_result=True).ab.shape == (2, 128, 128)
+    assert shipped.colorize_full(gray).ab.shape == (2, 128, 128)
     assert Colorizer("instacolor-untrained-w16").working_size == 256
-    assert Colorizer(working_size=64).colorize(gray, full_result=True).ab.shape == (2, 64, 64)
+    assert Colorizer(working_size=64).colorize_full(gray).ab.shape == (2, 64, 64)
 
 
 def test_saturation_scales_the_predicted_chroma():
     gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
-    plain = Colorizer(working_size=64).colorize(gray, full_result=True)
-    vivid = Colorizer(working_size=64, saturation=1.5).colorize(gray, full_result=True)
+    plain = Colorizer(working_size=64).colorize_full(gray)
+    vivid = Colorizer(working_size=64, saturation=1.5).colorize_full(gray)
     np.testing.assert_allclose(vivid.ab, 1.5 * plain.ab, rtol=1e-5, atol=1e-5)
     assert colorfulness(vivid.image) > 1.3 * colorfulness(plain.image) > 0
     flat = Colorizer(working_size=64, saturation=0).colorize(gray)
@@ -262,13 +262,13 @@ def test_saturation_per_call_reloads_nothing():
     gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
     colorizer = Colorizer(working_size=64)
     runtime = colorizer.runtime
-    plain = colorizer.colorize(gray, full_result=True)
-    vivid = colorizer.colorize(gray, saturation=1.5, full_result=True)
+    plain = colorizer.colorize_full(gray)
+    vivid = colorizer.colorize_full(gray, saturation=1.5)
     assert colorizer.runtime is runtime and colorizer.saturation == 1.0  # per call only
     np.testing.assert_allclose(vivid.ab, 1.5 * plain.ab, rtol=1e-5, atol=1e-5)
     assert (vivid.saturation, plain.saturation) == (1.5, 1.0)
     # the same numbers as a colorizer built with that saturation
-    built = Colorizer(working_size=64, saturation=1.5).colorize(gray, full_result=True)
+    built = Colorizer(working_size=64, saturation=1.5).colorize_full(gray)
     np.testing.assert_array_equal(built.image, vivid.image)
     # colorize(): one cached colorizer whatever the saturation
     _cached_colorizer.cache_clear()
@@ -307,3 +307,25 @@ def test_default_weights_colorize_better_than_gray(data_dir):
         pred = colorizer.colorize(gray[:, :, 0])
         gains.append(psnr(pred, truth) - psnr(gray, truth))
     assert np.mean(gains) > 0.5, gains  # measured: see docs/model-card.md
+
+
+def test_colorize_runs_a_given_colorizer_with_its_load_time_options(colorizer):
+    import instacolor
+    from instacolor import colorize_full
+
+    gray = _gray()
+    direct = colorizer.colorize_full(gray, saturation=1.5)
+    given = colorize_full(gray, colorizer=colorizer, saturation=1.5)  # working size 64
+    assert isinstance(given, ColorizeResult) and given.working_size == 64
+    np.testing.assert_array_equal(given.image, direct.image)
+    np.testing.assert_array_equal(colorize(gray, colorizer=colorizer, saturation=1.5), direct.image)
+    assert isinstance(colorize(gray, colorizer=colorizer), np.ndarray)
+    for clash in ({"weights": "instacolor-untrained-w16"}, {"device": "meta"},
+                  {"detector": "torchvision"}, {"backend": "onnxruntime"}):  # fmt: skip
+        with pytest.raises(InputError, match=r"either a Colorizer or the options.*received both"):
+            colorize(gray, colorizer=colorizer, **clash)
+    with pytest.raises(InputError, match="colorizer: expected a Colorizer or None, received str"):
+        colorize(gray, colorizer="instacolor-untrained-w16")
+    # one import path for the public names of the API
+    assert {"Decoding", "colorize_full", "Colorizer"} <= set(instacolor.__all__)
+    assert instacolor.Decoding is type(colorizer.decoding)

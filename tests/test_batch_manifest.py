@@ -31,4 +31,3 @@ def test_a_record_with_an_unknown_status_is_an_input_error(tmp_path):
     assert isinstance(info.value, ValueError)
     for status in STATUSES:
         assert Record(status=status, input="x.png", output="y.png").status == status
-

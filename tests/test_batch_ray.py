@@ -298,4 +298,3 @@ def test_actors_that_cannot_start_fail_every_image_with_the_reason(batch, local_
     assert record.status == "failed" and "the Ray run stopped" in record.error
     assert "WeightsError: unknown weights 'no-such-weights'" in record.error
     assert record.error.endswith("run again with --resume")
-

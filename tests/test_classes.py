@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from instacolor import Colorizer, colorize
-from instacolor.decode import CONFIDENCE_KIND, CONFIDENCE_RADIUS, Decoding, confidence_at, decode
+from instacolor import Colorizer, colorize_full
+from instacolor.decode import CONFIDENCE_KIND, CONFIDENCE_RADIUS, confidence_at, decode
 from instacolor.errors import InputError, WeightsError
 from instacolor.models.classes import (
     AB_CLASSES,
@@ -25,7 +25,7 @@ from instacolor.models.classes import (
     soft_encoded_cross_entropy,
 )
 from instacolor.models.network import InstColorNet
-from instacolor.structures import NetOutput
+from instacolor.structures import Decoding, NetOutput
 from instacolor.train.budget import export_weights
 from instacolor.weights import load_weights, save_safetensors
 
@@ -139,8 +139,8 @@ def test_weights_without_a_trained_head_refuse_annealed_mean():
     assert colorizer.decoding == Decoding("regression", 0.38)
     with pytest.raises(InputError, match=r"annealed-mean.*head is untrained"):
         colorizer.colorize(gray, decode="annealed-mean")
-    result = colorizer.colorize(gray, full_result=True)
-    assert (result.decode, result.temperature, result.confidence) == ("regression", None, None)
+    result = colorizer.colorize_full(gray)
+    assert (result.decoding, result.confidence) == (Decoding(), None)
 
 
 def _random_output(s: int = 16, seed: int = 0) -> NetOutput:
@@ -184,48 +184,58 @@ def test_mix_blends_the_annealed_mean_with_the_regression():
     assert torch.equal(decode(out, Decoding("regression", mix=0.3))[0], regression)
 
 
-def _head_weights(path, mix=None):
+def _head_weights(path, mix=1.0):
     """Random width-4 networks whose file declares a trained class head (plumbing only)."""
     torch.manual_seed(0)
     return export_weights(InstColorNet(4).eval(), path, stages=3, working_size=32,
-                          class_head=True, decode="annealed-mean", temperature=0.38,
-                          trained_from="test", mix=mix)  # fmt: skip
+                          class_head=True, decoding=Decoding("annealed-mean", 0.38, mix),
+                          trained_from="test")  # fmt: skip
 
 
 def test_per_call_mix_changes_the_output_and_is_recorded(tmp_path):
     gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
     colorizer = Colorizer(_head_weights(tmp_path / "head.safetensors"))
-    assert colorizer.loaded.mix == 1.0 and colorizer.decoding == Decoding("annealed-mean", 0.38)
-    plain = colorizer.colorize(gray, full_result=True)
-    same = colorizer.colorize(gray, mix=1.0, full_result=True)
-    half = colorizer.colorize(gray, mix=0.5, full_result=True)
-    assert (plain.decode, plain.mix, half.mix) == ("annealed-mean", 1.0, 0.5)
+    assert colorizer.loaded.decoding == Decoding("annealed-mean", 0.38, 1.0)
+    assert colorizer.decoding == Decoding("annealed-mean", 0.38)
+    plain = colorizer.colorize_full(gray)
+    same = colorizer.colorize_full(gray, decode="annealed-mean:0.38:1")
+    half = colorizer.colorize_full(gray, decode=Decoding("annealed-mean", 0.38, 0.5))
+    assert (plain.decoding.spec, half.decoding.spec) == (
+        "annealed-mean:0.38:1", "annealed-mean:0.38:0.5",
+    )  # fmt: skip
+    assert plain.decoding.record() == {"decode": "annealed-mean", "temperature": 0.38, "mix": 1.0}
     assert np.array_equal(same.image, plain.image) and np.array_equal(same.ab, plain.ab)
     assert not np.array_equal(half.ab, plain.ab)
-    assert colorizer.colorize(gray, decode="regression", mix=0.5, full_result=True).mix is None
-    regression = colorizer.colorize(gray, decode="regression", full_result=True)
+    assert colorizer.colorize_full(gray, decode="regression").decoding.record()["mix"] is None
+    regression = colorizer.colorize_full(gray, decode="regression")
     np.testing.assert_array_equal(
-        colorizer.colorize(gray, mix=0, full_result=True).ab, regression.ab
+        colorizer.colorize_full(gray, decode="annealed-mean:0.38:0").ab, regression.ab
     )
-    blended = Colorizer(colorizer.loaded.name, mix=0.5)  # the colorizer's own mix
-    assert np.array_equal(blended.colorize(gray, full_result=True).ab, half.ab)
-    assert blended.colorize(gray, mix=1.0, full_result=True).mix == 1.0
-    assert colorize(gray, weights=colorizer.loaded.name, mix=0.5, full_result=True).mix == 0.5
-    with pytest.raises(InputError, match="mix: expected a number from 0 to 1, received 2"):
-        colorizer.colorize(gray, mix=2)
+    blended = Colorizer(colorizer.loaded.name, decode="annealed-mean:0.38:0.5")
+    assert np.array_equal(blended.colorize_full(gray).ab, half.ab)
+    # a spec's missing parts come from the colorizer's decoding, then the weights'
+    assert blended.colorize_full(gray, decode="annealed-mean:1").decoding.mix == 0.5
+    assert blended.colorize_full(gray, decode="annealed-mean:0.38:1").decoding.mix == 1.0
+    full = colorize_full(gray, weights=colorizer.loaded.name, decode="annealed-mean:0.38:0.5")
+    assert full.decoding.mix == 0.5 and np.array_equal(full.ab, half.ab)
+    with pytest.raises(InputError, match="mix: expected a number from 0 to 1, received 2.0"):
+        colorizer.colorize(gray, decode="annealed-mean:0.38:2")
     with pytest.raises(InputError, match="mix: expected"):
-        Colorizer(colorizer.loaded.name, mix=-1)
+        Colorizer(colorizer.loaded.name, decode="annealed-mean:0.38:-1")
+    for bad in ("annealed", "regression:0.5", "annealed-mean:hot", "annealed-mean:1:1:1", 3):
+        with pytest.raises(InputError, match=r"decode: expected .*annealed-mean:T:MIX"):
+            colorizer.colorize(gray, decode=bad)
 
 
 def test_weights_metadata_mix_is_the_default(tmp_path):
     gray = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
     path = _head_weights(tmp_path / "mixed.safetensors", mix=0.25)
-    assert load_weights(path).mix == 0.25
+    assert load_weights(path).decoding.mix == 0.25
     colorizer = Colorizer(path)
     assert colorizer.decoding == Decoding("annealed-mean", 0.38, 0.25)
-    assert colorizer.colorize(gray, full_result=True).mix == 0.25
-    assert colorizer.colorize(gray, temperature=1.0, full_result=True).mix == 0.25
-    assert Colorizer(path, mix=1.0).colorize(gray, full_result=True).mix == 1.0
+    assert colorizer.colorize_full(gray).decoding.mix == 0.25
+    assert colorizer.colorize_full(gray, decode="annealed-mean:1").decoding.mix == 0.25
+    assert Colorizer(path, decode="annealed-mean:0.38:1").colorize_full(gray).decoding.mix == 1
     with pytest.raises(InputError, match="mix: expected"):
         _head_weights(tmp_path / "bad.safetensors", mix=1.5)
     net = InstColorNet(4)

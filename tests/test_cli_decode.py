@@ -1,4 +1,4 @@
-"""`instacolor colorize --decode/--temperature/--mix/--confidence` as a subprocess."""
+"""`instacolor colorize --decode SPEC/--confidence` as a subprocess."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from instacolor import Decoding
 from instacolor.batch.worker import Settings, Worker
 from instacolor.io.archival import read_provenance
 from instacolor.models.network import InstColorNet
@@ -57,7 +58,7 @@ def _head_batch(tmp_path: Path, out_name: str, *options: str) -> tuple[Path, Pat
 
 @pytest.mark.slow
 def test_confidence_files_and_manifest_fields(tmp_path):
-    _, _, out = _head_batch(tmp_path, "out", "--confidence", "--temperature", "0.5")
+    _, _, out = _head_batch(tmp_path, "out", "--confidence", "--decode", "annealed-mean:0.5")
     for record in _records(out):
         assert record["status"] == "done"
         assert (record["decode"], record["temperature"]) == ("annealed-mean", 0.5)
@@ -83,8 +84,12 @@ def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
                "--no-progress")  # fmt: skip
     assert run.returncode == 2 and "trained classification head" in run.stderr
     assert not (tmp_path / "out" / "0.png").exists()
-    run = _run(tmp_path, "colorize", src, "-o", tmp_path / "out", "--temperature", "0")
-    assert run.returncode == 2 and "expected a number in (0, 10]" in run.stderr
+    for spec in ("annealed-mean:0", "annealed-mean:x", "mean", "regression:1"):
+        run = _run(tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", spec)
+        assert run.returncode == 2 and "argument --decode: " in run.stderr, spec
+    assert "temperature: expected a number in (0, 10]" in _run(
+        tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", "annealed-mean:0"
+    ).stderr
     assert {p: p.read_bytes() for p in src.iterdir()} == before
     # default weights: regression, no confidence, recorded as such
     out = tmp_path / "plain"
@@ -98,25 +103,29 @@ def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_mix_is_recorded_and_a_bad_mix_exits_2_writing_nothing(tmp_path):
-    weights, src, out = _head_batch(tmp_path, "out", "--mix", "0.5")
+    weights, src, out = _head_batch(tmp_path, "out", "--decode", "annealed-mean:0.38:0.5")
     got = [(r["status"], r["decode"], r["temperature"], r["mix"]) for r in _records(out)]
     assert got == [("done", "annealed-mean", 0.38, 0.5)] * 2
     bad = tmp_path / "bad"
-    run = _run(tmp_path, "colorize", src, "-o", bad, "--weights", weights, "--mix", "2")
+    run = _run(tmp_path, "colorize", src, "-o", bad, "--weights", weights, "--decode",
+               "annealed-mean:0.38:2")  # fmt: skip
     assert run.returncode == 2
     assert [ln for ln in run.stderr.splitlines() if "error" in ln] == [
-        "instacolor colorize: error: argument --mix: expected a number from 0 to 1, received "
-        "'2'; 1 is the annealed mean alone, 0 the regression"
+        "instacolor colorize: error: argument --decode: mix: expected a number from 0 to 1, "
+        "received 2.0; use 1 for the annealed mean alone, 0 for the regression alone, in "
+        "between (e.g. 0.75) for a blend"
     ]
     assert not bad.exists()
 
 
 def test_worker_settings_carry_the_mix_into_the_records(tmp_path):
     weights = str(_head_weights(tmp_path / "head.safetensors"))
-    facts = Worker(Settings(weights=weights, mix=0.25)).facts
+    facts = Worker(Settings(weights=weights, decode="annealed-mean:0.38:0.25")).facts
     assert (facts["decode"], facts["temperature"], facts["mix"]) == ("annealed-mean", 0.38, 0.25)
     assert Worker(Settings(weights=weights)).facts["mix"] == 1.0
-    facts = Worker(Settings(weights=weights, decode="regression", mix=0.25)).facts
+    blend = Decoding("annealed-mean", 0.5, 0.25)
+    assert Worker(Settings(weights=weights, decode=blend)).colorizer.decoding == blend
+    facts = Worker(Settings(weights=weights, decode="regression")).facts
     assert (facts["decode"], facts["temperature"], facts["mix"]) == ("regression", None, None)
 
 
@@ -127,7 +136,7 @@ def test_review_engine_keeps_the_batch_decoding(tmp_path):
     from instacolor.review.state import Batch
 
     # the weights' default decoding is annealed-mean T 0.38 mix 1
-    _, _, out = _head_batch(tmp_path, "out", "--temperature", "0.6", "--mix", "0.25")
+    _, _, out = _head_batch(tmp_path, "out", "--decode", "annealed-mean:0.6:0.25")
     settings = read_provenance(out / "0.png").settings.split(";")  # embedded in the file
     assert {"decode=annealed-mean", "temperature=0.6", "mix=0.25"} <= set(settings)
     assert "saturation=1.0" in settings and not any(x.startswith("hints") for x in settings)
@@ -149,7 +158,7 @@ def test_review_shows_the_confidence_of_weights_with_a_trained_head(tmp_path):
     from instacolor.review.server import ReviewServer
     from tests.test_review import Client
 
-    _, _, out = _head_batch(tmp_path, "out", "--confidence", "--mix", "0.5")
+    _, _, out = _head_batch(tmp_path, "out", "--confidence", "--decode", "annealed-mean:0.38:0.5")
     with ReviewServer.start(out, port=0, reviewer="ada") as server:
         client = Client(server)
         info = json.loads(client.get("/api/batch")[1])
@@ -171,5 +180,5 @@ def test_colorize_files_takes_every_settings_option_and_refuses_unknown_ones(tmp
     with pytest.raises(InputError, match=r"expected options among .*received \['temprature'\]"):
         colorize_files(src, out, weights=str(weights), temprature=0.5)
     with pytest.raises(InputError, match="mix: expected a number from 0 to 1"):
-        colorize_files(src, out, weights=str(weights), decode="annealed-mean", mix=2.0)
+        colorize_files(src, out, weights=str(weights), decode="annealed-mean:0.38:2")
     assert not out.exists()  # refused before anything was written

@@ -100,7 +100,7 @@ def test_torchvision_detects_with_random_weights(detector):
     with pytest.warns(UntrainedWeightsWarning):
         colorizer = Colorizer("instacolor-untrained-w16", working_size=64)
     gray = np.full((H, W), 120, np.uint8)
-    res = colorizer.colorize(gray, instances=inst, full_result=True)
+    res = colorizer.colorize_full(gray, instances=inst)
     assert res.weight_maps["conv10_2"].shape[0] == len(inst) + 1
 
 

@@ -50,7 +50,7 @@ def write_collection(folder: Path, count: int, seed: int = 0) -> Path:
 
 
 def _mean_psnr(weights, photos, boxes=None) -> float:
-    from instacolor.api import Colorizer
+    from instacolor.colorizer import Colorizer
 
     colorizer = Colorizer(weights)
     scores = []
@@ -118,7 +118,7 @@ def test_finetune_guided_weights_cache_the_encoder(tmp_path):
     assert report.steps > 0 and report.after.psnr >= report.before.psnr
     meta = read_safetensors_metadata(out)
     assert meta["encoder"] == "efficientnet-lite0" and meta["working_size"] == "64"
-    from instacolor.api import Colorizer
+    from instacolor.colorizer import Colorizer
 
     colorizer = Colorizer(out)
     rgb = shapes_photo(np.random.default_rng(5), 64)

@@ -321,8 +321,8 @@ def test_colorize_function_and_hint_channels_option():
     assert not np.array_equal(a, colorize(gray))
     channels = Colorizer("default", working_size=64, hint_channels=True, hint_propagation="none")
     assert channels.hinting.channels and not Colorizer("default").hinting.channels
-    out = channels.colorize(gray, hints=hints, full_result=True)
-    assert not np.array_equal(out.ab, channels.colorize(gray, full_result=True).ab)
+    out = channels.colorize_full(gray, hints=hints)
+    assert not np.array_equal(out.ab, channels.colorize_full(gray).ab)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
         "instacolor.perceptual",
     ),
     ("instacolor.arguments",),
-    ("instacolor.api", "instacolor"),
+    ("instacolor.colorizer", "instacolor.api", "instacolor"),
     ("instacolor.train", "instacolor.evaluation"),
     ("instacolor.batch", "instacolor.video"),
     ("instacolor.review",),

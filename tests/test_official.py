@@ -380,4 +380,3 @@ def test_incomplete_folder_is_named_not_overwritten(cache):
         _fetch_all()
     assert "latest_net_GF.pth" in str(info.value) and str(folder) in str(info.value)
     assert _files_under(cache) == [folder / "latest_net_G.pth"]
-

@@ -183,8 +183,8 @@ def test_colorizer_backends_agree(backends, n):
     assert "backend='onnxruntime'" in repr(ort_c)
     image = (np.random.default_rng(n).random(IMAGE) * 255).astype(np.uint8)
     boxes = _boxes(n, seed=10 + n) if n else None
-    a = torch_c.colorize(image, instances=boxes, full_result=True)
-    b = ort_c.colorize(image, instances=boxes, full_result=True)
+    a = torch_c.colorize_full(image, instances=boxes)
+    b = ort_c.colorize_full(image, instances=boxes)
     assert np.abs(a.ab - b.ab).max() < 1e-4  # Lab units
     assert np.abs(a.image.astype(int) - b.image).max() <= 1
     assert a.weight_maps.keys() == b.weight_maps.keys()
@@ -349,11 +349,11 @@ def test_processes_exporting_at_once_share_one_complete_folder(tmp_path):
 
 
 def test_colorize_function_takes_the_backend(backends):
-    from instacolor import colorize
+    from instacolor import colorize_full
 
     image = (np.random.default_rng(7).random((40, 56)) * 255).astype(np.uint8)
-    a = colorize(image, full_result=True)
-    b = colorize(image, backend="onnxruntime", full_result=True)
+    a = colorize_full(image)
+    b = colorize_full(image, backend="onnxruntime")
     assert np.abs(a.ab - b.ab).max() < 1e-4 and np.abs(a.ab).max() > 0.1
 
 
@@ -419,9 +419,9 @@ def test_colorizer_backends_agree_with_hint_channels(ort_cache):
     image = (np.random.default_rng(5).random(IMAGE) * 255).astype(np.uint8)
     boxes = _boxes(2, seed=3)
     kwargs = {"working_size": S, "hint_channels": True}
-    a = Colorizer(**kwargs).colorize(image, instances=boxes, hints=hints, full_result=True)
-    b = Colorizer(**kwargs, backend="onnxruntime").colorize(
-        image, instances=boxes, hints=hints, full_result=True
+    a = Colorizer(**kwargs).colorize_full(image, instances=boxes, hints=hints)
+    b = Colorizer(**kwargs, backend="onnxruntime").colorize_full(
+        image, instances=boxes, hints=hints
     )
     assert np.abs(a.ab - b.ab).max() < 1e-4
 

@@ -54,7 +54,7 @@ def untrained():
 
 def test_colorizer_runs_the_detector_when_no_instances_are_given(untrained, detector):
     colorizer = untrained(detector=detector)
-    res = colorizer.colorize(_gray(), full_result=True)
+    res = colorizer.colorize_full(_gray())
     expected = detector.detect(colorizer_light := _light_of(_gray())).instances
     assert res.detector == detector.name
     assert len(res.instances) == len(expected) > 0
@@ -78,7 +78,7 @@ def _light_of(gray: np.ndarray) -> np.ndarray:
 
 def test_given_instances_skip_the_detector(untrained, detector):
     colorizer = untrained(detector=detector)
-    res = colorizer.colorize(_gray(), instances=[], full_result=True)
+    res = colorizer.colorize_full(_gray(), instances=[])
     assert res.detector is None and res.instances is None and res.timings["detect"] < 1e-3
     np.testing.assert_array_equal(res.image, untrained().colorize(_gray()))
 
@@ -94,7 +94,7 @@ def test_fallback_to_full_image_warns_and_says_why(untrained, offline):
         colorizer = untrained(detector="torchvision", fallback_to_full_image=True)
     assert OFFICIAL_WEIGHTS.url in str(caught[0].message)
     assert colorizer.detector is None and OFFICIAL_WEIGHTS.url in colorizer.detector_error
-    res = colorizer.colorize(_gray(), full_result=True)
+    res = colorizer.colorize_full(_gray())
     assert res.detector is None and res.instances is None
     np.testing.assert_array_equal(res.image, untrained().colorize(_gray()))
 
@@ -175,5 +175,5 @@ def test_coco128_image_colorizes_with_its_annotations(untrained, data_dir):
     coco = CocoAnnotations(data_dir / "coco128" / "annotations" / "instances_train2017.json")
     path = next((data_dir / "coco128" / "train2017").rglob("*.jpg"))
     gray = np.asarray(Image.open(path).convert("L"))
-    res = untrained().colorize(gray, instances=coco.instances(path), full_result=True)
+    res = untrained().colorize_full(gray, instances=coco.instances(path))
     assert len(res.instances) == len(coco.annotations(path.name))

@@ -357,7 +357,7 @@ class FlatRegionDetector:
 
 @pytest.fixture(scope="module")
 def detecting(batch, server):
-    from instacolor.api import Colorizer
+    from instacolor.colorizer import Colorizer
 
     colorizer = Colorizer("instacolor-w16-v4", working_size=64, detector=FlatRegionDetector())
     with ReviewServer.start(batch, port=0, colorizer=colorizer, reviewer="ada") as running:

@@ -208,7 +208,7 @@ def test_traversal_and_missing_token_are_refused_from_the_page(browser, server):
 
 
 def test_instance_mode_colours_the_clicked_instance(browser, batch, server):
-    from instacolor.api import Colorizer
+    from instacolor.colorizer import Colorizer
     from tests.test_review import FlatRegionDetector
 
     colorizer = Colorizer("instacolor-w16-v4", working_size=64, detector=FlatRegionDetector())
@@ -325,9 +325,7 @@ def test_the_page_cannot_be_framed(browser, hostile_server):
         browser.switch_to.default_content()
 
 
-def test_a_public_server_works_in_the_browser_through_the_printed_address(
-    browser, hostile_server
-):
+def test_a_public_server_works_in_the_browser_through_the_printed_address(browser, hostile_server):
     outdir = hostile_server.state.batch.outdir
     colorizer = hostile_server.state.engine.colorizer
     with ReviewServer.start(outdir, host="0.0.0.0", port=0, colorizer=colorizer,

@@ -228,8 +228,8 @@ def _check_run(out: Path, data: Path, device: str) -> None:
     colorizer = instacolor.Colorizer(weights, device=device)
     gray = (np.random.default_rng(1).random((40, 56)) * 255).astype(np.uint8)
     boxes = np.array([[4, 4, 30, 30], [20, 10, 50, 38]])
-    result = colorizer.colorize(gray, instances=boxes, decode="annealed-mean", full_result=True)
-    assert result.image.shape == (40, 56, 3) and result.decode == "annealed-mean"
+    result = colorizer.colorize_full(gray, instances=boxes, decode="annealed-mean")
+    assert result.image.shape == (40, 56, 3) and result.decoding.mode == "annealed-mean"
     assert result.confidence.shape == (40, 56)
     assert result.confidence.min() >= 0 and result.confidence.max() <= 1
     assert len(result.weight_maps) == 13  # the instances were fused

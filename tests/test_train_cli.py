@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from instacolor import Colorizer
+from instacolor import Colorizer, Decoding
 
 ROOT = Path(__file__).resolve().parents[1]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -135,7 +135,7 @@ def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path
     target = tmp_path / "head.safetensors"
     ckpt = str(tmp_path / "run/stage1/latest.pt")
     run = _train("--export", ckpt, "--to", str(target), "--width", "4",
-                 "--decode", "annealed-mean", "--temperature", "0.5")  # fmt: skip
+                 "--decode", "annealed-mean:0.5")  # fmt: skip
     assert run.returncode == 0, run.stderr
     with safe_open(str(target), framework="pt") as f:
         meta = f.metadata()
@@ -147,27 +147,25 @@ def test_class_head_trains_exports_and_decodes_by_annealed_mean(folder, tmp_path
     colorizer = Colorizer(target)
     assert (colorizer.decoding.mode, colorizer.decoding.temperature) == ("annealed-mean", 0.5)
     gray = (np.random.default_rng(0).random((30, 44)) * 255).astype(np.uint8)
-    result = colorizer.colorize(gray, full_result=True)
-    assert result.decode == "annealed-mean" and result.temperature == 0.5
+    result = colorizer.colorize_full(gray)
+    assert result.decoding.record() == {"decode": "annealed-mean", "temperature": 0.5, "mix": 1.0}
     conf = result.confidence
     assert conf.shape == (30, 44) and conf.dtype == np.float32
     assert conf.min() >= 0.0 and conf.max() <= 1.0
-    regression = colorizer.colorize(gray, decode="regression", full_result=True)
+    regression = colorizer.colorize_full(gray, decode="regression")
     assert regression.confidence is not None and not np.array_equal(regression.ab, result.ab)
-    # --mix: the weights' default blend of annealed mean and regression
+    # annealed-mean:T:MIX: the weights' default blend of annealed mean and regression
     mixed = tmp_path / "mixed.safetensors"
     run = _train("--export", ckpt, "--to", str(mixed), "--width", "4",
-                 "--decode", "annealed-mean", "--mix", "0.75")  # fmt: skip
+                 "--decode", "annealed-mean:0.38:0.75")  # fmt: skip
     assert run.returncode == 0, run.stderr
     with safe_open(str(mixed), framework="pt") as f:
         assert f.metadata()["mix"] == "0.75"
-    blend = Colorizer(mixed).colorize(gray, full_result=True)
-    assert (blend.decode, blend.temperature, blend.mix, result.mix) == (
-        "annealed-mean", 0.38, 0.75, 1.0,
-    )  # fmt: skip
+    blend = Colorizer(mixed).colorize_full(gray)
+    assert (blend.decoding, result.decoding.mix) == (Decoding("annealed-mean", 0.38, 0.75), 1.0)
     run = _train("--export", ckpt, "--to", str(tmp_path / "bad.safetensors"), "--width", "4",
-                 "--mix", "2")  # fmt: skip
-    assert run.returncode == 2 and "--mix: expected a number from 0 to 1" in run.stderr
+                 "--decode", "annealed-mean:0.38:2")  # fmt: skip
+    assert run.returncode == 2 and "mix: expected a number from 0 to 1" in run.stderr
     assert not (tmp_path / "bad.safetensors").exists()
 
 

@@ -168,7 +168,7 @@ def main() -> None:
             source = f"detector {args.detector}"
         else:
             source = "nowhere: detector unavailable, FULL-IMAGE ONLY"
-        result = colorizer.colorize(gray, instances=instances, full_result=True)
+        result = colorizer.colorize_full(gray, instances=instances)
         t = time.perf_counter()
         panels = [
             _panel(np.repeat(gray[:, :, None], 3, 2), "input (gray)"),

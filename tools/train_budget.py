@@ -61,6 +61,7 @@ STAND_INS = _stand_ins()
 
 import torch  # noqa: E402
 
+from instacolor.structures import Decoding  # noqa: E402
 from instacolor.train.budget import (  # noqa: E402
     export_weights,
     flops_per_sample,
@@ -213,18 +214,19 @@ class Run:
             f"tools/train_budget.py on {self.summary.get('device_name', a.device)}: "
             f"{trained}; pack {self.summary.get('pack', {}).get('train_packed')} photos"
         )
-        decode = self.decoding["decode"]
-        temperature = self.decoding["temperature"] or a.temperature
+        chosen = self.decoding
+        mix = chosen.get("mix")
+        decoding = Decoding(
+            chosen["decode"], chosen["temperature"] or a.temperature, 1.0 if mix is None else mix
+        )
         export_weights(
             net,
             self.weights,
             stages=stages,
             working_size=a.size,
             class_head=a.class_weight > 0,
-            decode=decode,
-            temperature=temperature,
+            decoding=decoding,
             trained_from=origin,
-            mix=self.decoding.get("mix"),
         )
 
     def close(self) -> None:

@@ -190,4 +190,3 @@ class Manifest:
     def close(self) -> None:
         """Release the lock and close the file."""
         self._fh.close()
-

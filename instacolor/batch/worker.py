@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instacolor.api import Colorizer
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
+from instacolor.colorizer import Colorizer
 from instacolor.errors import DetectorUnavailableWarning, InstacolorError
 from instacolor.hints import hints_for, read_hints_lines, read_references, references_sha256
 from instacolor.io.archival import (
@@ -36,6 +36,7 @@ from instacolor.io.archival import (
 )
 from instacolor.io.names import fit_name
 from instacolor.runtime.allocator import keep_freed_memory
+from instacolor.structures import Decoding
 from instacolor.weights import sha256_file, weights_digest
 
 __all__ = [
@@ -67,12 +68,11 @@ class Settings:
         threads: torch CPU threads of each worker, or None for torch's default (a batch
             run by :func:`~instacolor.batch.run.colorize_batch`: CPU cores / workers).
         all_pages: colorize every page of multi-page TIFFs (see :func:`page_path`).
-        backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.api.Colorizer`).
-        saturation: factor on the predicted chroma (see :class:`~instacolor.api.Colorizer`).
-        decode: ``"regression"``, ``"annealed-mean"`` or None (the weights' default).
-        temperature: annealed-mean temperature, or None (the weights' default).
-        mix: the annealed mean's weight in ``[0, 1]`` blended with the regression, or None
-            (the weights' default).
+        backend: ``"torch"`` or ``"onnxruntime"`` (see :class:`~instacolor.colorizer.Colorizer`).
+        saturation: factor on the predicted chroma (see :class:`~instacolor.colorizer.Colorizer`).
+        decode: a :class:`~instacolor.structures.Decoding`, its spec
+            (``"annealed-mean:0.38:0.75"``; parts left out: the weights') or None (the
+            weights' default).
         confidence: also write the confidence map as ``NAME.confidence.png`` (8-bit gray,
             255 = 1) beside each output (weights with a trained classification head).
         hints_file: a JSON-lines hints file (:func:`~instacolor.hints.read_hints_lines`);
@@ -97,9 +97,7 @@ class Settings:
     all_pages: bool = False
     backend: str = "torch"
     saturation: float = 1.0
-    decode: str | None = None
-    temperature: float | None = None
-    mix: float | None = None
+    decode: Decoding | str | None = None
     confidence: bool = False
     hints_file: str | None = None
     references: tuple[str, ...] = ()
@@ -193,8 +191,6 @@ class Worker:
                 backend=settings.backend,
                 saturation=settings.saturation,
                 decode=settings.decode,
-                temperature=settings.temperature,
-                mix=settings.mix,
             )
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None

@@ -8,19 +8,29 @@ without importing the command that imports them.
 Example:
     >>> positive("3"), fraction("0.5"), pixels("none")
     (3, 0.5, None)
-    >>> temperature("0")
+    >>> decoding("annealed-mean:0")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: expected a number in (0, 10], received '0'
+    argparse.ArgumentTypeError: temperature: expected a number in (0, 10], received 0.0; ...
 """
 
 from __future__ import annotations
 
 import argparse
 
-from instacolor.api import MAX_SATURATION
+from instacolor.colorizer import MAX_SATURATION
+from instacolor.errors import InputError
+from instacolor.structures import Decoding
 
-__all__ = ["fraction", "mix", "pixels", "positive", "saturation", "temperature"]
+__all__ = ["DECODE_HELP", "decoding", "fraction", "pixels", "positive", "saturation"]
+
+#: The help text of ``--decode``.
+DECODE_HELP = (
+    "how the chroma is decoded: regression, annealed-mean, annealed-mean:T or "
+    "annealed-mean:T:MIX (T the temperature, 0.38 vivid, 1 the mean; MIX the annealed "
+    "mean's weight blended with the regression, 0-1); left out: the weights' default "
+    "(annealed-mean needs a trained classification head, see 'instacolor models')"
+)
 
 
 def positive(text: str) -> int:
@@ -59,29 +69,14 @@ def saturation(text: str) -> float:
     return value
 
 
-def temperature(text: str) -> float:
-    """An annealed-mean temperature in (0, 10]."""
+def decoding(text: str) -> str:
+    """A decoding spec (:meth:`~instacolor.structures.Decoding.parse`), checked and kept as
+    text: the parts it leaves out are the weights' defaults, known once they are loaded."""
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 10:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 10], received {text!r}")
-    return value
-
-
-def mix(text: str) -> float:
-    """The annealed mean's share from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a number from 0 to 1, received {text!r}; 1 is the annealed mean alone, "
-            "0 the regression"
-        )
-    return value
+        Decoding.parse(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("decode: ")) from None
+    return text.strip()
 
 
 def pixels(text: str) -> int | None:

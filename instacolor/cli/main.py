@@ -161,22 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "1.5: more vivid, less often right)",
     )
     run.add_argument(
-        "--decode",
-        choices=("regression", "annealed-mean"),
-        help="how the chroma is decoded (default: the weights'; annealed-mean needs a "
-        "trained classification head, see 'instacolor models')",
-    )
-    run.add_argument(
-        "--temperature",
-        type=arguments.temperature,
-        help="annealed-mean temperature (default: the weights'; 0.38 vivid, 1 the mean)",
-    )
-    run.add_argument(
-        "--mix",
-        type=arguments.mix,
-        metavar="FLOAT",
-        help="with annealed-mean: its weight blended with the regression, 0-1 (default: the "
-        "weights', else 1: the annealed mean alone; 0.75: three parts to one)",
+        "--decode", type=arguments.decoding, metavar="SPEC", help=arguments.DECODE_HELP
     )
     run.add_argument(
         "--confidence",
@@ -304,8 +289,6 @@ def _colorize(args: argparse.Namespace) -> int:
         backend=args.backend,
         saturation=args.saturation,
         decode=args.decode,
-        temperature=args.temperature,
-        mix=args.mix,
         confidence=args.confidence,
         hints_file=args.hints,
         references=tuple(args.reference),

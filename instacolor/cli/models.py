@@ -41,7 +41,7 @@ def models_report(files: Sequence[str] = ()) -> int:
         default = " [default]" if name == DEFAULT_WEIGHTS else ""
         print(f"{name}{default}: {state}")
         print(f"    architecture {entry.architecture}, width {entry.width}; at {where}")
-        print(f"    decoding: {entry.decode}" + _head_note(entry))
+        print(f"    decoding: {entry.decoding.spec}" + _head_note(entry))
         for file in entry.files:
             print(f"    file {file.name} {describe_digest(entry, file)}")
         print(f"    licence: {entry.license}")

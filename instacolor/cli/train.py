@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from instacolor.cli.arguments import decoding
+from instacolor.structures import Decoding
+
 __all__ = ["add_train_parser", "run_train"]
 
 _HOLDOUT_PHOTOS = 115  # stage 1's held-out photos: every 115th (sorted by path)
@@ -162,12 +165,12 @@ def add_train_parser(commands) -> argparse.ArgumentParser:
     arg("--channels-last", action="store_true", help="NHWC memory format (faster with bf16)")
     arg(
         "--decode",
-        choices=("regression", "annealed-mean"),
+        type=decoding,
         default="regression",
-        help="with --export: the weights' default decoding",
+        metavar="SPEC",
+        help="with --export: the weights' default decoding (regression, annealed-mean, "
+        "annealed-mean:T or annealed-mean:T:MIX)",
     )
-    arg("--temperature", type=float, default=0.38, help="with --export: default temperature")
-    arg("--mix", type=float, help="with --export: default annealed-mean mix 0-1")
     arg("--seed", type=int, default=0)
     arg("--workers", type=int, default=1)
     arg("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -190,16 +193,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.export:
         from instacolor.train.recipe import export_checkpoint
 
-        if args.mix is not None and not 0 <= args.mix <= 1:
-            _error(args, f"--mix: expected a number from 0 to 1, received {args.mix}")
         export_checkpoint(
-            args.export,
-            args.to or Path("weights.safetensors"),
-            args.width,
-            args.decode,
-            args.temperature,
-            args.mix,
-        )
+            args.export, args.to or Path("weights.safetensors"), args.width,
+            Decoding.parse(args.decode),
+        )  # fmt: skip
         return 0
     if args.stage is None or args.data is None:
         _error(args, "--stage and --data are required (or --export)")

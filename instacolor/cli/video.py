@@ -43,7 +43,7 @@ def _shown(path) -> str:
 
 def add_video_parser(commands) -> None:
     """Register the ``video`` subcommand on the ``instacolor`` subparsers."""
-    from instacolor.cli.arguments import mix, positive, saturation, temperature
+    from instacolor.cli.arguments import DECODE_HELP, decoding, positive, saturation
 
     video = commands.add_parser(
         "video",
@@ -122,9 +122,7 @@ def add_video_parser(commands) -> None:
     )
     video.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     video.add_argument("--saturation", type=saturation, default=1.0, help="chroma factor, 0-4")
-    video.add_argument("--decode", choices=("regression", "annealed-mean"))
-    video.add_argument("--temperature", type=temperature)
-    video.add_argument("--mix", type=mix)
+    video.add_argument("--decode", type=decoding, metavar="SPEC", help=DECODE_HELP)
     video.add_argument("--threads", type=positive, help="torch CPU threads")
     video.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -178,8 +176,6 @@ def run_video(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 saturation=args.saturation,
                 decode=args.decode,
-                temperature=args.temperature,
-                mix=args.mix,
             )
     finally:
         bar.close()

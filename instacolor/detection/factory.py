@@ -81,7 +81,7 @@ def build_detector(
     device: torch.device,
     fallback: bool,
 ) -> tuple[Detector | None, str | None]:
-    """The detector of a :class:`~instacolor.api.Colorizer` and, when it could not be
+    """The detector of a :class:`~instacolor.colorizer.Colorizer` and, when it could not be
     built and ``fallback`` is set, why (after a :class:`DetectorUnavailableWarning`).
 
     Raises:

@@ -38,6 +38,7 @@ from instacolor.color import lab_to_rgb
 from instacolor.errors import DecodeError, InputError, InstacolorError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS, read_scan
 from instacolor.review.state import Batch, Item
+from instacolor.structures import Decoding
 
 __all__ = ["MAX_VIEWS", "Engine", "ReviewRecord", "View", "read_input"]
 
@@ -152,7 +153,7 @@ class Engine:
 
     Args:
         batch: the batch under review.
-        colorizer: a built :class:`~instacolor.api.Colorizer` to use (default: one for the
+        colorizer: a built :class:`~instacolor.colorizer.Colorizer` to use (default: one for the
             manifest's weights, working size, saturation and decoding).
         weights, working_size, detector, device: override what the manifest says.
         display_size: longest side of the images shown (and of the preview).
@@ -177,7 +178,7 @@ class Engine:
         self.large: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         facts = next((i.record for i in batch.items if i.output is not None), {})
         if colorizer is None:
-            from instacolor.api import Colorizer
+            from instacolor.colorizer import Colorizer
 
             colorizer = Colorizer(
                 weights or facts.get("model") or "default",
@@ -186,9 +187,7 @@ class Engine:
                 detector=detector,
                 fallback_to_full_image=True,
                 saturation=facts.get("saturation") or 1.0,
-                decode=facts.get("decode"),  # the batch's decoding, not the weights' default
-                temperature=facts.get("temperature"),
-                mix=facts.get("mix"),
+                decode=Decoding.from_record(facts),  # the batch's, not the weights' default
             )
         self.colorizer = colorizer
         self.display_size = display_size

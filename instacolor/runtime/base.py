@@ -3,7 +3,7 @@
 Two runtimes implement it: :class:`~instacolor.runtime.torch_runtime.TorchRuntime`
 (the networks in torch, any device) and :class:`~instacolor.runtime.onnx_runtime.
 OnnxRuntime` (the exported graphs in onnxruntime). :func:`make_runtime` builds the one a
-:class:`~instacolor.api.Colorizer` names with ``backend``. Both take the same
+:class:`~instacolor.colorizer.Colorizer` names with ``backend``. Both take the same
 :class:`~instacolor.structures.NetworkInputs` and return the same
 :class:`~instacolor.structures.NetOutput` (ab and weight maps within 1e-4).
 """

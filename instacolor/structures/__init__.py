@@ -7,6 +7,8 @@
 * :class:`NetworkInputs` - what the networks take for one image at the working size
   (built by :func:`instacolor.models.inputs.prepare_inputs`), and :class:`NetOutput`
   - what a runtime (:mod:`instacolor.runtime`) returns for it.
+* :class:`Decoding` - how the predicted chroma is decoded (one value with a spec form,
+  ``"annealed-mean:0.38:0.75"``).
 * :class:`ColorizeResult` - everything one colorization produced.
 
 Example:
@@ -17,12 +19,14 @@ Example:
     [[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 20.0, 20.0]]
 """
 
+from instacolor.structures.decoding import Decoding
 from instacolor.structures.instances import Instances, SemanticMap, clip_boxes, integer_boxes
 from instacolor.structures.network import NetOutput, NetworkInputs
 from instacolor.structures.result import ColorizeResult
 
 __all__ = [
     "ColorizeResult",
+    "Decoding",
     "Instances",
     "NetOutput",
     "NetworkInputs",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from instacolor.structures.decoding import Decoding
 from instacolor.structures.instances import Instances, SemanticMap
 
 if TYPE_CHECKING:  # the hints package imports structures; only the annotation needs it
@@ -38,10 +39,9 @@ class ColorizeResult:
             None when instances were given or no detection ran.
         working_size: the square size the networks ran at (``S``).
         saturation: the factor applied to the predicted chroma.
-        decode: how the chroma was decoded (``"regression"`` or ``"annealed-mean"``).
-        temperature: the annealed-mean temperature (None for regression).
-        mix: the annealed mean's weight in its blend with the regression (1: the annealed
-            mean alone; None for regression).
+        decoding: how the chroma was decoded (:class:`~instacolor.structures.Decoding`;
+            ``decoding.record()`` gives the flat ``decode``/``temperature``/``mix`` of
+            manifests and metadata).
         confidence: ``(H, W)`` float32 in ``[0, 1]`` at the input size: how much of the
             predicted colour distribution lies near the decoded colour (weights with a
             trained classification head), else None.
@@ -62,9 +62,7 @@ class ColorizeResult:
     detector: str | None = None
     working_size: int | None = None
     saturation: float = 1.0
-    decode: str = "regression"
-    temperature: float | None = None
-    mix: float | None = None
+    decoding: Decoding = field(default_factory=Decoding)
     confidence: np.ndarray | None = None
     hints: Hints | None = None
     reference_map: np.ndarray | None = None

@@ -275,28 +275,23 @@ def export_weights(
     stages: int,
     working_size: int,
     class_head: bool,
-    decode: str,
-    temperature: float,
+    decoding: Decoding,
     trained_from: str,
-    mix: float | None = None,
     extra: dict[str, str] | None = None,
 ) -> Path:
     """Write ``net`` as instacolor weights (float16), loadable by ``Colorizer(path)``.
 
     Before stage 3 has run the file holds the full-image network alone (architecture
     ``siggraph17`` with InstColorization's mask value): the instance and fusion networks
-    are not trained yet, so the weights colorize whole images only. ``mix`` (the
-    annealed mean's weight in its blend with the regression, see :mod:`instacolor.decode`)
-    goes into the metadata when given; without it the weights' default is 1. ``extra``
-    adds metadata entries (e.g. a fine-tuning run's provenance).
+    are not trained yet, so the weights colorize whole images only. ``decoding`` becomes
+    the weights' default (metadata ``decode``, ``temperature`` and, for annealed-mean,
+    ``mix``). ``extra`` adds metadata entries (e.g. a fine-tuning run's provenance).
     """
-    if decode != "regression" and not class_head:
+    if decoding.mode != "regression" and not class_head:
         raise InputError(
-            f"decode {decode!r}: expected 'regression' for a run without class loss "
+            f"decode {decoding.spec!r}: expected 'regression' for a run without class loss "
             "(class_weight 0); train with a class weight or export with regression"
         )
-    if mix is not None:
-        Decoding(mix=mix)  # the API's check of the value
     target = InstColorNet(
         net.width, with_instances=stages >= 3, mask_value=net.mask_value, guided=net.guided
     )
@@ -307,13 +302,13 @@ def export_weights(
     metadata = {
         **(extra or {}),
         "working_size": str(working_size),
-        "decode": decode,
-        "temperature": repr(float(temperature)),
+        "decode": decoding.mode,
+        "temperature": repr(float(decoding.temperature)),
         "trained_from": trained_from,
         "stages": ",".join(str(s) for s in range(1, min(stages, 3) + 1)),
     }
-    if mix is not None:
-        metadata["mix"] = repr(float(mix))
+    if decoding.mode != "regression":
+        metadata["mix"] = repr(float(decoding.mix))
     if class_head:
         metadata["class_head"] = "trained"
     path = Path(path)

@@ -234,7 +234,7 @@ def finetune(
             f"{collection.skipped_unreadable} unreadable); add photos of the collection"
         )
     train, held = split_collection(n, holdout, seed=seed)
-    classify = loaded.class_head and loaded.decode != "regression"
+    classify = loaded.class_head and loaded.decoding.mode != "regression"
     settings = {
         "base_sha256": weights_digest(loaded),
         "collection": collection.digest,

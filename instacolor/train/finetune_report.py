@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from instacolor.color import AB_NORM
-from instacolor.decode import Decoding, decode
+from instacolor.decode import decode
 from instacolor.metrics import colorfulness, psnr
 from instacolor.models.network import network_input
 from instacolor.structures import NetOutput
@@ -161,7 +161,7 @@ def predict(net, held: HeldOut, loaded, count: int | None = None) -> np.ndarray:
         loaded: the :class:`~instacolor.weights.LoadedWeights` whose decoding applies.
         count: only the first ``count`` photos (None: all).
     """
-    decoding = Decoding(loaded.decode, loaded.temperature, loaded.mix)
+    decoding = loaded.decoding
     classify = decoding.mode != "regression"
     light = held.light if count is None else held.light[:count]
     out = []
@@ -224,9 +224,7 @@ def export_finetuned(net, loaded, report: FinetuneReport) -> Path:
         stages=3 if net.with_instances else 1,
         working_size=loaded.working_size,
         class_head=loaded.class_head,
-        decode=loaded.decode,
-        temperature=loaded.temperature,
+        decoding=loaded.decoding,
         trained_from=f"finetune of {report.base}",
-        mix=loaded.mix if loaded.decode != "regression" else None,
         extra=extra,
     )

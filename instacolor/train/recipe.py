@@ -18,6 +18,7 @@ from instacolor.errors import InputError
 from instacolor.models.classes import class_prior
 from instacolor.models.encoder import load_encoder
 from instacolor.models.network import InstColorNet
+from instacolor.structures import Decoding
 from instacolor.train.budget import export_weights
 from instacolor.train.cache import EncodedImages, build_cache
 from instacolor.train.loop import load_stage
@@ -29,25 +30,25 @@ def export_checkpoint(
     checkpoint: Path,
     target: Path,
     width: int,
-    decode: str = "regression",
-    temperature: float = 0.38,
-    mix: float | None = None,
+    decoding: Decoding | None = None,
 ) -> None:
     """Write a checkpoint as weights (``train.budget.export_weights``).
 
-    The class head counts as trained when its run's ``class_weight`` was > 0; ``mix``
-    goes into the metadata if given; guided runs write guided weights.
+    The class head counts as trained when its run's ``class_weight`` was > 0;
+    ``decoding`` (None: regression) becomes the weights' default; guided runs write
+    guided weights.
     """
+    decoding = decoding or Decoding()
     config = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
     net = InstColorNet(width, guided=bool(config.get("guided")))
     stage = load_stage(checkpoint, net)
     if stage != 3:
         warnings.warn(f"{checkpoint} is a stage-{stage} checkpoint, not stage 3", stacklevel=1)
     class_head = config.get("class_weight", 0) > 0
-    if decode != "regression" and not class_head:
+    if decoding.mode != "regression" and not class_head:
         raise InputError(
-            f"decode {decode!r}: expected a checkpoint trained with a class weight, received "
-            f"{checkpoint} (trained without); export with decode 'regression'"
+            f"decode {decoding.spec!r}: expected a checkpoint trained with a class weight, "
+            f"received {checkpoint} (trained without); export with decode 'regression'"
         )
     export_weights(
         net,
@@ -55,10 +56,8 @@ def export_checkpoint(
         stages=3,
         working_size=config.get("size", 128),
         class_head=class_head,
-        decode=decode,
-        temperature=temperature,
+        decoding=decoding,
         trained_from=str(checkpoint),
-        mix=mix,
     )
     print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")
 

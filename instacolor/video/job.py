@@ -214,7 +214,7 @@ def colorize_video(
             codec) or a folder for PNG frames (any other name without extension).
         colorizer: a ready :class:`~instacolor.Colorizer`, or None to build one from
             ``options`` (``weights``, ``device``, ``working_size``, ``detector``,
-            ``backend``, ``saturation``, ``decode``, ``temperature``, ``mix``).
+            ``backend``, ``saturation``, ``decode``).
         stabilize: True, False (plain per-frame colour) or a :class:`Stabilization`.
         hints: keyframe hints file (:mod:`instacolor.video.keyframes`), or None.
         reference: colour photograph(s) to take colours from (a path or a list of paths;

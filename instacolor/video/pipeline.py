@@ -43,10 +43,9 @@ from instacolor.video.temporal import Stabilization, Stabilizer, StabilizerState
 
 __all__ = ["FrameColorizer", "colorize_frames", "grid_size", "make_colorizer"]
 
-#: Keyword arguments of :func:`make_colorizer` (those of :func:`instacolor.colorize`).
+#: Keyword arguments of :func:`make_colorizer` (those of :class:`instacolor.Colorizer`).
 COLORIZER_OPTIONS = (
     "weights", "device", "working_size", "detector", "backend", "saturation", "decode",
-    "temperature", "mix",
 )  # fmt: skip
 
 
@@ -56,7 +55,7 @@ def make_colorizer(colorizer=None, **options):
     Raises:
         InputError: an unknown option, or options given beside a ready colorizer.
     """
-    from instacolor.api import Colorizer
+    from instacolor.colorizer import Colorizer
 
     unknown = sorted(set(options) - set(COLORIZER_OPTIONS))
     if unknown:
@@ -209,8 +208,7 @@ def colorize_frames(
         color_tolerance: for iterables of arrays: the gray test's tolerance (None: the
             colorizer's).
         **options: ``weights``, ``device``, ``working_size``, ``detector``, ``backend``,
-            ``saturation``, ``decode``, ``temperature``, ``mix`` as for
-            :func:`instacolor.colorize`.
+            ``saturation``, ``decode`` as for :class:`instacolor.Colorizer`.
 
     Yields:
         ``(H, W, 3)`` colorized frames: for paths uint8 or uint16 (the source's

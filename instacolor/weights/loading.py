@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from instacolor.decode import DECODINGS, DEFAULT_MIX, DEFAULT_TEMPERATURE
 from instacolor.errors import UntrainedWeightsWarning, WeightsError
 from instacolor.models.network import InstColorNet
+from instacolor.structures.decoding import DECODINGS, Decoding
 from instacolor.weights.download import (
     WeightFile,
     cache_dir,
@@ -60,11 +60,9 @@ class LoadedWeights:
         class_head: whether the classification head was trained (a safetensors file's
             ``class_head`` metadata is ``"trained"``); decoding by annealed mean and the
             confidence map need it.
-        decode: default decoding (the file's ``decode`` metadata, else the registry
-            entry's, else ``"regression"``).
-        temperature: default annealed-mean temperature.
-        mix: default weight of the annealed mean in its blend with the regression (the
-            file's ``mix`` metadata, else the registry entry's, else 1).
+        decoding: the default :class:`~instacolor.structures.Decoding` (the file's
+            ``decode``, ``temperature`` and ``mix`` metadata, else the registry entry's,
+            else regression).
     """
 
     net: InstColorNet
@@ -73,9 +71,7 @@ class LoadedWeights:
     trained: bool
     working_size: int = DEFAULT_WORKING_SIZE
     class_head: bool = False
-    decode: str = "regression"
-    temperature: float = DEFAULT_TEMPERATURE
-    mix: float = DEFAULT_MIX
+    decoding: Decoding = field(default_factory=Decoding)
 
 
 def fetch(entry: WeightsEntry, file: WeightFile, *, progress: bool = True) -> Path:
@@ -155,8 +151,8 @@ def _load_entry(entry: WeightsEntry) -> tuple[InstColorNet, str | None]:
     return load_official_folder(paths[0].parent), digests[-1]
 
 
-#: ``(class_head, decode, temperature, mix)`` of weights without decoding metadata.
-_NO_HEAD = (False, "regression", DEFAULT_TEMPERATURE, DEFAULT_MIX)
+#: ``(class_head, decoding)`` of weights without decoding metadata.
+_NO_HEAD = (False, Decoding())
 
 
 def load_weights(
@@ -177,7 +173,7 @@ def load_weights(
                 f"{'' if net.with_instances else ' (full-image network only)'}; replace them"
             )
         name, trained, size = entry.name, entry.source != "random", entry.working_size
-        head = (False, entry.decode, entry.temperature, entry.mix)
+        head = (False, entry.decoding)
         if entry.source == "package":
             head = _head_metadata(_package_path(entry), head)
     else:
@@ -195,7 +191,7 @@ def load_weights(
         name, trained = str(path), True
         if path.suffix != ".safetensors":
             head = _NO_HEAD
-    class_head, decode, temperature, mix = head
+    class_head, decoding = head
     return LoadedWeights(
         net=net.to(device),
         name=name,
@@ -203,9 +199,7 @@ def load_weights(
         trained=trained,
         working_size=size,
         class_head=class_head,
-        decode=decode,
-        temperature=temperature,
-        mix=mix,
+        decoding=decoding,
     )
 
 
@@ -214,39 +208,38 @@ def _package_path(entry: WeightsEntry) -> Path:
     return Path(str(resources.files("instacolor") / "data" / entry.files[0].name))
 
 
-def _head_metadata(
-    path: Path, default: tuple[bool, str, float, float]
-) -> tuple[bool, str, float, float]:
-    """``(class_head, decode, temperature, mix)`` from a safetensors file's metadata."""
+def _head_metadata(path: Path, default: tuple[bool, Decoding]) -> tuple[bool, Decoding]:
+    """``(class_head, decoding)`` from a safetensors file's metadata."""
     meta = read_safetensors_metadata(path)
     class_head = meta.get("class_head") == "trained"
-    decode = meta.get("decode", default[1])
+    decode = meta.get("decode", default[1].mode)
     try:
-        temperature = float(meta.get("temperature", default[2]))
+        temperature = float(meta.get("temperature", default[1].temperature))
     except ValueError:
         temperature = -1.0
     if (
         decode not in DECODINGS
-        or not temperature > 0
+        or not 0 < temperature <= 10
         or (decode != "regression" and not class_head)
     ):
         raise WeightsError(
             f"{path}: metadata decode/temperature: expected decode in {DECODINGS} (annealed-mean "
-            f"only with class_head 'trained') and temperature > 0, received decode {decode!r}, "
-            f"class_head {meta.get('class_head')!r}, temperature {meta.get('temperature')!r}; "
-            "rewrite the file's metadata (tools/train.py --export sets it)"
+            f"only with class_head 'trained') and temperature in (0, 10], received decode "
+            f"{decode!r}, class_head {meta.get('class_head')!r}, temperature "
+            f"{meta.get('temperature')!r}; rewrite the file's metadata ('instacolor train "
+            "--export' sets it)"
         )
     try:
-        mix = float(meta.get("mix", default[3]))
+        mix = float(meta.get("mix", default[1].mix))
     except ValueError:
         mix = -1.0
     if not 0 <= mix <= 1:
         raise WeightsError(
             f"{path}: metadata mix: expected a number from 0 to 1, received "
-            f"{meta.get('mix')!r}; rewrite the file's metadata (tools/train.py --export --mix "
-            "sets it)"
+            f"{meta.get('mix')!r}; rewrite the file's metadata ('instacolor train --export "
+            "--decode annealed-mean:T:MIX' sets it)"
         )
-    return class_head, decode, temperature, mix
+    return class_head, Decoding(decode, temperature, mix)
 
 
 def _metadata_working_size(path: Path, digest: str) -> int:

@@ -7,10 +7,10 @@ their sha256, source, licence, training size and default decoding;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from instacolor.decode import DEFAULT_MIX, DEFAULT_TEMPERATURE
 from instacolor.errors import WeightsError
+from instacolor.structures.decoding import Decoding
 from instacolor.weights.download import WeightFile
 from instacolor.weights.formats import OFFICIAL_FILES
 from instacolor.weights.official import INSTCOLORIZATION_ARCHIVE, ArchiveSource
@@ -51,11 +51,8 @@ class WeightsEntry:
             otherwise: the size they were trained at (see docs/model-card.md).
         archive: for files published inside a zip archive, the archive and its folder
             that holds ``files`` (their digests are recorded on first download).
-        decode: the default decoding, ``"regression"`` or ``"annealed-mean"`` (needs a
-            trained classification head: the file's ``class_head`` metadata).
-        temperature: the default annealed-mean temperature.
-        mix: the default weight of the annealed mean in its blend with the regression
-            (1: the annealed mean alone; see :mod:`instacolor.decode`).
+        decoding: the default :class:`~instacolor.structures.Decoding` (annealed-mean
+            needs a trained classification head: the file's ``class_head`` metadata).
     """
 
     name: str
@@ -69,9 +66,7 @@ class WeightsEntry:
     homepage: str = ""
     working_size: int = DEFAULT_WORKING_SIZE
     archive: ArchiveSource | None = None
-    decode: str = "regression"
-    temperature: float = DEFAULT_TEMPERATURE
-    mix: float = DEFAULT_MIX
+    decoding: Decoding = field(default_factory=Decoding)
 
 
 REGISTRY: dict[str, WeightsEntry] = {

@@ -34,7 +34,7 @@ def time_hints(image: Path, *, side: int = 1000, count: int = 10, repeats: int =
         colorizer.colorize(gray)  # warm-up
         for label, h in (("no hints", None), (f"{count} hints", hints)):
             runs = [
-                colorizer.colorize(gray, hints=h, full_result=True).timings for _ in range(repeats)
+                colorizer.colorize_full(gray, hints=h).timings for _ in range(repeats)
             ]
             best = min(runs, key=lambda t: t["total"])
             cells = " ".join(f"{k} {v:.2f}" for k, v in best.items() if k != "detect")

@@ -59,7 +59,7 @@ def measure(colorizer: Colorizer, n: int, repeats: int) -> tuple[float, float, f
     total, network = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        result = colorizer.colorize(image, instances=boxes, full_result=True)
+        result = colorizer.colorize_full(image, instances=boxes)
         total.append(time.perf_counter() - t)
         network.append(result.timings["network"])
     return statistics.median(total), statistics.median(network), other_cores(since)

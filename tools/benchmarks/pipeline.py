@@ -101,7 +101,7 @@ def run_one(args: argparse.Namespace) -> dict:
 
     def once() -> tuple[float, dict]:
         t, cpu = time.perf_counter(), own_cpu_s()
-        res = colorizer.colorize(image, instances=boxes if n else None, full_result=True)
+        res = colorizer.colorize_full(image, instances=boxes if n else None)
         return time.perf_counter() - t, {**res.timings, "cpu": own_cpu_s() - cpu}
 
     since = stamp()

@@ -121,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Time the clicks per working size; prints one line each."""
-    from instacolor.api import Colorizer
+    from instacolor.colorizer import Colorizer
     from instacolor.review.server import ReviewServer
 
     images = args.images or sorted((ROOT / "tools" / "samples").glob("*.jpg"))
