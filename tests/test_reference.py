@@ -132,6 +132,30 @@ def test_matches_carry_the_reference_colours_and_unrelated_ones_barely_match(pho
     assert unrelated.known.sum() < same.known.sum() / 2
 
 
+def test_a_kept_reference_is_encoded_once_and_matches_the_same(photo):
+    lab = _lab(np.asarray(Image.fromarray(photo).resize((64, 64), Image.BILINEAR)))
+    light = lab[0].astype(np.float32)
+    fresh = match_references(light, read_references(_mirrored_crop(photo)))
+    kept = read_references(_mirrored_crop(photo))
+    assert kept[0]._cells == {}
+    first = match_references(light, kept)
+    cells = kept[0]._cells[64]
+    again = match_references(light * 0.9, kept)  # another target, the same reference
+    assert kept[0]._cells[64] is cells  # not encoded again
+    for got in (first, match_references(light, kept)):
+        np.testing.assert_array_equal(got.known, fresh.known)
+        np.testing.assert_allclose(got.ab, fresh.ab, atol=1e-5)
+    assert again.known.sum() > 0
+    # two references, one kept and one new: the same as both new
+    pair = match_references(light, (*kept, *read_references(photo)))
+    both = match_references(light, read_references([_mirrored_crop(photo), photo]))
+    np.testing.assert_array_equal(pair.known, both.known)
+    # another working size is another set of cells
+    lab32 = _lab(np.asarray(Image.fromarray(photo).resize((32, 32), Image.BILINEAR)))
+    match_references(lab32[0].astype(np.float32), kept)
+    assert set(kept[0]._cells) == {32, 64}
+
+
 def test_a_mirrored_crop_of_the_photo_brings_its_colours_back(shipped, photo):
     gray = gray_baseline(photo)[:, :, 0]  # the photo's own L
     automatic = shipped.colorize(gray)
@@ -140,9 +164,9 @@ def test_a_mirrored_crop_of_the_photo_brings_its_colours_back(shipped, photo):
     # a list works too (the photo's own striped cells mix colours: fewer of them match)
     both = shipped.colorize(gray, reference=[_mirrored_crop(photo), photo])
     assert psnr(both, photo) > psnr(automatic, photo) + 1.0
-    result = shipped.colorize(gray, reference=_mirrored_crop(photo), full_result=True)
+    result = shipped.colorize_full(gray, reference=_mirrored_crop(photo))
     assert result.reference_map.shape == gray.shape and result.reference_map.dtype == np.float32
     assert 0.02 < (result.reference_map > 0).mean() < 1.0 and result.reference_map.max() <= 1.0
-    assert shipped.colorize(gray, full_result=True).reference_map is None
+    assert shipped.colorize_full(gray).reference_map is None
     # the photo's own luminance is kept whatever the reference's
     np.testing.assert_allclose(_lab(guided)[0], _lab(automatic)[0], atol=1.5)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,10 @@ _READ_SIDE = 1024
 class Reference:
     """A colour reference photo, checked and shrunk for matching.
 
+    Its matching descriptors are computed once per working size and kept with it, so a
+    batch that gives every input the same reference (``--reference``, or one
+    :class:`Reference` passed to many calls) encodes it once.
+
     Attributes:
         rgb: ``(H, W, 3)`` float32 sRGB in ``[0, 1]``, at most 1024 px a side.
         source: the path, or ``"array"`` / ``"PIL"``.
@@ -95,6 +99,7 @@ class Reference:
 
     rgb: np.ndarray
     source: str
+    _cells: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,29 @@ def _describe(light: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return desc.flatten(2).transpose(1, 2), mean_l.flatten(1)
 
 
+def _reference_light(ref: Reference, s: int) -> torch.Tensor:
+    """``(2, 1, M, M)`` L of a reference and its mirror for the encoder: it takes the
+    target's path (the working size ``s``, then up to :data:`MATCH_SIZE`), so both are
+    as sharp."""
+    low = rgb_to_lab(torch.from_numpy(_squash(ref.rgb, s)).permute(2, 0, 1))[:1]
+    both = torch.stack([low, low.flip(-1)])
+    return F.interpolate(both, (MATCH_SIZE, MATCH_SIZE), mode="bilinear")
+
+
+def _reference_cells(
+    ref: Reference, desc: torch.Tensor, mean_l: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """A reference's cells (it and its mirror): descriptors ``(2 G*G, D)``, mean L
+    ``(2 G*G,)``, mean ab ``(2, 2 G*G)`` and ab spread ``(2 G*G,)``."""
+    rgb = torch.from_numpy(_squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
+    lab = torch.stack([rgb_to_lab(rgb), rgb_to_lab(rgb.flip(-1))])  # (2, 3, M, M)
+    ab_mean = F.avg_pool2d(lab[:, 1:], _STRIDE)  # (2, 2, G, G)
+    ab_square = F.avg_pool2d(lab[:, 1:] ** 2, _STRIDE)
+    spread = (ab_square - ab_mean**2).clamp_min(0).sum(1).sqrt().reshape(-1)
+    ab_mean = ab_mean.permute(1, 0, 2, 3).reshape(2, -1)
+    return desc.reshape(-1, desc.shape[-1]), mean_l.reshape(-1), ab_mean, spread
+
+
 def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> ReferenceMatch:
     """The confident matches of the references' cells on the working grid.
 
@@ -251,23 +279,18 @@ def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> Re
     grid = MATCH_SIZE // _STRIDE
     target = torch.as_tensor(light, dtype=torch.float32)[None, None]
     target = F.interpolate(target, (MATCH_SIZE, MATCH_SIZE), mode="bilinear", align_corners=False)
-    labs, lights = [], []
-    for ref in references:
-        rgb = torch.from_numpy(_squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
-        labs += [rgb_to_lab(rgb), rgb_to_lab(rgb.flip(-1))]  # the reference and its mirror
-        # its L takes the target's path (working size, then up), so both are as sharp
-        low = rgb_to_lab(torch.from_numpy(_squash(ref.rgb, s)).permute(2, 0, 1))[:1]
-        lights += [low, low.flip(-1)]
-    lab = torch.stack(labs)  # (2R, 3, M, M)
-    up = F.interpolate(torch.stack(lights), (MATCH_SIZE, MATCH_SIZE), mode="bilinear")
-    with torch.inference_mode():
-        t_desc, t_light = _describe(target)
-        r_desc, r_light = _describe(up)
-    r_desc, r_light = r_desc.reshape(-1, r_desc.shape[-1]), r_light.reshape(-1)
-    ab_mean = F.avg_pool2d(lab[:, 1:], _STRIDE)  # (2R, 2, G, G)
-    ab_square = F.avg_pool2d(lab[:, 1:] ** 2, _STRIDE)
-    spread = (ab_square - ab_mean**2).clamp_min(0).sum(1).sqrt().reshape(-1)
-    ab_mean = ab_mean.permute(1, 0, 2, 3).reshape(2, -1)
+    todo = [ref for ref in references if s not in ref._cells]
+    with torch.inference_mode():  # one encoder pass: the target and the new references
+        up = [_reference_light(ref, s) for ref in todo]
+        desc, mean_l = _describe(torch.cat([target, *up]))
+    t_desc, t_light = desc[:1], mean_l[:1]
+    for i, ref in enumerate(todo):
+        ref._cells[s] = _reference_cells(
+            ref, desc[1 + 2 * i : 3 + 2 * i], mean_l[1 + 2 * i : 3 + 2 * i]
+        )
+    cells_of = [ref._cells[s] for ref in references]
+    r_desc = torch.cat([c[0] for c in cells_of])
+    r_light, ab_mean, spread = (torch.cat([c[k] for c in cells_of], -1) for k in (1, 2, 3))
     score = t_desc[0] @ r_desc.T - ((t_light[0][:, None] - r_light[None]) / _L_SCALE) ** 2
     best, choice = score.max(1)  # each target cell's reference cell
     back = score.argmax(0)[choice]  # that reference cell's own best target cell
