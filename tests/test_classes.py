@@ -218,7 +218,7 @@ def test_per_call_mix_changes_the_output_and_is_recorded(tmp_path):
     assert blended.colorize_full(gray, decode="annealed-mean:0.38:1").decoding.mix == 1.0
     full = colorize_full(gray, weights=colorizer.loaded.name, decode="annealed-mean:0.38:0.5")
     assert full.decoding.mix == 0.5 and np.array_equal(full.ab, half.ab)
-    with pytest.raises(InputError, match="mix: expected a number from 0 to 1, received 2.0"):
+    with pytest.raises(InputError, match=r"mix: expected a number from 0 to 1, received 2\.0"):
         colorizer.colorize(gray, decode="annealed-mean:0.38:2")
     with pytest.raises(InputError, match="mix: expected"):
         Colorizer(colorizer.loaded.name, decode="annealed-mean:0.38:-1")

@@ -49,7 +49,9 @@ class Record:
             weights, which have no file).
         working_size: the square size the networks ran at.
         saturation: the factor on the predicted chroma (1: as predicted).
-        decode: how the chroma was decoded (``regression`` or ``annealed-mean``).
+        decode: how the chroma was decoded (``regression`` or ``annealed-mean``); with
+            ``temperature`` and ``mix`` the flat form of
+            :class:`~instacolor.structures.Decoding` (``Decoding.from_record`` reads it).
         temperature: the annealed-mean temperature (None for regression).
         mix: the annealed mean's weight in its blend with the regression (None for
             regression).

@@ -333,8 +333,9 @@ def colorize_files(
         **options: any other field of :class:`~instacolor.batch.worker.Settings`, as the
             CLI options of the same names: ``weights``, ``detector``, ``working_size``,
             ``format``, ``force``, ``overwrite`` (implied by ``resume``), ``max_pixels``,
-            ``all_pages``, ``backend``, ``saturation``, ``decode``, ``temperature``,
-            ``mix``, ``confidence``, ``hints_file``.
+            ``all_pages``, ``backend``, ``saturation``, ``decode`` (a
+            :class:`~instacolor.structures.Decoding` or its spec), ``confidence``,
+            ``hints_file``.
 
     Returns:
         Number of records per status (``done``, ``skipped-color``, ``skipped-complete``,

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from instacolor.errors import InputError
 from instacolor.hints.cells import constraints, instance_cells
@@ -82,6 +81,8 @@ def _widen_points(hints: Hints, size, s: int, known: np.ndarray, target: np.ndar
     already fall to about half its value, and the output pixel of the click (a blend of
     cells, guided upsampling) with them; a ring at the point's colour keeps the spot.
     """
+    from scipy import ndimage  # here: scipy is slow to import
+
     ring = np.ones((3, 3), bool)
     for point in hints.points:
         cells, _ = constraints(Hints(points=[point]), None, size, (s, s))
@@ -164,6 +165,8 @@ class HintSettings:
             extent = np.zeros((s, s), bool)
             for index in hints.instance_colors:
                 extent |= instance_cells(instances, index, (s, s), erode=False)
+            from scipy import ndimage  # here: scipy is slow to import
+
             outside = ~ndimage.binary_dilation(extent, np.ones((3, 3), bool), INSTANCE_BAND)
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
@@ -205,6 +208,8 @@ class HintSettings:
         ab_full = guided_upsample_ab(ab, torch.as_tensor(light_low), light).numpy()
         known, target = constraints(hints, instances, (h, w), (h, w))
         cell = max(h, w) / ab.shape[-1]  # full-resolution pixels per working cell
+        from scipy import ndimage  # here: scipy is slow to import
+
         far = ndimage.distance_transform_edt(~known) > 6 * cell
         residual = np.where(known, target - ab_full, 0.0).astype(np.float32)
         field = propagate(

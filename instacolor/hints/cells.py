@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
@@ -121,6 +120,8 @@ def instance_cells(instances: Instances, index: int, grid, box=None, erode: bool
 
     With ``erode=False`` the instance's cells themselves (mask, or middle of its box).
     """
+    from scipy import ndimage  # here: scipy is slow to import
+
     x0, y0, x1, y1 = box if box is not None else (0, 0, *instances.image_size[::-1])
     if instances.masks is None:
         bx0, by0, bx1, by1 = instances.boxes[index].tolist()

@@ -42,12 +42,14 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import cg, splu
 
 from instacolor.errors import InputError
+
+if TYPE_CHECKING:  # scipy is imported where it is used: it is slow to import
+    import scipy.sparse as sp
 
 __all__ = [
     "METHODS",
@@ -110,6 +112,8 @@ def affinity(light: np.ndarray) -> sp.csr_matrix:
         rows.append(index[ys, xs].ravel())
         cols.append(index[yt, xt].ravel())
         vals.append(np.exp(-(diff * diff) / sigma).ravel())
+    import scipy.sparse as sp
+
     r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     upper = sp.coo_matrix((v, (r, c)), shape=(h * w, h * w))
     return (upper + upper.T).tocsr()
@@ -119,6 +123,8 @@ def system(light: np.ndarray, decay: float) -> sp.csr_matrix:
     """The full matrix ``(1 + decay) D - W + eps I`` (``D`` the row sums of ``W``)."""
     weights = affinity(light)
     degree = np.asarray(weights.sum(axis=1)).ravel()
+    import scipy.sparse as sp
+
     return (sp.diags((1.0 + decay) * degree + _EPSILON) - weights).tocsr()
 
 
@@ -189,6 +195,9 @@ def propagate(
     out.reshape(values.shape[0], -1)[:, flat_known] = given
     if flat_known.all():
         return out
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import cg, splu
+
     matrix = system(light, decay)
     free = ~flat_known
     a_ff = matrix[free][:, free]
