@@ -108,3 +108,29 @@ def test_an_unavailable_detector_is_warned_about_loudly_by_its_category(offline)
 def test_settings_example_runs():
     result = doctest.testmod(worker_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.slow
+def test_a_batch_in_the_callers_process_restores_its_threads(tmp_path):
+    """colorize_files in a fresh process: threads as before the run, malloc untouched."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    _png(src / "a.png", _gray())
+    script = (
+        "import sys, warnings, torch\n"
+        "warnings.simplefilter('ignore')\n"
+        "from instacolor.batch.run import colorize_files\n"
+        "from instacolor.runtime import allocator\n"
+        "torch.set_num_threads(1)\n"
+        "counts = colorize_files(sys.argv[1], sys.argv[2], threads=2, working_size=64,\n"
+        "                        weights='instacolor-untrained-w16')\n"
+        "print(dict(counts), torch.get_num_threads(), allocator._applied)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(src), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["{'done':", "1}", "1", "None"]

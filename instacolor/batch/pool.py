@@ -18,7 +18,7 @@ from multiprocessing import get_context
 from instacolor.batch.jobs import Job, clean_stale_temps
 from instacolor.batch.manifest import Record
 from instacolor.batch.signals import stop_worker_on_signals, worker_busy
-from instacolor.batch.worker import Settings, Worker
+from instacolor.batch.worker import Settings, Worker, claim_process
 from instacolor.errors import DetectorUnavailableWarning, UntrainedWeightsWarning
 
 __all__ = ["run_parallel"]
@@ -33,6 +33,7 @@ def _init_process(settings: Settings) -> Worker:
     # The parent already reported these once for the whole batch.
     warnings.simplefilter("ignore", UntrainedWeightsWarning)
     warnings.simplefilter("ignore", DetectorUnavailableWarning)
+    claim_process(settings)
     _WORKER = Worker(settings)
     return _WORKER
 

@@ -47,7 +47,7 @@ from types import ModuleType
 
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
-from instacolor.batch.worker import Settings, Worker
+from instacolor.batch.worker import Settings, Worker, claim_process
 from instacolor.errors import (
     DetectorUnavailableWarning,
     InputError,
@@ -104,6 +104,7 @@ class _ColorizeActor:
         # The driver already reported these once for the whole batch.
         warnings.simplefilter("ignore", UntrainedWeightsWarning)
         warnings.simplefilter("ignore", DetectorUnavailableWarning)
+        claim_process(settings)
         self.worker = Worker(settings)
 
     def __call__(self, batch: dict) -> dict[str, list]:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from instacolor.batch.jobs import Job, classify_inputs, clean_stale_temps, discover
 from instacolor.batch.manifest import Manifest, Record, is_complete, read_successes
 from instacolor.batch.pool import run_parallel
@@ -104,9 +106,15 @@ class Runner:
             run_parallel(
                 settings, todo, workers=self.workers, chunk=self.chunk or 1, on_record=on_record
             )
-        else:
-            for job in todo:
-                on_record(worker.process(job))
+        else:  # in this process: its thread count for the batch, then as it was
+            previous = torch.get_num_threads()
+            if settings.threads is not None:
+                torch.set_num_threads(settings.threads)
+            try:
+                for job in todo:
+                    on_record(worker.process(job))
+            finally:
+                torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)

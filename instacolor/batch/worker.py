@@ -177,10 +177,6 @@ class Worker:
 
     def __init__(self, settings: Settings, colorizer: Colorizer | None = None) -> None:
         self.settings = settings
-        if settings.threads is not None:
-            torch.set_num_threads(settings.threads)
-        if settings.device == "cpu":  # this process is the batch's: reuse freed blocks
-            keep_freed_memory()
         if colorizer is None:
             colorizer = Colorizer(
                 settings.weights,
@@ -322,6 +318,21 @@ class Worker:
                 f"expected {first.page_count} pages, read {len(written) + 1}: the file changed"
             )
         return written
+
+
+def claim_process(settings: Settings) -> None:
+    """Tune this process for batch work: ``settings.threads`` torch threads and, on the
+    CPU, malloc kept from returning freed blocks
+    (:func:`~instacolor.runtime.allocator.keep_freed_memory`).
+
+    Called by the processes a batch owns: worker processes, Ray actors and the
+    ``instacolor`` command. A batch run in the caller's process (``colorize_files`` with one
+    worker) sets the thread count only while it runs and leaves malloc as it found it.
+    """
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    if settings.device == "cpu":
+        keep_freed_memory()
 
 
 def load_worker(settings: Settings) -> Worker:

@@ -293,6 +293,10 @@ def _colorize(args: argparse.Namespace) -> int:
         hints_file=args.hints,
         references=tuple(args.reference),
     )
+    if settings.device == "cpu":  # this process is the batch's: freed blocks are reused
+        from instacolor.runtime.allocator import keep_freed_memory
+
+        keep_freed_memory()
     report = _Report(progress=not args.no_progress)
     try:
         counts = colorize_batch(
