@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from instacolor import Colorizer
+from instacolor import Colorizer, Decoding
 from instacolor.cli.main import main
 from instacolor.errors import InputError, UntrainedWeightsWarning
 from instacolor.evaluation import (
@@ -35,7 +35,6 @@ from instacolor.evaluation import (
     masked_psnr,
     mean_table,
     oracle_hints,
-    parse_decoding,
 )
 from instacolor.models.network import InstColorNet
 from instacolor.perceptual import alexnet_features
@@ -177,16 +176,11 @@ def test_tables_leave_nan_out_of_means_and_masked_psnr():
     assert masked_psnr(pred, truth, masks) > 100  # the wrong pixel is outside the mask
 
 
-def test_decoding_specs_with_a_mix():
-    spec = parse_decoding("annealed-mean:0.38:0.75")
-    assert (spec.mode, spec.temperature, spec.mix) == ("annealed-mean", 0.38, 0.75)
-    assert (parse_decoding("annealed-mean:0.6").temperature, parse_decoding("regression").mix) == (
-        0.6, None
-    )  # fmt: skip
+def test_bad_decoding_specs_are_refused_by_tune(tmp_path, capsys):
     for bad in ("annealed-mean:0.38:1.5", "annealed-mean:0.38:x", "annealed-mean:0.38:0.5:1",
                 "annealed-mean:0", "regression:0.5", "mean:0.38"):  # fmt: skip
-        with pytest.raises(InputError, match=r"--decodings: expected .*received '"):
-            parse_decoding(bad)
+        err = _refused(["tune", "--data", str(tmp_path), "--decodings", "regression", bad], capsys)
+        assert "argument --decodings: " in err and "expected" in err, bad
 
 
 def test_the_decoding_rule_takes_the_best_vivid_enough_setting():
@@ -251,7 +245,7 @@ def test_bad_inputs_exit_2_and_write_nothing(coco, tmp_path, capsys):
             str(photos / "000000000000.jpg"),
         ],
         "--grid: expected --data": ["evaluate", "--coco", str(coco), "--grid", "g.png"],
-        "--decodings: expected regression": [
+        "argument --decodings: mix: expected a number from 0 to 1": [
             "tune", "--data", str(photos), "--decodings", "annealed-mean:0.38:2", *out[:4]
         ],
         "expected an integer >= 2": ["tune", "--coco", str(coco), "--holdout-every", "1"],
@@ -378,8 +372,8 @@ def test_tune_scores_the_coco_training_scenes_on_a_grid(coco, tmp_path):
 def test_tune_decodings_with_a_mix_through_the_old_tool_name(coco, tmp_path):
     torch.manual_seed(0)  # random networks whose file declares a trained class head
     weights = export_weights(InstColorNet(4), tmp_path / "head.safetensors", stages=3,
-                             working_size=32, class_head=True, decode="annealed-mean",
-                             temperature=0.38, trained_from="test")  # fmt: skip
+                             working_size=32, class_head=True,
+                             decoding=Decoding("annealed-mean"), trained_from="test")  # fmt: skip
     out = _run("--weights", str(weights), "--coco", str(coco), "--holdout-every", "2",
                "--sizes", "32", "--decodings", "regression", "annealed-mean:0.38:0.75",
                "annealed-mean:0.38", tmp_path=tmp_path, tool="tune_inference.py")  # fmt: skip

@@ -104,9 +104,7 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
     arg("--limit", type=_at_least(0), default=0, help="at most this many photos or scenes (0: all)")
     arg("--working-size", type=arguments.positive, help="the networks' square size")
     arg("--saturation", type=arguments.saturation, default=1.0, help="factor on the chroma")
-    arg("--decode", choices=("regression", "annealed-mean"), help="default: the weights'")
-    arg("--temperature", type=arguments.temperature, help="annealed-mean temperature")
-    arg("--mix", type=arguments.mix, help="annealed-mean weight blended with regression")
+    arg("--decode", type=arguments.decoding, metavar="SPEC", help=arguments.DECODE_HELP)
     arg("--no-lpips", action="store_true", help="do not compute LPIPS")
     arg("--lpips-alexnet", type=Path, metavar="FILE", help="AlexNet state dict for LPIPS")
     arg("--hints", type=_ks, metavar="K,K", help="oracle-hint curve at these K (e.g. 0,10)")
@@ -139,8 +137,10 @@ def add_tune_parser(commands) -> argparse.ArgumentParser:
     arg("--saturations", type=arguments.saturation, nargs="+", default=[1.0])
     arg(
         "--decodings",
+        type=arguments.decoding,
         nargs="+",
         default=["regression"],
+        metavar="SPEC",
         help="regression, annealed-mean[:T[:MIX]] (weights with a trained class head)",
     )
     arg("--min-colorfulness", type=float, default=0.6, help="the decoding rule's threshold")
@@ -219,8 +219,6 @@ def _colorizers(args: argparse.Namespace):
         "working_size": args.working_size,
         "saturation": args.saturation,
         "decode": args.decode,
-        "temperature": args.temperature,
-        "mix": args.mix,
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -342,12 +340,12 @@ def run_tune(args: argparse.Namespace) -> int:
     from instacolor import Colorizer
     from instacolor.errors import UsageError
     from instacolor.evaluation.coco import coco_training
-    from instacolor.evaluation.decodings import load_set, parse_decoding, sweep
+    from instacolor.evaluation.decodings import load_set, sweep
     from instacolor.evaluation.scoring import image_files, label
 
     if not (args.data or args.coco):
         raise UsageError("expected --data FOLDER and/or --coco FOLDER, received neither")
-    specs = [parse_decoding(text) for text in args.decodings]
+    specs = list(args.decodings)
     sets: dict[str, list[Path]] = {}
     if args.data:
         files = image_files(args.data, every=args.every)

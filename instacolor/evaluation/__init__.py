@@ -16,9 +16,9 @@ Imports go one way: this package uses the library; nothing in the library but th
 command line imports it.
 
 Example:
-    >>> from instacolor.evaluation import parse_decoding
-    >>> parse_decoding("annealed-mean:0.38:0.75").mix
-    0.75
+    >>> from instacolor.evaluation import Setting
+    >>> Setting(128, 1.0, "regression", None, 24.5, 20.0, 0.5).markdown()
+    '| 128 | 1 | regression | - | 24.500 | 20.00 | 0.50 |'
 """
 
 from __future__ import annotations
@@ -36,11 +36,9 @@ from instacolor.evaluation.coco import (
     own_box_weights,
 )
 from instacolor.evaluation.decodings import (
-    DecodingSpec,
     Setting,
     Sweep,
     load_set,
-    parse_decoding,
     score_set,
     sweep,
 )
@@ -74,7 +72,6 @@ __all__ = [
     "CocoReport",
     "CocoScene",
     "Decile",
-    "DecodingSpec",
     "HintCurve",
     "MetricTable",
     "OwnBoxWeights",
@@ -98,7 +95,6 @@ __all__ = [
     "mean_table",
     "oracle_hints",
     "own_box_weights",
-    "parse_decoding",
     "read_rgb",
     "score",
     "score_set",

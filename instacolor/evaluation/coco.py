@@ -248,7 +248,7 @@ def evaluate_coco(
         sem = SemanticMap.from_instances(inst)
         masks = inst.masks if inst.masks is not None else None
         ab_truth = ab_planes(truth)
-        fused = colorizer.colorize(gray, instances=inst, semantic=sem, full_result=True)
+        fused = colorizer.colorize_full(gray, instances=inst, semantic=sem)
         own.extend(own_box_weights(fused))
         outputs = {
             MODES[0]: gray_baseline(truth),

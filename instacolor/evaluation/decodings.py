@@ -7,9 +7,10 @@ setting on one set; :meth:`Sweep.best` is the highest PSNR, :meth:`Sweep.chosen`
 decoding rule: the highest PSNR among decodings whose colourfulness reaches
 ``min_colorfulness`` of the originals', else the regression.
 
-A decoding spec is ``regression``, ``annealed-mean``, ``annealed-mean:T`` or
-``annealed-mean:T:MIX`` (:func:`parse_decoding`): the annealed mean at temperature T,
-blended with the regression as ``MIX * annealed + (1 - MIX) * regression``.
+Decodings are written as :class:`~instacolor.structures.Decoding` specs: ``regression``,
+``annealed-mean``, ``annealed-mean:T`` or ``annealed-mean:T:MIX`` (the annealed mean at
+temperature T, blended with the regression as ``MIX * annealed + (1 - MIX) *
+regression``; parts left out are the weights' default).
 """
 
 from __future__ import annotations
@@ -21,62 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from instacolor import Colorizer
-from instacolor.decode import Decoding
-from instacolor.errors import InputError
 from instacolor.evaluation.scoring import gray_plane, read_rgb, small
 from instacolor.metrics import colorfulness, gray_baseline, psnr
+from instacolor.structures import Decoding
 
-__all__ = [
-    "DecodingSpec",
-    "Setting",
-    "Sweep",
-    "load_set",
-    "parse_decoding",
-    "score_set",
-    "sweep",
-]
-
-
-@dataclass(frozen=True)
-class DecodingSpec:
-    """A parsed decoding spec.
-
-    Attributes:
-        text: the spec as written, e.g. ``"annealed-mean:0.38:0.75"``.
-        mode: ``"regression"`` or ``"annealed-mean"``.
-        temperature: the annealed-mean temperature, None for the weights' default.
-        mix: the annealed mean's share, None for the weights' default.
-    """
-
-    text: str
-    mode: str
-    temperature: float | None = None
-    mix: float | None = None
-
-
-def parse_decoding(text: str) -> DecodingSpec:
-    """Parse a decoding spec (``mode[:T[:MIX]]``).
-
-    ``T`` in (0, 10], ``MIX`` in [0, 1]; ``"annealed-mean:0.38:0.75"`` gives
-    ``DecodingSpec("annealed-mean:0.38:0.75", "annealed-mean", 0.38, 0.75)``.
-
-    Raises:
-        InputError: any other text.
-    """
-    mode, *values = text.split(":")
-    try:
-        numbers = [float(v) for v in values]
-        if (mode == "regression" and numbers) or len(numbers) > 2:
-            raise InputError("regression takes no values, annealed-mean at most T and MIX")
-        Decoding(mode, *numbers)  # the same checks as the API's
-    except (ValueError, InputError) as err:
-        raise InputError(
-            f"--decodings: expected regression, annealed-mean, annealed-mean:T or "
-            f"annealed-mean:T:MIX (T in (0, 10], MIX in [0, 1]), received {text!r} ({err}); "
-            "e.g. annealed-mean:0.38:0.75"
-        ) from None
-    temperature, mix = [*numbers, None, None][:2]
-    return DecodingSpec(text, mode, temperature, mix)
+__all__ = ["Setting", "Sweep", "load_set", "score_set", "sweep"]
 
 
 def load_set(files: Sequence[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -126,25 +76,22 @@ class Setting:
 def score_set(
     colorizer: Colorizer,
     images: Sequence[tuple[np.ndarray, np.ndarray]],
-    decoding: DecodingSpec | str = "regression",
+    decoding: Decoding | str = "regression",
 ) -> tuple[float, float, float | None]:
     """Mean PSNR and colourfulness at 256x256 of the full-image network on ``images``.
 
     Args:
         colorizer: the settings' Colorizer.
         images: from :func:`load_set`.
-        decoding: a spec or its text.
+        decoding: a :class:`~instacolor.structures.Decoding` or its spec.
 
     Returns:
         ``(psnr, colorfulness, mix the decoding ran with or None for regression)``.
     """
-    spec = parse_decoding(decoding) if isinstance(decoding, str) else decoding
     rows, used = [], None
     for gray, small_truth in images:
-        result = colorizer.colorize(
-            gray, decode=spec.mode, temperature=spec.temperature, mix=spec.mix, full_result=True
-        )
-        pred, used = small(result.image), result.mix
+        result = colorizer.colorize_full(gray, decode=decoding)
+        pred, used = small(result.image), result.decoding.record()["mix"]
         rows.append((psnr(pred, small_truth), colorfulness(pred)))
     return (
         float(np.mean([r[0] for r in rows])),
@@ -205,7 +152,7 @@ def sweep(
     name: str,
     images: Sequence[tuple[np.ndarray, np.ndarray]],
     colorizers: Mapping[tuple[int, float], Colorizer],
-    decodings: Sequence[DecodingSpec],
+    decodings: Sequence[str],
     *,
     min_colorfulness: float = 0.6,
     on_start=None,
@@ -217,7 +164,7 @@ def sweep(
         name: the set's name.
         images: from :func:`load_set`.
         colorizers: ``(working size, saturation)`` -> its Colorizer.
-        decodings: parsed specs.
+        decodings: decoding specs (:meth:`~instacolor.structures.Decoding.parse`).
         min_colorfulness: the decoding rule's threshold (share of the originals').
         on_start: called with the :class:`Sweep` without settings before any is scored.
         on_setting: called with each :class:`Setting` as it is scored (progress).
@@ -234,7 +181,7 @@ def sweep(
         for spec in decodings:
             value, colour, mix = score_set(colorizer, images, spec)
             ratio = colour / truth_c if truth_c else float("nan")  # gray originals: NaN
-            setting = Setting(size, sat, spec.text, mix, value, colour, ratio)
+            setting = Setting(size, sat, spec, mix, value, colour, ratio)
             settings.append(setting)
             if on_setting is not None:
                 on_setting(setting)

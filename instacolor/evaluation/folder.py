@@ -138,7 +138,7 @@ def calibration(colorizer: Colorizer, files: Sequence[Path]) -> Calibration:
     conf, err = [], []
     for path in files:
         truth = small(read_rgb(path))
-        result = colorizer.colorize(gray_plane(truth), full_result=True)
+        result = colorizer.colorize_full(gray_plane(truth))
         if result.confidence is None:
             name = colorizer.loaded.name
             return Calibration(
