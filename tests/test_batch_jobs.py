@@ -19,19 +19,19 @@ from instacolor.batch.jobs import (
     discover,
     read_list,
 )
-from tests.test_cli import _gray, _png
+from tests.cli_helpers import gray_ramp, write_png
 
 
 def test_discover_mirrors_folders_and_refuses_mistakes(tmp_path):
     src = tmp_path / "in"
-    _png(src / "a" / "x.tif", _gray())
-    _png(src / ".hidden.png", _gray())
+    write_png(src / "a" / "x.tif", gray_ramp())
+    write_png(src / ".hidden.png", gray_ramp())
     (src / "notes.txt").write_text("not an image")
     out = src / "colorized"  # inside the input folder: never read back as input
-    _png(out / "old.png", _gray())
+    write_png(out / "old.png", gray_ramp())
     jobs, refused = discover([str(src)], None, out, "png")
     assert jobs == [Job(src / "a" / "x.tif", out / "a" / "x.png")] and refused == []
-    _png(tmp_path / "b" / "x.png", _gray())
+    write_png(tmp_path / "b" / "x.png", gray_ramp())
     jobs, refused = discover(
         [str(src / "a" / "x.tif"), str(tmp_path / "b/x.png")], None, out, "png"
     )
@@ -101,7 +101,7 @@ def test_read_list_errors_say_what_was_expected(tmp_path):
 
 
 def test_classify_inputs_of_the_library(tmp_path):
-    _png(tmp_path / "in" / "a.png", _gray())
+    write_png(tmp_path / "in" / "a.png", gray_ramp())
     listing = tmp_path / "todo.txt"
     listing.write_text("in/a.png\n")
     manifest = tmp_path / "old.jsonl"

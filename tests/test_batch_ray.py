@@ -31,8 +31,8 @@ from instacolor.batch.worker import Settings
 from instacolor.cli import main
 from instacolor.errors import InputError
 from instacolor.io.archival import read_provenance
-from tests.test_cli import cli_env
-from tests.test_cli_signals import LARGE, SMALL, _inputs, _stop_while_writing
+from tests.cli_helpers import cli_env
+from tests.signal_helpers import LARGE, SMALL, stop_while_writing, write_inputs
 
 ray = pytest.importorskip("ray")
 
@@ -171,7 +171,7 @@ def test_cli_ray_usage_errors(batch, capsys):
 @pytest.mark.slow
 def test_sigterm_stops_a_ray_batch_cleanly_and_resume_finishes(tmp_path):
     src = tmp_path / "in"
-    _inputs(src)
+    write_inputs(src)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "instacolor", "colorize", str(src), "-o", str(out), *FAST]
     proc = subprocess.Popen(
@@ -182,7 +182,7 @@ def test_sigterm_stops_a_ray_batch_cleanly_and_resume_finishes(tmp_path):
         start_new_session=True,
     )
     try:  # ray.init replaces the driver's SIGTERM handler: ours must be back
-        seen = _stop_while_writing(proc, out, "b.png", lambda: proc.send_signal(signal.SIGTERM))
+        seen = stop_while_writing(proc, out, "b.png", lambda: proc.send_signal(signal.SIGTERM))
         _, stderr = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:

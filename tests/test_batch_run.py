@@ -24,17 +24,17 @@ from instacolor.errors import (
     UsageError,
     WeightsError,
 )
-from tests.test_cli import _gray, _hashes, _png
+from tests.cli_helpers import file_hashes, gray_ramp, write_png
 
 SETTINGS = Settings(weights="instacolor-untrained-w16", working_size=64, threads=1)
 
 
 def test_a_batch_in_this_process_records_everything_then_resumes(tmp_path, offline):
     src = tmp_path / "in"
-    _png(src / "a.png", _gray())
-    _png(src / "sub" / "b.png", _gray(seed=1))
+    write_png(src / "a.png", gray_ramp())
+    write_png(src / "sub" / "b.png", gray_ramp(seed=1))
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    before = _hashes(src)
+    before = file_hashes(src)
     plans: list[Plan] = []
     seen: list[Record] = []
     with warnings.catch_warnings():
@@ -64,12 +64,12 @@ def test_a_batch_in_this_process_records_everything_then_resumes(tmp_path, offli
         )
     assert again == {"skipped-complete": 2, "failed": 1}
     assert plans[0].removed == (stale,) and not stale.exists()
-    assert _hashes(src) == before
+    assert file_hashes(src) == before
 
 
 def test_bad_outputs_and_runners_are_refused_before_anything_is_written(tmp_path, offline):
     src = tmp_path / "in"
-    _png(src / "a.png", _gray())
+    write_png(src / "a.png", gray_ramp())
     taken = tmp_path / "taken"
     taken.write_bytes(b"not a folder")
     with pytest.raises(UsageError, match="expected a folder, received an existing file"):
@@ -117,7 +117,7 @@ def test_a_batch_in_the_callers_process_restores_its_threads(tmp_path):
     import sys
 
     src = tmp_path / "in"
-    _png(src / "a.png", _gray())
+    write_png(src / "a.png", gray_ramp())
     script = (
         "import sys, warnings, torch\n"
         "warnings.simplefilter('ignore')\n"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,11 +29,17 @@ from PIL import ExifTags, Image
 from instacolor import __version__
 from instacolor.batch.manifest import read_successes
 from instacolor.io.archival import read_provenance
+from tests.cli_helpers import (
+    FAST,
+    by_input_name,
+    cli_env,
+    file_hashes,
+    gray_ramp,
+    read_manifest,
+    run_cli,
+    write_png,
+)
 
-FAST = [
-    "--weights", "instacolor-untrained-w16", "--working-size", "64", "--threads", "1",
-    "--no-progress",
-]  # fmt: skip
 TITLE_XMP = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
     b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
@@ -53,59 +58,6 @@ def env(tmp_path) -> dict[str, str]:
     return cli_env(tmp_path)
 
 
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Environment of the CLI with its caches under ``tmp_path`` (see :func:`env`)."""
-    values = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    values.update(
-        INSTACOLOR_CACHE=str(tmp_path / "cache"),
-        TORCH_HOME=str(tmp_path / "torch"),
-        PYTHONUNBUFFERED="1",
-        OMP_NUM_THREADS="1",  # the test machine's cores are shared
-    )
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        values[var] = "http://127.0.0.1:9"
-    return values
-
-
-def _cli(env, *args, preexec_fn=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "instacolor", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        preexec_fn=preexec_fn,
-    )
-
-
-def _gray(h=48, w=64, seed=0) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return ((x * 3 + y * 2 + seed * 17) % 256).astype(np.uint8)
-
-
-def _png(path: Path, gray: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(gray).save(path)
-    return path
-
-
-def _manifest(outdir: Path) -> list[dict]:
-    lines = (outdir / "manifest.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def _hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def _by_name(records: list[dict]) -> dict[str, dict]:
-    return {Path(r["input"]).name: r for r in records}
-
-
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -121,10 +73,10 @@ def _tiff16_with_metadata(path: Path) -> Path:
 def _mixed_folder(root: Path) -> tuple[Path, Path]:
     """Valid, colour and bad inputs; returns (input folder, list file)."""
     src = root / "in"
-    _png(src / "gray8.png", _gray())
+    write_png(src / "gray8.png", gray_ramp())
     (src / "sub").mkdir()
     _tiff16_with_metadata(src / "sub" / "scan16.tif")
-    Image.fromarray(_gray(seed=2)).save(src / "sub" / "photo.jpg", quality=90)
+    Image.fromarray(gray_ramp(seed=2)).save(src / "sub" / "photo.jpg", quality=90)
     colour = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     Image.fromarray(colour).save(src / "colour.png")
     png = (src / "gray8.png").read_bytes()
@@ -133,11 +85,11 @@ def _mixed_folder(root: Path) -> tuple[Path, Path]:
     (src / "truncated.png").write_bytes(png[: len(png) // 2])
     (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 40)
     bmp = io.BytesIO()
-    Image.fromarray(_gray()).save(bmp, format="BMP")
+    Image.fromarray(gray_ramp()).save(bmp, format="BMP")
     (src / "old.bmp").write_bytes(bmp.getvalue())
-    _png(src / "huge.png", np.zeros((120, 120), np.uint8))  # over --max-pixels 10000
+    write_png(src / "huge.png", np.zeros((120, 120), np.uint8))  # over --max-pixels 10000
     (src / "gone.png").symlink_to(src / "no-such-file.png")  # a broken link
-    _png(src / "blocked" / "inner.png", _gray(seed=3))  # its output folder is a file
+    write_png(src / "blocked" / "inner.png", gray_ramp(seed=3))  # its output folder is a file
     (root / "dir.png").mkdir()  # a folder named like an image, listed as a file
     listing = root / "list.txt"
     listing.write_text(f"{root / 'dir.png'}\n\n{src / 'gray8.png'}\n")
@@ -149,9 +101,9 @@ def _mixed_folder(root: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_version_and_models(env):
-    version = _cli(env, "--version")
+    version = run_cli(env, "--version")
     assert version.returncode == 0 and version.stdout.strip() == f"instacolor {__version__}"
-    models = _cli(env, "models")
+    models = run_cli(env, "models")
     assert models.returncode == 0, models.stderr
     assert "instacolor-w16-v4 [default]: present" in models.stdout
     assert "instacolor-untrained-w16: available" in models.stdout
@@ -168,11 +120,11 @@ def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, e
     out = tmp_path / "out"
     out.mkdir()
     (out / "blocked").write_text("a file where an output folder should go")
-    before = _hashes(src)
-    run = _cli(env, "colorize", src, "-o", out, "--list", listing, "--max-pixels", 10000, *FAST)
+    before = file_hashes(src)
+    run = run_cli(env, "colorize", src, "-o", out, "--list", listing, "--max-pixels", 10000, *FAST)
     assert run.returncode == 1, run.stderr
-    records = _manifest(out)
-    status = {n: r["status"] for n, r in _by_name(records).items()}
+    records = read_manifest(out)
+    status = {n: r["status"] for n, r in by_input_name(records).items()}
     bad = ["empty.png", "notes.png", "truncated.png", "corrupt.jpg", "old.bmp", "huge.png"]
     bad += ["gone.png", "inner.png", "dir.png"]
     assert status == {
@@ -185,7 +137,7 @@ def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, e
     assert len(records) == len(status)  # gray8.png named twice is done once
     failed_lines = [line for line in run.stderr.splitlines() if " FAILED " in f" {line}"]
     assert len(failed_lines) == len(bad)
-    reasons = {n: r["error"] for n, r in _by_name(records).items() if r["status"] == "failed"}
+    reasons = {n: r["error"] for n, r in by_input_name(records).items() if r["status"] == "failed"}
     assert "empty (0 bytes)" in reasons["empty.png"]
     assert "expected a JPEG, PNG or TIFF image" in reasons["notes.png"]
     assert "truncated or corrupt" in reasons["truncated.png"]
@@ -197,10 +149,10 @@ def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, e
     assert "blocked" in reasons["inner.png"]
     for name, reason in reasons.items():
         assert any(name in line and reason in line for line in failed_lines), name
-    assert _hashes(src) == before
+    assert file_hashes(src) == before
 
     # 16 bit in -> 16 bit out, with sRGB ICC, EXIF, XMP and provenance.
-    scan16 = _by_name(records)["scan16.tif"]
+    scan16 = by_input_name(records)["scan16.tif"]
     out16 = out / "sub" / "scan16.tif"
     assert scan16["output"] == str(out16) and scan16["bit_depth"] == 16
     assert scan16["model"] == "instacolor-untrained-w16" and len(scan16["weights_sha256"]) == 64
@@ -218,29 +170,29 @@ def test_batch_goes_on_past_every_bad_input_and_never_touches_inputs(tmp_path, e
         assert image.mode == "RGB" and image.size == (64, 48)
 
     # Resume with --force: the colour image is recolored, complete ones are skipped.
-    again = _cli(env, "colorize", src, "-o", out, "--max-pixels", 10000, "--resume", "--force",
+    again = run_cli(env, "colorize", src, "-o", out, "--max-pixels", 10000, "--resume", "--force",
                  "--format", "png", *FAST)  # fmt: skip
     assert again.returncode == 1
-    second = _by_name(_manifest(out)[len(records) :])
+    second = by_input_name(read_manifest(out)[len(records) :])
     assert second["colour.png"]["status"] == "done" and (out / "colour.png").is_file()
     assert second["gray8.png"]["status"] == "skipped-complete"
     assert second["scan16.tif"]["status"] == "done"  # --format png: a new output, scan16.png
     assert (out / "sub" / "scan16.png").is_file()
     assert second["empty.png"]["status"] == "failed"
-    assert _hashes(src) == before
+    assert file_hashes(src) == before
 
 
 @pytest.mark.slow
 def test_usage_errors_exit_2(tmp_path, env):
     src = tmp_path / "in"
-    _png(src / "a.png", _gray())
-    onto_input = _cli(env, "colorize", src / "a.png", "-o", src, *FAST)
+    write_png(src / "a.png", gray_ramp())
+    onto_input = run_cli(env, "colorize", src / "a.png", "-o", src, *FAST)
     assert onto_input.returncode == 2
     assert "never writes over its inputs" in onto_input.stderr
-    bad_outdir = _cli(env, "colorize", src, "-o", "/proc/self/instacolor-out", *FAST)
+    bad_outdir = run_cli(env, "colorize", src, "-o", "/proc/self/instacolor-out", *FAST)
     assert bad_outdir.returncode == 2 and "cannot create the output folder" in bad_outdir.stderr
     assert not (src / "manifest.jsonl").exists()
-    vivid = _cli(env, "colorize", src, "-o", tmp_path / "v", "--saturation", "9", *FAST)
+    vivid = run_cli(env, "colorize", src, "-o", tmp_path / "v", "--saturation", "9", *FAST)
     assert vivid.returncode == 2 and "expected a number from 0 to 4, received 9" in vivid.stderr
     assert not (tmp_path / "v").exists()
 
@@ -248,19 +200,21 @@ def test_usage_errors_exit_2(tmp_path, env):
 @pytest.mark.slow
 def test_saturation_is_applied_and_recorded(tmp_path, env):
     src = tmp_path / "in"
-    _png(src / "a.png", _gray())
+    write_png(src / "a.png", gray_ramp())
     runs = {}
     for factor in ("1", "2.5"):
         out = tmp_path / f"out{factor}"
-        assert _cli(env, "colorize", src, "-o", out, "--saturation", factor, *FAST).returncode == 0
-        runs[factor] = (_manifest(out)[0], np.asarray(Image.open(out / "a.png"), np.float64))
+        assert (
+            run_cli(env, "colorize", src, "-o", out, "--saturation", factor, *FAST).returncode == 0
+        )
+        runs[factor] = (read_manifest(out)[0], np.asarray(Image.open(out / "a.png"), np.float64))
     assert runs["1"][0]["saturation"] == 1.0 and runs["2.5"][0]["saturation"] == 2.5
     chroma = {k: np.ptp(img, axis=2).mean() for k, (_, img) in runs.items()}
     assert chroma["2.5"] > 1.5 * chroma["1"] > 0
     # a resumed run with other settings records the output's own, not its own settings
     out = tmp_path / "out2.5"
-    assert _cli(env, "colorize", src, "-o", out, "--resume", *FAST).returncode == 0
-    skipped = _manifest(out)[-1]
+    assert run_cli(env, "colorize", src, "-o", out, "--resume", *FAST).returncode == 0
+    skipped = read_manifest(out)[-1]
     assert skipped["status"] == "skipped-complete" and skipped["saturation"] == 2.5
 
 
@@ -275,19 +229,19 @@ def _disk_limit() -> None:
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and /proc are Linux")
 def test_disk_full_and_existing_output_fail_one_image_each_and_detector_falls_back(tmp_path, env):
     src = tmp_path / "in"
-    _png(src / "small.png", _gray())
+    write_png(src / "small.png", gray_ramp())
     noise = np.random.default_rng(1).integers(0, 65536, (300, 300), dtype=np.uint16)
     Image.fromarray(noise).save(src / "noisy16.png")  # its 16-bit RGB output is > 200 kB
-    _png(src / "existing.png", _gray(seed=5))
+    write_png(src / "existing.png", gray_ramp(seed=5))
     out = tmp_path / "out"
     out.mkdir()
     (out / "existing.png").write_bytes(b"an earlier result")
-    run = _cli(env, "colorize", src, "-o", out, "--detector", "torchvision", *FAST,
+    run = run_cli(env, "colorize", src, "-o", out, "--detector", "torchvision", *FAST,
                preexec_fn=_disk_limit)  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert "DETECTOR 'torchvision' UNAVAILABLE" in run.stderr
     assert "WITHOUT instances" in run.stderr
-    records = _by_name(_manifest(out))
+    records = by_input_name(read_manifest(out))
     assert records["small.png"]["status"] == "done" and records["small.png"]["instances"] == 0
     assert records["noisy16.png"]["status"] == "failed"
     assert "disk full or file size limit" in records["noisy16.png"]["error"]
@@ -301,8 +255,8 @@ def test_disk_full_and_existing_output_fail_one_image_each_and_detector_falls_ba
 def test_killed_batch_resumes_without_partial_or_duplicate_outputs(tmp_path, env):
     src = tmp_path / "in"
     for i in range(40):
-        _png(src / f"img{i:02d}.png", _gray(seed=i))
-    before = _hashes(src)
+        write_png(src / f"img{i:02d}.png", gray_ramp(seed=i))
+    before = file_hashes(src)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "instacolor", "colorize", str(src), "-o", str(out), *FAST]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -316,13 +270,13 @@ def test_killed_batch_resumes_without_partial_or_duplicate_outputs(tmp_path, env
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert len(_manifest(out)) < 40, "the batch ended before it could be killed"
+    assert len(read_manifest(out)) < 40, "the batch ended before it could be killed"
     # What a kill during a write and during a manifest append leaves behind:
     (out / ".img39.png.0badcafe.tmp").write_bytes(b"\x89PNG partial")
     with manifest.open("a") as fh:
         fh.write('{"status": "done", "inp')
 
-    resumed = _cli(env, "colorize", src, "-o", out, "--resume", "--workers", 2, *FAST)
+    resumed = run_cli(env, "colorize", src, "-o", out, "--resume", "--workers", 2, *FAST)
     assert resumed.returncode == 0, resumed.stderr
     assert "removed 1 temporary file(s)" in resumed.stderr
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
@@ -337,12 +291,12 @@ def test_killed_batch_resumes_without_partial_or_duplicate_outputs(tmp_path, env
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
     count = len(_manifest_lines(manifest))
-    idle = _cli(env, "colorize", src, "-o", out, "--resume", *FAST)
+    idle = run_cli(env, "colorize", src, "-o", out, "--resume", *FAST)
     assert idle.returncode == 0, idle.stderr
     last = _manifest_lines(manifest)[count:]
     assert len(last) == 40 and {r["status"] for r in last} == {"skipped-complete"}
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamps
-    assert _hashes(src) == before
+    assert file_hashes(src) == before
 
 
 def _manifest_lines(path: Path) -> list[dict]:
@@ -359,19 +313,19 @@ def _manifest_lines(path: Path) -> list[dict]:
 def test_multi_page_tiff_first_page_or_all_pages(tmp_path, env):
     src = tmp_path / "in"
     src.mkdir()
-    pages = [(_gray(seed=k).astype(np.uint16) * 257) for k in range(3)]
+    pages = [(gray_ramp(seed=k).astype(np.uint16) * 257) for k in range(3)]
     tifffile.imwrite(src / "book.tif", np.stack(pages), photometric="minisblack")
-    before = _hashes(src)
-    first = _cli(env, "colorize", src, "-o", tmp_path / "one", *FAST)
+    before = file_hashes(src)
+    first = run_cli(env, "colorize", src, "-o", tmp_path / "one", *FAST)
     assert first.returncode == 0, first.stderr
-    (record,) = _manifest(tmp_path / "one")
+    (record,) = read_manifest(tmp_path / "one")
     assert "only page 1 of 3" in record["note"] and record["pages"] == {}
     assert not list((tmp_path / "one").glob("book.page*"))
 
     out = tmp_path / "all"
-    run = _cli(env, "colorize", src, "-o", out, *FAST, "--all-pages")
+    run = run_cli(env, "colorize", src, "-o", out, *FAST, "--all-pages")
     assert run.returncode == 0, run.stderr
-    (record,) = _manifest(out)
+    (record,) = read_manifest(out)
     assert record["status"] == "done" and record["note"] is None
     expected = {str(out / "book.page2.tif"), str(out / "book.page3.tif")}
     assert set(record["pages"]) == expected
@@ -380,10 +334,10 @@ def test_multi_page_tiff_first_page_or_all_pages(tmp_path, env):
         assert tifffile.imread(path).shape == (48, 64, 3)
         assert tifffile.imread(path).dtype == np.uint16
     # resume checks every page: a changed page is redone
-    again = _cli(env, "colorize", src, "-o", out, *FAST, "--all-pages", "--resume")
-    assert _manifest(out)[-1]["status"] == "skipped-complete", again.stderr
+    again = run_cli(env, "colorize", src, "-o", out, *FAST, "--all-pages", "--resume")
+    assert read_manifest(out)[-1]["status"] == "skipped-complete", again.stderr
     (out / "book.page3.tif").write_bytes(b"damaged")
-    redo = _cli(env, "colorize", src, "-o", out, *FAST, "--all-pages", "--resume")
-    assert _manifest(out)[-1]["status"] == "done", redo.stderr
+    redo = run_cli(env, "colorize", src, "-o", out, *FAST, "--all-pages", "--resume")
+    assert read_manifest(out)[-1]["status"] == "done", redo.stderr
     assert tifffile.imread(out / "book.page3.tif").shape == (48, 64, 3)
-    assert _hashes(src) == before
+    assert file_hashes(src) == before

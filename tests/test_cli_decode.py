@@ -16,11 +16,11 @@ from instacolor.batch.worker import Settings, Worker
 from instacolor.io.archival import read_provenance
 from instacolor.models.network import InstColorNet
 from instacolor.weights import save_safetensors
-from tests.test_cli import _cli, cli_env
+from tests.cli_helpers import cli_env, run_cli
 
 
 def _run(tmp_path: Path, *args) -> subprocess.CompletedProcess:
-    return _cli(cli_env(tmp_path), *args)
+    return run_cli(cli_env(tmp_path), *args)
 
 
 def _head_weights(path: Path) -> Path:
@@ -87,9 +87,12 @@ def test_annealed_mean_without_a_head_and_bad_temperature_exit_2(tmp_path):
     for spec in ("annealed-mean:0", "annealed-mean:x", "mean", "regression:1"):
         run = _run(tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", spec)
         assert run.returncode == 2 and "argument --decode: " in run.stderr, spec
-    assert "temperature: expected a number in (0, 10]" in _run(
-        tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", "annealed-mean:0"
-    ).stderr
+    assert (
+        "temperature: expected a number in (0, 10]"
+        in _run(
+            tmp_path, "colorize", src, "-o", tmp_path / "out", "--decode", "annealed-mean:0"
+        ).stderr
+    )
     assert {p: p.read_bytes() for p in src.iterdir()} == before
     # default weights: regression, no confidence, recorded as such
     out = tmp_path / "plain"
@@ -156,7 +159,7 @@ def test_review_shows_the_confidence_of_weights_with_a_trained_head(tmp_path):
     import io
 
     from instacolor.review.server import ReviewServer
-    from tests.test_review import Client
+    from tests.review_helpers import Client
 
     _, _, out = _head_batch(tmp_path, "out", "--confidence", "--decode", "annealed-mean:0.38:0.5")
     with ReviewServer.start(out, port=0, reviewer="ada") as server:

@@ -20,42 +20,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from instacolor.batch.signals import Terminated, sigterm_interrupts
-from tests.test_cli import FAST, _gray, _hashes, _png, cli_env
-
-SMALL = ["a0.png", "a1.png", "a2.png"]
-LARGE = ["b.png", "c.png"]  # 16-bit noise: their outputs take a while to encode and write
-
-
-def _inputs(src: Path) -> None:
-    for k, name in enumerate(SMALL):
-        _png(src / name, _gray(seed=k))
-    rng = np.random.default_rng(0)
-    for name in LARGE:
-        noise = rng.integers(0, 65536, (1600, 1600), dtype=np.uint16)
-        Image.fromarray(noise).save(src / name, compress_level=1)
-
-
-def _temps(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return [entry.name for entry in os.scandir(folder) if entry.name.endswith(".tmp")]
-
-
-def _stop_while_writing(proc: subprocess.Popen, out: Path, name: str, kill) -> list[str]:
-    """Send the signal as soon as ``name``'s temporary output file exists; its name."""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        seen = [t for t in _temps(out) if t.startswith(f".{name}.")]
-        if seen:
-            kill()
-            return seen
-        time.sleep(0.002)
-    return []
+from tests.cli_helpers import FAST, cli_env, file_hashes
+from tests.signal_helpers import LARGE, SMALL, stop_while_writing, write_inputs
 
 
 @pytest.mark.slow
@@ -72,8 +41,8 @@ def test_a_signal_mid_write_stops_cleanly_and_resume_finishes(
     tmp_path, workers, signum, whom, status
 ):
     src = tmp_path / "in"
-    _inputs(src)
-    before = _hashes(src)
+    write_inputs(src)
+    before = file_hashes(src)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "instacolor", "colorize", str(src), "-o", str(out),
             "--workers", str(workers), *FAST]  # fmt: skip
@@ -83,9 +52,9 @@ def test_a_signal_mid_write_stops_cleanly_and_resume_finishes(
     )
     try:
         if whom == "group":
-            seen = _stop_while_writing(proc, out, "b.png", lambda: os.killpg(proc.pid, signum))
+            seen = stop_while_writing(proc, out, "b.png", lambda: os.killpg(proc.pid, signum))
         else:
-            seen = _stop_while_writing(proc, out, "b.png", lambda: proc.send_signal(signum))
+            seen = stop_while_writing(proc, out, "b.png", lambda: proc.send_signal(signum))
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -105,7 +74,7 @@ def test_a_signal_mid_write_stops_cleanly_and_resume_finishes(
         assert hashlib.sha256(output.read_bytes()).hexdigest() == record["output_sha256"]
     recorded = {Path(r["output"]).name for r in records}
     assert set(SMALL) <= recorded < set(SMALL + LARGE), "the stop came too late"
-    assert _hashes(src) == before
+    assert file_hashes(src) == before
 
     resumed = subprocess.run(
         [*args, "--resume"], env=env, capture_output=True, text=True, timeout=300
@@ -119,7 +88,7 @@ def test_a_signal_mid_write_stops_cleanly_and_resume_finishes(
     }
     assert sorted(p.name for p in out.glob("*.png")) == sorted(SMALL + LARGE)
     assert not list(out.rglob("*.tmp"))
-    assert _hashes(src) == before
+    assert file_hashes(src) == before
 
 
 @pytest.mark.slow

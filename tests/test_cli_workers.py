@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import FAST, _manifest
+from tests.cli_helpers import FAST, read_manifest
 
 DIED = "the worker process died while colorizing this image"
 
@@ -57,7 +57,7 @@ def test_a_killed_worker_fails_its_images_the_batch_goes_on_and_resume_finishes(
         time.sleep(0.05)
     _, stderr = proc.communicate(timeout=300)
     assert killed is not None, "the batch ended before a worker could be killed"
-    records = _manifest(out)
+    records = read_manifest(out)
     assert sorted(Path(r["input"]).name for r in records) == sorted(p.name for p in src.iterdir())
     statuses = Counter(r["status"] for r in records)
     died = [r for r in records if r["status"] == "failed"]
@@ -72,7 +72,7 @@ def test_a_killed_worker_fails_its_images_the_batch_goes_on_and_resume_finishes(
         [*args, "--resume"], env=env, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
-    last = _manifest(out)[len(records) :]
+    last = read_manifest(out)[len(records) :]
     assert Counter(r["status"] for r in last) == {
         "done": len(died),
         "skipped-complete": statuses["done"],

@@ -195,7 +195,7 @@ def test_the_decoding_rule_takes_the_best_vivid_enough_setting():
 
 
 def test_only_the_command_line_imports_the_evaluation_package():
-    from tests.test_layers import import_graph
+    from tests.layer_graph import import_graph
 
     def evaluation(name: str) -> bool:
         return name == "instacolor.evaluation" or name.startswith("instacolor.evaluation.")

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "instacolor"
+try:
+    from tests.layer_graph import PACKAGE, import_graph, modules
+except ModuleNotFoundError:  # run as a script: python tests/test_layers.py
+    from layer_graph import PACKAGE, import_graph, modules
 
 # Lowest first. A module belongs to the longest prefix listed; it may import its own layer
 # and the layers before it. docs/architecture.md draws the same order.
@@ -47,53 +50,6 @@ ONE_PATH_PACKAGES = ("instacolor.weights",)
 
 # Imports allowed to run back up (importer, imported), each with its reason.
 UPWARD_BUDGET = 2
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def modules() -> dict[str, Path]:
-    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _type_checking_only(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _imports(tree: ast.AST, known: dict[str, Path]) -> set[str]:
-    """The instacolor modules a file imports (at module level or in functions), leaving
-    out ``if TYPE_CHECKING:`` blocks."""
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _type_checking_only(node):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == "instacolor")
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("instacolor"):
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in known else node.module)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return found
-
-
-def import_graph() -> dict[str, set[str]]:
-    known = modules()
-    return {
-        name: _imports(ast.parse(path.read_text(encoding="utf-8")), known) - {name}
-        for name, path in known.items()
-    }
 
 
 def layer_of(name: str) -> int:
@@ -216,10 +172,35 @@ def test_counting_finds_a_circle_and_an_upward_import():
     assert upward_imports(graph) == [("instacolor.errors", "instacolor.api")]
 
 
+def test_no_test_module_imports_another_test_module():
+    """Shared test helpers live in modules without the ``test_`` prefix (``tests/*_helpers.py``,
+    ``tests/layer_graph.py``, ...): no module of tests/ imports from a ``tests.test_*`` one."""
+
+    def is_test_module(name: str) -> bool:
+        parts = name.split(".")
+        return parts[-1].startswith("test_") and parts[:-1] in ([], ["tests"])
+
+    found = []
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if module in ("", "tests"):  # from . import test_x, from tests import test_x
+                    names = [alias.name for alias in node.names]
+                else:
+                    names = [module]
+            else:
+                continue
+            found += [(path.name, node.lineno, name) for name in names if is_test_module(name)]
+    assert found == []
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1:  # another checkout's package folder
-        PACKAGE = Path(sys.argv[1]).resolve()
-    graph = import_graph()
+    # another checkout's package folder, or this one's
+    package = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else PACKAGE
+    graph = import_graph(package)
     found = circles(graph)
     upward = upward_imports(graph)
     print(f"modules {len(graph)}, import circles {len(found)}, upward imports {len(upward)}")

@@ -21,7 +21,7 @@ from instacolor.batch.worker import Settings, confidence_path, page_path, write_
 from instacolor.errors import InputError, UntrainedWeightsWarning
 from instacolor.io import names
 from instacolor.io.names import NAME_MAX, fit_name, temp_name, temp_owner
-from tests.test_cli import _gray, _hashes, _png
+from tests.cli_helpers import file_hashes, gray_ramp, write_png
 
 
 def _size(name: str) -> int:
@@ -73,13 +73,13 @@ def test_confidence_and_page_names_of_a_long_output_can_be_created(tmp_path):
 
 def test_a_batch_of_inputs_named_at_the_limit_completes(tmp_path, offline):
     src = tmp_path / "in"
-    long_png = _png(src / ("p" * 251 + ".png"), _gray())  # 255 bytes
-    long_utf8 = _png(src / ("é" * 125 + "q.png"), _gray(seed=1))  # 255 bytes, 2-byte chars
-    pages = [Image.fromarray(_gray(seed=k)) for k in range(2)]
+    long_png = write_png(src / ("p" * 251 + ".png"), gray_ramp())  # 255 bytes
+    long_utf8 = write_png(src / ("é" * 125 + "q.png"), gray_ramp(seed=1))  # 255 bytes, 2-byte chars
+    pages = [Image.fromarray(gray_ramp(seed=k)) for k in range(2)]
     tiff = src / ("t" * 250 + ".tiff")
     pages[0].save(tiff, save_all=True, append_images=pages[1:])
     assert {_size(p.name) for p in (long_png, long_utf8, tiff)} == {255}
-    before = _hashes(src)
+    before = file_hashes(src)
     out = tmp_path / "out"
     settings = Settings(weights="instacolor-untrained-w16", working_size=64, threads=1,
                         all_pages=True, confidence=True)  # fmt: skip
@@ -98,4 +98,4 @@ def test_a_batch_of_inputs_named_at_the_limit_completes(tmp_path, offline):
         stale.write_bytes(b"partial")
         again = colorize_batch([src], out, settings, resume=True)
     assert again == {"skipped-complete": 3} and not stale.exists()
-    assert _hashes(src) == before
+    assert file_hashes(src) == before

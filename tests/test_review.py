@@ -6,12 +6,9 @@ contract: what it serves, what it refuses, and what it writes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,58 +21,7 @@ from instacolor.cli.main import main
 from instacolor.io.archival.provenance import read_provenance
 from instacolor.review.server import ReviewServer
 from instacolor.review.stamp import read_review
-
-# urllib.request.urlopen keeps the first opener it builds, with the proxies of that
-# moment (an earlier test may have pointed them at a closed port): talk to the local
-# server directly
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-N_IMAGES = 3
-
-
-def make_batch(root: Path) -> Path:
-    """Three small gray scans and a corrupt one, colorized by the CLI at working size 64."""
-    inputs = root / "in"
-    inputs.mkdir()
-    y, x = np.mgrid[0:72, 0:96]
-    for k in range(N_IMAGES):
-        gray = 120 + 50 * np.sin(x / (6 + k)) + 30 * np.cos(y / 5)
-        gray[16:56, 20:60] = 210 - 50 * k  # a flat region with strong edges
-        Image.fromarray(gray.clip(0, 255).astype(np.uint8)).save(inputs / f"scan{k}.png")
-    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    outdir = root / "out"
-    assert main(["colorize", str(inputs), "-o", str(outdir), "--working-size", "64",
-                 "--no-progress"]) == 1  # fmt: skip  # the broken file fails alone
-    return outdir
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class Client:
-    def __init__(self, server: ReviewServer) -> None:
-        self.base = server.url.rstrip("/")
-        self.token = server.state.token
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with _OPENER.open(self.base + path) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def post(self, path, body=None, *, token=True, data=None, kind="application/json"):
-        headers = {"Content-Type": kind}
-        if token:
-            headers["X-Review-Token"] = self.token if token is True else token
-        payload = data if data is not None else json.dumps(body or {}).encode()
-        request = urllib.request.Request(self.base + path, payload, headers, method="POST")
-        try:
-            with _OPENER.open(request) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+from tests.review_helpers import N_IMAGES, OPENER, Client, FlatRegionDetector, make_batch, sha
 
 
 @pytest.fixture(scope="module")
@@ -332,29 +278,6 @@ def test_large_scans_are_shown_small_and_zoomed_large(server, batch):
         assert status == 200 and body["image"].startswith("data:image/png;base64,")
 
 
-class FlatRegionDetector:
-    """A real, simple detector: the largest perfectly flat region of L is one instance."""
-
-    def __init__(self) -> None:
-        from instacolor.detection.base import DetectorConfig
-
-        self.config = DetectorConfig()
-
-    def detect(self, light: np.ndarray):
-        import cv2
-
-        from instacolor.detection.base import Detection
-        from instacolor.structures import Instances
-
-        gy, gx = np.gradient(light.astype(np.float64))
-        flat = ((np.abs(gx) + np.abs(gy)) < 1e-6).astype(np.uint8)
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(flat)
-        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        mask = labels == biggest
-        found = Instances.from_masks(mask[None], scores=[0.9], labels=[2])  # "car"
-        return Detection(instances=found, semantic=None, backend="flat-region")
-
-
 @pytest.fixture(scope="module")
 def detecting(batch, server):
     from instacolor.colorizer import Colorizer
@@ -425,7 +348,7 @@ def test_cli_colorizes_inputs_then_serves_on_localhost(tmp_path):
                 url = line.split(" at ")[1].split()[0]
                 break
         assert url and url.startswith("http://127.0.0.1:")
-        with _OPENER.open(url + "api/batch") as response:
+        with OPENER.open(url + "api/batch") as response:
             info = json.loads(response.read())
         assert [i["name"] for i in info["items"]] == ["a.png"] and info["reviewer"] == "lin"
         assert (tmp_path / "out" / "a.png").is_file()

@@ -1,6 +1,6 @@
 """instacolor review in a real browser: headless Debian chromium driven by Selenium.
 
-The batch is made in the test by the CLI (tests/test_review.py's ``make_batch``); the
+The batch is made in the test by the CLI (``make_batch`` of tests/review_helpers.py); the
 server is the real one on a free port. ``tools/install_browser.py`` (run by the test
 command) installs chromium and chromium-driver; without them these tests skip, saying so.
 Screenshots of the grid and the correction view go to ``$INSTACOLOR_SCREENSHOTS`` (default:
@@ -30,7 +30,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from instacolor.review.server import ReviewServer  # noqa: E402
-from tests.test_review import make_batch, sha  # noqa: E402
+from tests.review_helpers import make_batch, sha  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -209,7 +209,7 @@ def test_traversal_and_missing_token_are_refused_from_the_page(browser, server):
 
 def test_instance_mode_colours_the_clicked_instance(browser, batch, server):
     from instacolor.colorizer import Colorizer
-    from tests.test_review import FlatRegionDetector
+    from tests.review_helpers import FlatRegionDetector
 
     colorizer = Colorizer("instacolor-w16-v4", working_size=64, detector=FlatRegionDetector())
     with ReviewServer.start(batch, port=0, colorizer=colorizer) as detecting:
@@ -248,7 +248,7 @@ _INJECTED = (
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory):
-    from tests.test_review_security import XSS_REVIEWER, make_hostile_batch
+    from tests.review_helpers import XSS_REVIEWER, make_hostile_batch
 
     outdir = make_hostile_batch(tmp_path_factory.mktemp("hostile-browser"))
     with ReviewServer.start(outdir, port=0, reviewer=XSS_REVIEWER) as running:
@@ -256,7 +256,7 @@ def hostile_server(tmp_path_factory):
 
 
 def test_hostile_names_errors_and_reviewers_show_as_text(browser, hostile_server):
-    from tests.test_review_security import XSS_ERROR, XSS_NAME, XSS_REVIEWER
+    from tests.review_helpers import XSS_ERROR, XSS_NAME, XSS_REVIEWER
 
     browser.get(hostile_server.url)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 3)
@@ -271,7 +271,7 @@ def test_hostile_names_errors_and_reviewers_show_as_text(browser, hostile_server
 
 
 def test_hostile_comment_and_log_lines_show_as_text_in_the_image_view(browser, hostile_server):
-    from tests.test_review_security import XSS_COMMENT, XSS_NAME, XSS_REVIEWER
+    from tests.review_helpers import XSS_COMMENT, XSS_NAME, XSS_REVIEWER
 
     state = hostile_server.state
     plain = next(i.index for i in state.batch.items if i.input.name == "plain.png")

@@ -24,41 +24,16 @@ pytest.importorskip("starlette", reason="instacolor review needs the 'review' ex
 
 from instacolor.cli.main import main
 from instacolor.review.server import ReviewServer
-from tests.test_review import sha
+from tests.review_helpers import (
+    XSS_ERROR,
+    XSS_NAME,
+    XSS_REVIEWER,
+    make_hostile_batch,
+    sha,
+    wavy_gray,
+)
 
-#: Input names and texts that would run script if a page built HTML from them.
-XSS_NAME = "<img src=x onerror=\"window.__xss='name'\">.png"
-XSS_ERROR = "<img src=x onerror=\"window.__xss='error'\"><script>window.__xss='e2'</script>"
-XSS_REVIEWER = "<img src=x onerror=\"window.__xss='reviewer'\">"
-XSS_COMMENT = "<svg onload=\"window.__xss='comment'\"></svg><b>bold</b>"
 SECRET = b"TOPSECRET-7f3a9 not an image at all"
-
-
-def _gray(path: Path, k: int, shape=(48, 64)) -> None:
-    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
-    gray = 120 + 60 * np.sin(x / (5 + k)) + 30 * np.cos(y / 4)
-    Image.fromarray(gray.clip(0, 255).astype(np.uint8)).save(path)
-
-
-def make_hostile_batch(root: Path) -> Path:
-    """A batch whose names, manifest errors and review log carry HTML and script."""
-    inputs = root / "in"
-    inputs.mkdir(parents=True)
-    _gray(inputs / XSS_NAME, 0)
-    _gray(inputs / "plain.png", 1)
-    outdir = root / "out"
-    assert main(["colorize", str(inputs), "-o", str(outdir), "--working-size", "64",
-                 "--no-progress"]) == 0  # fmt: skip
-    record = {"status": "failed", "input": str(inputs / "bad<b>.png"),
-              "output": str(outdir / "bad<b>.png"), "error": XSS_ERROR}  # fmt: skip
-    with (outdir / "manifest.jsonl").open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    entry = {"image": str(inputs / "plain.png"), "output": str(outdir / "plain.png"),
-             "output_sha256": sha(outdir / "plain.png"), "decision": "accept",
-             "comment": XSS_COMMENT, "hints": None, "time": "<i>t</i>",
-             "reviewer": XSS_REVIEWER}  # fmt: skip
-    (outdir / "review.jsonl").write_text(json.dumps(entry) + "\n")
-    return outdir
 
 
 def request(server, method, path, *, body=None, headers=None, host=None):
@@ -257,7 +232,7 @@ def _append(outdir: Path, **record) -> None:
 def test_a_symlinked_output_is_neither_served_nor_replaced(hostile, tmp_path, colorizer):
     outdir = _copy(hostile, tmp_path / "b")
     secret = tmp_path / "secret.png"
-    _gray(secret, 7)
+    wavy_gray(secret, 7)
     before = sha(secret)
     (outdir / "plain.png").unlink()
     (outdir / "plain.png").symlink_to(secret)
@@ -297,11 +272,11 @@ def test_a_symlinked_review_log_is_neither_read_nor_written(hostile, tmp_path, c
 def test_outputs_outside_outdir_or_not_images_are_refused(hostile, tmp_path, colorizer):
     outdir = _copy(hostile, tmp_path / "b")
     elsewhere = tmp_path / "elsewhere.png"
-    _gray(elsewhere, 3)
+    wavy_gray(elsewhere, 3)
     before, manifest_before = sha(elsewhere), None
     inputs = tmp_path / "b" / "in"
-    _gray(inputs / "out1.png", 1)
-    _gray(inputs / "out2.png", 2)
+    wavy_gray(inputs / "out1.png", 1)
+    wavy_gray(inputs / "out2.png", 2)
     _append(
         outdir, input=str(inputs / "out1.png"), output=str(outdir / ".." / ".." / elsewhere.name)
     )
@@ -323,7 +298,7 @@ def test_inputs_outside_the_input_folders_are_refused(hostile, tmp_path, coloriz
     outdir = _copy(hostile, tmp_path / "b")
     outside = tmp_path / "private"
     outside.mkdir()
-    _gray(outside / "diary.png", 4)
+    wavy_gray(outside / "diary.png", 4)
     shutil.copy(outdir / "plain.png", outdir / "diary.png")
     _append(outdir, input=str(outside / "diary.png"), output=str(outdir / "diary.png"))
     roots = [str(tmp_path / "b" / "in")]
