@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -132,3 +134,36 @@ def make_hostile_batch(root: Path) -> Path:
              "reviewer": XSS_REVIEWER}  # fmt: skip
     (outdir / "review.jsonl").write_text(json.dumps(entry) + "\n")
     return outdir
+
+
+def request(server, method, path, *, body=None, headers=None, host=None):
+    """``(status, headers, body bytes)`` of one raw request (no redirects followed)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        sent = {"Host": host or f"127.0.0.1:{server.port}", **(headers or {})}
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
+        if data is not None:
+            sent.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=data, headers=sent)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def post(server, path, body, **kw):
+    """``request`` a POST with the review token and a JSON body."""
+    headers = {"X-Review-Token": server.state.token, **kw.pop("headers", {})}
+    return request(server, "POST", path, body=body, headers=headers, **kw)
+
+
+def copy_batch(hostile: Path, target: Path, out: str = "out") -> Path:
+    """The batch copied to ``target`` (outputs in ``target/out``), its manifest pointing there."""
+    shutil.copytree(hostile.parent, target, symlinks=True)
+    if out != "out":
+        (target / "out").rename(target / out)
+    manifest = target / out / "manifest.jsonl"
+    text = manifest.read_text().replace(str(hostile), str(target / out))
+    manifest.write_text(text.replace(str(hostile.parent), str(target)))
+    (target / out / "review.jsonl").unlink()
+    return target / out

@@ -7,7 +7,6 @@ tests/test_review_browser.py.
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import os
@@ -28,32 +27,15 @@ from tests.review_helpers import (
     XSS_ERROR,
     XSS_NAME,
     XSS_REVIEWER,
+    copy_batch,
     make_hostile_batch,
+    post,
+    request,
     sha,
     wavy_gray,
 )
 
 SECRET = b"TOPSECRET-7f3a9 not an image at all"
-
-
-def request(server, method, path, *, body=None, headers=None, host=None):
-    """``(status, headers, body bytes)`` of one raw request (no redirects followed)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    try:
-        sent = {"Host": host or f"127.0.0.1:{server.port}", **(headers or {})}
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
-        if data is not None:
-            sent.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def post(server, path, body, **kw):
-    headers = {"X-Review-Token": server.state.token, **kw.pop("headers", {})}
-    return request(server, "POST", path, body=body, headers=headers, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +56,6 @@ def colorizer(server):
 
 def index_of(server, name: str) -> int:
     return next(i.index for i in server.state.batch.items if i.input.name == name)
-
-
-def _copy(hostile: Path, target: Path, out: str = "out") -> Path:
-    """The batch copied to ``target`` (outputs in ``target/out``), its manifest pointing there."""
-    shutil.copytree(hostile.parent, target, symlinks=True)
-    if out != "out":
-        (target / "out").rename(target / out)
-    manifest = target / out / "manifest.jsonl"
-    text = manifest.read_text().replace(str(hostile), str(target / out))
-    manifest.write_text(text.replace(str(hostile.parent), str(target)))
-    (target / out / "review.jsonl").unlink()
-    return target / out
 
 
 # -- 1. the page: escaping at the root, CSP, no framing ----------------------------------
@@ -131,7 +101,7 @@ def test_hostile_texts_travel_as_plain_json_strings(server):
 
 
 def test_page_title_and_token_are_escaped(hostile, tmp_path, colorizer):
-    outdir = _copy(hostile, tmp_path / "b", "o<img src=x onerror=alert(1)>")
+    outdir = copy_batch(hostile, tmp_path / "b", "o<img src=x onerror=alert(1)>")
     with ReviewServer.start(outdir, port=0, colorizer=colorizer) as running:
         page = request(running, "GET", "/")[2].decode()
     assert "<img src=x" not in page and "o&lt;img src=x onerror=alert(1)&gt;" in page
@@ -230,7 +200,7 @@ def _append(outdir: Path, **record) -> None:
 
 
 def test_a_symlinked_output_is_neither_served_nor_replaced(hostile, tmp_path, colorizer):
-    outdir = _copy(hostile, tmp_path / "b")
+    outdir = copy_batch(hostile, tmp_path / "b")
     secret = tmp_path / "secret.png"
     wavy_gray(secret, 7)
     before = sha(secret)
@@ -252,7 +222,7 @@ def test_a_symlinked_output_is_neither_served_nor_replaced(hostile, tmp_path, co
 
 
 def test_a_symlinked_review_log_is_neither_read_nor_written(hostile, tmp_path, colorizer):
-    outdir = _copy(hostile, tmp_path / "b")
+    outdir = copy_batch(hostile, tmp_path / "b")
     target = tmp_path / "elsewhere.jsonl"
     target.write_text(json.dumps({"output": "x", "decision": "accept", "comment": "planted"}))
     before = target.read_bytes()
@@ -270,7 +240,7 @@ def test_a_symlinked_review_log_is_neither_read_nor_written(hostile, tmp_path, c
 
 
 def test_outputs_outside_outdir_or_not_images_are_refused(hostile, tmp_path, colorizer):
-    outdir = _copy(hostile, tmp_path / "b")
+    outdir = copy_batch(hostile, tmp_path / "b")
     elsewhere = tmp_path / "elsewhere.png"
     wavy_gray(elsewhere, 3)
     before, manifest_before = sha(elsewhere), None
@@ -295,7 +265,7 @@ def test_outputs_outside_outdir_or_not_images_are_refused(hostile, tmp_path, col
 
 
 def test_inputs_outside_the_input_folders_are_refused(hostile, tmp_path, colorizer):
-    outdir = _copy(hostile, tmp_path / "b")
+    outdir = copy_batch(hostile, tmp_path / "b")
     outside = tmp_path / "private"
     outside.mkdir()
     wavy_gray(outside / "diary.png", 4)
@@ -314,7 +284,7 @@ def test_inputs_outside_the_input_folders_are_refused(hostile, tmp_path, coloriz
 
 
 def test_error_answers_never_carry_file_content(hostile, tmp_path, colorizer):
-    outdir = _copy(hostile, tmp_path / "b")
+    outdir = copy_batch(hostile, tmp_path / "b")
     source = tmp_path / "b" / "in" / "plain.png"
     source.write_bytes(SECRET)  # the input is now some other file
     with ReviewServer.start(outdir, port=0, colorizer=colorizer) as running:
