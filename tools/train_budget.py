@@ -214,20 +214,12 @@ class Run:
             f"tools/train_budget.py on {self.summary.get('device_name', a.device)}: "
             f"{trained}; pack {self.summary.get('pack', {}).get('train_packed')} photos"
         )
-        chosen = self.decoding
-        mix = chosen.get("mix")
-        decoding = Decoding(
-            chosen["decode"], chosen["temperature"] or a.temperature, 1.0 if mix is None else mix
-        )
-        export_weights(
-            net,
-            self.weights,
-            stages=stages,
-            working_size=a.size,
-            class_head=a.class_weight > 0,
-            decoding=decoding,
-            trained_from=origin,
-        )
+        chosen, mix = self.decoding, self.decoding.get("mix")
+        temperature = chosen["temperature"] or a.temperature
+        decoding = Decoding(chosen["decode"], temperature, 1.0 if mix is None else mix)
+        export_weights(net, self.weights, stages=stages, working_size=a.size,
+                       class_head=a.class_weight > 0, decoding=decoding,
+                       trained_from=origin)  # fmt: skip
 
     def close(self) -> None:
         self.log_file.close()
