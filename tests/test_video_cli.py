@@ -51,7 +51,8 @@ def test_cli_unreadable_input_exits_2_with_one_clear_line(tmp_path):
 
 def test_cli_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
     source = tmp_path / "in.mp4"
-    write_clip(source, 16, cut_at=9, audio=True)
+    # 12 chunks: after the second one the run has ten more to go, time enough to be killed
+    write_clip(source, 48, cut_at=9, audio=True)
     whole = _video([str(source), "-o", str(tmp_path / "whole.mp4"), "--chunk", "4"])
     _out, err = whole.communicate(timeout=900)
     assert whole.returncode == 0, err
@@ -70,10 +71,10 @@ def test_cli_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
     _out, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err
     record = json.loads((tmp_path / "out.mp4.manifest.jsonl").read_text().splitlines()[-1])
-    assert record["resumed_from_frame"] >= 8 and record["frames"] == 16
+    assert record["resumed_from_frame"] >= 8 and record["frames"] == 48
     assert record["cuts"] == [0, 9] and record["copied_streams"] == [1]
     ours, reference = _frames(tmp_path / "out.mp4"), _frames(tmp_path / "whole.mp4")
-    assert len(ours) == len(reference) == 16
+    assert len(ours) == len(reference) == 48
     for a, b in zip(ours, reference):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same frames, same encoder
     assert not list(tmp_path.glob(".out*"))
