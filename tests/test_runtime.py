@@ -1,4 +1,4 @@
-"""Network inputs and the one runtime interface (torch side; onnxruntime in test_onnx.py)."""
+"""Network inputs and the one runtime interface (torch side; onnxruntime: test_onnx_backend.py)."""
 
 from __future__ import annotations
 
