@@ -33,9 +33,7 @@ def time_hints(image: Path, *, side: int = 1000, count: int = 10, repeats: int =
         colorizer = Colorizer("default", hint_propagation=mode)
         colorizer.colorize(gray)  # warm-up
         for label, h in (("no hints", None), (f"{count} hints", hints)):
-            runs = [
-                colorizer.colorize_full(gray, hints=h).timings for _ in range(repeats)
-            ]
+            runs = [colorizer.colorize_full(gray, hints=h).timings for _ in range(repeats)]
             best = min(runs, key=lambda t: t["total"])
             cells = " ".join(f"{k} {v:.2f}" for k, v in best.items() if k != "detect")
             lines.append(f"{mode:8s} {label:9s} {cells}")
