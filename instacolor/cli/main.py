@@ -270,7 +270,7 @@ class _Report:
 
 def _colorize(args: argparse.Namespace) -> int:
     from instacolor.batch.run import colorize_batch
-    from instacolor.batch.worker import Settings
+    from instacolor.batch.worker import Settings, claim_process
     from instacolor.hints import read_references
 
     read_references(args.reference or None)  # a bad reference: refused before any work
@@ -293,10 +293,7 @@ def _colorize(args: argparse.Namespace) -> int:
         hints_file=args.hints,
         references=tuple(args.reference),
     )
-    if settings.device == "cpu":  # this process is the batch's: freed blocks are reused
-        from instacolor.runtime.allocator import keep_freed_memory
-
-        keep_freed_memory()
+    claim_process(settings)  # this process is the batch's: its threads, malloc kept
     report = _Report(progress=not args.no_progress)
     try:
         counts = colorize_batch(

@@ -279,7 +279,7 @@ def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> Re
     grid = MATCH_SIZE // _STRIDE
     target = torch.as_tensor(light, dtype=torch.float32)[None, None]
     target = F.interpolate(target, (MATCH_SIZE, MATCH_SIZE), mode="bilinear", align_corners=False)
-    todo = [ref for ref in references if s not in ref._cells]
+    todo = list({id(ref): ref for ref in references if s not in ref._cells}.values())
     with torch.inference_mode():  # one encoder pass: the target and the new references
         up = [_reference_light(ref, s) for ref in todo]
         desc, mean_l = _describe(torch.cat([target, *up]))
