@@ -126,6 +126,28 @@ def test_finetune_guided_weights_cache_the_encoder(tmp_path):
 
 
 @pytest.mark.slow
+def test_guide_gives_an_unguided_base_the_encoder(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    base = save_safetensors(
+        InstColorNet(8).eval(), tmp_path / "plain.safetensors", name="plain",
+        extra={"working_size": "64"},
+    )  # fmt: skip
+    photos = write_collection(tmp_path / "photos", MIN_PHOTOS)
+    out = tmp_path / "guided.safetensors"
+    report = finetune(photos, out, base=base, minutes=0.4, guide=True, progress=False)
+    assert report.steps > 0 and report.after.psnr >= report.before.psnr
+    assert read_safetensors_metadata(base).get("encoder") is None
+    meta = read_safetensors_metadata(out)
+    assert meta["encoder"] == "efficientnet-lite0" and meta["finetuned_from"] == "plain"
+    from instacolor.colorizer import Colorizer
+
+    rgb = shapes_photo(np.random.default_rng(5), 64)
+    assert np.asarray(Colorizer(out).colorize(rgb.mean(2).astype(np.uint8))).shape[:2] == (64, 64)
+
+
+@pytest.mark.slow
 def test_too_few_photos_is_refused_and_writes_nothing(tmp_path):
     photos = write_collection(tmp_path / "photos", MIN_PHOTOS - 3)
     (photos / "x.png").write_bytes(b"not a png")

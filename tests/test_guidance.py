@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from instacolor.errors import MissingDependencyError, WeightsError
+from instacolor.errors import InputError, MissingDependencyError, WeightsError
 from instacolor.models.encoder import (
     ENCODER_CHANNELS,
     ENCODER_SHA256,
@@ -134,6 +134,24 @@ def test_untrained_guidance_leaves_outputs_unchanged(with_crops):
         a, b = guided.colorize(light, **kwargs), plain.colorize(light, **kwargs)
     assert torch.equal(a.ab, b.ab)
     assert all(torch.equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
+
+
+@pytest.mark.parametrize("with_crops", [False, True])
+def test_with_guidance_copies_an_unguided_network_exactly(with_crops):
+    torch.manual_seed(3)
+    plain = InstColorNet(8).eval()
+    guided = plain.with_guidance().eval()
+    assert guided.guided and not plain.guided and guided.width == 8
+    light, crops, placements = _scene()
+    kwargs = {"crops": crops, "placements": placements} if with_crops else {}
+    with torch.no_grad():
+        a, b = guided.colorize(light, **kwargs), plain.colorize(light, **kwargs)
+    assert torch.equal(a.ab, b.ab)
+    with torch.no_grad():  # the copy owns its parameters: training it leaves the source
+        next(guided.full.parameters()).add_(1.0)
+    assert not torch.equal(next(guided.full.parameters()), next(plain.full.parameters()))
+    with pytest.raises(InputError, match="expected an unguided network"):
+        guided.with_guidance()
 
 
 def test_crops_are_guided_by_their_own_view():

@@ -43,6 +43,13 @@ def add_finetune_parser(commands) -> argparse.ArgumentParser:
         default="huber",
         help="huber (nearly L1: saturated colours, the default) or l2 (the PSNR optimum)",
     )
+    arg(
+        "--guide",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give an unguided base the pretrained encoder's guidance and train it too "
+        "(the default; --no-guide: the base's own decoder only)",
+    )
     arg("--batch", type=int, default=16, help="crops per step (default 16)")
     arg("--seed", type=int, default=0, help="seed of the split and the crops")
     arg("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -66,6 +73,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         lr=args.lr,
         loss=args.loss,
+        guide=args.guide,
         seed=args.seed,
         progress=not args.no_progress,
     )

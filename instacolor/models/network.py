@@ -115,6 +115,34 @@ class InstColorNet(nn.Module):
         """Whether the generators are guided by the pretrained encoder."""
         return self.guidance is not None
 
+    def with_guidance(self) -> InstColorNet:
+        """A guided copy of this unguided network that computes exactly what it does.
+
+        The guidance blocks' modulations are zero-initialised (an untrained block is the
+        identity), so the copy's outputs equal this network's until the blocks are
+        trained (how v6's first stage and a guided fine-tuning start from v4).
+
+        Raises:
+            InputError: the network is guided already.
+        """
+        if self.guided:
+            raise InputError("with_guidance: expected an unguided network, received a guided one")
+        copy = InstColorNet(
+            self.width,
+            with_instances=self.with_instances,
+            mask_value=self.mask_value,
+            instance_batch=self.instance_batch,
+            guided=True,
+        )
+        state = self.state_dict()
+        missing, unexpected = copy.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("guidance.") for k in missing):
+            raise InputError(  # unreachable unless the two architectures drift apart
+                f"with_guidance: expected only guidance parameters missing, received missing "
+                f"{missing[:3]} and unexpected {unexpected[:3]}"
+            )
+        return copy.to(next(self.parameters()).dtype).train(self.training)
+
     def semantic_hook(self, labels: torch.Tensor | None) -> FeatureHook | None:
         """The hook that conditions decoder features on ``labels`` ``(1, S, S)``, or None."""
         if labels is None:

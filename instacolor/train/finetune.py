@@ -179,6 +179,7 @@ def finetune(
     batch_size: int = 16,
     lr: float = 3e-4,
     loss: str = "huber",
+    guide: bool = True,
     seed: int = 0,
     progress: bool = True,
 ) -> FinetuneReport:
@@ -199,6 +200,10 @@ def finetune(
         lr: Adam learning rate (warm-up, then cosine decay over the time budget).
         loss: ``"huber"`` (the training recipe's, nearly L1: saturated colours) or
             ``"l2"`` (squared error, whose optimum maximises PSNR).
+        guide: give an unguided base (v4) the frozen pretrained encoder's guidance
+            blocks (identity at the start) and train them with the decoder: the encoder's
+            ImageNet features tell the decoder what it sees (no effect on a guided base;
+            False: train the base's own decoder only).
         seed: seed of the split, the crops and the batches.
         progress: show a progress bar with the held-out PSNR.
 
@@ -224,6 +229,8 @@ def finetune(
     split_collection(MIN_PHOTOS, holdout)  # checks the fraction before the photos are read
     loaded = load_weights(base)
     net = loaded.net.float().eval()
+    if guide and not net.guided:
+        net = net.with_guidance().eval()
     size = loaded.working_size
     collection = scan_collection(photos, keep_side=2 * size)
     n = len(collection.files)
@@ -243,6 +250,7 @@ def finetune(
         "batch_size": batch_size,
         "lr": lr,
         "loss": loss,
+        "guide": bool(guide),
     }
     work.mkdir(parents=True, exist_ok=True)
     (work / _MARK).write_text("instacolor finetune run folder\n")
