@@ -2,8 +2,10 @@
 
 What trains (see docs/finetune.md for why): the full-image network's decoder - the
 dilated middle (``model5``-``model7``), the up-sampling blocks, the skip convolutions
-and the regression head (and the class head when the weights decode with it) - plus,
-for guided weights, the full network's guidance pyramid and modulations. The low layers
+and the regression head (and the class head when the weights decode with it) - plus the
+full network's guidance pyramid and modulations: an unguided base is first given the
+frozen pretrained encoder's guidance (``InstColorNet.with_guidance``, identity until
+trained) unless ``guide=False``. The low layers
 (``model1``-``model4``) and every BatchNorm's statistics stay as they are (the network
 runs in eval mode throughout): a few hundred photos are too few to re-learn edges and
 textures, and gradients then stop at the skip sources, so a step costs little more than
