@@ -76,6 +76,46 @@ def test_stabilizer_halves_flicker_and_resets_at_a_cut():
     assert np.array_equal(outputs[8], base - 12.0)  # the cut takes the network's colour
 
 
+def test_default_memory_is_steadier_than_0_85_and_still_follows_a_real_change():
+    frames = [to_gray(shapes_frame(i)) for i in range(40)]
+    base = np.zeros((72, 128, 2), np.float32)
+
+    def run(settings: Stabilization, nets) -> list[np.ndarray]:
+        stab = Stabilizer(settings)
+        return [stab.step(gray, net).ab for gray, net in zip(frames, nets, strict=True)]
+
+    flicker = [base + (12.0 if i % 2 else -12.0) for i in range(40)]
+    swings = [
+        np.abs(out[20] - out[21])[2:16].mean()
+        for out in (run(Stabilization(), flicker), run(Stabilization(memory=0.85), flicker))
+    ]
+    assert Stabilization().memory == 0.95
+    assert swings[0] < 0.5 * swings[1]  # the static top band: 2.4 against 6.5 Lab
+    change = [base + (0.0 if i < 5 else 20.0) for i in range(40)]  # the colour really changes
+    out = run(Stabilization(), change)
+    assert out[4][2:16].mean() == 0.0
+    assert 14.0 < out[39][2:16, ..., 0].mean() <= 20.0  # 34 frames on, most of the way
+
+
+def test_8_bit_rounding_leaves_a_warp_error_floor_that_16_bits_do_not():
+    from instacolor.reconstruct import reconstruct
+
+    rng = np.random.default_rng(0)
+    lights = [  # with a little grain, as on film: the luminance under a point changes
+        np.clip(_light(np.stack([to_gray(shapes_frame(i))] * 3, axis=2)), 1, 99).astype(np.float32)
+        + rng.normal(0, 0.3, (72, 128)).astype(np.float32)
+        for i in range(6)
+    ]
+    chroma = torch.zeros(2, 72, 128)
+    chroma[0], chroma[1] = 10.0, 20.0  # one steady colour on every pixel of every frame
+    errors = [
+        warp_error([reconstruct(chroma, torch.from_numpy(x), x, out_dtype=dt) for x in lights])
+        for dt in (np.uint8, np.uint16)
+    ]
+    assert errors[0] > 0.05  # 8-bit RGB moves the chroma as the luminance under it moves
+    assert errors[1] < 0.25 * errors[0]
+
+
 def test_keyframe_hint_correction_is_carried_through_the_shot():
     frames = _gray_frames(5)
     stab = Stabilizer(Stabilization(memory=0.0))  # no memory: only the hint is carried

@@ -7,9 +7,17 @@ difference along the flow between consecutive frames, occlusions masked; Lai et 
 original colours' own warp error and CDC (what exact colours would score). The network
 runs once per frame; both modes reuse its prediction.
 
+The frames are measured as 8-bit RGB (``--depth 8``, what 8-bit frames and videos hold) or
+16-bit (``--depth 16``). Rounding to 8 bits moves the chroma of every pixel a little, and
+differently from frame to frame as the luminance under a point changes, so an 8-bit warp
+error has a floor that no temporal filter removes: the ``steady`` row is that floor, the
+score of one uniform chroma (the per-frame output's mean saturation and hue) on every
+pixel of every frame.
+
 Usage:
     python tools/measure_video.py CLIP [--frames 60] [--width 432] [--color]
     python tools/measure_video.py IMAGE --pan 48 [--width 384]   # a camera pan over a photo
+    python tools/measure_video.py CLIP ... --depth 16   # without the 8-bit rounding
 
 CLIP is a video file or a folder of frames (with ``--color``: PNG/JPEG frames); ``--pan N``
 makes an N-frame pan with a slow zoom over a colour photograph (a colour clip with known
@@ -31,8 +39,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from instacolor import Colorizer
+from instacolor.reconstruct import reconstruct
 from instacolor.video import FrameColorizer, Stabilization
-from instacolor.video.metrics import cdc, psnr, warp_error
+from instacolor.video.metrics import _ab, cdc, psnr, warp_error
 from instacolor.video.sources import open_source
 
 
@@ -94,6 +103,25 @@ def _read(clip: Path, frames: int, width: int) -> list[np.ndarray]:
     return out
 
 
+def _steady(lights: list[np.ndarray], frames: list[np.ndarray], dtype) -> list[np.ndarray]:
+    """Every frame in one uniform chroma: the mean saturation and hue of ``frames``."""
+    ab = np.stack([_ab(f).reshape(-1, 2).mean(axis=0) for f in frames]).mean(axis=0)
+    size = np.mean([np.linalg.norm(_ab(f), axis=2).mean() for f in frames])
+    ab = ab / max(float(np.linalg.norm(ab)), 1e-6) * size
+    out = []
+    for light in lights:
+        chroma = torch.tensor(ab, dtype=torch.float32)[:, None, None].expand(2, *light.shape)
+        chroma = chroma.contiguous()
+        out.append(reconstruct(chroma, torch.from_numpy(light), light, out_dtype=dtype))
+    return out
+
+
+def _psnr8(frames: list[np.ndarray], originals: list[np.ndarray]) -> float:
+    if frames[0].dtype == np.uint16:
+        frames = [f / 257.0 for f in frames]
+    return psnr(frames, originals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("clip", type=Path)
@@ -102,8 +130,9 @@ def main() -> None:
     parser.add_argument("--pan", type=int, help="make an N-frame pan over the photo CLIP")
     parser.add_argument("--color", action="store_true", help="CLIP is in colour: PSNR too")
     parser.add_argument("--weights", default="default")
-    parser.add_argument("--memory", type=float, default=0.85)
+    parser.add_argument("--memory", type=float, help="stabiliser memory (default: the library's)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--depth", type=int, choices=(8, 16), default=8, help="output bits")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     originals = None
@@ -131,18 +160,22 @@ def main() -> None:
         print("original", json.dumps(row), flush=True)
     for name, settings in (
         ("per-frame", Stabilization(enabled=False)),
-        ("stabilised", Stabilization(memory=args.memory)),
+        ("stabilised", Stabilization(**({} if args.memory is None else {"memory": args.memory}))),
     ):
-        engine = FrameColorizer(colorizer, size, settings)
+        dtype = np.uint16 if args.depth == 16 else np.uint8
+        engine = FrameColorizer(colorizer, size, settings, out_dtype=dtype)
         frames = [engine(i, light)[0] for i, light in enumerate(lights)]
         row = {
             "warp_error": round(warp_error(frames), 4),
             "cdc": round(cdc(frames), 6),
         }
         if originals is not None:
-            row["psnr"] = round(psnr(frames, originals), 3)
+            row["psnr"] = round(_psnr8(frames, originals), 3)
         results[name] = row
         print(name, json.dumps(row), flush=True)
+        if name == "per-frame":
+            steady = _steady(lights, frames, dtype)
+            print("steady", json.dumps({"warp_error": round(warp_error(steady), 4)}), flush=True)
     ratio = results["stabilised"]["warp_error"] / results["per-frame"]["warp_error"]
     print(
         f"clip {args.clip.name}: {len(lights)} frames {size[1]}x{size[0]}; stabilised/per-frame "
