@@ -154,15 +154,17 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = nn.BatchNorm2d(1280, eps=_BN_EPS)
         self._fc = nn.Linear(1280, 1000)
 
-    def features(self, l_norm: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def features(self, l_norm: torch.Tensor, *, head: bool = True) -> tuple[torch.Tensor, ...]:
         """Multi-scale features of a gray image.
 
         Args:
             l_norm: ``(B, 1, H, W)`` normalised L, ``(L - 50) / 100``.
+            head: also compute the 1280-channel head (False: the four block outputs only).
 
         Returns:
             Five tensors with :data:`ENCODER_CHANNELS` channels at strides
-            :data:`ENCODER_STRIDES` (``ceil(H / stride)`` rows).
+            :data:`ENCODER_STRIDES` (``ceil(H / stride)`` rows); the first four without
+            ``head``.
         """
         h = nn.functional.relu6(self._bn0(self._conv_stem(encoder_input(l_norm))))
         taps = []
@@ -170,8 +172,9 @@ class EfficientNetLite0(nn.Module):
             h = block(h)
             if i in _TAPS:
                 taps.append(h)
-        head = nn.functional.relu6(self._bn1(self._conv_head(h)))
-        return (*taps, head)
+        if not head:
+            return tuple(taps)
+        return (*taps, nn.functional.relu6(self._bn1(self._conv_head(h))))
 
     def forward(self, l_norm: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.features(l_norm)
