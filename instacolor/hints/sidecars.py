@@ -23,9 +23,11 @@ Example:
     >>> is_reference_sidecar("street 1962.reference.JPG"), is_reference_sidecar("a.jpg")
     (True, False)
     >>> references_in({"reference": "colour/car.jpg"}, "/scans/a.hints.json", "hints")
+    [PosixPath('/scans/colour/car.jpg')]
+    >>> references_in({"reference": "../car.jpg"}, "/scans/a.hints.json", "hints")
     Traceback (most recent call last):
     ...
-    instacolor.errors.InputError: hints /scans/a.hints.json: reference 'colour/car.jpg' ...
+    instacolor.errors.InputError: hints /scans/a.hints.json: reference '../car.jpg' is a path ...
 """
 
 from __future__ import annotations
