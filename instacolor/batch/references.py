@@ -82,13 +82,17 @@ class InputReferences:
             raise kind(f"{label} {path}: {text}") from None
 
     def of(
-        self, source: Path, lines: Mapping[str, Any] | None = None
+        self,
+        source: Path,
+        lines: Mapping[str, Any] | None = None,
+        lines_path: str | os.PathLike | None = None,
     ) -> tuple[tuple[Reference, ...] | None, list[dict[str, str]]]:
         """The references of one input and their manifest entries.
 
         Args:
             source: the input.
             lines: the ``--hints`` table (:func:`~instacolor.hints.read_hints_lines`).
+            lines_path: the file of ``lines`` (default: ``hints_file``).
 
         Returns:
             ``(references or None, entries)``: the batch's references then the input's own
@@ -102,7 +106,8 @@ class InputReferences:
         entries = list(self.entries)
         seen = set(self.paths)
         names = self._sidecar_names(source.parent)
-        for path, origin in input_references(source, lines, self.hints_file, names):
+        found = input_references(source, lines, lines_path or self.hints_file, names)
+        for path, origin in found:
             if os.path.abspath(path) in seen:
                 continue
             seen.add(os.path.abspath(path))

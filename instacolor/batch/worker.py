@@ -193,6 +193,7 @@ class Worker:
             )
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
+        self.hint_lines_path = settings.hints_file
         self.references = InputReferences(settings.references, settings.hints_file)
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
@@ -231,7 +232,9 @@ class Worker:
                     **base,
                 )
             hints = _hints_for(job.source, self.hint_lines)
-            references, entries = self.references.of(job.source, self.hint_lines)
+            references, entries = self.references.of(
+                job.source, self.hint_lines, self.hint_lines_path
+            )
             if references:
                 base.update(
                     references_sha256=references_sha256(references), references=tuple(entries)
