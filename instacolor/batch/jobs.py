@@ -3,9 +3,12 @@
 * **Discovery**: a folder is walked recursively (symlinked folders are not followed,
   hidden files and folders are skipped) for files with an image suffix
   (:data:`IMAGE_SUFFIXES`, any case; formats instacolor cannot read are listed too, so
-  that they are reported rather than silently ignored). Files named on the command
-  line, matched by a glob or listed in ``--list`` are always attempted. Anything under
-  the output folder is never an input.
+  that they are reported rather than silently ignored). A walk skips colour
+  references: reference sidecars (``NAME.reference.jpg``, any name
+  :func:`~instacolor.hints.sidecars.is_reference_sidecar` accepts) and the files a
+  hints file names as a reference (``discover``'s ``references``). Files named on the
+  command line, matched by a glob or listed in ``--list`` are always attempted.
+  Anything under the output folder is never an input.
 * **List files** (``--list``): UTF-8 text (a byte-order mark is skipped), one path a
   line, LF or CRLF line ends; blank lines and lines starting with ``#`` are skipped;
   a relative path is relative to the folder of the list file, not to the working
@@ -29,11 +32,12 @@ import glob
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from instacolor.errors import InputError, UsageError
+from instacolor.hints.sidecars import is_reference_sidecar
 from instacolor.io.names import temp_owner
 
 __all__ = [
@@ -91,8 +95,19 @@ def _walk(folder: Path, outdir: Path) -> Iterator[Path]:
         here = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside(here / d, outdir))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if (
+                not name.startswith(".")
+                and Path(name).suffix.lower() in IMAGE_SUFFIXES
+                and not is_reference_sidecar(name)
+            ):
                 yield here / name
+
+
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -105,8 +120,8 @@ def _output_name(relative: Path, fmt: str | None) -> Path:
     return relative.with_suffix(_FORMAT_SUFFIX[fmt])
 
 
-def _expand(arg: str, outdir: Path) -> Iterator[tuple[Path, Path]]:
-    """``(source, relative output)`` pairs of one command-line input."""
+def _expand(arg: str, outdir: Path) -> Iterator[tuple[Path, Path, bool]]:
+    """``(source, relative output, found by a walk)`` of one command-line input."""
     if any(c in arg for c in _GLOB_CHARS) and not os.path.lexists(arg):
         matches = sorted(glob.glob(arg, recursive=True))
         if not matches:
@@ -122,9 +137,9 @@ def _expand(arg: str, outdir: Path) -> Iterator[tuple[Path, Path]]:
                 "folder outside the inputs"
             )
         for file in _walk(path, outdir):
-            yield file, file.relative_to(path)
+            yield file, file.relative_to(path), True
     elif os.path.lexists(path):  # a file, or a broken link the worker will report
-        yield path, Path(path.name)
+        yield path, Path(path.name), False
     else:
         raise UsageError(f"{arg}: no such file or folder (check the path or quote the glob)")
 
@@ -160,6 +175,7 @@ def discover(
     fmt: str | None,
     *,
     listed: Iterable[str] = (),
+    references: Callable[[list[Path]], set[Path]] | None = None,
 ) -> tuple[list[Job], list[tuple[Job, str]]]:
     """The jobs of a batch, and the ones refused up front with the reason.
 
@@ -171,6 +187,9 @@ def discover(
         fmt: ``"png"``, ``"tiff"``, ``"jpeg"`` or None (same as the input).
         listed: more input files, treated like the lines of ``list_file`` (relative
             ones are relative to the working directory).
+        references: given all the inputs, the resolved files their hints name as
+            colour references (e.g. :func:`~instacolor.hints.sidecars.named_references`):
+            those a folder walk found are not inputs.
 
     Returns:
         ``(jobs, refused)``: refused jobs map onto an output already taken by an
@@ -180,13 +199,15 @@ def discover(
         UsageError: a named input does not exist, a glob matches nothing, no inputs at
             all, or an output would be written over one of the inputs.
     """
-    pairs: list[tuple[Path, Path]] = []
+    found: list[tuple[Path, Path, bool]] = []
     for arg in inputs:
-        pairs += _expand(arg, outdir)
+        found += _expand(arg, outdir)
     lines = [] if list_file is None else read_list(list_file)
     for line in [*lines, *listed]:
         path = Path(line).absolute()
-        pairs.append((path, Path(path.name)))
+        found.append((path, Path(path.name), False))
+    named = set() if references is None else references([f[0] for f in found])
+    pairs = [(s, r) for s, r, walked in found if not (walked and _resolved(s) in named)]
     if not pairs:
         raise UsageError("no input images found (give files, folders, globs or --list FILE)")
     jobs: list[Job] = []

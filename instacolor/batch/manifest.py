@@ -62,8 +62,12 @@ class Record:
         instances: number of instances fused (0 without a detector).
         hints: number of colour hints applied (points plus coloured instances), or None.
         hints_sha256: sha256 of the hints (:meth:`~instacolor.hints.Hints.sha256`).
-        references_sha256: sha256 of the colour reference photos (``--reference``;
-            :func:`~instacolor.hints.references_sha256`), or None.
+        references_sha256: sha256 of the colour reference photos' pixels (``--reference``
+            and the input's own; :func:`~instacolor.hints.references_sha256`), or None.
+        references: each reference photo of the input, in the order used:
+            ``{"path", "sha256" (of the file), "origin"}``, origin ``"option"``
+            (``--reference``), ``"sidecar"`` (``NAME.reference.EXT``) or ``"hints"``
+            (the ``"reference"`` field of its hints).
         bit_depth: bits per sample of the input and output (JPEG output is 8).
         timings: seconds: ``read``, ``colorize``, ``write``, ``total``.
         error: one-line reason for ``failed``, else None.
@@ -95,6 +99,7 @@ class Record:
     hints: int | None = None
     hints_sha256: str | None = None
     references_sha256: str | None = None
+    references: tuple[Mapping[str, str], ...] = ()
     bit_depth: int | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None

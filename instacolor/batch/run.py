@@ -28,6 +28,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from instacolor.batch.pool import run_parallel
 from instacolor.batch.signals import sigterm_interrupts
 from instacolor.batch.worker import Settings, Worker, load_worker
 from instacolor.errors import InputError, UsageError
+from instacolor.hints.files import read_hints_lines
+from instacolor.hints.sidecars import named_references
 
 __all__ = ["Plan", "Runner", "colorize_batch", "colorize_files", "run_batch"]
 
@@ -255,12 +258,14 @@ def colorize_batch(
                     "(device='cuda'); Ray gives each actor its GPU as cuda"
                 )
         outdir = _output_folder(output)
+        lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
         jobs, refused = discover(
             [os.fspath(p) for p in inputs],
             None if list_file is None else os.fspath(list_file),
             outdir,
             settings.format,
             listed=listed,
+            references=partial(named_references, lines=lines, lines_path=settings.hints_file),
         )
         threads = settings.threads or max(1, (os.cpu_count() or 1) // runner.workers)
         settings = replace(settings, overwrite=settings.overwrite or resume, threads=threads)

@@ -23,9 +23,10 @@ import torch
 
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Record
+from instacolor.batch.references import InputReferences
 from instacolor.colorizer import Colorizer
 from instacolor.errors import DetectorUnavailableWarning, InstacolorError
-from instacolor.hints import hints_for, read_hints_lines, read_references, references_sha256
+from instacolor.hints import hints_for, read_hints_lines, references_sha256
 from instacolor.io.archival import (
     DEFAULT_MAX_PIXELS,
     Provenance,
@@ -78,7 +79,9 @@ class Settings:
         hints_file: a JSON-lines hints file (:func:`~instacolor.hints.read_hints_lines`);
             an input without a line there uses its ``NAME.hints.json`` sidecar if any.
         references: colour reference photos (paths) every input takes colours from
-            (:mod:`instacolor.hints.reference`); empty: none.
+            (:mod:`instacolor.hints.reference`); empty: none. An input also takes its
+            own (:mod:`instacolor.hints.sidecars`: ``NAME.reference.jpg`` sidecars and the
+            ``"reference"`` field of its hints).
 
     Example:
         >>> Settings(weights="instacolor-untrained-w16", working_size=64).device
@@ -190,8 +193,8 @@ class Worker:
             )
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
-        self.references = read_references(list(settings.references) or None)
-        self.references_sha256 = references_sha256(self.references) if self.references else None
+        self.hint_lines_path = settings.hints_file
+        self.references = InputReferences(settings.references, settings.hints_file)
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
@@ -229,10 +232,16 @@ class Worker:
                     **base,
                 )
             hints = _hints_for(job.source, self.hint_lines)
-            base.update(references_sha256=self.references_sha256)
+            references, entries = self.references.of(
+                job.source, self.hint_lines, self.hint_lines_path
+            )
+            if references:
+                base.update(
+                    references_sha256=references_sha256(references), references=tuple(entries)
+                )
             if hints is not None:
                 base.update(hints=len(hints), hints_sha256=hints.sha256())
-            result = self._colorize(scan, hints)
+            result = self._colorize(scan, hints, references)
             t_color = time.perf_counter()
             record = Provenance(
                 model=self.model,
@@ -249,7 +258,7 @@ class Worker:
                 confidence = write_confidence(confidence_path(job.output), result.confidence)
             pages = {}
             if self.settings.all_pages and scan.page_count > 1:
-                pages = self._later_pages(job, scan, record, fmt)
+                pages = self._later_pages(job, scan, record, fmt, references)
             t_write = time.perf_counter()
         except Exception as exc:  # one bad input never stops the batch: it is recorded
             return Record(
@@ -282,11 +291,11 @@ class Worker:
             **{k: v for k, v in base.items() if k != "bit_depth"},
         )
 
-    def _colorize(self, scan, hints=None):
+    def _colorize(self, scan, hints=None, references=None):
         """The colorized page at the scan's bit depth (``hints`` in its pixels)."""
         dtype = np.uint16 if scan.bit_depth == 16 else np.uint8
         return self.colorizer.colorize_light(
-            scan.light, out_dtype=dtype, hints=hints, reference=self.references
+            scan.light, out_dtype=dtype, hints=hints, reference=references
         )
 
     def _write(self, path: Path, result, scan, provenance: Provenance, fmt: str | None) -> Path:
@@ -300,16 +309,17 @@ class Worker:
             overwrite=self.settings.overwrite,
         )
 
-    def _later_pages(self, job: Job, first, provenance: Provenance, fmt: str | None):
+    def _later_pages(
+        self, job: Job, first, provenance: Provenance, fmt: str | None, references=None
+    ):
         """Colorize and write pages 2.. of ``job``; ``{path: sha256}`` of what was written."""
         written = {}
         pages = read_scan_pages(job.source, max_pixels=self.settings.max_pixels)
         try:
             next(pages)  # page 1 is done
             for k, scan in enumerate(pages, start=1):
-                path = self._write(
-                    page_path(job.output, k), self._colorize(scan), scan, provenance, fmt
-                )
+                page = self._colorize(scan, None, references)
+                path = self._write(page_path(job.output, k), page, scan, provenance, fmt)
                 written[str(path)] = sha256_file(path)
         finally:
             pages.close()

@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="a colour photo to take colours from (the same place, object or uniform); "
-        "repeatable; a gray or unreadable one stops the batch before the first image",
+        "repeatable; a gray or unreadable one stops the batch before the first image. Each "
+        "input also takes its own: NAME.reference.jpg/.png/.tif beside it and the "
+        '"reference" path(s) of its hints (relative to the hints file, inside its folder)',
     )
     run.add_argument(
         "--max-pixels",

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from instacolor.errors import InputError
 from instacolor.review.engine import encode_png
+from instacolor.review.references import picked
 from instacolor.review.requests import Refusal, item_of, parse_hints, pooled, read_body
 from instacolor.review.stamp import stamp_review
 from instacolor.review.state import DECISIONS, Item
@@ -46,7 +47,8 @@ async def _posted(request: Request) -> tuple[Any, Item, Any]:
 def _preview(state, item: Item, payload: Any) -> tuple[str, float]:
     item.checked()
     hints = parse_hints(state, item, payload)
-    rgb, seconds = state.engine.preview(item, hints)
+    reference = picked(item, payload)
+    rgb, seconds = state.engine.preview(item, hints, None if reference is None else reference[2])
     return base64.b64encode(encode_png(rgb)).decode(), seconds
 
 
@@ -63,10 +65,12 @@ async def preview(request: Request) -> Response:
 def _apply(state, item: Item, payload: Any):
     item.checked()
     hints = parse_hints(state, item, payload)
+    reference = picked(item, payload)
     review = {"action": "apply", "reviewer": state.reviewer,
               "hints": None if hints is None else hints.to_json(),
-              "hints_sha256": None if hints is None else hints.sha256()}  # fmt: skip
-    return state.engine.apply(item, hints, review)
+              "hints_sha256": None if hints is None else hints.sha256(),
+              "reference": None if reference is None else reference[0]}  # fmt: skip
+    return state.engine.apply(item, hints, review, None if reference is None else reference[0])
 
 
 async def apply(request: Request) -> Response:

@@ -34,6 +34,7 @@ from instacolor.review.actions import apply, decision, preview
 from instacolor.review.engine import Engine
 from instacolor.review.guard import Guard
 from instacolor.review.pool import WorkPool
+from instacolor.review.references import candidates
 from instacolor.review.render import KINDS, instance_list, render
 from instacolor.review.requests import (
     MAX_BODY,
@@ -170,6 +171,7 @@ def image_info(request: Request) -> JSONResponse:
         try:
             run_guarded(item.checked)
             view = run_guarded(state.engine.view, item)
+            references = run_guarded(candidates, item)
         except Refusal as exc:
             return exc.answer()
         review = item.record.get("review")
@@ -180,6 +182,7 @@ def image_info(request: Request) -> JSONResponse:
             mean_confidence=state.summary(item, {})["mean_confidence"],
             history=[e for e in state.log.read() if e["output"] == str(item.output)][-10:],
             applied_hints=review.get("hints") if isinstance(review, dict) else None,
+            references=references,
         )
     return JSONResponse(info)
 

@@ -247,8 +247,9 @@ class Engine:
     def _display_instances(self, view: View):
         return _scale_instances(view.instances, view.scale, view.light.shape)
 
-    def preview(self, item: Item, hints: Any) -> tuple[np.ndarray, float]:
-        """The item re-colorized at display size with ``hints`` (in input pixels).
+    def preview(self, item: Item, hints: Any, reference: Any = None) -> tuple[np.ndarray, float]:
+        """The item re-colorized at display size with ``hints`` (in input pixels) and
+        the colour ``reference`` (read references, or None).
 
         Returns:
             ``(rgb, seconds)``: 8-bit RGB at display size and the time it took.
@@ -264,11 +265,16 @@ class Engine:
                 hints=_scale_hints(hints, view.scale, view.light.shape),
                 instances=self._display_instances(view),
                 out_dtype=np.uint8,
+                reference=reference,
             )
             return result.image, time.perf_counter() - t0
 
-    def apply(self, item: Item, hints: Any, review: dict) -> Record:
+    def apply(self, item: Item, hints: Any, review: dict, reference: str | None = None) -> Record:
         """Re-colorize ``item`` at full resolution through the batch worker.
+
+        ``reference``: a picked reference's name, relative to the input's folder
+        (:mod:`instacolor.review.references`), handed to the worker as the ``"reference"``
+        of the item's hints line.
 
         The output is replaced atomically (the input is only read) and a
         :class:`ReviewRecord` goes to the manifest, also when the worker failed.
@@ -279,13 +285,18 @@ class Engine:
         with self.lock:
             self.view(item)  # the input is readable and its instances known
             book = Manifest(self.batch.manifest)  # refused while a batch writes it
-            self.worker.hint_lines = {str(item.input.resolve()): hint_line(hints)}
+            line = hint_line(hints)
+            if reference is not None:
+                line["reference"] = [reference]
+            source = item.input.resolve()
+            self.worker.hint_lines = {str(source): line}
+            self.worker.hint_lines_path = str(source.parent / ".review")
             try:
                 record = self.worker.process(Job(item.input, item.output))
                 record = ReviewRecord(**asdict(record), review=review)
                 book.append(record)
             finally:
-                self.worker.hint_lines = None
+                self.worker.hint_lines = self.worker.hint_lines_path = None
                 book.close()
             self.batch.reload()
             self.forget(item)

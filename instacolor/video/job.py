@@ -35,7 +35,7 @@ import numpy as np
 from instacolor import __version__
 from instacolor.errors import InstacolorError, UsageError
 from instacolor.hints import read_references
-from instacolor.video.keyframes import read_keyframes
+from instacolor.video.keyframes import read_keyframes, read_shot_references
 from instacolor.video.pipeline import FrameColorizer, make_colorizer
 from instacolor.video.sinks import (
     SegmentWriter,
@@ -219,7 +219,8 @@ def colorize_video(
         hints: keyframe hints file (:mod:`instacolor.video.keyframes`), or None.
         reference: colour photograph(s) to take colours from (a path or a list of paths;
             arrays and PIL images too): applied to the first frame of every shot and
-            carried through the shot.
+            carried through the shot; a ``"reference"`` line of ``hints`` replaces them
+            from its frame on (:mod:`instacolor.video.keyframes`).
         chunk: frames per chunk (the unit ``resume`` keeps), >= 1.
         crf: H.264 constant rate factor (0-51, lower is better).
         resume: go on from the finished chunks of an interrupted run.
@@ -255,10 +256,12 @@ def colorize_video(
         if not video:
             _check_frame_names(info)
         keyframes = read_keyframes(hints, (info.height, info.width)) if hints else {}
+        shots = read_shot_references(hints) if hints else {}
         colorizer = make_colorizer(colorizer, **options)
         extra = {"chunk": chunk, "codec": codec, "crf": crf if video else None,
                  "hints_sha256": file_sha256(Path(hints)) if hints else None,
-                 "references_sha256": _reference_digests(reference)}  # fmt: skip
+                 "references_sha256": _reference_digests(reference),
+                 "shot_references_sha256": _shot_digests(shots)}  # fmt: skip
         job = {"version": _JOB_VERSION, "input_sha256": file_sha256(source), "chunk": chunk,
                "settings": _settings(colorizer, settings, extra)}  # fmt: skip
         work, partial = _paths(output)
@@ -271,8 +274,9 @@ def colorize_video(
                 state = StabilizerState.from_arrays(arrays)
         dtype = np.uint16 if info.bit_depth == 16 and not video else np.uint8
         engine = FrameColorizer(
-            colorizer, (info.height, info.width), settings, keyframes, dtype, state, references
-        )
+            colorizer, (info.height, info.width), settings, keyframes, dtype, state, references,
+            shots,
+        )  # fmt: skip
         try:
             cuts = _run(engine, frames, info, work, partial, codec, crf, chunk, first, progress)
         except (InstacolorError, OSError) as exc:  # a bad frame, a full disk: on record
@@ -324,6 +328,14 @@ def _reference_digests(reference: Any) -> list[str] | None:
             pixels = np.ascontiguousarray(np.asarray(item))
             digests.append(hashlib.sha256(pixels.tobytes()).hexdigest())
     return digests
+
+
+def _shot_digests(shots: dict) -> dict[str, list[str]] | None:
+    """sha256 of each reference file per shot, ``{"frame": [sha256, ...]}``, or None."""
+    if not shots:
+        return None
+    items = sorted(shots.items())
+    return {str(f): [file_sha256(Path(r.source)) for r in refs] for f, refs in items}
 
 
 def _now() -> str:

@@ -11,6 +11,17 @@ carried forward along the motion through the rest of its shot
 (:mod:`instacolor.video.temporal`). Blank lines and lines starting with ``#`` are
 skipped; two lines for one frame join their points.
 
+**References per shot**: a line may also (or instead of ``points``) name colour
+photographs, ``"reference": PATH`` or a list of paths, relative to the hints file's
+folder and inside it (the rule of :mod:`instacolor.hints.sidecars`)::
+
+    {"frame": 240, "reference": ["hall_colour.jpg", "uniform.png"]}
+
+From that frame on they replace the run's own references (``--reference``): they act
+on that frame and on the first frame of every later shot, until a later line names
+other references. Put the line on a shot's first frame to colour that whole shot from
+them. Two lines for one frame join their references (:func:`read_shot_references`).
+
 Example:
     >>> import json, pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "hints.jsonl"
@@ -25,30 +36,22 @@ import json
 import os
 from pathlib import Path
 
-from instacolor.errors import InputError, UsageError
-from instacolor.hints import Hints, as_hints
+from instacolor.errors import DecodeError, InputError, UsageError
+from instacolor.hints import Hints, Reference, as_hints, read_references
+from instacolor.hints.sidecars import references_in
 
-__all__ = ["read_keyframes", "scale_hints"]
+__all__ = ["read_keyframes", "read_shot_references", "scale_hints"]
 
 _MAX_BYTES = 64 << 20
 
 
-def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, Hints]:
-    """Read and check a keyframe hints file.
-
-    Args:
-        path: the JSON-lines file.
-        size: ``(H, W)`` of the input frames (points must lie inside).
-
-    Returns:
-        ``{frame index: Hints}``.
+def _lines(path: Path):
+    """``(where, record, frame)`` of each line of a keyframe hints file.
 
     Raises:
-        UsageError: the file cannot be read, is not JSON lines, or a line lacks a
-            ``frame`` index or ``points`` list, or has a point outside the frame or a
-            bad colour (the message names the line).
+        UsageError: the file cannot be read, a line is not a JSON object with a
+            ``frame`` index.
     """
-    path = Path(path)
     try:
         if path.stat().st_size > _MAX_BYTES:
             raise UsageError(f"--hints {path.name}: expected at most 64 MiB of JSON lines")
@@ -57,7 +60,6 @@ def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, 
         raise UsageError(
             f"--hints: expected a readable UTF-8 JSON-lines file, received {str(path)!r} ({exc})"
         ) from exc
-    points: dict[int, list] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -74,6 +76,66 @@ def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, 
         frame = record.get("frame")
         if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
             raise UsageError(f'{where}: expected "frame": an integer >= 0, received {frame!r}')
+        yield where, record, frame
+
+
+def read_shot_references(path: str | os.PathLike) -> dict[int, tuple[Reference, ...]]:
+    """The references per shot of a keyframe hints file (see the module notes).
+
+    Args:
+        path: the JSON-lines file.
+
+    Returns:
+        ``{frame index: references}`` (read and checked; a file named twice is read once).
+
+    Raises:
+        UsageError: the file or a line cannot be read, or a ``"reference"`` breaks the path
+            rule (the message names the line).
+        InputError: a reference is missing or gray; DecodeError: one cannot be decoded
+            (the message names the line and the file).
+    """
+    path = Path(path)
+    found: dict[int, list[Reference]] = {}
+    read: dict[Path, Reference] = {}
+    for where, record, frame in _lines(path):
+        try:
+            paths = references_in(record, path, "--hints")
+        except InputError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        for item in paths:
+            if item not in read:
+                try:
+                    (read[item],) = read_references([item])
+                except (InputError, DecodeError) as exc:
+                    text = str(exc).removeprefix("reference 0: ")
+                    raise type(exc)(f"{where}: reference {item}: {text}") from None
+            refs = found.setdefault(frame, [])
+            if all(ref is not read[item] for ref in refs):
+                refs.append(read[item])
+    return {frame: tuple(refs) for frame, refs in found.items() if refs}
+
+
+def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, Hints]:
+    """Read and check a keyframe hints file.
+
+    Args:
+        path: the JSON-lines file.
+        size: ``(H, W)`` of the input frames (points must lie inside).
+
+    Returns:
+        ``{frame index: Hints}``.
+
+    Raises:
+        UsageError: the file cannot be read, is not JSON lines, or a line lacks a
+            ``frame`` index or ``points`` list (a line with a ``"reference"`` may have
+            no points), or has a point outside the frame or a bad colour (the message
+            names the line).
+    """
+    path = Path(path)
+    points: dict[int, list] = {}
+    for where, record, frame in _lines(path):
+        if "points" not in record and "reference" in record:
+            continue  # references only (read_shot_references)
         line_points = record.get("points")
         if not isinstance(line_points, list) or not line_points:
             raise UsageError(

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -37,7 +38,7 @@ from instacolor.errors import InputError
 from instacolor.hints import Hints, as_hints, read_references
 from instacolor.io.image import read_luminance, to_output
 from instacolor.reconstruct import reconstruct
-from instacolor.video.keyframes import read_keyframes, scale_hints
+from instacolor.video.keyframes import read_keyframes, read_shot_references, scale_hints
 from instacolor.video.sources import open_source
 from instacolor.video.temporal import Stabilization, Stabilizer, StabilizerState, Step
 
@@ -92,6 +93,10 @@ class FrameColorizer:
         references: colour photographs read by :func:`~instacolor.hints.read_references`:
             applied to the first frame of every shot and carried through the shot like
             keyframe hints, or None.
+        shot_references: ``{frame index: references}``
+            (:func:`~instacolor.video.keyframes.read_shot_references`): from that frame
+            on they replace ``references`` (they act on that frame and on the first
+            frame of every later shot), until a later frame's.
     """
 
     def __init__(
@@ -103,9 +108,12 @@ class FrameColorizer:
         out_dtype=np.uint8,
         state: StabilizerState | None = None,
         references: tuple | None = None,
+        shot_references: Mapping[int, tuple] | None = None,
     ) -> None:
         self.colorizer = colorizer
         self.references = references or None
+        self.shot_references = dict(shot_references or {})
+        self._changes = sorted(self.shot_references)
         self.size = size
         self.grid = grid_size(*size, stabilization.flow_size)
         self.keyframes = dict(keyframes or {})
@@ -116,6 +124,11 @@ class FrameColorizer:
     def state(self) -> StabilizerState | None:
         """What the last frame left for the next one."""
         return self.stabilizer.state
+
+    def references_at(self, index: int) -> tuple | None:
+        """The references in effect at frame ``index``."""
+        k = bisect.bisect_right(self._changes, index)
+        return self.shot_references[self._changes[k - 1]] if k else self.references
 
     def _predict(self, light_grid: np.ndarray, hints: Any = None, reference: Any = None):
         result = self.colorizer.colorize_light(
@@ -148,12 +161,14 @@ class FrameColorizer:
         gray = np.clip(light_grid * 2.55 + 0.5, 0, 255).astype(np.uint8)
         ab, confidence = self._predict(light_grid)
         hinted = None
-        shot_start = self.references is not None and self.stabilizer.is_cut(gray)
-        if index in self.keyframes or shot_start:
+        current = self.references_at(index)
+        shot_start = current is not None and self.stabilizer.is_cut(gray)
+        changed = index in self.shot_references
+        if index in self.keyframes or shot_start or changed:
             sy, sx = gh / self.size[0], gw / self.size[1]
             points = self.keyframes.get(index)
             points = None if points is None else scale_hints(points, sx, sy)
-            reference = self.references if shot_start else None
+            reference = current if shot_start or changed else None
             hinted, _ = self._predict(light_grid, points, reference)
         step = self.stabilizer.step(gray, ab, confidence, hinted)
         chroma = torch.from_numpy(np.ascontiguousarray(step.ab.transpose(2, 0, 1)))
@@ -200,8 +215,9 @@ def colorize_frames(
             ``options``.
         stabilize: True (default settings), False (plain per-frame colour) or a
             :class:`Stabilization`.
-        hints: keyframe hints: a JSON-lines file (:mod:`instacolor.video.keyframes`) or
-            ``{frame index: points}`` in frame pixels.
+        hints: keyframe hints: a JSON-lines file (:mod:`instacolor.video.keyframes`; its
+            lines may also name references per shot) or ``{frame index: points}`` in
+            frame pixels.
         reference: colour photograph(s) to take colours from (a path, an array, a PIL
             image or a list of them, as for :func:`instacolor.colorize`): applied to the
             first frame of every shot and carried through the shot.
@@ -220,6 +236,7 @@ def colorize_frames(
     """
     settings = _stabilization(stabilize)
     references = read_references(reference)  # a bad reference: refused before any frame
+    shots = read_shot_references(hints) if isinstance(hints, str | os.PathLike) else {}
     colorizer = make_colorizer(colorizer, **options)
     tolerance = colorizer.color_tolerance if color_tolerance is None else color_tolerance
     if isinstance(frames, str | os.PathLike):
@@ -228,6 +245,7 @@ def colorize_frames(
         engine = FrameColorizer(
             colorizer, (info.height, info.width), settings,
             _keyframes(hints, (info.height, info.width)), dtype, references=references,
+            shot_references=shots,
         )  # fmt: skip
         try:
             for frame in source:
@@ -242,7 +260,7 @@ def colorize_frames(
             size = (int(light.shape[0]), int(light.shape[1]))
             engine = FrameColorizer(
                 colorizer, size, settings, _keyframes(hints, size), kind.dtype,
-                references=references,
+                references=references, shot_references=shots,
             )  # fmt: skip
         yield to_output(engine(index, light)[0], kind)
 

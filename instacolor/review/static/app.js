@@ -102,6 +102,8 @@ async function openImage(n) {
   S.info = await api(`/api/images/${n}`);
   $("image-name").textContent = String(S.info.name);
   fill($("image-status"), [badge(S.info)]);
+  fill($("reference"), [el("option", { value: "" }, "none"),
+    ...(S.info.references || []).map((name) => el("option", { value: String(name) }, String(name)))]);
   renderDecision(); renderHints(); setView(S.view);
 }
 
@@ -167,7 +169,7 @@ function renderHints() {
 
 function payload() {
   return { points: S.hints.map((p) => ({ x: p.x, y: p.y, color: p.color, radius: p.radius })),
-           instance_colors: { ...S.instanceColors } };
+           instance_colors: { ...S.instanceColors }, reference: $("reference").value || null };
 }
 
 async function requestPreview() {
@@ -179,7 +181,7 @@ async function requestPreview() {
     if (seq !== S.seq) return;
     const image = String(data.image || "");
     if (!image.startsWith("data:image/png;base64,")) throw new Error("the preview is not a PNG");
-    S.preview = (S.hints.length || Object.keys(S.instanceColors).length) ? image : null;
+    S.preview = (S.hints.length || Object.keys(S.instanceColors).length || $("reference").value) ? image : null;
     const shown = new Promise((resolve) => { $("main").onload = resolve; });
     setView(S.view === "compare" ? "compare" : "color");
     await shown;
@@ -266,6 +268,7 @@ $("zoom-in").onclick = () => zoom(1.25); $("zoom-out").onclick = () => zoom(0.8)
 $("prev").onclick = () => step(-1); $("next").onclick = () => step(1);
 $("slider").addEventListener("input", slide);
 $("apply").onclick = applyHints;
+$("reference").addEventListener("change", requestPreview);
 $("clear-hints").onclick = () => { S.hints = []; S.instanceColors = {}; renderHints(); requestPreview(); };
 $("hint-list").addEventListener("click", (e) => {
   if (e.target.dataset.remove) S.hints.splice(Number(e.target.dataset.remove), 1);

@@ -1,0 +1,128 @@
+"""instacolor review: picking a colour reference for one image (its preview and apply)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette", reason="instacolor review needs the 'review' extra")
+
+from instacolor.review.server import ReviewServer
+from tests.review_helpers import Client, make_batch, sha
+
+#: A reference file name that would run script if a page built HTML from it.
+XSS_REFERENCE = "<img src=x onerror=\"window.__xss='reference'\">'\"ü.png"
+
+
+def _colour(path: Path) -> Path:
+    """A colour photo stand-in: textured red and blue halves, 72x96."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:72, 0:96]
+    tex = 0.55 + 0.35 * np.sin(x / 3.0) * np.where(x < 48, 1.0, np.sin(y / 4.0))
+    hue = np.where((x < 48)[..., None], [1.0, 0.3, 0.25], [0.25, 0.45, 1.0])
+    Image.fromarray((np.clip(tex, 0, 1)[..., None] * hue * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reference")
+    outdir = make_batch(root)
+    inputs = root / "in"
+    _colour(inputs / "ref.jpg")
+    _colour(inputs / XSS_REFERENCE)
+    _colour(inputs / "colour" / "street.png")
+    _colour(inputs / "a" / "b" / "c" / "too-deep.png")
+    _colour(inputs / "a" / "b" / "deep.png")
+    (inputs / "linked.png").symlink_to(_colour(root / "outside.png"))
+    return outdir
+
+
+@pytest.fixture(scope="module")
+def server(batch):
+    with ReviewServer.start(batch, port=0, reviewer="ada") as running:
+        yield running
+
+
+@pytest.fixture
+def client(server) -> Client:
+    return Client(server)
+
+
+def _index(client: Client, name: str) -> int:
+    items = json.loads(client.get("/api/batch")[1])["items"]
+    return next(i["index"] for i in items if i["name"] == name)
+
+
+def _image(answer: dict) -> np.ndarray:
+    raw = base64.b64decode(answer["image"].split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), np.float64)
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(p): sha(p) for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def test_the_images_of_the_input_folder_are_offered(client):
+    n = _index(client, "scan0.png")
+    status, body = client.get(f"/api/images/{n}")
+    assert status == 200
+    offered = json.loads(body)["references"]
+    assert {"ref.jpg", XSS_REFERENCE, "colour/street.png", "scan1.png"} <= set(offered)
+    assert "scan0.png" not in offered  # the image itself
+    assert "linked.png" not in offered  # a symbolic link
+    assert "a/b/deep.png" in offered
+    assert not any("too-deep" in name for name in offered)  # two levels down at most
+
+
+def test_a_picked_reference_colours_the_preview_and_writes_nothing(client, batch):
+    n = _index(client, "scan0.png")
+    before = _files(batch.parent)
+    status, plain = client.post(f"/api/images/{n}/preview", {"points": []})
+    assert status == 200
+    status, guided = client.post(f"/api/images/{n}/preview", {"reference": XSS_REFERENCE})
+    assert status == 200, guided
+    assert np.abs(_image(guided) - _image(plain)).mean() > 3.0
+    assert _files(batch.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("reference", "reason"),
+    [
+        ("../outside.png", "one of the images offered"),
+        ("/etc/passwd", "one of the images offered"),
+        ("linked.png", "one of the images offered"),
+        ("scan1.png", "colour photograph"),  # a gray scan
+        ("broken.png", "could not decode"),
+        (7, "expected the name of an image"),
+        (["ref.jpg"], "expected the name of an image"),
+    ],
+)
+def test_a_bad_reference_is_400_and_changes_nothing(client, batch, reference, reason):
+    n = _index(client, "scan0.png")
+    before = _files(batch.parent)
+    for route in ("preview", "apply"):
+        status, body = client.post(f"/api/images/{n}/{route}", {"reference": reference})
+        assert status == 400 and reason in body["error"], (route, body)
+    assert _files(batch.parent) == before
+
+
+def test_apply_with_a_reference_records_it_in_the_manifest(client, batch):
+    n = _index(client, "scan2.png")
+    inputs = batch.parent / "in"
+    output, old = batch / "scan2.png", sha(batch / "scan2.png")
+    beside = sorted(p.name for p in inputs.iterdir())
+    status, body = client.post(f"/api/images/{n}/apply", {"reference": "colour/street.png"})
+    assert status == 200, body
+    assert sha(output) != old
+    last = json.loads((batch / "manifest.jsonl").read_text().splitlines()[-1])
+    street = (inputs / "colour" / "street.png").resolve()
+    assert last["references"] == [{"path": str(street), "sha256": sha(street), "origin": "hints"}]
+    assert last["review"]["reference"] == "colour/street.png"
+    assert sorted(p.name for p in inputs.iterdir()) == beside  # nothing written beside inputs
