@@ -83,7 +83,7 @@ def add_video_parser(commands) -> None:
         "--hints",
         metavar="FILE",
         help='keyframe colour hints: JSON lines {"frame": N, "points": [[x, y, "#rrggbb"], '
-        "...]}, carried through the rest of the shot; a line's \"reference\": PATH (or a "
+        '...]}, carried through the rest of the shot; a line\'s "reference": PATH (or a '
         "list, relative to FILE's folder and inside it) replaces --reference from frame N on",
     )
     video.add_argument(
