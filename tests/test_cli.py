@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -112,6 +113,22 @@ def test_version_and_models(env):
     assert "decoding: regression (no class head)" in models.stdout  # v4's head is untrained
     official = models.stdout.split("instcolorization-coco-ffs: ")[1].split("siggraph17")[0]
     assert "digest recorded on first download (no upstream sha256)" in official
+
+
+@pytest.mark.slow
+def test_output_into_a_closed_pipe_ends_quietly(env):
+    """``instacolor models | head -1``: the reader leaves; no error, no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # every write of the command meets a closed pipe
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "instacolor", "models"],
+            stdout=write, stderr=subprocess.PIPE, env=env, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
 
 
 @pytest.mark.slow

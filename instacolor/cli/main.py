@@ -349,6 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InstacolorError as exc:  # before the first image: inputs, output, weights
         _say(f"error: {' '.join(str(exc).split())}")
         return 2
+    except BrokenPipeError:  # the reader of our output went away (``| head``): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush into the closed pipe
+        return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as exc:  # the manifest or the output folder became unwritable
         _say(f"error: the batch stopped: {exc}; run again with --resume once it is fixed")
         return 1
