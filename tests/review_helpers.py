@@ -167,3 +167,17 @@ def copy_batch(hostile: Path, target: Path, out: str = "out") -> Path:
     manifest.write_text(text.replace(str(hostile.parent), str(target)))
     (target / out / "review.jsonl").unlink()
     return target / out
+
+
+#: A reference file name that would run script if a page built HTML from it.
+XSS_REFERENCE = "<img src=x onerror=\"window.__xss='reference'\">'\"ü.png"
+
+
+def colour_photo(path: Path) -> Path:
+    """A colour photo stand-in: textured red and blue halves, 72x96."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:72, 0:96]
+    tex = 0.55 + 0.35 * np.sin(x / 3.0) * np.where(x < 48, 1.0, np.sin(y / 4.0))
+    hue = np.where((x < 48)[..., None], [1.0, 0.3, 0.25], [0.25, 0.45, 1.0])
+    Image.fromarray((np.clip(tex, 0, 1)[..., None] * hue * 255).astype(np.uint8)).save(path)
+    return path

@@ -23,8 +23,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from instacolor.review.server import ReviewServer  # noqa: E402
-from tests.review_helpers import make_batch, sha  # noqa: E402
-from tests.test_review_reference import XSS_REFERENCE, _colour  # noqa: E402
+from tests.review_helpers import XSS_REFERENCE, make_batch, sha  # noqa: E402
+from tests.review_helpers import colour_photo as _colour  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
