@@ -30,6 +30,13 @@ def add_finetune_parser(commands) -> argparse.ArgumentParser:
     arg("--from", dest="base", default="default", help="weights to start from (name or file)")
     arg("--minutes", type=float, default=15.0, help="time budget of the run (default 15)")
     arg(
+        "--steps",
+        type=int,
+        default=None,
+        help="stop after this many steps (within --minutes): a run that gives the same "
+        "weights on a slow or busy machine",
+    )
+    arg(
         "--holdout",
         type=float,
         default=0.1,
@@ -68,6 +75,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         args.out,
         base=args.base,
         minutes=args.minutes,
+        steps=args.steps,
         holdout=args.holdout,
         resume=args.resume,
         batch_size=args.batch,

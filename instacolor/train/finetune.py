@@ -32,16 +32,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from instacolor.color import AB_NORM
 from instacolor.errors import InputError
 from instacolor.models.classes import class_prior
-from instacolor.train.cache import EncodedImages, build_cache
-from instacolor.train.collection import Collection, scan_collection, split_collection
-from instacolor.train.data import _augment, to_lab_tensors
+from instacolor.train.collection import scan_collection, split_collection
+from instacolor.train.data import to_lab_tensors
+from instacolor.train.finetune_batches import cached_batches, photo_batches
 from instacolor.train.finetune_report import (
     FinetuneReport,
     Scores,
@@ -68,7 +67,6 @@ TRAINED_MODULES = (
     "model5", "model6", "model7", "model8up", "model8", "model9up", "model9",
     "model10up", "model10", "model3short8", "model2short9", "model1short10", "model_out",
 )  # fmt: skip
-_CACHE_COPIES = 4  # guided weights: cached crops per training photo
 _CHECKPOINT = "latest.pt"
 _WARMUP = 0.15  # of the time budget (it includes reading and the first scoring)
 _MARK = "FINETUNE_WORK"
@@ -136,46 +134,13 @@ def _propagate(net, start: dict[str, torch.Tensor]) -> None:
                     state[other].add_(delta)
 
 
-def _photo_batches(collection: Collection, train: list[int], size: int, batch: int, seed: int):
-    photos = [collection.photos[i] for i in train]
-
-    def next_batch(step: int) -> dict:
-        rng = np.random.default_rng([seed, step])
-        pairs = []
-        for i in rng.choice(len(photos), size=min(batch, len(photos)), replace=False):
-            crop = _augment(photos[i], rng, (0.5, 1.0))
-            pairs.append(to_lab_tensors(np.ascontiguousarray(crop), size))
-        return {"l": torch.stack([p[0] for p in pairs]), "ab": torch.stack([p[1] for p in pairs])}
-
-    return next_batch
-
-
-def _cached_batches(net, files: list[Path], folder: Path, size, batch, seed, progress):
-    repeated = [f for _ in range(_CACHE_COPIES) for f in files]
-    encoder = net.guidance["full"].encoder
-    build_cache(repeated, folder, size=size, encoder=encoder, seed=seed, progress=progress)
-    data = EncodedImages(folder, seed=seed)
-
-    def next_batch(step: int) -> dict:
-        rng = np.random.default_rng([seed, step])
-        data.set_epoch(step)
-        items = [data[int(i)] for i in rng.choice(len(data), size=batch, replace=False)]
-        encoded = tuple(torch.stack([it["encoded"][k] for it in items]) for k in range(5))
-        return {
-            "l": torch.stack([it["l"] for it in items]),
-            "ab": torch.stack([it["ab"] for it in items]),
-            "encoded": encoded,
-        }
-
-    return next_batch
-
-
 def finetune(
     photos: str | os.PathLike,
     out: str | os.PathLike,
     *,
     base: str | os.PathLike = "default",
     minutes: float = 15.0,
+    steps: int | None = None,
     holdout: float = 0.1,
     resume: bool = False,
     batch_size: int = 16,
@@ -196,6 +161,11 @@ def finetune(
         base: the weights to start from (a registered name or a file).
         minutes: time budget of the whole run (reading, caching, training), after which
             the best state is exported.
+        steps: stop after this many training steps (``minutes`` stays a limit): the
+            learning-rate schedule and the held-out scoring then follow the steps instead
+            of the clock, so the same photos, base, options and steps give the same
+            weights on a fast or a slow (or busy) machine of the same kind. None: train
+            until the time budget ends.
         holdout: fraction of the photos held out for scoring (at least 10 photos).
         resume: continue a stopped run from ``<out>.work/``.
         batch_size: crops per step.
@@ -224,6 +194,8 @@ def finetune(
     report_path, grid_path, work = _check_paths(out, resume)
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
         raise InputError(f"minutes: expected a positive number, received {minutes!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise InputError(f"steps: expected a positive integer or None, received {steps!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, received {batch_size!r}")
     if loss not in LOSSES:
@@ -253,6 +225,7 @@ def finetune(
         "lr": lr,
         "loss": loss,
         "guide": bool(guide),
+        "steps": steps,
     }
     work.mkdir(parents=True, exist_ok=True)
     (work / _MARK).write_text("instacolor finetune run folder\n")
@@ -277,12 +250,13 @@ def finetune(
         optimizer.load_state_dict(ckpt["optimizer"])
         step, used, best, best_psnr = ckpt["step"], ckpt["seconds"], ckpt["best"], ckpt["best_psnr"]
     if net.guided:
-        next_batch = _cached_batches(net, [collection.files[i] for i in train], work / "cache",
+        next_batch = cached_batches(net, [collection.files[i] for i in train], work / "cache",
                                      size, config.batch_size, seed, progress)  # fmt: skip
     else:
-        next_batch = _photo_batches(collection, train, size, config.batch_size, seed)
+        next_batch = photo_batches(collection, train, size, config.batch_size, seed)
     budget = minutes * 60.0
     interval = min(60.0, max(10.0, budget / 15))  # scoring costs a few steps
+    score_every = max(1, steps // 15) if steps is not None else 0
     clock = used - t_start  # time used = clock + perf_counter()
     bar = tqdm(total=round(budget), initial=min(round(budget), round(used)), unit="s",
                disable=not progress, desc="finetune")  # fmt: skip
@@ -291,12 +265,12 @@ def finetune(
     try:
         while True:
             now = clock + time.perf_counter()
-            if now + step_time + eval_time + 1.0 > budget:
+            if now + step_time + eval_time + 1.0 > budget or (steps is not None and step >= steps):
                 break
             t0 = time.perf_counter()
             batch = next_batch(step)
             for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(lr, now / budget)
+                group["lr"] = _learning_rate(lr, now / budget if steps is None else step / steps)
             with autocast_for(config):
                 loss = step_loss(net, batch, config, None, class_weights)
             optimizer.zero_grad(set_to_none=True)
@@ -306,7 +280,11 @@ def finetune(
             step_time = max(step_time * 0.9, time.perf_counter() - t0)
             now = clock + time.perf_counter()
             bar.update(min(round(budget), round(now)) - bar.n)
-            if now - last_eval >= interval or now + step_time + eval_time + 1.0 > budget:
+            if steps is None:
+                due = now - last_eval >= interval
+            else:
+                due = step % score_every == 0 or step >= steps
+            if due or now + step_time + eval_time + 1.0 > budget:
                 t1 = time.perf_counter()
                 scores = score(net, holdout_data, loaded)
                 if scores.psnr > best_psnr:
