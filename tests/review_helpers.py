@@ -1,4 +1,9 @@
-"""Helpers of the review tests: batches made by the CLI, an HTTP client, hostile texts."""
+"""Helpers of the review tests: batches made by the CLI, an HTTP client, hostile texts.
+
+A test module that defines a ``batch`` fixture (a batch's output folder) gets the
+fixtures ``server`` (a review server over it) and ``client`` (a :class:`Client` of it) by
+importing :func:`server_fixture` and :func:`client_fixture`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from instacolor.cli.main import main
@@ -82,6 +88,27 @@ class Client:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.fixture(scope="module", name="server")
+def server_fixture(batch):
+    """``server``: a review server (reviewer "ada") on a free port over the module's ``batch``."""
+    from instacolor.review.server import ReviewServer
+
+    with ReviewServer.start(batch, port=0, reviewer="ada") as running:
+        yield running
+
+
+@pytest.fixture(name="client")
+def client_fixture(server) -> Client:
+    """``client``: a :class:`Client` of ``server``."""
+    return Client(server)
+
+
+def index_of(client: Client, name: str) -> int:
+    """The index the server gives the input named ``name`` (from ``/api/batch``)."""
+    items = json.loads(client.get("/api/batch")[1])["items"]
+    return next(i["index"] for i in items if i["name"] == name)
 
 
 class FlatRegionDetector:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from instacolor.batch.jobs import discover
 from instacolor.errors import InputError
-from instacolor.hints import read_hints_lines
+from instacolor.hints import hints_for, hints_object_for, read_hints_lines, read_hints_object
 from instacolor.hints.sidecars import (
     input_references,
     is_reference_sidecar,
@@ -110,6 +110,29 @@ def test_input_references_take_the_jsonl_line_before_the_sidecar(tmp_path):
     (tmp_path / "scans" / "a.hints.json").write_text("{not json")
     with pytest.raises(InputError, match=r"a\.hints\.json"):
         input_references(photo)
+
+
+def test_a_hints_file_is_parsed_once_for_its_points_and_its_references(tmp_path):
+    photo = _gray(tmp_path / "a.png")
+    colour = _colour(tmp_path / "colour" / "car.png")
+    sidecar = tmp_path / "a.hints.json"
+    sidecar.write_text(json.dumps({"points": [[3, 4, "#c03020"]], "reference": "colour/car.png"}))
+    own = hints_object_for(photo)
+    sidecar.unlink()  # both fields come from the one reading
+    assert own.path == sidecar and own.references == (colour.resolve(),)
+    assert [(p.x, p.y) for p in own.hints.points] == [(3.0, 4.0)]
+    with pytest.raises(AttributeError):
+        own.path = tmp_path  # frozen
+    # a bad field fails only the one that uses it, with the message naming the file
+    sidecar.write_text(json.dumps({"points": "nope", "reference": "colour/car.png"}))
+    assert input_references(photo) == [(colour.resolve(), "hints")]
+    with pytest.raises(InputError, match=r"a\.hints\.json: expected 'points' a list"):
+        _ = read_hints_object(sidecar).hints
+    sidecar.write_text(json.dumps({"points": [[3, 4, "#c03020"]], "reference": "../x.png"}))
+    assert len(hints_for(photo).points) == 1
+    with pytest.raises(InputError, match=r"a\.hints\.json: reference '\.\./x\.png' .* leads out"):
+        _ = read_hints_object(sidecar).references
+    assert hints_object_for(tmp_path / "none.png") is None
 
 
 def test_a_folder_walk_never_takes_a_reference_as_an_input(tmp_path):

@@ -13,8 +13,14 @@ from PIL import Image
 
 pytest.importorskip("starlette", reason="instacolor review needs the 'review' extra")
 
-from instacolor.review.server import ReviewServer
-from tests.review_helpers import XSS_REFERENCE, Client, make_batch, sha
+from tests.review_helpers import (  # the fixtures server, client over this module's batch
+    XSS_REFERENCE,
+    client_fixture,  # noqa: F401
+    index_of,
+    make_batch,
+    server_fixture,  # noqa: F401
+    sha,
+)
 from tests.review_helpers import colour_photo as _colour
 
 
@@ -32,22 +38,6 @@ def batch(tmp_path_factory) -> Path:
     return outdir
 
 
-@pytest.fixture(scope="module")
-def server(batch):
-    with ReviewServer.start(batch, port=0, reviewer="ada") as running:
-        yield running
-
-
-@pytest.fixture
-def client(server) -> Client:
-    return Client(server)
-
-
-def _index(client: Client, name: str) -> int:
-    items = json.loads(client.get("/api/batch")[1])["items"]
-    return next(i["index"] for i in items if i["name"] == name)
-
-
 def _image(answer: dict) -> np.ndarray:
     raw = base64.b64decode(answer["image"].split(",", 1)[1])
     return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"), np.float64)
@@ -58,7 +48,7 @@ def _files(folder: Path) -> dict[str, str]:
 
 
 def test_the_images_of_the_input_folder_are_offered(client):
-    n = _index(client, "scan0.png")
+    n = index_of(client, "scan0.png")
     status, body = client.get(f"/api/images/{n}")
     assert status == 200
     offered = json.loads(body)["references"]
@@ -70,7 +60,7 @@ def test_the_images_of_the_input_folder_are_offered(client):
 
 
 def test_a_picked_reference_colours_the_preview_and_writes_nothing(client, batch):
-    n = _index(client, "scan0.png")
+    n = index_of(client, "scan0.png")
     before = _files(batch.parent)
     status, plain = client.post(f"/api/images/{n}/preview", {"points": []})
     assert status == 200
@@ -93,7 +83,7 @@ def test_a_picked_reference_colours_the_preview_and_writes_nothing(client, batch
     ],
 )
 def test_a_bad_reference_is_400_and_changes_nothing(client, batch, reference, reason):
-    n = _index(client, "scan0.png")
+    n = index_of(client, "scan0.png")
     before = _files(batch.parent)
     for route in ("preview", "apply"):
         status, body = client.post(f"/api/images/{n}/{route}", {"reference": reference})
@@ -102,7 +92,7 @@ def test_a_bad_reference_is_400_and_changes_nothing(client, batch, reference, re
 
 
 def test_apply_with_a_reference_records_it_in_the_manifest(client, batch):
-    n = _index(client, "scan2.png")
+    n = index_of(client, "scan2.png")
     inputs = batch.parent / "in"
     output, old = batch / "scan2.png", sha(batch / "scan2.png")
     beside = sorted(p.name for p in inputs.iterdir())

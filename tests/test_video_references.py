@@ -16,7 +16,14 @@ pytest.importorskip("av")
 from instacolor import Colorizer
 from instacolor.errors import InputError, UsageError
 from instacolor.video import colorize_frames, colorize_video
-from instacolor.video.keyframes import read_keyframes, read_shot_references
+from instacolor.video.keyframes import (
+    keyframes_of,
+    read_keyframe_file,
+    read_keyframes,
+    read_shot_references,
+    record_digests,
+    shot_references_of,
+)
 from instacolor.video.metrics import _ab
 from tests.cli_helpers import cli_env, run_cli
 from tests.video_clips import shapes_frame, to_gray
@@ -80,6 +87,30 @@ def test_a_reference_line_replaces_the_run_references_from_its_frame_on(tmp_path
     assert np.array_equal(alone[CUT], per_shot[CUT])
     assert read_shot_references(hints)[CUT][0].source == str(second.resolve())
     assert read_keyframes(hints, (72, 128)) == {}  # a line of references only: no points
+
+
+def test_a_keyframe_file_is_read_once_for_its_points_references_and_digest(tmp_path):
+    ref = _colour(tmp_path / "refs" / "a.png", CUT)
+    hints = _hints(
+        tmp_path / "keys.jsonl",
+        {"frame": 0, "points": [[5, 5, "#c03020"]]},
+        {"frame": CUT, "reference": "refs/a.png"},
+        {"frame": 6, "reference": ["refs/a.png"]},
+    )
+    whole = hashlib.sha256(hints.read_bytes()).hexdigest()
+    read = read_keyframe_file(hints)
+    hints.unlink()  # all below comes from the one reading
+    assert read.sha256 == whole
+    assert sorted(keyframes_of(read, (72, 128))) == [0]
+    shots = shot_references_of(read)
+    assert sorted(shots) == [CUT, 6] and shots[CUT][0] is shots[6][0]  # one photo read once
+    digest = hashlib.sha256(ref.read_bytes()).hexdigest()
+    pixels = np.zeros((2, 2, 3), np.uint8)
+    assert record_digests([str(ref), pixels], shots) == (
+        [digest, hashlib.sha256(pixels.tobytes()).hexdigest()],
+        {str(CUT): [digest], "6": [digest]},
+    )
+    assert record_digests(None, {}) == (None, None)
 
 
 def test_the_run_record_names_each_shot_reference_and_resume_checks_them(tmp_path, colorizer):

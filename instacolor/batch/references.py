@@ -10,13 +10,13 @@ again only when it changes.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from instacolor.errors import DecodeError, InputError, InstacolorError
+from instacolor.hints.files import HintsObject
 from instacolor.hints.reference import Reference, read_references
-from instacolor.hints.sidecars import input_references, sidecar_stem
+from instacolor.hints.sidecars import own_references, sidecar_stem
 from instacolor.weights import sha256_file
 
 __all__ = ["InputReferences"]
@@ -30,20 +30,17 @@ class InputReferences:
 
     Args:
         paths: the batch's references (``--reference``), used by every input.
-        hints_file: the ``--hints`` JSON-lines file (its folder resolves the relative
-            references of its lines), or None.
 
     Raises:
         InputError, DecodeError: a batch reference is missing, unreadable or gray.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], hints_file: str | None) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
         self.common: tuple[Reference, ...] = read_references(list(paths) or None) or ()
         self.paths = tuple(os.path.abspath(p) for p in paths)
         self.entries = tuple(
             {"path": str(p), "sha256": sha256_file(p), "origin": "option"} for p in paths
         )
-        self.hints_file = hints_file
         self._read: dict[tuple, tuple[Reference, str]] = {}
         self._listings: dict[Path, tuple[int, list[str]]] = {}
 
@@ -82,17 +79,14 @@ class InputReferences:
             raise kind(f"{label} {path}: {text}") from None
 
     def of(
-        self,
-        source: Path,
-        lines: Mapping[str, Any] | None = None,
-        lines_path: str | os.PathLike | None = None,
+        self, source: Path, hints: HintsObject | None = None
     ) -> tuple[tuple[Reference, ...] | None, list[dict[str, str]]]:
         """The references of one input and their manifest entries.
 
         Args:
             source: the input.
-            lines: the ``--hints`` table (:func:`~instacolor.hints.read_hints_lines`).
-            lines_path: the file of ``lines`` (default: ``hints_file``).
+            hints: its hints object, read once for its hints and its references
+                (:func:`~instacolor.hints.hints_object_for`), or None.
 
         Returns:
             ``(references or None, entries)``: the batch's references then the input's own
@@ -106,7 +100,7 @@ class InputReferences:
         entries = list(self.entries)
         seen = set(self.paths)
         names = self._sidecar_names(source.parent)
-        found = input_references(source, lines, lines_path or self.hints_file, names)
+        found = own_references(source, hints, names)
         for path, origin in found:
             if os.path.abspath(path) in seen:
                 continue

@@ -26,7 +26,7 @@ from instacolor.batch.manifest import Record
 from instacolor.batch.references import InputReferences
 from instacolor.colorizer import Colorizer
 from instacolor.errors import DetectorUnavailableWarning, InstacolorError
-from instacolor.hints import hints_for, read_hints_lines, references_sha256
+from instacolor.hints import hints_object_for, read_hints_lines, references_sha256
 from instacolor.io.archival import (
     DEFAULT_MAX_PIXELS,
     Provenance,
@@ -160,16 +160,6 @@ _SETTINGS_KEYS = (
 )  # fmt: skip
 
 
-def _hints_for(source: Path, lines):
-    """``hints_for``; no sidecar for an input whose name is too long to have one."""
-    try:
-        return hints_for(source, lines)
-    except OSError as exc:  # NAME.hints.json would be over the file-system's name limit
-        if exc.errno != errno.ENAMETOOLONG:
-            raise
-        return None
-
-
 class Worker:
     """Loads the networks once and colorizes jobs.
 
@@ -194,7 +184,7 @@ class Worker:
         self.colorizer = colorizer
         self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
         self.hint_lines_path = settings.hints_file
-        self.references = InputReferences(settings.references, settings.hints_file)
+        self.references = InputReferences(settings.references)
         self.model = colorizer.loaded.name
         self.weights_sha256 = weights_digest(colorizer.loaded)
 
@@ -231,10 +221,10 @@ class Worker:
                     timings={"read": t_read - t0, "total": t_read - t0},
                     **base,
                 )
-            hints = _hints_for(job.source, self.hint_lines)
-            references, entries = self.references.of(
-                job.source, self.hint_lines, self.hint_lines_path
-            )
+            # its hints line or NAME.hints.json, parsed once for its points and references
+            own = hints_object_for(job.source, self.hint_lines, self.hint_lines_path)
+            hints = None if own is None else own.hints
+            references, entries = self.references.of(job.source, own)
             if references:
                 base.update(
                     references_sha256=references_sha256(references), references=tuple(entries)

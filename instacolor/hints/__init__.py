@@ -35,10 +35,13 @@ from instacolor.hints.cells import (
     reference_hint_channels,
 )
 from instacolor.hints.files import (
+    HintsObject,
     hints_for,
     hints_from_json,
+    hints_object_for,
     read_hints_file,
     read_hints_lines,
+    read_hints_object,
     sidecar_path,
 )
 from instacolor.hints.propagation import (
@@ -78,6 +81,7 @@ __all__ = [
     "HintPoint",
     "HintSettings",
     "Hints",
+    "HintsObject",
     "Lab",
     "Reference",
     "ReferenceMatch",
@@ -90,6 +94,7 @@ __all__ = [
     "fit_chroma",
     "hints_for",
     "hints_from_json",
+    "hints_object_for",
     "instance_cells",
     "local_variance",
     "match_references",
@@ -97,6 +102,7 @@ __all__ = [
     "propagate",
     "read_hints_file",
     "read_hints_lines",
+    "read_hints_object",
     "read_references",
     "reference_hint_channels",
     "references_sha256",

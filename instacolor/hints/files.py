@@ -2,12 +2,13 @@
 
 * :func:`hints_from_json` - :class:`~instacolor.hints.Hints` from
   ``{"points": [...], "instance_colors": {...}}``;
-* :func:`read_hints_file` - one such object in a file (``NAME.hints.json`` beside an
-  input: :func:`sidecar_path`);
+* :func:`read_hints_object` - one such object in a file (``NAME.hints.json`` beside an
+  input: :func:`sidecar_path`), parsed once into a :class:`HintsObject` (its points and
+  its ``"reference"`` paths); :func:`read_hints_file` - its points alone;
 * :func:`read_hints_lines` - a JSON-lines file, one ``{"input": PATH, "points": ...,
   "instance_colors": ...}`` per line, for a batch (``instacolor colorize --hints FILE``);
-* :func:`hints_for` - the hints of one input: its line in that file, else its sidecar,
-  else None.
+* :func:`hints_object_for` / :func:`hints_for` - the hints object / the hints of one
+  input: its line in that file, else its sidecar, else None.
 
 Example:
     >>> hints_from_json({"points": [[10, 20, "#c03020"]]}).points[0].x
@@ -17,13 +18,24 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from instacolor.errors import InputError, UsageError
 from instacolor.hints.values import Hints, Lab
 
-__all__ = ["hints_for", "hints_from_json", "read_hints_file", "read_hints_lines", "sidecar_path"]
+__all__ = [
+    "HintsObject",
+    "hints_for",
+    "hints_from_json",
+    "hints_object_for",
+    "read_hints_file",
+    "read_hints_lines",
+    "read_hints_object",
+    "sidecar_path",
+]
 
 
 def hints_from_json(data: Any, where: str = "hints") -> Hints:
@@ -73,12 +85,69 @@ def hints_from_json(data: Any, where: str = "hints") -> Hints:
         raise InputError(f"{where}: {err}") from None
 
 
-def read_hints_file(path: str | Path) -> Hints:
-    """Hints from a JSON file (e.g. a ``NAME.hints.json`` sidecar).
+@dataclass(frozen=True)
+class HintsObject:
+    """One hints object (a ``NAME.hints.json`` file, or a line of a ``--hints`` file),
+    parsed once: its points and its ``"reference"`` paths.
+
+    Both fields are checked when the object is made; a field that is not valid keeps
+    its error and raises it when it is asked for, so a bad ``"reference"`` fails the
+    input's references and bad points its hints, each with its own message.
+
+    Attributes:
+        path: the file it was read from (its folder resolves relative references).
+    """
+
+    path: Path
+    _hints: Hints | InputError = field(repr=False)
+    _references: tuple[Path, ...] | InputError = field(repr=False)
+
+    @classmethod
+    def check(cls, data: Any, path: str | Path, where: str) -> HintsObject:
+        """Check a parsed JSON object (see :func:`hints_from_json`; ``where`` names it
+        in a points error, ``path`` in a reference error)."""
+        from instacolor.hints.sidecars import references_in  # sidecars imports this module
+
+        try:
+            hints: Hints | InputError = hints_from_json(data, where)
+        except InputError as exc:
+            hints = exc
+        try:
+            references: tuple[Path, ...] | InputError = tuple(references_in(data, path, "hints"))
+        except InputError as exc:
+            references = exc
+        return cls(Path(path), hints, references)
+
+    @property
+    def hints(self) -> Hints:
+        """Its points and instance colours.
+
+        Raises:
+            InputError: they are not of :func:`hints_from_json`'s form (the message
+                names the file).
+        """
+        if isinstance(self._hints, InputError):
+            raise InputError(str(self._hints))
+        return self._hints
+
+    @property
+    def references(self) -> tuple[Path, ...]:
+        """The paths of its ``"reference"`` field, resolved (empty without the field).
+
+        Raises:
+            InputError: the field is not valid
+                (:func:`~instacolor.hints.sidecars.references_in`).
+        """
+        if isinstance(self._references, InputError):
+            raise InputError(str(self._references))
+        return self._references
+
+
+def read_hints_object(path: str | Path) -> HintsObject:
+    """Read and parse a JSON hints file (e.g. a ``NAME.hints.json`` sidecar) once.
 
     Raises:
-        InputError: the file cannot be read, is not JSON, or not of
-            :func:`hints_from_json`'s form; the message names the file.
+        InputError: the file cannot be read or is not JSON; the message names the file.
     """
     try:
         data = json.loads(Path(path).read_text())
@@ -86,7 +155,17 @@ def read_hints_file(path: str | Path) -> Hints:
         raise InputError(
             f"{path}: expected a readable JSON hints file ({type(exc).__name__}: {exc})"
         ) from None
-    return hints_from_json(data, str(path))
+    return HintsObject.check(data, path, str(path))
+
+
+def read_hints_file(path: str | Path) -> Hints:
+    """Hints from a JSON file (e.g. a ``NAME.hints.json`` sidecar).
+
+    Raises:
+        InputError: the file cannot be read, is not JSON, or not of
+            :func:`hints_from_json`'s form; the message names the file.
+    """
+    return read_hints_object(path).hints
 
 
 def sidecar_path(source: str | Path) -> Path:
@@ -131,6 +210,29 @@ def read_hints_lines(path: str | Path) -> dict[str, Any]:
     return table
 
 
+def hints_object_for(
+    source: str | Path,
+    lines: dict[str, Any] | None = None,
+    lines_path: str | Path | None = None,
+) -> HintsObject | None:
+    """The hints object of one input: its line of ``lines``, else its sidecar, else None.
+
+    Args:
+        source: the input.
+        lines: the ``--hints`` table (:func:`read_hints_lines`), or None.
+        lines_path: the file of ``lines`` (its folder resolves relative references).
+
+    Raises:
+        InputError: the sidecar cannot be read as JSON (the message names the file).
+    """
+    source = Path(source)
+    data = None if lines is None else lines.get(str(source.resolve()))
+    if data is not None:
+        return HintsObject.check(data, lines_path or ".", f"hints for {source.name}")
+    sidecar = sidecar_path(source)
+    return read_hints_object(sidecar) if os.path.isfile(sidecar) else None
+
+
 def hints_for(source: str | Path, lines: dict[str, Any] | None = None) -> Hints | None:
     """The hints of one input: its line of ``lines``, else its sidecar, else None.
 
@@ -138,9 +240,5 @@ def hints_for(source: str | Path, lines: dict[str, Any] | None = None) -> Hints 
         InputError: the line or the sidecar is not a valid hints object (the message
             names the file).
     """
-    source = Path(source)
-    data = None if lines is None else lines.get(str(source.resolve()))
-    if data is not None:
-        return hints_from_json(data, f"hints for {source.name}")
-    sidecar = sidecar_path(source)
-    return read_hints_file(sidecar) if sidecar.is_file() else None
+    found = hints_object_for(source, lines)
+    return None if found is None else found.hints

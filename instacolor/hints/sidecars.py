@@ -39,13 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from instacolor.errors import InputError
-from instacolor.hints.files import sidecar_path
+from instacolor.hints.files import HintsObject, hints_object_for, read_hints_object, sidecar_path
 
 __all__ = [
     "REFERENCE_SUFFIXES",
     "input_references",
     "is_reference_sidecar",
     "named_references",
+    "own_references",
     "reference_sidecars",
     "references_in",
     "sidecar_stem",
@@ -155,8 +156,6 @@ def named_references(
         lines: the ``--hints`` JSON-lines table (:func:`~instacolor.hints.read_hints_lines`).
         lines_path: the path of that file.
     """
-    import json
-
     found: set[Path] = set()
     for data in (lines or {}).values():
         with contextlib.suppress(InputError):
@@ -168,9 +167,8 @@ def named_references(
             if sidecar in seen or not sidecar.is_file():
                 continue
             seen.add(sidecar)
-            data = json.loads(sidecar.read_text())
-            found.update(references_in(data, sidecar, "hints"))
-        except (OSError, ValueError, InputError):  # a bad sidecar fails its input later
+            found.update(read_hints_object(sidecar).references)
+        except (OSError, InputError):  # a bad sidecar fails its input later
             continue
     return found
 
@@ -199,20 +197,22 @@ def input_references(
         InputError: its hints sidecar cannot be read as JSON, or its ``"reference"``
             field is not valid (see :func:`references_in`).
     """
-    import json
+    found = hints_object_for(source, lines, lines_path)
+    return own_references(source, found, listing)
 
-    source = Path(source)
-    out = [(p, "sidecar") for p in reference_sidecars(source, listing)]
-    data = None if lines is None else lines.get(str(source.resolve()))
-    if data is not None:
-        return out + [(p, "hints") for p in references_in(data, lines_path or ".", "hints")]
-    sidecar = sidecar_path(source)
-    if not os.path.isfile(sidecar):
-        return out
-    try:
-        data = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(
-            f"{sidecar}: expected a readable JSON hints file ({type(exc).__name__}: {exc})"
-        ) from None
-    return out + [(p, "hints") for p in references_in(data, sidecar, "hints")]
+
+def own_references(
+    source: str | Path, hints: HintsObject | None, listing: Iterable[str] | None = None
+) -> list[tuple[Path, str]]:
+    """:func:`input_references` from the input's hints object, read already.
+
+    Args:
+        source: the input photo.
+        hints: its hints object (:func:`~instacolor.hints.files.hints_object_for`), or None.
+        listing: the names in ``source``'s folder (default: listed now).
+
+    Raises:
+        InputError: the hints object's ``"reference"`` field is not valid.
+    """
+    out = [(p, "sidecar") for p in reference_sidecars(Path(source), listing)]
+    return out + [(p, "hints") for p in (() if hints is None else hints.references)]

@@ -19,7 +19,6 @@ one an uninterrupted run gives.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,7 +34,12 @@ import numpy as np
 from instacolor import __version__
 from instacolor.errors import InstacolorError, UsageError
 from instacolor.hints import read_references
-from instacolor.video.keyframes import read_keyframes, read_shot_references
+from instacolor.video.keyframes import (
+    keyframes_of,
+    read_keyframe_file,
+    record_digests,
+    shot_references_of,
+)
 from instacolor.video.pipeline import FrameColorizer, make_colorizer
 from instacolor.video.sinks import (
     SegmentWriter,
@@ -255,13 +259,14 @@ def colorize_video(
         copy, dropped = copied_streams(info, output) if video else ([], [])
         if not video:
             _check_frame_names(info)
-        keyframes = read_keyframes(hints, (info.height, info.width)) if hints else {}
-        shots = read_shot_references(hints) if hints else {}
+        hints_file = read_keyframe_file(hints) if hints else None  # read once
+        keyframes = keyframes_of(hints_file, (info.height, info.width)) if hints_file else {}
+        shots = shot_references_of(hints_file) if hints_file else {}
         colorizer = make_colorizer(colorizer, **options)
+        digests, shot_digests = record_digests(reference, shots)
         extra = {"chunk": chunk, "codec": codec, "crf": crf if video else None,
-                 "hints_sha256": file_sha256(Path(hints)) if hints else None,
-                 "references_sha256": _reference_digests(reference),
-                 "shot_references_sha256": _shot_digests(shots)}  # fmt: skip
+                 "hints_sha256": hints_file.sha256 if hints_file else None,
+                 "references_sha256": digests, "shot_references_sha256": shot_digests}  # fmt: skip
         job = {"version": _JOB_VERSION, "input_sha256": file_sha256(source), "chunk": chunk,
                "settings": _settings(colorizer, settings, extra)}  # fmt: skip
         work, partial = _paths(output)
@@ -313,29 +318,6 @@ def colorize_video(
     }  # fmt: skip
     _append(manifest_path, record)
     return VideoReport(output, manifest_path, count, len(cuts), first, seconds, record)
-
-
-def _reference_digests(reference: Any) -> list[str] | None:
-    """sha256 of each reference (a file's bytes, an array's pixels) for the record."""
-    if reference is None:
-        return None
-    items = list(reference) if isinstance(reference, list | tuple) else [reference]
-    digests = []
-    for item in items:
-        if isinstance(item, str | os.PathLike):
-            digests.append(file_sha256(Path(item)))
-        else:
-            pixels = np.ascontiguousarray(np.asarray(item))
-            digests.append(hashlib.sha256(pixels.tobytes()).hexdigest())
-    return digests
-
-
-def _shot_digests(shots: dict) -> dict[str, list[str]] | None:
-    """sha256 of each reference file per shot, ``{"frame": [sha256, ...]}``, or None."""
-    if not shots:
-        return None
-    items = sorted(shots.items())
-    return {str(f): [file_sha256(Path(r.source)) for r in refs] for f, refs in items}
 
 
 def _now() -> str:

@@ -22,6 +22,11 @@ on that frame and on the first frame of every later shot, until a later line nam
 other references. Put the line on a shot's first frame to colour that whole shot from
 them. Two lines for one frame join their references (:func:`read_shot_references`).
 
+A run reads the file once (:func:`read_keyframe_file`) and takes its keyframes
+(:func:`keyframes_of`), its references per shot (:func:`shot_references_of`) and its
+sha256 from that one reading; :func:`record_digests` gives the sha256 of every
+reference for the run's record, each file hashed once.
+
 Example:
     >>> import json, pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "hints.jsonl"
@@ -32,34 +37,76 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from instacolor.errors import DecodeError, InputError, UsageError
 from instacolor.hints import Hints, Reference, as_hints, read_references
 from instacolor.hints.sidecars import references_in
+from instacolor.video.sources import file_sha256
 
-__all__ = ["read_keyframes", "read_shot_references", "scale_hints"]
+__all__ = [
+    "KeyframeFile",
+    "keyframes_of",
+    "read_keyframe_file",
+    "read_keyframes",
+    "read_shot_references",
+    "record_digests",
+    "scale_hints",
+    "shot_references_of",
+]
 
 _MAX_BYTES = 64 << 20
 
 
-def _lines(path: Path):
-    """``(where, record, frame)`` of each line of a keyframe hints file.
+@dataclass(frozen=True)
+class KeyframeFile:
+    """A keyframe hints file, read and parsed once (its lines not yet checked further).
+
+    Attributes:
+        path: the file.
+        sha256: sha256 of its bytes as read.
+        lines: ``(where, record, frame)`` of each line: its place for messages
+            (``--hints NAME line N``), its JSON object, its frame index.
+    """
+
+    path: Path
+    sha256: str
+    lines: tuple[tuple[str, dict, int], ...]
+
+
+def read_keyframe_file(path: str | os.PathLike) -> KeyframeFile:
+    """Read a keyframe hints file once: its bytes' sha256 and its JSON lines.
 
     Raises:
-        UsageError: the file cannot be read, a line is not a JSON object with a
-            ``frame`` index.
+        UsageError: the file cannot be read (or is over 64 MiB), or a line is not a JSON
+            object with a ``frame`` index >= 0 (the message names the line).
     """
+    path = Path(path)
     try:
         if path.stat().st_size > _MAX_BYTES:
             raise UsageError(f"--hints {path.name}: expected at most 64 MiB of JSON lines")
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"--hints: expected a readable UTF-8 JSON-lines file, received {str(path)!r} ({exc})"
         ) from exc
+    return KeyframeFile(path, hashlib.sha256(data).hexdigest(), tuple(_lines(path, text)))
+
+
+def _lines(path: Path, text: str):
+    """``(where, record, frame)`` of each line of a keyframe hints file's text.
+
+    Raises:
+        UsageError: a line is not a JSON object with a ``frame`` index.
+    """
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -86,20 +133,34 @@ def read_shot_references(path: str | os.PathLike) -> dict[int, tuple[Reference, 
         path: the JSON-lines file.
 
     Returns:
+        ``{frame index: references}`` (:func:`shot_references_of`).
+
+    Raises:
+        UsageError, InputError, DecodeError: as :func:`read_keyframe_file` and
+            :func:`shot_references_of`.
+    """
+    return shot_references_of(read_keyframe_file(path))
+
+
+def shot_references_of(hints: KeyframeFile) -> dict[int, tuple[Reference, ...]]:
+    """The references per shot of a keyframe hints file read already.
+
+    Args:
+        hints: the file (:func:`read_keyframe_file`).
+
+    Returns:
         ``{frame index: references}`` (read and checked; a file named twice is read once).
 
     Raises:
-        UsageError: the file or a line cannot be read, or a ``"reference"`` breaks the path
-            rule (the message names the line).
+        UsageError: a ``"reference"`` breaks the path rule (the message names the line).
         InputError: a reference is missing or gray; DecodeError: one cannot be decoded
             (the message names the line and the file).
     """
-    path = Path(path)
     found: dict[int, list[Reference]] = {}
     read: dict[Path, Reference] = {}
-    for where, record, frame in _lines(path):
+    for where, record, frame in hints.lines:
         try:
-            paths = references_in(record, path, "--hints")
+            paths = references_in(record, hints.path, "--hints")
         except InputError as exc:
             raise UsageError(f"{where}: {exc}") from None
         for item in paths:
@@ -123,19 +184,33 @@ def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, 
         size: ``(H, W)`` of the input frames (points must lie inside).
 
     Returns:
+        ``{frame index: Hints}`` (:func:`keyframes_of`).
+
+    Raises:
+        UsageError: as :func:`read_keyframe_file` and :func:`keyframes_of`.
+    """
+    return keyframes_of(read_keyframe_file(path), size)
+
+
+def keyframes_of(hints: KeyframeFile, size: tuple[int, int]) -> dict[int, Hints]:
+    """The checked keyframes of a keyframe hints file read already.
+
+    Args:
+        hints: the file (:func:`read_keyframe_file`).
+        size: ``(H, W)`` of the input frames (points must lie inside).
+
+    Returns:
         ``{frame index: Hints}``.
 
     Raises:
-        UsageError: the file cannot be read, is not JSON lines, or a line lacks a
-            ``frame`` index or ``points`` list (a line with a ``"reference"`` may have
-            no points), or has a point outside the frame or a bad colour (the message
-            names the line).
+        UsageError: a line lacks a ``points`` list (a line with a ``"reference"`` may
+            have no points), or has a point outside the frame or a bad colour (the
+            message names the line).
     """
-    path = Path(path)
     points: dict[int, list] = {}
-    for where, record, frame in _lines(path):
+    for where, record, frame in hints.lines:
         if "points" not in record and "reference" in record:
-            continue  # references only (read_shot_references)
+            continue  # references only (shot_references_of)
         line_points = record.get("points")
         if not isinstance(line_points, list) or not line_points:
             raise UsageError(
@@ -148,6 +223,44 @@ def read_keyframes(path: str | os.PathLike, size: tuple[int, int]) -> dict[int, 
             raise UsageError(f"{where}: {exc}") from exc
         points.setdefault(frame, []).extend(line_points)
     return {frame: as_hints(found, size, None) for frame, found in points.items()}
+
+
+def record_digests(
+    reference: Any, shots: dict[int, tuple[Reference, ...]]
+) -> tuple[list[str] | None, dict[str, list[str]] | None]:
+    """sha256 of every reference of a run, for its record (a file named twice hashed once).
+
+    Args:
+        reference: the run's references as given (a path, an array, a PIL image or a
+            list of them), or None.
+        shots: the references per shot (:func:`shot_references_of`).
+
+    Returns:
+        ``(digests, per_shot)``: the sha256 of each of ``reference`` (a file's bytes, an
+        array's pixels) or None; ``{"frame": [sha256 of each reference file]}`` or None
+        without references per shot.
+    """
+    files: dict[str, str] = {}
+
+    def of_file(path: str | os.PathLike) -> str:
+        key = os.path.abspath(path)
+        if key not in files:
+            files[key] = file_sha256(Path(path))
+        return files[key]
+
+    digests = None
+    if reference is not None:
+        digests = []
+        for item in reference if isinstance(reference, list | tuple) else [reference]:
+            if isinstance(item, str | os.PathLike):
+                digests.append(of_file(item))
+            else:
+                pixels = np.ascontiguousarray(np.asarray(item))
+                digests.append(hashlib.sha256(pixels.tobytes()).hexdigest())
+    per_shot = None
+    if shots:
+        per_shot = {str(f): [of_file(r.source) for r in refs] for f, refs in sorted(shots.items())}
+    return digests, per_shot
 
 
 def scale_hints(hints: Hints, sx: float, sy: float) -> list[tuple]:

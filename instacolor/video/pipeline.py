@@ -38,7 +38,13 @@ from instacolor.errors import InputError
 from instacolor.hints import Hints, as_hints, read_references
 from instacolor.io.image import read_luminance, to_output
 from instacolor.reconstruct import reconstruct
-from instacolor.video.keyframes import read_keyframes, read_shot_references, scale_hints
+from instacolor.video.keyframes import (
+    KeyframeFile,
+    keyframes_of,
+    read_keyframe_file,
+    scale_hints,
+    shot_references_of,
+)
 from instacolor.video.sources import open_source
 from instacolor.video.temporal import Stabilization, Stabilizer, StabilizerState, Step
 
@@ -94,7 +100,7 @@ class FrameColorizer:
             applied to the first frame of every shot and carried through the shot like
             keyframe hints, or None.
         shot_references: ``{frame index: references}``
-            (:func:`~instacolor.video.keyframes.read_shot_references`): from that frame
+            (:func:`~instacolor.video.keyframes.shot_references_of`): from that frame
             on they replace ``references`` (they act on that frame and on the first
             frame of every later shot), until a later frame's.
     """
@@ -179,8 +185,8 @@ class FrameColorizer:
 def _keyframes(hints: Any, size: tuple[int, int]) -> dict[int, Hints]:
     if hints is None:
         return {}
-    if isinstance(hints, str | os.PathLike):
-        return read_keyframes(hints, size)
+    if isinstance(hints, KeyframeFile):
+        return keyframes_of(hints, size)
     if not isinstance(hints, Mapping):
         raise InputError(
             f"hints: expected None, a JSON-lines file or {{frame index: points}}, received "
@@ -236,7 +242,9 @@ def colorize_frames(
     """
     settings = _stabilization(stabilize)
     references = read_references(reference)  # a bad reference: refused before any frame
-    shots = read_shot_references(hints) if isinstance(hints, str | os.PathLike) else {}
+    if isinstance(hints, str | os.PathLike):
+        hints = read_keyframe_file(hints)  # read once: its references now, its points below
+    shots = shot_references_of(hints) if isinstance(hints, KeyframeFile) else {}
     colorizer = make_colorizer(colorizer, **options)
     tolerance = colorizer.color_tolerance if color_tolerance is None else color_tolerance
     if isinstance(frames, str | os.PathLike):
