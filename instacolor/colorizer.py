@@ -226,7 +226,7 @@ class Colorizer:
         saturation: float | None = None,
         decode: Decoding | str | None = None,
         hints: Any = None,
-        out_dtype: type[np.uint8] | type[np.uint16] = np.uint16,
+        out_dtype: type[np.uint8] | type[np.uint16] | None = np.uint16,
         reference: Any = None,
     ) -> ColorizeResult:
         """Colorize a full-resolution L plane, e.g. ``ScanImage.light`` of an archival scan.
@@ -241,7 +241,9 @@ class Colorizer:
             instances: as for :meth:`colorize`, in the pixels of ``light``.
             semantic: as for :meth:`colorize`.
             saturation, decode, hints, reference: as for :meth:`colorize_full`.
-            out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image.
+            out_dtype: ``numpy.uint8`` or ``numpy.uint16``: the dtype of the sRGB image;
+                None: no image (the result's ``image`` is None; its chroma, confidence
+                and maps are the same), for a caller that joins chroma and L itself.
 
         Returns:
             A :class:`ColorizeResult` whose ``image`` is ``(H, W, 3)`` sRGB of ``out_dtype``.
@@ -266,9 +268,11 @@ class Colorizer:
                 f"light: expected a non-empty array of finite L in [0, 100], received shape "
                 f"{light.shape} with NaN/infinite values or no pixels"
             )
-        dtype = np.dtype(out_dtype)
-        if dtype not in (np.uint8, np.uint16):
-            raise InputError(f"out_dtype: expected numpy.uint8 or numpy.uint16, received {dtype}")
+        dtype = None if out_dtype is None else np.dtype(out_dtype)
+        if dtype is not None and dtype not in (np.uint8, np.uint16):
+            raise InputError(
+                f"out_dtype: expected numpy.uint8, numpy.uint16 or None, received {dtype}"
+            )
         decoding = resolve_decoding(self.loaded, decode, base=self.decoding)
         return self._colorize_plane(
             light, instances, semantic, saturation, decoding, dtype, t0, hints, reference
@@ -281,14 +285,14 @@ class Colorizer:
         semantic: Any,
         saturation: float | None,
         decoding: Decoding,
-        out_dtype: np.dtype,
+        out_dtype: np.dtype | None,
         t0: float,
         hints: Any = None,
         reference: Any = None,
     ) -> ColorizeResult:
         """read -> detect -> inputs -> runtime -> reconstruct on a full-resolution L plane.
 
-        The result's ``image`` is the raw ``(H, W, 3)`` RGB of ``out_dtype``.
+        The result's ``image`` is the raw ``(H, W, 3)`` RGB of ``out_dtype`` (None for None).
         """
         saturation = self.saturation if saturation is None else _check_saturation(saturation)
         references = read_references(reference)
@@ -323,7 +327,9 @@ class Colorizer:
         match = match_references(inputs.light, references) if references else None
         ab = self.hinting.propagate(ab, inputs.light, hints, inst, size, match)
         t2 = time.perf_counter()
-        rgb = self.hinting.reconstruct(ab, inputs.light, l_full, hints, inst, out_dtype)
+        rgb = None
+        if out_dtype is not None:
+            rgb = self.hinting.reconstruct(ab, inputs.light, l_full, hints, inst, out_dtype)
         t3 = time.perf_counter()
         return ColorizeResult(
             image=rgb,

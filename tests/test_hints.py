@@ -259,6 +259,11 @@ def test_a_hinted_pixel_gets_its_colour_exactly(shipped):
     known, ab = constraints(Hints(points=hints), None, light.shape, (64, 64))
     assert (working.ab[:, known] == ab[:, known]).all()
     assert working.hints == Hints(points=hints)
+    # no image asked (video joins chroma and L itself): the same chroma, no image
+    bare = shipped.colorize_light(light, hints=hints, out_dtype=None)
+    assert bare.image is None and np.array_equal(bare.ab, working.ab)
+    with pytest.raises(InputError, match=r"out_dtype: expected numpy.uint8, numpy.uint16 or None"):
+        shipped.colorize_light(light, out_dtype=np.float32)
 
 
 def test_instance_colours_land_inside_the_instance(shipped):

@@ -138,8 +138,8 @@ class FrameColorizer:
 
     def _predict(self, light_grid: np.ndarray, hints: Any = None, reference: Any = None):
         result = self.colorizer.colorize_light(
-            light_grid, hints=hints, out_dtype=np.uint8, reference=reference
-        )
+            light_grid, hints=hints, out_dtype=None, reference=reference
+        )  # the chroma only: the frame's image is joined after the stabiliser
         gh, gw = self.grid
         ab = cv2.resize(result.ab.transpose(1, 2, 0), (gw, gh), interpolation=cv2.INTER_LINEAR)
         return ab.astype(np.float32, copy=False), result.confidence
