@@ -61,6 +61,18 @@ def _mean_psnr(weights, photos, boxes=None) -> float:
     return float(np.mean(scores))
 
 
+def _small_base(folder: Path, guided: bool = False) -> Path:
+    """Random width-8 weights at working size 64 (fast steps), saved in ``folder``."""
+    import torch
+
+    torch.manual_seed(0)
+    name = "guided" if guided else "plain"
+    return save_safetensors(
+        InstColorNet(8, guided=guided).eval(), folder / f"{name}.safetensors", name=name,
+        extra={"working_size": "64"},
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_finetune_learns_a_domain_the_default_weights_get_wrong(tmp_path):
     photos = write_collection(tmp_path / "photos", 60)
@@ -110,11 +122,7 @@ def test_the_same_steps_give_the_same_weights(tmp_path):
 
     from instacolor.weights import load_weights
 
-    torch.manual_seed(0)
-    base = save_safetensors(
-        InstColorNet(8).eval(), tmp_path / "plain.safetensors", name="plain",
-        extra={"working_size": "64"},
-    )  # fmt: skip
+    base = _small_base(tmp_path)
     photos = write_collection(tmp_path / "photos", MIN_PHOTOS)
     runs = []
     for name in ("a", "b"):
@@ -134,15 +142,7 @@ def test_the_same_steps_give_the_same_weights(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_guided_weights_cache_the_encoder(tmp_path):
-    import torch
-
-    torch.manual_seed(0)
-    base = save_safetensors(
-        InstColorNet(8, guided=True).eval(),
-        tmp_path / "guided.safetensors",
-        name="guided",
-        extra={"working_size": "64"},
-    )
+    base = _small_base(tmp_path, guided=True)
     photos = write_collection(tmp_path / "photos", MIN_PHOTOS)
     out = tmp_path / "tuned.safetensors"
     report = finetune(photos, out, base=base, minutes=0.4, progress=False)
@@ -158,13 +158,7 @@ def test_finetune_guided_weights_cache_the_encoder(tmp_path):
 
 @pytest.mark.slow
 def test_guide_gives_an_unguided_base_the_encoder(tmp_path):
-    import torch
-
-    torch.manual_seed(0)
-    base = save_safetensors(
-        InstColorNet(8).eval(), tmp_path / "plain.safetensors", name="plain",
-        extra={"working_size": "64"},
-    )  # fmt: skip
+    base = _small_base(tmp_path)
     photos = write_collection(tmp_path / "photos", MIN_PHOTOS)
     out = tmp_path / "guided.safetensors"
     report = finetune(photos, out, base=base, minutes=0.4, guide=True, progress=False)
