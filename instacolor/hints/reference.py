@@ -324,10 +324,10 @@ def _reference_cells(ref: Reference, cells: _Cells) -> tuple[_Cells, torch.Tenso
     """A reference's cells (it and its mirror, ``cells``), their mean ab ``(2, 2 G*G)``
     and ab spread ``(2 G*G,)``."""
     rgb = torch.from_numpy(_squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
-    lab = rgb_to_lab(rgb)
-    lab = torch.stack([lab, lab.flip(-1)])  # (2, 3, M, M): it and its mirror
-    ab_mean = F.avg_pool2d(lab[:, 1:], _STRIDE)  # (2, 2, G, G)
-    ab_square = F.avg_pool2d(lab[:, 1:] ** 2, _STRIDE)
+    ab = rgb_to_lab(rgb)[1:]
+    ab_mean = F.avg_pool2d(ab, _STRIDE)  # (2, G, G)
+    ab_square = F.avg_pool2d(ab**2, _STRIDE)
+    ab_mean, ab_square = (torch.stack([x, x.flip(-1)]) for x in (ab_mean, ab_square))  # mirror
     spread = (ab_square - ab_mean**2).clamp_min(0).sum(1).sqrt().reshape(-1)
     ab_mean = ab_mean.permute(1, 0, 2, 3).reshape(2, -1)
     return cells, ab_mean, spread
@@ -358,7 +358,8 @@ def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> Re
         score = _scores(described.rows(0, 1), _cat([c[0] for c in cells_of]))
     ab_mean, spread = (torch.cat([c[k] for c in cells_of], -1) for k in (1, 2))
     best, choice = score.max(1)  # each target cell's reference cell
-    back = score.argmax(0)[choice]  # that reference cell's own best target cell
+    chosen, which = torch.unique(choice, return_inverse=True)
+    back = score[:, chosen].argmax(0)[which]  # that reference cell's own best target cell
     cells = torch.arange(grid * grid)
     dy = (back // grid - cells // grid).float()
     dx = (back % grid - cells % grid).float()
