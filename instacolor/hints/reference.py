@@ -51,7 +51,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from instacolor.color import rgb_to_lab
 from instacolor.errors import DecodeError, InputError
-from instacolor.hints.similarity import interpolation_matrix, up_rows, upsampled_products
+from instacolor.hints.similarity import (
+    interpolation_matrix,
+    up_rows,
+    upsampled_norms,
+    upsampled_products,
+)
 from instacolor.io.archival import DEFAULT_COLOR_THRESHOLD, tone_deviation
 from instacolor.models.encoder import load_encoder
 from instacolor.models.fold import fold_batchnorm
@@ -280,14 +285,14 @@ def _describe(light: torch.Tensor) -> _Cells:
         fine, coarse = [], []
         feats = _encoder().features((one - 50.0) / 100.0, head=False)
         for f in feats:
-            f = F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f
-            if f.shape[-1] == grid:
-                fine.append(F.normalize(f, dim=1))
+            f = up_rows(F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f)
+            if f.shape[1] == grid * grid:
+                fine.append(F.normalize(f, dim=2))
                 continue
-            up = F.interpolate(f, (grid, grid), mode="bilinear", align_corners=False)
-            inverse = 1.0 / up.norm(dim=1).clamp_min(1e-12).flatten(1)  # F.normalize's eps
-            coarse.append((up_rows(f) / len(feats) ** 0.5, inverse))
-        fine = up_rows(torch.cat(fine, 1)) / len(feats) ** 0.5
+            a = interpolation_matrix(math.isqrt(f.shape[1]), grid)
+            inverse = 1.0 / upsampled_norms(f[0], a).clamp_min(1e-12)  # F.normalize's eps
+            coarse.append((f / len(feats) ** 0.5, inverse[None]))
+        fine = torch.cat(fine, 2) / len(feats) ** 0.5
         out.append(_Cells(fine, tuple(coarse), F.avg_pool2d(one, _STRIDE).flatten(1)))
     return _cat(out)
 

@@ -20,6 +20,9 @@ Example:
     >>> got = upsampled_products(up_rows(t)[0], up_rows(r), a)
     >>> bool(torch.allclose(got, want, atol=1e-5))
     True
+    >>> norms = upsampled_norms(up_rows(t)[0], a)
+    >>> bool(torch.allclose(norms, up(t)[0].norm(dim=1), atol=1e-5))
+    True
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
-__all__ = ["interpolation_matrix", "up_rows", "upsampled_products"]
+__all__ = ["interpolation_matrix", "up_rows", "upsampled_norms", "upsampled_products"]
 
 
 @cache
@@ -72,3 +75,15 @@ def upsampled_products(
     x = x.transpose(1, 2) @ a.T  # (G*G*N, g, G): r's rows upsampled
     x = x.transpose(1, 2) @ a.T  # (G*G*N, G, G): and its columns
     return x.reshape(big * big, -1)
+
+
+def upsampled_norms(t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``(G*G,)`` norms of the cells of the bilinear upsampling of ``t`` ``(g*g, C)``
+    (row-major cells of a ``g x g`` map) by ``a`` ``(G, g)``, from the products of its
+    cells (in float64: a quadratic form of cells that may nearly cancel)."""
+    g = a.shape[1]
+    a = a.double()
+    gram = (t.double() @ t.double().T).reshape(g, g, g, g)  # [y, x, y', x']
+    rows = torch.einsum("Yi,Yk,ijkl->Yjl", a, a, gram)  # (G, g, g): rows upsampled
+    squares = torch.einsum("Xj,Xl,Yjl->YX", a, a, rows)  # (G, G)
+    return squares.clamp_min(0).sqrt().reshape(-1).to(t.dtype)
