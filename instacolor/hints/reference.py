@@ -159,7 +159,9 @@ def _rgb_of(item: Any, index: int) -> tuple[np.ndarray, str]:
                 f"reference {index}: expected dtype uint8, uint16 or float in [0, 1], "
                 f"received {item.dtype}"
             )
-        rgb = item.astype(np.float32) / (scale or 1.0)
+        if scale is not None:  # integers: in [0, 1] once scaled
+            return np.divide(item, np.float32(scale), dtype=np.float32), "array"
+        rgb = item.astype(np.float32)
         if not (np.isfinite(rgb).all() and rgb.min() >= 0.0 and rgb.max() <= 1.0):
             raise InputError(f"reference {index}: expected finite float values in [0, 1]")
         return rgb, "array"
