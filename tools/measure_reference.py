@@ -98,8 +98,8 @@ def timing(colorizer: Colorizer, image: Path, repeats: int = 5) -> None:
     kept = read_references(reference)
     colorizer.colorize(gray, reference=kept)
     cases = (("automatic", None), ("reference", reference), ("reference, kept", kept))
-    # the cases take turns: the time of a call depends on what the process allocated
-    # before it (the automatic path alone measured 0.13-0.15 s, after reference calls 0.105)
+    # the cases take turns: the time of a call depends on what the process ran before it
+    # (the automatic path measured 0.13-0.15 s CPU before any reference call, 0.10-0.12 after)
     runs = {label: [] for label, _ in cases}
     cpus = {label: [] for label, _ in cases}
     for _ in range(repeats):
