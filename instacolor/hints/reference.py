@@ -6,8 +6,9 @@ each colour reference (both at the working size, brought to :data:`MATCH_SIZE`, 
 they are equally sharp) go through the frozen ImageNet encoder
 (:func:`~instacolor.models.encoder.load_encoder`, EfficientNet-Lite0) at
 :data:`MATCH_SIZE` x :data:`MATCH_SIZE`; every cell of a grid of stride 8 is described by
-its four feature maps (strides 4 to 32, each L2-normalised, brought to the grid) and its
-mean L. Each target cell takes its most similar reference cell (cosine similarity
+its four feature maps (strides 4 to 32, each L2-normalised, brought to the grid; the
+similarities of the coarse ones are taken before upsampling, :mod:`~instacolor.hints.similarity`)
+and its mean L. Each target cell takes its most similar reference cell (cosine similarity
 less a penalty for a luminance difference); a match is kept only when
 
 * the reference cell's own best target cell lies within :data:`CYCLE_CELLS` of it
@@ -37,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -50,6 +52,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from instacolor.color import rgb_to_lab
 from instacolor.errors import DecodeError, InputError
+from instacolor.hints.similarity import (
+    interpolation_matrix,
+    up_rows,
+    upsampled_norms,
+    upsampled_products,
+)
 from instacolor.io.archival import DEFAULT_COLOR_THRESHOLD, tone_deviation
 from instacolor.models.encoder import load_encoder
 from instacolor.models.fold import fold_batchnorm
@@ -67,9 +75,9 @@ __all__ = [
 ]
 
 #: Side at which the encoder sees the target and each reference (both squashed to it).
-#: 192 took 0.56x the encoder's work and 0.3x the matching's and was as good on 8 kodak24
-#: photos (same scene +6.0 dB, unrelated -0.3), but kept half the matches on the tests'
-#: synthetic textures (+2.7 dB there against +4.1 at 256).
+#: 192 took 0.56x the encoder's work and 0.3x the matching's, but on all 24 kodak24
+#: photos gave a same-scene reference +6.57 dB against +7.16 at 256 (224: +6.95), and
+#: half the matches on the tests' synthetic textures (+2.7 dB there against +4.1).
 MATCH_SIZE = 256
 #: Stride of the matching grid in :data:`MATCH_SIZE` pixels (32x32 cells).
 _STRIDE = 8
@@ -152,7 +160,9 @@ def _rgb_of(item: Any, index: int) -> tuple[np.ndarray, str]:
                 f"reference {index}: expected dtype uint8, uint16 or float in [0, 1], "
                 f"received {item.dtype}"
             )
-        rgb = item.astype(np.float32) / (scale or 1.0)
+        if scale is not None:  # integers: in [0, 1] once scaled
+            return np.divide(item, np.float32(scale), dtype=np.float32), "array"
+        rgb = item.astype(np.float32)
         if not (np.isfinite(rgb).all() and rgb.min() >= 0.0 and rgb.max() <= 1.0):
             raise InputError(f"reference {index}: expected finite float values in [0, 1]")
         return rgb, "array"
@@ -231,19 +241,82 @@ def _encoder():
     return encoder
 
 
-def _describe(light: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit descriptors ``(B, G*G, D)`` and mean L ``(B, G*G)`` of L ``(B, 1, M, M)``."""
+@dataclass(frozen=True)
+class _Cells:
+    """Matching descriptors of ``B`` images on the ``G x G`` grid.
+
+    A cell's descriptor is its four feature maps' vectors, each L2-normalised, over 2
+    (so that products of descriptors are the mean cosine similarity of the four).
+
+    Attributes:
+        fine: ``(B, G*G, D)`` the maps at the grid's resolution or finer (pooled to it),
+            normalised.
+        coarse: per coarser map, its cells ``(B, g*g, C)`` over 2 as they are and
+            ``(B, G*G)`` the inverse norms of its bilinear upsampling to the grid (the
+            products go through :func:`~instacolor.hints.similarity.upsampled_products`).
+        light: ``(B, G*G)`` mean L.
+    """
+
+    fine: torch.Tensor
+    coarse: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    light: torch.Tensor
+
+    def rows(self, lo: int, hi: int) -> _Cells:
+        """Images ``lo`` to ``hi - 1``."""
+        coarse = tuple((c[lo:hi], n[lo:hi]) for c, n in self.coarse)
+        return _Cells(self.fine[lo:hi], coarse, self.light[lo:hi])
+
+
+def _cat(cells: list[_Cells]) -> _Cells:
+    """The images of several :class:`_Cells`, in order."""
+    coarse = tuple(
+        (torch.cat([c.coarse[k][0] for c in cells]), torch.cat([c.coarse[k][1] for c in cells]))
+        for k in range(len(cells[0].coarse))
+    )
+    return _Cells(torch.cat([c.fine for c in cells]), coarse, torch.cat([c.light for c in cells]))
+
+
+def _describe(light: torch.Tensor) -> _Cells:
+    """The :class:`_Cells` of L ``(B, 1, M, M)``.
+
+    The encoder sees one image at a time: a batch's activations outgrow the CPU caches
+    (three images at 256 took 1.6x the time of three single passes).
+    """
     grid = MATCH_SIZE // _STRIDE
-    feats = _encoder().features((light - 50.0) / 100.0, head=False)
-    parts = []
-    for f in feats:
-        f = F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f
-        if f.shape[-1] < grid:
-            f = F.interpolate(f, (grid, grid), mode="bilinear", align_corners=False)
-        parts.append(F.normalize(f, dim=1))
-    desc = torch.cat(parts, 1) / len(parts) ** 0.5
-    mean_l = F.avg_pool2d(light, _STRIDE)
-    return desc.flatten(2).transpose(1, 2), mean_l.flatten(1)
+    out = []
+    for one in light.split(1):
+        fine, coarse = [], []
+        feats = _encoder().features((one - 50.0) / 100.0, head=False)
+        for f in feats:
+            f = up_rows(F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f)
+            if f.shape[1] == grid * grid:
+                fine.append(F.normalize(f, dim=2))
+                continue
+            a = interpolation_matrix(math.isqrt(f.shape[1]), grid)
+            inverse = 1.0 / upsampled_norms(f[0], a).clamp_min(1e-12)  # F.normalize's eps
+            coarse.append((f / len(feats) ** 0.5, inverse[None]))
+        fine = torch.cat(fine, 2) / len(feats) ** 0.5
+        out.append(_Cells(fine, tuple(coarse), F.avg_pool2d(one, _STRIDE).flatten(1)))
+    return _cat(out)
+
+
+def _scores(target: _Cells, refs: _Cells) -> torch.Tensor:
+    """``(G*G, N*G*G)`` scores of the target's cells (one image) against ``N`` images'
+    cells: mean cosine similarity of the four maps less ``(dL / 40)^2``."""
+    t_l, r_l = target.light[0], refs.light.reshape(-1)
+    ones_t, ones_r = torch.ones_like(t_l), torch.ones_like(r_l)
+    # the L penalty -(t - r)^2 / 40^2 as three more columns of one product
+    t_side = torch.stack([-((t_l / _L_SCALE) ** 2), ones_t, 2.0 * t_l / _L_SCALE**2], 1)
+    r_side = torch.stack([ones_r, -((r_l / _L_SCALE) ** 2), r_l], 1)
+    t_fine = torch.cat([target.fine[0], t_side], 1)
+    r_fine = torch.cat([refs.fine.reshape(-1, refs.fine.shape[-1]), r_side], 1)
+    score = t_fine @ r_fine.T
+    grid = MATCH_SIZE // _STRIDE
+    for (t_cells, t_inverse), (r_cells, r_inverse) in zip(target.coarse, refs.coarse):
+        a = interpolation_matrix(math.isqrt(t_cells.shape[1]), grid)
+        products = upsampled_products(t_cells[0], r_cells, a, t_inverse[0])
+        score.addcmul_(products, r_inverse.reshape(1, -1))
+    return score
 
 
 def _reference_light(ref: Reference, s: int) -> torch.Tensor:
@@ -255,19 +328,17 @@ def _reference_light(ref: Reference, s: int) -> torch.Tensor:
     return F.interpolate(both, (MATCH_SIZE, MATCH_SIZE), mode="bilinear")
 
 
-def _reference_cells(
-    ref: Reference, desc: torch.Tensor, mean_l: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
-    """A reference's cells (it and its mirror): descriptors ``(2 G*G, D)``, mean L
-    ``(2 G*G,)``, mean ab ``(2, 2 G*G)`` and ab spread ``(2 G*G,)``."""
+def _reference_cells(ref: Reference, cells: _Cells) -> tuple[_Cells, torch.Tensor, torch.Tensor]:
+    """A reference's cells (it and its mirror, ``cells``), their mean ab ``(2, 2 G*G)``
+    and ab spread ``(2 G*G,)``."""
     rgb = torch.from_numpy(_squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
-    lab = rgb_to_lab(rgb)
-    lab = torch.stack([lab, lab.flip(-1)])  # (2, 3, M, M): it and its mirror
-    ab_mean = F.avg_pool2d(lab[:, 1:], _STRIDE)  # (2, 2, G, G)
-    ab_square = F.avg_pool2d(lab[:, 1:] ** 2, _STRIDE)
+    ab = rgb_to_lab(rgb)[1:]
+    ab_mean = F.avg_pool2d(ab, _STRIDE)  # (2, G, G)
+    ab_square = F.avg_pool2d(ab**2, _STRIDE)
+    ab_mean, ab_square = (torch.stack([x, x.flip(-1)]) for x in (ab_mean, ab_square))  # mirror
     spread = (ab_square - ab_mean**2).clamp_min(0).sum(1).sqrt().reshape(-1)
     ab_mean = ab_mean.permute(1, 0, 2, 3).reshape(2, -1)
-    return desc.reshape(-1, desc.shape[-1]), mean_l.reshape(-1), ab_mean, spread
+    return cells, ab_mean, spread
 
 
 def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> ReferenceMatch:
@@ -286,20 +357,17 @@ def match_references(light: np.ndarray, references: tuple[Reference, ...]) -> Re
     target = torch.as_tensor(light, dtype=torch.float32)[None, None]
     target = F.interpolate(target, (MATCH_SIZE, MATCH_SIZE), mode="bilinear", align_corners=False)
     todo = list({id(ref): ref for ref in references if s not in ref._cells}.values())
-    with torch.inference_mode():  # one encoder pass: the target and the new references
+    with torch.inference_mode():  # the target and the new references
         up = [_reference_light(ref, s) for ref in todo]
-        desc, mean_l = _describe(torch.cat([target, *up]))
-    t_desc, t_light = desc[:1], mean_l[:1]
-    for i, ref in enumerate(todo):
-        ref._cells[s] = _reference_cells(
-            ref, desc[1 + 2 * i : 3 + 2 * i], mean_l[1 + 2 * i : 3 + 2 * i]
-        )
-    cells_of = [ref._cells[s] for ref in references]
-    r_desc = torch.cat([c[0] for c in cells_of])
-    r_light, ab_mean, spread = (torch.cat([c[k] for c in cells_of], -1) for k in (1, 2, 3))
-    score = t_desc[0] @ r_desc.T - ((t_light[0][:, None] - r_light[None]) / _L_SCALE) ** 2
+        described = _describe(torch.cat([target, *up]))
+        for i, ref in enumerate(todo):
+            ref._cells[s] = _reference_cells(ref, described.rows(1 + 2 * i, 3 + 2 * i))
+        cells_of = [ref._cells[s] for ref in references]
+        score = _scores(described.rows(0, 1), _cat([c[0] for c in cells_of]))
+    ab_mean, spread = (torch.cat([c[k] for c in cells_of], -1) for k in (1, 2))
     best, choice = score.max(1)  # each target cell's reference cell
-    back = score.argmax(0)[choice]  # that reference cell's own best target cell
+    chosen, which = torch.unique(choice, return_inverse=True)
+    back = score[:, chosen].argmax(0)[which]  # that reference cell's own best target cell
     cells = torch.arange(grid * grid)
     dy = (back // grid - cells // grid).float()
     dx = (back % grid - cells % grid).float()

@@ -86,12 +86,16 @@ def encoder_input(l_norm: torch.Tensor) -> torch.Tensor:
 
 
 class _SameConv(nn.Conv2d):
-    """A bias-free convolution padded like TensorFlow's ``"same"``."""
+    """A bias-free convolution padded like TensorFlow's ``"same"`` (at stride 1 with an
+    odd kernel that is the convolution's own symmetric padding, without a padded copy)."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
+        own = (kernel - 1) // 2 if stride == 1 and kernel % 2 else 0
+        super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False, padding=own)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] == 1 and self.kernel_size[0] % 2:  # the own padding is "same"
+            return super().forward(x)
         pads = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad order: last dimension first
             k, s = self.kernel_size[0], self.stride[0]
