@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "read_hints_file",
     "read_hints_lines",
     "read_hints_object",
+    "references_in",
     "sidecar_path",
 ]
 
@@ -85,6 +87,61 @@ def hints_from_json(data: Any, where: str = "hints") -> Hints:
         raise InputError(f"{where}: {err}") from None
 
 
+def references_in(data: Any, hints_path: str | Path, where: str) -> list[Path]:
+    """The reference paths of one hints object (its ``"reference"`` field).
+
+    Args:
+        data: the hints object (a dict; anything else names no reference).
+        hints_path: the file it was read from: relative paths are resolved against
+            its folder.
+        where: what to call the object in a message (e.g. ``"hints"``).
+
+    Returns:
+        Resolved paths, in the order given (empty without the field).
+
+    Raises:
+        InputError: the field is not a path or a non-empty list of paths, or a path
+            breaks the path rule (relative to the hints file's folder
+            and inside it; see :mod:`instacolor.hints.sidecars`).
+    """
+    if not isinstance(data, Mapping) or "reference" not in data:
+        return []
+    value = data["reference"]
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(p, str) for p in items):
+        raise InputError(
+            f'{where} {hints_path}: expected "reference" a path or a non-empty list of '
+            f"paths, received {value!r:.80}"
+        )
+    folder = Path(os.path.abspath(hints_path)).parent
+    try:
+        root = folder.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"{where} {hints_path}: cannot resolve its folder ({exc})") from None
+    out = []
+    for item in items:
+        bad = None
+        if not item or "\0" in item:
+            bad = "an empty path or one with a NUL character"
+        elif os.path.isabs(item):
+            bad = "an absolute path"
+        else:
+            try:
+                path = (folder / item).resolve()
+            except (OSError, RuntimeError) as exc:
+                path, bad = None, f"a path that cannot be resolved ({exc})"
+            if path is not None and path != root and root not in path.parents:
+                bad = "a path that leads out of the hints file's folder"
+        if bad:
+            raise InputError(
+                f"{where} {hints_path}: reference {item!r:.200} is {bad}; a hints file names "
+                "references relative to its own folder and inside it (use --reference for "
+                "a photo elsewhere)"
+            )
+        out.append(path)
+    return out
+
+
 @dataclass(frozen=True)
 class HintsObject:
     """One hints object (a ``NAME.hints.json`` file, or a line of a ``--hints`` file),
@@ -106,8 +163,6 @@ class HintsObject:
     def check(cls, data: Any, path: str | Path, where: str) -> HintsObject:
         """Check a parsed JSON object (see :func:`hints_from_json`; ``where`` names it
         in a points error, ``path`` in a reference error)."""
-        from instacolor.hints.sidecars import references_in  # sidecars imports this module
-
         try:
             hints: Hints | InputError = hints_from_json(data, where)
         except InputError as exc:
@@ -136,7 +191,7 @@ class HintsObject:
 
         Raises:
             InputError: the field is not valid
-                (:func:`~instacolor.hints.sidecars.references_in`).
+                (:func:`references_in`).
         """
         if isinstance(self._references, InputError):
             raise InputError(str(self._references))

@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from instacolor.errors import InputError
-from instacolor.hints.files import HintsObject, hints_object_for, read_hints_object, sidecar_path
+from instacolor.hints.files import (
+    HintsObject,
+    hints_object_for,
+    read_hints_object,
+    references_in,
+    sidecar_path,
+)
 
 __all__ = [
     "REFERENCE_SUFFIXES",
@@ -89,60 +95,6 @@ def reference_sidecars(source: str | Path, listing: Iterable[str] | None = None)
         except OSError:
             return []
     return [source.with_name(n) for n in sorted(listing) if sidecar_stem(n) == source.stem]
-
-
-def references_in(data: Any, hints_path: str | Path, where: str) -> list[Path]:
-    """The reference paths of one hints object (its ``"reference"`` field).
-
-    Args:
-        data: the hints object (a dict; anything else names no reference).
-        hints_path: the file it was read from: relative paths are resolved against
-            its folder.
-        where: what to call the object in a message (e.g. ``"hints"``).
-
-    Returns:
-        Resolved paths, in the order given (empty without the field).
-
-    Raises:
-        InputError: the field is not a path or a non-empty list of paths, or a path
-            breaks the path rule (see the module notes).
-    """
-    if not isinstance(data, Mapping) or "reference" not in data:
-        return []
-    value = data["reference"]
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(p, str) for p in items):
-        raise InputError(
-            f'{where} {hints_path}: expected "reference" a path or a non-empty list of '
-            f"paths, received {value!r:.80}"
-        )
-    folder = Path(os.path.abspath(hints_path)).parent
-    try:
-        root = folder.resolve()
-    except (OSError, RuntimeError) as exc:
-        raise InputError(f"{where} {hints_path}: cannot resolve its folder ({exc})") from None
-    out = []
-    for item in items:
-        bad = None
-        if not item or "\0" in item:
-            bad = "an empty path or one with a NUL character"
-        elif os.path.isabs(item):
-            bad = "an absolute path"
-        else:
-            try:
-                path = (folder / item).resolve()
-            except (OSError, RuntimeError) as exc:
-                path, bad = None, f"a path that cannot be resolved ({exc})"
-            if path is not None and path != root and root not in path.parents:
-                bad = "a path that leads out of the hints file's folder"
-        if bad:
-            raise InputError(
-                f"{where} {hints_path}: reference {item!r:.200} is {bad}; a hints file names "
-                "references relative to its own folder and inside it (use --reference for "
-                "a photo elsewhere)"
-            )
-        out.append(path)
-    return out
 
 
 def named_references(
