@@ -3,8 +3,8 @@
 ``warp``: a clip as ``tools/measure_video.py`` makes it (same frames, same colorizer and
 stabiliser), its per-frame and stabilised output computed once in float, then quantised to
 8 bits both ways (nearest: what the library writes; chroma: ``tools/quantize_chroma.py``)
-and scored by the same warp error (``instacolor.video.metrics``, which reads the 8-bit
-frames as written: its flow runs on the frames' own L), CDC and PSNR; ``steady`` is
+and scored by the same warp error (``instacolor.video.metrics``, along the flow of the
+input's gray frames, the same for every output: ``guide=``), CDC and PSNR; ``steady`` is
 measure_video's floor (one uniform chroma, the nearest per-frame output's mean saturation
 and hue, on every frame), then ``a=10, b=20`` on every frame.
 
@@ -103,7 +103,7 @@ def warp(args) -> None:
         for name, frames in floats.items():
             rgb8 = [_quantise(f, light, mode) for f, light in zip(frames, lights)]
             quantised[mode, name] = rgb8
-            row = {"warp_error": round(warp_error(rgb8), 4)}
+            row = {"warp_error": round(warp_error(rgb8, guide=lights), 4)}
             if name in ("per-frame", "stabilised"):
                 row["cdc"] = round(cdc(rgb8), 6)
                 if originals is not None:
@@ -114,8 +114,8 @@ def warp(args) -> None:
 
 
 def _along(clip: str, name: str, frames: dict[str, list[np.ndarray]]) -> None:
-    """Diagnosis: each output's chroma along each output's flow (the metric's own flow runs
-    on the output's L, which the two roundings make differ by up to half a gray level)."""
+    """Diagnosis: each output's chroma along each output's own-L flow (``warp_error``
+    without ``guide``; the two roundings make L differ by up to half a gray level)."""
     settings = video_flow.FlowSettings(preset="medium")  # the metric's
     for flow_mode, flow_frames in frames.items():
         grays = [_gray8(f) for f in flow_frames]

@@ -14,6 +14,10 @@ error has a floor that no temporal filter removes: the ``steady`` row is that fl
 score of one uniform chroma (the per-frame output's mean saturation and hue) on every
 pixel of every frame.
 
+Every row's warp error is measured along the flow of the INPUT (its gray frames, the L
+that is colorized: ``warp_error(..., guide=lights)``), the same flow for every output of
+a clip, as in Lai et al. 2018 and TCVC.
+
 Usage:
     python tools/measure_video.py CLIP [--frames 60] [--width 432] [--color]
     python tools/measure_video.py IMAGE --pan 48 [--width 384]   # a camera pan over a photo
@@ -156,7 +160,10 @@ def main() -> None:
     size = lights[0].shape
     results = {}
     if originals is not None:  # what exact colours score: not 0 (real colour changes, flow errors)
-        row = {"warp_error": round(warp_error(originals), 4), "cdc": round(cdc(originals), 6)}
+        row = {
+            "warp_error": round(warp_error(originals, guide=lights), 4),
+            "cdc": round(cdc(originals), 6),
+        }
         print("original", json.dumps(row), flush=True)
     for name, settings in (
         ("per-frame", Stabilization(enabled=False)),
@@ -166,7 +173,7 @@ def main() -> None:
         engine = FrameColorizer(colorizer, size, settings, out_dtype=dtype)
         frames = [engine(i, light)[0] for i, light in enumerate(lights)]
         row = {
-            "warp_error": round(warp_error(frames), 4),
+            "warp_error": round(warp_error(frames, guide=lights), 4),
             "cdc": round(cdc(frames), 6),
         }
         if originals is not None:
@@ -175,7 +182,8 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
         if name == "per-frame":
             steady = _steady(lights, frames, dtype)
-            print("steady", json.dumps({"warp_error": round(warp_error(steady), 4)}), flush=True)
+            row = {"warp_error": round(warp_error(steady, guide=lights), 4)}
+            print("steady", json.dumps(row), flush=True)
     ratio = results["stabilised"]["warp_error"] / results["per-frame"]["warp_error"]
     print(
         f"clip {args.clip.name}: {len(lights)} frames {size[1]}x{size[0]}; stabilised/per-frame "

@@ -2,9 +2,14 @@
 
 * **Warp error** (after Lai et al. 2018, "Learning Blind Video Temporal Consistency"):
   the mean Euclidean difference of the chroma (Lab a, b) of consecutive output frames
-  along the optical flow computed on the gray frames, over the pixels whose flow passes
-  the forward-backward check (occlusions and pixels leaving the frame masked out). 0 for
-  perfectly steady colour on perfectly tracked content.
+  along the optical flow, over the pixels whose flow passes the forward-backward check
+  (occlusions and pixels leaving the frame masked out). 0 for perfectly steady colour on
+  perfectly tracked content. As in Lai et al. and TCVC, the flow should be the INPUT
+  video's (``guide=``: the gray frames that were colorized), so that every output of one
+  clip is measured along the same flow; without ``guide`` it runs on each output's own
+  luminance (the former behaviour), which differs between two outputs whose 8-bit
+  rounding moves L differently, and then the score changes with the flow, not only with
+  the colours.
 * **CDC** (colour distribution consistency, Liu et al. 2021, TCVC): the Jensen-Shannon
   divergence of the 256-bin histograms of each RGB channel between frames ``i`` and
   ``i + d``, averaged over channels and frames, for ``d = 1, 2, 4``, weighted 1/3 each.
@@ -47,25 +52,69 @@ def _gray8(rgb: np.ndarray) -> np.ndarray:
     return np.clip(lab_l * 2.55 + 0.5, 0, 255).astype(np.uint8)
 
 
-def warp_error(frames: Iterable[np.ndarray], flow: FlowSettings | None = None) -> float:
+def _guide_gray(plane: np.ndarray) -> np.ndarray:
+    """A guide frame as the flow's ``(H, W)`` uint8 gray: see :func:`warp_error`."""
+    plane = np.asarray(plane)
+    if plane.ndim == 3 and plane.shape[2] == 3 and plane.dtype in (np.uint8, np.uint16):
+        return _gray8(np.ascontiguousarray(plane))
+    if plane.ndim == 2 and plane.dtype == np.uint8:
+        return plane
+    if plane.ndim == 2 and np.issubdtype(plane.dtype, np.floating):
+        return np.clip(plane * 2.55 + 0.5, 0, 255).astype(np.uint8)
+    raise InputError(
+        "warp_error: expected guide frames as (H, W) uint8 gray, (H, W) float Lab L "
+        f"(0-100) or (H, W, 3) uint8/uint16 sRGB; received {plane.dtype} {plane.shape}; "
+        "pass the gray input frames that were colorized"
+    )
+
+
+def warp_error(
+    frames: Iterable[np.ndarray],
+    flow: FlowSettings | None = None,
+    guide: Sequence[np.ndarray] | None = None,
+) -> float:
     """Mean chroma difference along the flow between consecutive frames (Lab units).
 
     Args:
         frames: ``(H, W, 3)`` uint8 or uint16 sRGB frames in order (one shot: a cut
             counts as motion the flow cannot follow and is mostly masked out).
         flow: flow settings (default: ``medium`` DIS preset).
+        guide: the frames the flow is computed from, one per frame of ``frames``, of
+            their size: the input video's gray frames (``(H, W)`` uint8 gray levels,
+            ``(H, W)`` float Lab L in 0-100, or ``(H, W, 3)`` uint8/uint16 sRGB, whose L
+            is taken). Give it to compare outputs of one input: all are then measured
+            along the input's flow (Lai et al. 2018; TCVC). ``None`` (default): the flow
+            runs on each output frame's own L.
 
     Returns:
         The mean over frame pairs of the masked mean ``|ab_t - warp(ab_{t-1})|``.
 
     Raises:
-        InputError: fewer than two frames.
+        InputError: fewer than two frames; ``guide`` with another number of frames, a
+            frame of another size or of an unknown kind.
     """
     flow = flow or FlowSettings(preset="medium")
     previous = None
     errors = []
-    for rgb in frames:
-        current = (_gray8(rgb), _ab(rgb))
+    count = 0
+    for i, rgb in enumerate(frames):
+        if guide is None:
+            gray = _gray8(rgb)
+        else:
+            if i >= len(guide):
+                raise InputError(
+                    f"warp_error: expected one guide frame per frame; received {len(guide)} "
+                    "guide frames for more frames; pass the input's gray frames, one per frame"
+                )
+            gray = _guide_gray(guide[i])
+            if gray.shape != rgb.shape[:2]:
+                raise InputError(
+                    f"warp_error: expected guide frame {i} of the frame's size "
+                    f"{rgb.shape[1]}x{rgb.shape[0]}; received {gray.shape[1]}x{gray.shape[0]}; "
+                    "pass the input's gray frames at the output's size"
+                )
+        current = (gray, _ab(rgb))
+        count += 1
         if previous is not None:
             motion = estimate_motion(previous[0], current[0], flow)
             diff = np.linalg.norm(current[1] - warp(previous[1], motion), axis=2)
@@ -73,6 +122,11 @@ def warp_error(frames: Iterable[np.ndarray], flow: FlowSettings | None = None) -
             if mask.any():
                 errors.append(float(diff[mask].mean()))
         previous = current
+    if guide is not None and count != len(guide):
+        raise InputError(
+            f"warp_error: expected one guide frame per frame ({count} frames); received "
+            f"{len(guide)} guide frames; pass the input's gray frames, one per frame"
+        )
     if not errors:
         raise InputError("warp_error: expected at least two frames with trackable content")
     return float(np.mean(errors))
