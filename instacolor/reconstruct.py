@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from instacolor.color import lab_to_rgb, lab_to_xyz, rgb_to_xyz
+from instacolor.color import lab_to_rgb, lab_to_xyz, quantize_rgb8, rgb_to_xyz
 from instacolor.errors import InputError
 
 __all__ = ["compose_rgb", "guided_upsample_ab", "reconstruct"]
@@ -287,7 +287,9 @@ def reconstruct(
         ab_low: ``(2, h, w)`` float tensor, predicted a and b in Lab units.
         l_low: ``(h, w)`` float tensor, the L (0..100) the network saw.
         l_full: ``(H, W)`` float numpy array or tensor, the original L in ``[0, 100]``.
-        out_dtype: ``numpy.uint8`` (``round(x * 255)``), ``numpy.uint16``
+        out_dtype: ``numpy.uint8`` (each pixel on the 8-bit lattice point around
+            ``x * 255`` that keeps its chroma best, L within nearest rounding's error or
+            half a gray level: :func:`~instacolor.color.quantize_rgb8`), ``numpy.uint16``
             (``round(x * 65535)``) or ``numpy.float32`` (``[0, 1]``).
         tile_pixels: Approximate number of output pixels per band (``>= 1``).
         radius: Box filter radius in low-resolution pixels (``>= 0``).
@@ -320,7 +322,9 @@ def reconstruct(
         band = _as_tensor(l_full[start:stop], "l_full").to(coef.device, torch.float32)
         _check_light_range(band, "l_full")
         rgb = _compose(band, _apply_band(coef, band, start, h_full, columns))
-        if scale is not None:
+        if dtype == np.uint8:
+            rgb = quantize_rgb8(rgb, band.clamp(0.0, 100.0))
+        elif scale is not None:
             rgb = rgb.mul_(scale).round_()
         _store(out[start:stop], rgb.permute(1, 2, 0).cpu())
     return out

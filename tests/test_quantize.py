@@ -1,22 +1,13 @@
-"""Chroma-preserving 8-bit quantisation (``tools/quantize_chroma.py``, measured in
-docs/video.md): never farther in chroma than nearest rounding, luminance promise kept."""
+"""Chroma-preserving 8-bit quantisation (``instacolor.color.quantize_rgb8``, the library's
+8-bit output; measured in docs/video.md): never farther in chroma than nearest rounding,
+luminance promise kept."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-from instacolor.color import gray_to_l, l_to_gray, rgb_to_lab
+from instacolor.color import gray_to_l, half_level, l_to_gray, quantize_rgb8, rgb_to_lab
 from instacolor.reconstruct import compose_rgb
-
-_SPEC = importlib.util.spec_from_file_location(
-    "quantize_chroma", Path(__file__).resolve().parents[1] / "tools" / "quantize_chroma.py"
-)
-_MODULE = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_MODULE)
-half_level, quantize_rgb8 = _MODULE.half_level, _MODULE.quantize_rgb8
 
 
 def _random_colours(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

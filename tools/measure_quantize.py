@@ -2,7 +2,7 @@
 
 ``warp``: a clip as ``tools/measure_video.py`` makes it (same frames, same colorizer and
 stabiliser), its per-frame and stabilised output computed once in float, then quantised to
-8 bits both ways (nearest: what the library writes; chroma: ``tools/quantize_chroma.py``)
+8 bits both ways (nearest: what the library wrote before; chroma: ``quantize_rgb8``, its output now)
 and scored by the same warp error (``instacolor.video.metrics``, along the flow of the
 input's gray frames, the same for every output: ``guide=``), CDC and PSNR; ``steady`` is
 measure_video's floor (one uniform chroma, the nearest per-frame output's mean saturation
@@ -36,10 +36,9 @@ sys.path.insert(0, str(TOOLS.parent))
 sys.path.insert(0, str(TOOLS))
 
 import measure_video  # noqa: E402
-from quantize_chroma import quantize_rgb8  # noqa: E402
 
 from instacolor import Colorizer  # noqa: E402
-from instacolor.color import l_to_gray, rgb_to_lab  # noqa: E402
+from instacolor.color import l_to_gray, quantize_rgb8, rgb_to_lab  # noqa: E402
 from instacolor.io.image import read_luminance  # noqa: E402
 from instacolor.reconstruct import reconstruct  # noqa: E402
 from instacolor.video import FrameColorizer, Stabilization  # noqa: E402
@@ -48,7 +47,7 @@ from instacolor.video.metrics import _ab, _gray8, cdc, psnr, warp_error  # noqa:
 
 
 def _quantise(rgb: np.ndarray, light: np.ndarray, mode: str) -> np.ndarray:
-    """``(H, W, 3)`` float sRGB -> uint8: ``nearest`` (the library's) or ``chroma``."""
+    """``(H, W, 3)`` float sRGB -> uint8: ``nearest`` or ``chroma`` (the library's)."""
     if mode == "nearest":
         return np.round(rgb * 255.0).astype(np.uint8)
     tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
