@@ -27,7 +27,10 @@ import torch
 from instacolor.color import lab_to_rgb, lab_to_xyz, quantize_rgb8, rgb_to_xyz
 from instacolor.errors import InputError
 
-__all__ = ["compose_rgb", "guided_upsample_ab", "reconstruct"]
+__all__ = ["ROUNDINGS", "compose_rgb", "guided_upsample_ab", "reconstruct"]
+
+#: How ``reconstruct`` rounds to 8 bits: each channel to nearest, or chroma kept.
+ROUNDINGS = ("nearest", "chroma")
 
 _BISECT_STEPS = 12
 _L_TOLERANCE = 1e-2  # how far outside [0, 100] an input L may stray (then it is clamped)
@@ -272,6 +275,7 @@ def reconstruct(
     tile_pixels: int = 1 << 19,
     radius: int = 2,
     eps: float = 1e-3,
+    rounding: str = "nearest",
 ) -> np.ndarray:
     """Full-resolution sRGB image from low-resolution ab and the original L, in bands.
 
@@ -287,13 +291,16 @@ def reconstruct(
         ab_low: ``(2, h, w)`` float tensor, predicted a and b in Lab units.
         l_low: ``(h, w)`` float tensor, the L (0..100) the network saw.
         l_full: ``(H, W)`` float numpy array or tensor, the original L in ``[0, 100]``.
-        out_dtype: ``numpy.uint8`` (each pixel on the 8-bit lattice point around
-            ``x * 255`` that keeps its chroma best, L within nearest rounding's error or
-            half a gray level: :func:`~instacolor.color.quantize_rgb8`), ``numpy.uint16``
-            (``round(x * 65535)``) or ``numpy.float32`` (``[0, 1]``).
+        out_dtype: ``numpy.uint8`` (``round(x * 255)``, or see ``rounding``),
+            ``numpy.uint16`` (``round(x * 65535)``) or ``numpy.float32`` (``[0, 1]``).
         tile_pixels: Approximate number of output pixels per band (``>= 1``).
         radius: Box filter radius in low-resolution pixels (``>= 0``).
         eps: Guided filter regulariser (``> 0``).
+        rounding: for ``numpy.uint8``: ``"nearest"`` (each channel to its nearest level)
+            or ``"chroma"`` (each pixel on the 8-bit lattice point around ``x * 255``
+            that keeps its chroma best, L within nearest rounding's error or half a gray
+            level: :func:`~instacolor.color.quantize_rgb8`; steadier colour in video
+            frames, about 0.2 CPU-seconds more per megapixel).
 
     Returns:
         ``(H, W, 3)`` numpy array of ``out_dtype``, RGB order.
@@ -313,6 +320,8 @@ def reconstruct(
         raise InputError(f"out_dtype: expected {expected}, received {out_dtype!r}")
     if isinstance(tile_pixels, bool) or not isinstance(tile_pixels, int) or tile_pixels < 1:
         raise InputError(f"tile_pixels: expected an int >= 1, received {tile_pixels!r}")
+    if rounding not in ROUNDINGS:
+        raise InputError(f"rounding: expected one of {ROUNDINGS}, received {rounding!r}")
 
     coef = _coefficients(ab_low, l_low, radius, eps).to(ab_low.device)
     columns = _interp(coef.shape[2], w_full, 0, w_full, coef.device)
@@ -322,7 +331,7 @@ def reconstruct(
         band = _as_tensor(l_full[start:stop], "l_full").to(coef.device, torch.float32)
         _check_light_range(band, "l_full")
         rgb = _compose(band, _apply_band(coef, band, start, h_full, columns))
-        if dtype == np.uint8:
+        if dtype == np.uint8 and rounding == "chroma":
             rgb = quantize_rgb8(rgb, band.clamp(0.0, 100.0))
         elif scale is not None:
             rgb = rgb.mul_(scale).round_()

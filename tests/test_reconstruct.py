@@ -200,8 +200,13 @@ def test_reconstruct_tiled_equals_untiled():
         np.testing.assert_allclose(tiled_f, whole_f, atol=1e-6, rtol=0)
     composed = compose_rgb(torch.from_numpy(l_full), guided_upsample_ab(ab_low, l_low, l_full))
     np.testing.assert_allclose(whole_f, composed.permute(1, 2, 0).numpy(), atol=1e-6, rtol=0)
-    # 8 bits: the lattice point that keeps the chroma, under one level from the exact value
-    assert np.abs(whole_u8.astype(np.float64) - whole_f * 255).max() < 1.0
+    assert np.abs(whole_u8.astype(np.float64) - whole_f * 255).max() <= 0.5 + 1e-3
+    # chroma-kept 8 bits (video frames): a lattice point under one level from the exact value
+    chroma = reconstruct(ab_low, l_low, l_full, out_dtype=np.uint8, rounding="chroma")
+    assert np.abs(chroma.astype(np.float64) - whole_f * 255).max() < 1.0
+    assert (chroma != whole_u8).any()  # it is another rounding
+    with pytest.raises(InputError, match=r"rounding: expected one of \('nearest', 'chroma'\)"):
+        reconstruct(ab_low, l_low, l_full, out_dtype=np.uint8, rounding="dither")
 
 
 def test_reconstruct_uint16_and_torch_l_full():

@@ -2,7 +2,7 @@
 
 ``warp``: a clip as ``tools/measure_video.py`` makes it (same frames, same colorizer and
 stabiliser), its per-frame and stabilised output computed once in float, then quantised to
-8 bits both ways (nearest: what the library wrote before; chroma: ``quantize_rgb8``, its output now)
+8 bits both ways (nearest: still images' rounding; chroma: ``quantize_rgb8``, video frames')
 and scored by the same warp error (``instacolor.video.metrics``, along the flow of the
 input's gray frames, the same for every output: ``guide=``), CDC and PSNR; ``steady`` is
 measure_video's floor (one uniform chroma, the nearest per-frame output's mean saturation

@@ -116,7 +116,9 @@ def _steady(lights: list[np.ndarray], frames: list[np.ndarray], dtype) -> list[n
     for light in lights:
         chroma = torch.tensor(ab, dtype=torch.float32)[:, None, None].expand(2, *light.shape)
         chroma = chroma.contiguous()
-        out.append(reconstruct(chroma, torch.from_numpy(light), light, out_dtype=dtype))
+        out.append(  # rounded as the video frames are
+            reconstruct(chroma, torch.from_numpy(light), light, out_dtype=dtype, rounding="chroma")
+        )
     return out
 
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from instacolor.color import quantize_rgb8
 from instacolor.errors import InputError
 from instacolor.hints.cells import constraints, instance_cells
 from instacolor.hints.propagation import decay_for_length, fit_chroma, propagate
@@ -218,10 +217,7 @@ class HintSettings:
         )
         ab_full += field
         ab_full[:, known] = target[:, known]
-        rgb = compose_rgb(light, torch.from_numpy(ab_full))
+        rgb = compose_rgb(light, torch.from_numpy(ab_full)).permute(1, 2, 0).numpy()
         dtype = np.dtype(out_dtype)
-        if dtype == np.uint8:  # the 8-bit output of reconstruct(): chroma kept
-            levels = quantize_rgb8(rgb, light.clamp(0.0, 100.0))
-            return levels.permute(1, 2, 0).numpy().astype(dtype)
-        rgb = rgb.permute(1, 2, 0).numpy()
-        return (np.round(rgb * 65535.0) if dtype == np.uint16 else rgb).astype(dtype)
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(dtype)
+        return (np.round(rgb * scale) if scale else rgb).astype(dtype)

@@ -178,7 +178,9 @@ class FrameColorizer:
             hinted, _ = self._predict(light_grid, points, reference)
         step = self.stabilizer.step(gray, ab, confidence, hinted)
         chroma = torch.from_numpy(np.ascontiguousarray(step.ab.transpose(2, 0, 1)))
-        rgb = reconstruct(chroma, torch.from_numpy(light_grid), light, out_dtype=self.out_dtype)
+        rgb = reconstruct(  # 8 bits: chroma kept, steadier along time (docs/video.md)
+            chroma, torch.from_numpy(light_grid), light, out_dtype=self.out_dtype, rounding="chroma"
+        )
         return rgb, step
 
 
