@@ -10,8 +10,8 @@ ab error (:func:`instacolor.evaluation.folder.pooled_calibration`), on the photo
 index (half A, to choose on) and of odd index (half B, to confirm on). Printed as
 Spearman(confidence, minus the ab error): positive means the confident pixels err less.
 
-Candidates come from the classification head's distribution ``p`` (at ``T = 1`` or at
-the decoding's ``T``) about the decoded ab at the head's resolution, each bilinearly
+Candidates come from the classification head's distribution ``p = softmax(logits / T)``
+(``T`` 1 unless the name says) about the decoded ab at the head's resolution, each bilinearly
 up to 256 as ``ColorizeResult.confidence`` is, unless the name says otherwise:
 
 * ``mass rN`` - probability within N Lab units of the decoded ab (``mass r15`` is the
@@ -24,8 +24,10 @@ up to 256 as ``ColorizeResult.confidence`` is, unless the name says otherwise:
 * ``@working`` - ``p`` bilinearly up to the working size, about the decoded ab there;
 * ``+blur`` - the head-resolution map blurred (Gaussian, 1 head pixel) first;
 * ``nearest`` - nearest-neighbour instead of bilinear upsampling;
-* ``in gamut`` - at the working size, the bin centres and the decoded ab each clipped to
-  sRGB at the pixel's L before the distances (the error is measured on an 8-bit image).
+* ``in gamut`` - at the working size, the bin centres (at the pixel's L rounded to 0.5)
+  and the decoded ab each clipped to sRGB before the distances (the error is measured on
+  an 8-bit image);
+* ``x heads agree`` - the product of two maps.
 """
 
 from __future__ import annotations
