@@ -31,7 +31,15 @@ from instacolor.evaluation.scoring import (
 from instacolor.metrics import gray_baseline
 from instacolor.perceptual import Lpips
 
-__all__ = ["Calibration", "Decile", "calibration", "evaluate_folder", "grid_image", "write_grid"]
+__all__ = [
+    "Calibration",
+    "Decile",
+    "calibration",
+    "evaluate_folder",
+    "grid_image",
+    "pooled_calibration",
+    "write_grid",
+]
 
 GRAY, MODEL, TRUTH = "gray baseline (ab=0)", "model", "ground truth"
 
@@ -133,8 +141,6 @@ def calibration(colorizer: Colorizer, files: Sequence[Path]) -> Calibration:
     Returns:
         The :class:`Calibration`; ``unavailable`` set when the weights give no confidence.
     """
-    from scipy.stats import spearmanr
-
     conf, err = [], []
     for path in files:
         truth = small(read_rgb(path))
@@ -151,7 +157,26 @@ def calibration(colorizer: Colorizer, files: Sequence[Path]) -> Calibration:
             )
         conf.append(result.confidence.ravel())
         err.append(np.sqrt(((ab_planes(result.image) - ab_planes(truth)) ** 2).sum(0)).ravel())
-    conf, err = np.concatenate(conf), np.concatenate(err)
+    return pooled_calibration(conf, err, len(files))
+
+
+def pooled_calibration(
+    conf: Sequence[np.ndarray], err: Sequence[np.ndarray], images: int
+) -> Calibration:
+    """The :class:`Calibration` of per-image confidence and ab error maps, pooled.
+
+    Args:
+        conf: each image's confidence in ``[0, 1]`` (any shape, raveled).
+        err: each image's per-pixel Euclidean ab error (Lab units), as ``conf``.
+        images: how many images they come from.
+
+    Returns:
+        Spearman(confidence, ab error) over all pixels and the error by confidence decile.
+    """
+    from scipy.stats import spearmanr
+
+    conf = np.concatenate([np.ravel(c) for c in conf])
+    err = np.concatenate([np.ravel(e) for e in err])
     rho = float(spearmanr(conf, err).statistic)
     edges = np.quantile(conf, np.linspace(0, 1, 11))
     decile = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, 9)
@@ -162,7 +187,7 @@ def calibration(colorizer: Colorizer, files: Sequence[Path]) -> Calibration:
             deciles.append(
                 Decile(d + 1, float(conf[sel].mean()), float(err[sel].mean()), int(sel.sum()))
             )
-    return Calibration(images=len(files), pixels=int(conf.size), spearman=rho,
+    return Calibration(images=images, pixels=int(conf.size), spearman=rho,
                        deciles=tuple(deciles))  # fmt: skip
 
 
