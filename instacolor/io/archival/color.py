@@ -279,10 +279,6 @@ def light_and_preview(
             shaped = cut.reshape(blocks, factor, cols // factor, factor, 3)
             preview[start // factor : start // factor + blocks] = shaped.mean(axis=(1, 3))
     np.clip(light, 0.0, 100.0, out=light)
-    if spread == 0.0 and profile is None:  # gray in three channels: the L of the gray path,
-        # bit for bit (rgb_to_l differs from it by float noise, which can move a video
-        # frame's chroma-preserving 8-bit rounding by a level)
-        light = light_and_preview(np.ascontiguousarray(pixels[..., 0]), None)[0]
     return light, np.clip(preview, 0.0, 1.0), spread
 
 
