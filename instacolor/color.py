@@ -15,8 +15,9 @@ Example:
     >>> bool(torch.allclose(lab_to_rgb(rgb_to_lab(rgb)), rgb, atol=1e-9))
     True
 
-8-bit output (:func:`quantize_rgb8`) rounds each pixel to the lattice point that keeps its
-chroma best without moving L more than nearest rounding or half a gray level does:
+Video frames' 8-bit output (:func:`quantize_rgb8`) rounds each pixel to the lattice point
+that keeps its chroma best without moving L more than nearest rounding or half a gray
+level does:
 
     >>> from instacolor.color import quantize_rgb8
     >>> rgb = torch.tensor([0.3, 0.5, 0.7]).view(3, 1, 1)
@@ -199,8 +200,9 @@ def denormalize_ab(ab: torch.Tensor) -> torch.Tensor:
 # exact value (two colours a float's noise apart stay within one level, as with nearest
 # rounding). The candidates are ranked on a first-order expansion of the XYZ -> Lab curve
 # around the exact colour (the lattice points' linear-light values are exact: a 256-entry
-# table). Every 8-bit output of the library goes through it; docs/video.md ("The input's
-# flow, and a held-out test") gives the measurements that chose it.
+# table). Video frames' 8-bit output goes through it (``reconstruct(rounding="chroma")``;
+# photos round to nearest); docs/video.md ("The input's flow, and a held-out test") gives
+# the measurements that chose it.
 
 _TABLE_STEPS = 1024  # the half-level table samples L every 100 / 1024
 #: No channel goes to a level ``1 - _REACH_MARGIN`` or more away from its exact value, so two
@@ -254,12 +256,10 @@ def _lab_and_slopes(linear: torch.Tensor):
 
 
 def _exact_lab(levels: torch.Tensor, rgb8: torch.Tensor) -> torch.Tensor:
-    """Lab ``(3, N)`` of integral sRGB levels ``(3, N)`` (as :func:`rgb_to_lab` of ``/255``)."""
-    linear = levels.take(rgb8.long())
-    white = torch.tensor(D65_WHITE, dtype=linear.dtype, device=linear.device).view(3, 1)
-    t = (torch.tensor(_XYZ_FROM_RGB, dtype=linear.dtype, device=linear.device) / white) @ linear
-    f = torch.where(t > _EPSILON, t.clamp_min(_EPSILON).pow(1.0 / 3.0), _KAPPA_SLOPE * t + 16 / 116)
-    return torch.stack((116.0 * f[1] - 16.0, 500.0 * (f[0] - f[1]), 200.0 * (f[1] - f[2])))
+    """Lab ``(3, N)`` of integral sRGB levels ``(3, N)`` (as :func:`rgb_to_lab` of ``/255``;
+    their linear-light values from the table ``levels``)."""
+    linear = levels.take(rgb8.long()).unsqueeze(-1)  # (3, N, 1): an image of N x 1 pixels
+    return xyz_to_lab(_apply_matrix(linear, _matrix(_XYZ_FROM_RGB, linear))).squeeze(-1)
 
 
 def _combine(moves: torch.Tensor) -> torch.Tensor:
