@@ -9,12 +9,9 @@ a temporary folder); docs/ shows those of ``tools/bench.py review --screenshots`
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +24,17 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from instacolor.review.server import ReviewServer  # noqa: E402
+from tests.browser_helpers import (  # noqa: E402
+    BROWSER_MARKS,
+    browser_fixture,  # noqa: F401
+    decode_data_url,
+    wait,
+)
 from tests.review_helpers import make_batch, sha  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.slow,  # a real browser
-    pytest.mark.skipif(
-        not (CHROMIUM and DRIVER),
-        reason="chromium and chromedriver are not installed and could not be (needs root and "
-        "apt-get): run python tools/install_browser.py",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -56,26 +49,9 @@ def server(batch):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--disable-gpu", "--window-size=1280,800"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
-    driver.set_script_timeout(20)
-    yield driver
-    driver.quit()
-
-
-@pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
     folder = os.environ.get("INSTACOLOR_SCREENSHOTS")
     return Path(folder) if folder else tmp_path_factory.mktemp("shots")
-
-
-def wait(driver, condition, seconds: float = 20):
-    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition(d))
 
 
 def index_of(driver, name: str) -> int:
@@ -104,11 +80,6 @@ def test_grid_lists_every_image(browser, server, shots):
     browser.save_screenshot(str(shots / "review-grid.png"))
 
 
-def _decode(data_url: str) -> np.ndarray:
-    raw = base64.b64decode(data_url.split(",", 1)[1])
-    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB")).astype(float)
-
-
 def test_click_and_colour_change_the_preview_near_the_click(browser, server, batch, shots):
     n = index_of(browser, "scan1.png")
     browser.get(f"{server.url}#/image/{n}")
@@ -126,7 +97,7 @@ def test_click_and_colour_change_the_preview_near_the_click(browser, server, bat
         main, int((x + 0.5) / 96 * width - width / 2), int((y + 0.5) / 72 * height - height / 2)
     ).click().perform()
     wait(browser, lambda d: main.get_attribute("data-preview-seq") == "1")
-    preview = _decode(main.get_attribute("src"))
+    preview = decode_data_url(main.get_attribute("src"))
     colorized = np.asarray(Image.open(batch / "scan1.png").convert("RGB")).astype(float)
     near = (slice(y - 2, y + 3), slice(x - 2, x + 3))
     blue_gain = (preview[near][..., 2] - preview[near][..., 0]).mean() - (
@@ -229,7 +200,7 @@ def test_instance_mode_colours_the_clicked_instance(browser, batch, server):
         ).click().perform()
         wait(browser, lambda d: main.get_attribute("data-preview-seq") == "1")
         assert "instance 0" in browser.find_element(By.ID, "hint-list").text
-        preview = _decode(main.get_attribute("src"))
+        preview = decode_data_url(main.get_attribute("src"))
         green = preview[..., 1] - preview[..., [0, 2]].max(-1)
         assert green[24:48, 28:52].mean() > green[:, 70:].mean() + 10
 
