@@ -16,9 +16,16 @@ the share of working cells fixed by a match. ``--time IMAGE`` instead times one 
 1000x1000 (1 MP) without and with a reference (best of ``--repeats`` 5, the cases taking
 turns, torch threads ``--threads``).
 
+``--clips CLIP [CLIP ...]`` scores pairs from colour clips (a video file or a folder of
+PNG/JPEG frames in name order): frame ``k`` (``--gaps``, default 10 20 40) made gray is
+colorized with the clip's frame 0 as reference, against automatic; with two clips or more,
+also with the next clip's frame 0 as an unrelated reference. Frames are squashed to
+256x256 as the photos are.
+
     python tools/measure_reference.py --data DATA/eval/kodak24
     python tools/measure_reference.py --data DATA/coco128 --every 4
     python tools/measure_reference.py --time DATA/eval/kodak24/kodim05.png
+    python tools/measure_reference.py --clips CLIP_A CLIP_B ... --gaps 10 20 40
 """
 
 from __future__ import annotations
@@ -88,6 +95,53 @@ def evaluate(colorizer: Colorizer, files: list[Path]) -> None:
         print(f"| {mode} | {p:.3f} | {p - auto:+.3f} | {c:.2f} | {share} |")
 
 
+def clip_frames(clip: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The ``(H, W, 3)`` uint8 RGB frames of ``clip`` whose index is in ``wanted``."""
+    import cv2
+
+    if clip.is_dir():
+        names = sorted(p for p in clip.iterdir() if p.suffix.lower() in (".png", ".jpg"))
+        bgrs = (cv2.imread(str(p)) for p in names)
+    else:
+        cap = cv2.VideoCapture(str(clip))
+        bgrs = iter(lambda: cap.read()[1], None)
+    out = {}
+    for i, bgr in enumerate(bgrs):
+        if i > max(wanted):
+            break
+        if i in wanted:
+            out[i] = np.ascontiguousarray(bgr[:, :, ::-1])
+    return out
+
+
+def evaluate_clips(colorizer: Colorizer, clips: list[Path], gaps: list[int]) -> None:
+    """Frame k of each clip with its frame 0 (same scene) or the next clip's (unrelated)."""
+    frames = {clip: clip_frames(clip, {0, *gaps}) for clip in clips}
+    modes = ("automatic", "frame 0", "unrelated") if len(clips) > 1 else ("automatic", "frame 0")
+    scores: dict[str, list] = {m: [] for m in modes}
+    for i, clip in enumerate(clips):
+        refs = {"frame 0": frames[clip][0], "unrelated": frames[clips[(i + 1) % len(clips)]][0]}
+        for k in gaps:
+            if k not in frames[clip]:
+                print(f"{clip.name} frame {k}: the clip is shorter, skipped", flush=True)
+                continue
+            truth = small(frames[clip][k])
+            gray = gray_plane(truth)
+            row = [f"{clip.name} frame {k}"]
+            for mode in modes:
+                out = colorizer.colorize(gray, reference=refs.get(mode))
+                scores[mode].append((psnr(out, truth), colorfulness(out)))
+                row.append(f"{mode} {scores[mode][-1][0]:.2f}")
+            print("  ".join(row), flush=True)
+    auto = np.mean([s[0] for s in scores["automatic"]])
+    print(f"\n{len(scores['automatic'])} pairs, 256x256, weights {colorizer.loaded.name}\n")
+    print("| mode | psnr | gain | colourfulness |")
+    print("|---|---|---|---|")
+    for mode in modes:
+        p, c = np.mean(scores[mode], 0)
+        print(f"| {mode} | {p:.3f} | {p - auto:+.3f} | {c:.2f} |")
+
+
 def timing(colorizer: Colorizer, image: Path, repeats: int = 5) -> None:
     rgb = Image.open(image).convert("RGB").resize((1000, 1000), Image.BICUBIC)
     gray = np.asarray(rgb.convert("L"))
@@ -127,15 +181,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="--time: best of N (turns)")
     parser.add_argument("--every", type=int, default=1, help="every Nth photo (coco128: 4)")
     parser.add_argument("--limit", type=int, default=0, help="first N photos only (0: all)")
+    parser.add_argument("--clips", type=Path, nargs="+", help="colour clips: frame k with 0")
+    parser.add_argument("--gaps", type=int, nargs="+", default=[10, 20, 40], help="--clips: k")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     colorizer = Colorizer(args.weights)
     if args.time:
         timing(colorizer, args.time, args.repeats)
+    elif args.clips:
+        evaluate_clips(colorizer, args.clips, args.gaps)
     elif args.data:
         evaluate(colorizer, list_images(args.data)[:: args.every][: args.limit or None])
     else:
-        parser.error("give --data or --time")
+        parser.error("give --data, --clips or --time")
 
 
 if __name__ == "__main__":
