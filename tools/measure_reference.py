@@ -121,6 +121,11 @@ def evaluate_clips(colorizer: Colorizer, clips: list[Path], gaps: list[int]) -> 
     scores: dict[str, list] = {m: [] for m in modes}
     for i, clip in enumerate(clips):
         refs = {"frame 0": frames[clip][0], "unrelated": frames[clips[(i + 1) % len(clips)]][0]}
+        try:
+            read_references(list(refs.values()))
+        except InputError as exc:  # a toned frame 0: refused as photos are, clip skipped
+            print(f"{clip.name} skipped: {exc}", flush=True)
+            continue
         for k in gaps:
             if k not in frames[clip]:
                 print(f"{clip.name} frame {k}: the clip is shorter, skipped", flush=True)
