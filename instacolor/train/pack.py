@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from torchvision.ops import roi_align
 from instacolor.color import normalize_ab, normalize_l, rgb_to_lab
 from instacolor.errors import InputError
 from instacolor.labels import UNKNOWN
+from instacolor.models.encoder import ENCODER_FILE_ENV, encoder_file, verify_encoder_file
 from instacolor.train.data import ColorImages, list_images, load_coco_boxes, load_coco_semantic
 
 __all__ = [
@@ -77,6 +79,7 @@ def build_pack(
     holdout_every: int = 115,
     coco_holdout_every: int = 4,
     seed: int = 0,
+    encoder: bool = False,
 ) -> dict:
     """Write the pack of ``train_dir`` and ``coco_dir`` to the folder ``out``.
 
@@ -92,9 +95,16 @@ def build_pack(
         holdout_every: every Nth sorted training photo is held out (stage 1's split).
         coco_holdout_every: every Nth sorted COCO scene is held out (the evaluation's split).
         seed: seed of the subset's order.
+        encoder: also carry the pretrained encoder's weights (guided training on a machine
+            without their package: :func:`pack_encoder` finds them there).
 
     Returns:
         The manifest (also written to ``out/manifest.json``).
+
+    Raises:
+        InputError: no photos, scenes or annotations.
+        MissingDependencyError, WeightsError: ``encoder`` and the encoder's file cannot be
+            found or is another file.
     """
     train_dir, coco_dir, out = Path(train_dir), Path(coco_dir), Path(out)
     files = list_images(train_dir)
@@ -131,6 +141,12 @@ def build_pack(
     blob, offsets = _bytes_array(chunks)
     np.savez(out / "train.npz", data=blob, offsets=offsets, names=np.array(names))
     _pack_coco(scenes, annotations, out, coco_side, coco_holdout_every)
+    carried = None
+    if encoder:
+        source = verify_encoder_file(encoder_file())
+        (out / "encoder").mkdir()
+        shutil.copyfile(source, out / "encoder" / source.name)
+        carried = f"encoder/{source.name}"
     manifest = {
         "version": PACK_VERSION,
         "train_dir": str(train_dir),
@@ -147,9 +163,40 @@ def build_pack(
         "val": len(held),
         "coco_train": len(scenes) - len(scenes[::coco_holdout_every]),
         "coco_val": len(scenes[::coco_holdout_every]),
+        "encoder": carried,
     }
     (out / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def pack_encoder(folder: str | Path, manifest: dict) -> Path | None:
+    """Point the encoder loader at the weights a pack carries (``build_pack(encoder=True)``).
+
+    Sets ``$INSTACOLOR_ENCODER_FILE`` to the pack's copy unless it is set already.
+
+    Args:
+        folder: the pack folder.
+        manifest: its manifest.
+
+    Returns:
+        The carried file, or None when the pack carries none.
+
+    Raises:
+        InputError: the manifest names a file the pack lacks, or one outside the pack.
+    """
+    name = manifest.get("encoder")
+    if not name:
+        return None
+    folder = Path(folder).resolve()
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder) or not path.is_file():
+        raise InputError(
+            f"pack {folder}: expected the encoder weights its manifest names ({name!r}) "
+            "inside the pack, received no such file; rebuild the pack with "
+            "tools/train_budget.py --pack-to ... --guided"
+        )
+    os.environ.setdefault(ENCODER_FILE_ENV, str(path))
+    return path
 
 
 def _pack_coco(scenes: list[Path], annotations: list[Path], out: Path, side: int, every: int):
