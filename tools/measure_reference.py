@@ -104,10 +104,10 @@ def clip_frames(clip: Path, wanted: set[int]) -> dict[int, np.ndarray]:
         bgrs = (cv2.imread(str(p)) for p in names)
     else:
         cap = cv2.VideoCapture(str(clip))
-        bgrs = iter(lambda: cap.read()[1], None)
+        bgrs = (cap.read()[1] for _ in range(int(cap.get(cv2.CAP_PROP_FRAME_COUNT))))
     out = {}
     for i, bgr in enumerate(bgrs):
-        if i > max(wanted):
+        if i > max(wanted) or bgr is None:
             break
         if i in wanted:
             out[i] = np.ascontiguousarray(bgr[:, :, ::-1])
