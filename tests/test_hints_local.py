@@ -10,6 +10,8 @@ from scipy import ndimage
 from instacolor import Colorizer, Hints, Lab
 from instacolor.color import rgb_to_lab
 from instacolor.hints import WORKING_REACH, HintSettings
+from instacolor.hints.apply import spread
+from instacolor.hints.reference import ReferenceMatch
 
 
 def _ab(rgb: np.ndarray) -> np.ndarray:
@@ -77,3 +79,33 @@ def test_the_fall_off_length_grows_with_the_square_root_of_the_points():
     assert settings.length(4, 128) == pytest.approx(2 * WORKING_REACH * 128)
     assert settings.length(1000, 128) == 128.0
     assert HintSettings(reach=None).length(3, 128) is None
+
+
+def _matched(blocks: list[tuple[int, int]], s: int = 64) -> ReferenceMatch:
+    """Reference matches fixing ``(2, s, s)`` cells to one blue in the given 8x8-cell blocks."""
+    known = np.zeros((s, s), bool)
+    for by, bx in blocks:
+        known[by * 8 : by * 8 + 4, bx * 8 : bx * 8 + 4] = True
+    ab = np.where(known, np.array([10.0, -40.0], np.float32)[:, None, None], 0.0)
+    return ReferenceMatch(known=known, ab=ab.astype(np.float32), confidence=known * 1.0)
+
+
+def _moved(match: ReferenceMatch) -> np.ndarray:
+    s = match.known.shape[0]
+    ab = torch.zeros(2, s, s)
+    light = np.full((s, s), 55.0, np.float32)
+    out = HintSettings().propagate(ab, light, None, None, (s, s), match=match)
+    return np.sqrt((out.numpy() ** 2).sum(0))
+
+
+def test_matches_in_one_region_colour_that_region_and_not_the_whole_image():
+    # 16 cells of one region (a wall of a reference): no global fit, no reach across
+    moved = _moved(_matched([(0, 0), (0, 1)]))
+    assert moved[:4, :4].min() > 40.0
+    assert moved[40:, 40:].max() < 3.0
+    assert spread(_matched([(0, 0), (0, 1)]).known) == 2
+
+
+def test_matches_spread_over_the_image_still_correct_all_of_it():
+    moved = _moved(_matched([(0, 0), (0, 7), (7, 0), (7, 7), (3, 3)]))
+    assert moved[28:36, 10:20].mean() > 15.0  # between the regions, beyond a point's reach

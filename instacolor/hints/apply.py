@@ -24,6 +24,9 @@ instances held, fading (edge-aware) over :data:`WORKING_REACH` of the grid side 
 point, so that a point colours its own region; the length grows with the square root of
 the number of points (many points spread over an image interpolate between them), and
 the chroma fit, which needs :data:`FIT_MIN_POINTS` points to agree, acts on the whole.
+Both count *regions* rather than cells (:func:`spread`): many constraints in one part of
+the image, such as the matched cells of one wall in a reference photo, say nothing of the
+rest of it, so they neither fit a correction of the whole nor reach across it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 
 from instacolor.errors import InputError
-from instacolor.hints.cells import constraints, instance_cells
+from instacolor.hints.cells import constraints, instance_cells, point_cells
 from instacolor.hints.propagation import decay_for_length, fit_chroma, propagate
 from instacolor.hints.reference import ReferenceMatch
 from instacolor.hints.values import Hints
@@ -47,8 +50,10 @@ __all__ = [
     "FULL_RESOLUTION_MAX_PIXELS",
     "INSTANCE_BAND",
     "PROPAGATIONS",
+    "SPREAD_BLOCKS",
     "WORKING_REACH",
     "HintSettings",
+    "spread",
 ]
 
 #: Where the hint residuals are propagated.
@@ -62,6 +67,9 @@ WORKING_REACH = 0.15
 #: Fewest points for the chroma fit: on 100 held-out photos it cost 0.68 / 0.20 dB with
 #: 1 / 2 oracle points and gained 0.18 / 0.35 / 0.46 with 3 / 4 / 5 (docs/hints.md).
 FIT_MIN_POINTS = 4
+#: The grid is cut into this many blocks a side to count the regions constraints cover
+#: (:func:`spread`): what the fit's threshold and the fall-off length count.
+SPREAD_BLOCKS = 8
 #: Weight of the chroma fit's prior (gain 1, offset 0, no luminance slope) relative to
 #: the points'. The fit (per-channel gain, offset and L slope) and this weight were
 #: chosen on 100 of stage 1's held-out photos (10 oracle hints, v4; docs/hints.md).
@@ -72,6 +80,42 @@ POINT_RING = 1
 INSTANCE_BAND = 2
 #: ``"full"`` refuses larger images (the full-resolution solve holds them in memory).
 FULL_RESOLUTION_MAX_PIXELS = 16_000_000
+
+
+def spread(known: np.ndarray, blocks: int = SPREAD_BLOCKS) -> int:
+    """How many of the ``blocks x blocks`` regions of a grid hold a constraint.
+
+    Args:
+        known: ``(h, w)`` bool, the constrained cells.
+        blocks: regions a side.
+
+    Returns:
+        The number of regions with at least one constrained cell.
+
+    Example:
+        >>> known = np.zeros((64, 64), bool)
+        >>> known[:4, :4] = True  # 16 cells in one corner: one region
+        >>> spread(known)
+        1
+        >>> known[60, 60] = known[30, 5] = True
+        >>> spread(known)
+        3
+    """
+    h, w = known.shape
+    ys, xs = np.nonzero(known)
+    return len(set(zip((ys * blocks // h).tolist(), (xs * blocks // w).tolist())))
+
+
+def _centres(hints: Hints, size, s: int) -> np.ndarray:
+    """``(s, s)`` bool: the middle cell of each point (a point is one place, whatever the
+    cells its radius covers)."""
+    centres = np.zeros((s, s), bool)
+    for point in hints.points:
+        cells = point_cells(point, size, (s, s))
+        if cells is not None:
+            top, bottom, left, right = cells
+            centres[(top + bottom - 1) // 2, (left + right - 1) // 2] = True
+    return centres
 
 
 def _widen_points(hints: Hints, size, s: int, known: np.ndarray, target: np.ndarray):
@@ -104,7 +148,8 @@ class HintSettings:
             ``reach * sqrt(n)``, at most one grid side.
         fit: before propagating, correct the prediction's chroma by a gain, an offset
             and a luminance slope per channel fitted to the points (:func:`~instacolor.
-            propagation.fit_chroma`), when there are at least :data:`FIT_MIN_POINTS`.
+            propagation.fit_chroma`), when constraints lie in at least :data:`FIT_MIN_POINTS`
+            regions (:func:`spread`).
     """
 
     channels: bool = False
@@ -122,7 +167,8 @@ class HintSettings:
             )
 
     def length(self, points: int, side: int) -> float | None:
-        """Fall-off length in cells of ``points`` point constraints on a ``side`` grid."""
+        """Fall-off length in cells of constraints in ``points`` regions (:func:`spread`)
+        on a ``side`` grid."""
         if self.reach is None:
             return None
         return side * min(1.0, self.reach * math.sqrt(max(points, 1)))
@@ -171,9 +217,9 @@ class HintSettings:
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
         matched = np.zeros((s, s), bool) if match is None else match.known
-        count = len(hints.points) + int(matched.sum())
+        points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
+        count = spread(_centres(hints, size, s) | matched)  # regions: a cluster is one
         if self.fit and count >= FIT_MIN_POINTS:
-            points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
             if match is not None:
                 goal = np.where(points, goal, match.ab)
             current = fit_chroma(current, points | matched, goal, FIT_RIDGE, light=light)
