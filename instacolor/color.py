@@ -269,8 +269,9 @@ def _combine(moves: torch.Tensor) -> torch.Tensor:
     return ((r.view(2, 1, n) + g.view(1, 2, n)).view(4, 1, n) + b.view(1, 2, n)).view(8, n)
 
 
-def _choose(x, light, levels, light_tolerance):
-    """Chosen levels ``(3, N)`` for one chunk of ``x = 255 rgb`` ``(3, N)``."""
+def _choose(x, light, levels, light_tolerance, aim=None):
+    """Chosen levels ``(3, N)`` for one chunk of ``x = 255 rgb`` ``(3, N)`` (``aim``: the
+    ``(2, N)`` chroma to come closest to, None: ``x``'s own)."""
     low = x.floor().clamp_(0.0, 255.0)
     high = (low + 1.0).clamp_(max=255.0)
     up = ((x.round() > low) & (high > low)).long()
@@ -284,7 +285,12 @@ def _choose(x, light, levels, light_tolerance):
     steps = torch.stack((levels.take(low.long()), levels.take(high.long())), 1)
     steps -= linear.unsqueeze(1)
     moves = slopes.unsqueeze(2) * steps.unsqueeze(0)  # (Lab, channel, side, N)
-    chroma = _combine(moves[1]).square_() + _combine(moves[2]).square_()
+    if aim is None:
+        chroma = _combine(moves[1]).square_() + _combine(moves[2]).square_()
+    else:  # distance to the aim: the exact colour's chroma minus the aim, plus the move
+        off = lab[1:] - aim
+        chroma = _combine(moves[1]).add_(off[0]).square_()
+        chroma += _combine(moves[2]).add_(off[1]).square_()
     light_error = _combine(moves[0]).add_(lab[0] - light).abs_()
     bound = torch.maximum(light_error.gather(0, nearest.unsqueeze(0)), tolerance)
     chroma.add_(light_error.gt_(bound), alpha=1e9)  # too far in L: never the least
@@ -299,6 +305,8 @@ def _choose(x, light, levels, light_tolerance):
         chosen = low + bits.index_select(1, switch) * (high - low)
         near = rounded.index_select(1, switch)
         target = lab.index_select(1, switch)
+        if aim is not None:
+            target = torch.cat((target[:1], aim.index_select(1, switch)))
         lab_c, lab_n = _exact_lab(levels, chosen), _exact_lab(levels, near)
         err_c = (lab_c[1:] - target[1:]).square().sum(0)
         err_n = (lab_n[1:] - target[1:]).square().sum(0)
@@ -316,6 +324,7 @@ def quantize_rgb8(
     light_tolerance: float | None = None,
     *,
     chunk: int = 1 << 15,
+    aim: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Integral 8-bit levels of ``rgb``, each pixel's lattice point chosen to keep its chroma.
 
@@ -326,6 +335,10 @@ def quantize_rgb8(
             level (:func:`half_level`); a point farther than this from ``light`` is chosen
             only if nearest rounding's is as far.
         chunk: pixels processed at a time (the work arrays stay in the CPU's cache).
+        aim: ``(2, H, W)`` Lab a, b to come closest to instead of ``rgb``'s own (None):
+            the same lattice points and L rule, only the chroma they are measured
+            against changes (video: the previous frame's rounding error carried along the
+            flow, so the error repeats instead of changing from frame to frame).
 
     Returns:
         ``(3, H, W)`` tensor of ``rgb``'s dtype holding integers in ``[0, 255]``.
@@ -334,7 +347,11 @@ def quantize_rgb8(
     flat_light = light.reshape(-1).to(x.dtype)
     levels = _levels(x)
     out = torch.empty_like(x)
+    flat_aim = None if aim is None else aim.reshape(2, -1).to(x.dtype)
     for start in range(0, x.shape[1], chunk):
         part = slice(start, start + chunk)
-        out[:, part] = _choose(x[:, part], flat_light[part], levels, light_tolerance)
+        out[:, part] = _choose(
+            x[:, part], flat_light[part], levels, light_tolerance,
+            None if flat_aim is None else flat_aim[:, part],
+        )  # fmt: skip
     return out.view(rgb.shape)
