@@ -63,7 +63,7 @@ class Stabilization:
     """
 
     enabled: bool = True
-    memory: float = 0.95
+    memory: float = 0.98
     confidence_weight: float = 0.5
     cut_threshold: float = 0.35
     flow_size: int = 512
