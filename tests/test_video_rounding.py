@@ -68,7 +68,7 @@ def test_first_frame_is_the_chroma_keeping_rounding_and_carried_frames_keep_l_an
     assert np.array_equal(rgb, plain)
     lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1) / 255.0).numpy()
     exact_ab = rgb_to_lab(torch.from_numpy(exact).permute(2, 0, 1)).numpy()[1:]
-    assert np.allclose(error, (lab[1:] - exact_ab).transpose(1, 2, 0), atol=2e-3)
+    assert np.allclose(error, (lab[1:] - exact_ab).transpose(1, 2, 0), atol=5e-3)  # 1st order
 
     motion = estimate_motion(grays[0], grays[1], FlowSettings())
     exact = _exact(lights[1])

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from instacolor.color import quantize_rgb8, rgb_to_lab
+from instacolor.color import quantize_rgb8
 from instacolor.video.flow import Motion
 
 __all__ = ["carry_error", "round_frame"]
@@ -55,12 +55,12 @@ def round_frame(
         of ``rgb`` minus ``exact``'s, ``(H, W, 2)`` float16 (what the next frame carries).
     """
     rgb = torch.from_numpy(np.ascontiguousarray(exact)).permute(2, 0, 1)
-    exact_ab = rgb_to_lab(rgb)[1:]
-    aim = None
+    offset = None
     if carried is not None:
-        aim = exact_ab + torch.from_numpy(np.ascontiguousarray(carried)).permute(2, 0, 1)
-    levels = quantize_rgb8(rgb, torch.from_numpy(light).clamp(0.0, 100.0), aim=aim)
-    error = rgb_to_lab(levels / 255.0)[1:] - exact_ab
+        offset = torch.from_numpy(np.ascontiguousarray(carried)).permute(2, 0, 1)
+    levels, error = quantize_rgb8(
+        rgb, torch.from_numpy(light).clamp(0.0, 100.0), offset=offset, return_error=True
+    )
     out = levels.permute(1, 2, 0).numpy().astype(np.uint8)
     return out, error.permute(1, 2, 0).numpy().astype(np.float16)
 
