@@ -269,8 +269,11 @@ def _combine(moves: torch.Tensor) -> torch.Tensor:
     return ((r.view(2, 1, n) + g.view(1, 2, n)).view(4, 1, n) + b.view(1, 2, n)).view(8, n)
 
 
-def _choose(x, light, levels, light_tolerance):
-    """Chosen levels ``(3, N)`` for one chunk of ``x = 255 rgb`` ``(3, N)``."""
+def _choose(x, light, levels, light_tolerance, offset=None, error=None):
+    """Chosen levels ``(3, N)`` for one chunk of ``x = 255 rgb`` ``(3, N)`` (``offset``:
+    ``(2, N)`` added to ``x``'s chroma to give the chroma to come closest to, or None;
+    ``error``: a ``(2, N)`` view filled with the chosen point's a, b minus ``x``'s, or
+    None)."""
     low = x.floor().clamp_(0.0, 255.0)
     high = (low + 1.0).clamp_(max=255.0)
     up = ((x.round() > low) & (high > low)).long()
@@ -284,7 +287,14 @@ def _choose(x, light, levels, light_tolerance):
     steps = torch.stack((levels.take(low.long()), levels.take(high.long())), 1)
     steps -= linear.unsqueeze(1)
     moves = slopes.unsqueeze(2) * steps.unsqueeze(0)  # (Lab, channel, side, N)
-    chroma = _combine(moves[1]).square_() + _combine(moves[2]).square_()
+    if offset is None and error is None:
+        chroma = _combine(moves[1]).square_() + _combine(moves[2]).square_()
+    else:  # the move's distance to the offset (0: to the exact colour's chroma)
+        move_a, move_b = _combine(moves[1]), _combine(moves[2])
+        if offset is None:
+            chroma = move_a.square() + move_b.square()
+        else:
+            chroma = (move_a - offset[0]).square_() + (move_b - offset[1]).square_()
     light_error = _combine(moves[0]).add_(lab[0] - light).abs_()
     bound = torch.maximum(light_error.gather(0, nearest.unsqueeze(0)), tolerance)
     chroma.add_(light_error.gt_(bound), alpha=1e9)  # too far in L: never the least
@@ -293,12 +303,18 @@ def _choose(x, light, levels, light_tolerance):
     best = chroma.min(0).indices
     bits = torch.stack(((best >> 2) & 1, (best >> 1) & 1, best & 1)).to(x.dtype)
     rounded = low + up.to(x.dtype) * (high - low)
+    if error is not None:  # nearest rounding's error, to first order (switches: exact below)
+        error[0] = move_a.gather(0, nearest.unsqueeze(0))[0]
+        error[1] = move_b.gather(0, nearest.unsqueeze(0))[0]
     switch = (best != nearest).nonzero().squeeze(1)
     if switch.numel():  # exact Lab of both points: keep the chosen one only if really better
         low, high = low.index_select(1, switch), high.index_select(1, switch)
         chosen = low + bits.index_select(1, switch) * (high - low)
         near = rounded.index_select(1, switch)
         target = lab.index_select(1, switch)
+        if offset is not None:
+            target = target.clone()
+            target[1:] += offset.index_select(1, switch)
         lab_c, lab_n = _exact_lab(levels, chosen), _exact_lab(levels, near)
         err_c = (lab_c[1:] - target[1:]).square().sum(0)
         err_n = (lab_n[1:] - target[1:]).square().sum(0)
@@ -307,6 +323,9 @@ def _choose(x, light, levels, light_tolerance):
         light_n = torch.maximum((lab_n[0] - light).abs(), tolerance.index_select(0, switch))
         keep = (err_c.sqrt() < err_n.sqrt() - _MARGIN) & (light_c <= light_n)
         rounded.index_copy_(1, switch, torch.where(keep, chosen, near))
+        if error is not None:
+            exact = lab[1:].index_select(1, switch)
+            error.index_copy_(1, switch, torch.where(keep, lab_c[1:], lab_n[1:]) - exact)
     return rounded
 
 
@@ -316,7 +335,9 @@ def quantize_rgb8(
     light_tolerance: float | None = None,
     *,
     chunk: int = 1 << 15,
-) -> torch.Tensor:
+    offset: torch.Tensor | None = None,
+    return_error: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Integral 8-bit levels of ``rgb``, each pixel's lattice point chosen to keep its chroma.
 
     Args:
@@ -326,15 +347,32 @@ def quantize_rgb8(
             level (:func:`half_level`); a point farther than this from ``light`` is chosen
             only if nearest rounding's is as far.
         chunk: pixels processed at a time (the work arrays stay in the CPU's cache).
+        offset: ``(2, H, W)`` Lab a, b added to ``rgb``'s own chroma to give the chroma
+            to come closest to (None: ``rgb``'s own): the same lattice points and L rule,
+            only the chroma they are measured against moves (video: the previous frame's
+            rounding error carried along the flow, so the error repeats instead of
+            changing from frame to frame).
+        return_error: also return the rounding error, the chosen point's Lab a, b minus
+            ``rgb``'s (exact where the point is not nearest rounding's, to first order in
+            the level step elsewhere: within about 0.01 Lab units).
 
     Returns:
-        ``(3, H, W)`` tensor of ``rgb``'s dtype holding integers in ``[0, 255]``.
+        ``(3, H, W)`` tensor of ``rgb``'s dtype holding integers in ``[0, 255]``; with
+        ``return_error``, and the ``(2, H, W)`` error.
     """
     x = rgb.reshape(3, -1) * 255.0
     flat_light = light.reshape(-1).to(x.dtype)
     levels = _levels(x)
     out = torch.empty_like(x)
+    error = torch.empty_like(x[:2]) if return_error else None
+    flat_offset = None if offset is None else offset.reshape(2, -1).to(x.dtype)
     for start in range(0, x.shape[1], chunk):
         part = slice(start, start + chunk)
-        out[:, part] = _choose(x[:, part], flat_light[part], levels, light_tolerance)
+        out[:, part] = _choose(
+            x[:, part], flat_light[part], levels, light_tolerance,
+            None if flat_offset is None else flat_offset[:, part],
+            None if error is None else error[:, part],
+        )  # fmt: skip
+    if error is not None:
+        return out.view(rgb.shape), error.view(2, *rgb.shape[1:])
     return out.view(rgb.shape)

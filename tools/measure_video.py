@@ -14,6 +14,13 @@ error has a floor that no temporal filter removes: the ``steady`` row is that fl
 score of one uniform chroma (the per-frame output's mean saturation and hue) on every
 pixel of every frame.
 
+Rows: ``per-frame``, ``steady``, ``stabilised`` (the library's setting or the first
+``--memory``), ``stabilised, rounding not carried`` (the same without
+``carry_rounding``) and one row per further ``--memory``. Where the flow grid is the frame
+(clips up to 512 pixels wide), ``chroma_warp_error`` is the warp error of the float
+chroma before it is joined to L and rounded, and ``reliability`` the stabiliser's mean
+flow reliability.
+
 Every row's warp error is measured along the flow of the INPUT (its gray frames, the L
 that is colorized: ``warp_error(..., guide=lights)``), the same flow for every output of
 a clip, as in Lai et al. 2018 and TCVC.
@@ -45,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instacolor import Colorizer
 from instacolor.reconstruct import reconstruct
 from instacolor.video import FrameColorizer, Stabilization
+from instacolor.video.flow import FlowSettings, estimate_motion, warp
 from instacolor.video.metrics import _ab, cdc, psnr, warp_error
 from instacolor.video.sources import open_source
 
@@ -122,6 +130,20 @@ def _steady(lights: list[np.ndarray], frames: list[np.ndarray], dtype) -> list[n
     return out
 
 
+def _chroma_warp(chromas: list[np.ndarray], lights: list[np.ndarray]) -> float:
+    """The warp error of the float chroma ``(H, W, 2)`` itself, along the input's flow (as
+    :func:`~instacolor.video.metrics.warp_error` with ``guide``): the output's warp error
+    without the 8-bit rounding and the join to L."""
+    grays = [np.clip(x * 2.55 + 0.5, 0, 255).astype(np.uint8) for x in lights]
+    errors = []
+    for i in range(1, len(grays)):
+        motion = estimate_motion(grays[i - 1], grays[i], FlowSettings(preset="medium"))
+        diff = np.linalg.norm(chromas[i] - warp(chromas[i - 1], motion), axis=2)
+        if motion.consistent.any():
+            errors.append(float(diff[motion.consistent].mean()))
+    return float(np.mean(errors))
+
+
 def _psnr8(frames: list[np.ndarray], originals: list[np.ndarray]) -> float:
     if frames[0].dtype == np.uint16:
         frames = [f / 257.0 for f in frames]
@@ -136,7 +158,9 @@ def main() -> None:
     parser.add_argument("--pan", type=int, help="make an N-frame pan over the photo CLIP")
     parser.add_argument("--color", action="store_true", help="CLIP is in colour: PSNR too")
     parser.add_argument("--weights", default="default")
-    parser.add_argument("--memory", type=float, help="stabiliser memory (default: the library's)")
+    parser.add_argument(
+        "--memory", help="stabiliser memory, or several, comma-separated (default: the library's)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--depth", type=int, choices=(8, 16), default=8, help="output bits")
     args = parser.parse_args()
@@ -167,19 +191,30 @@ def main() -> None:
             "cdc": round(cdc(originals), 6),
         }
         print("original", json.dumps(row), flush=True)
-    for name, settings in (
+    memories = [None] if args.memory is None else [float(m) for m in args.memory.split(",")]
+    first = {} if memories[0] is None else {"memory": memories[0]}
+    modes = [
         ("per-frame", Stabilization(enabled=False)),
-        ("stabilised", Stabilization(**({} if args.memory is None else {"memory": args.memory}))),
-    ):
+        ("stabilised", Stabilization(**first)),  # the ratio below: this row's
+        ("stabilised, rounding not carried", Stabilization(**first, carry_rounding=False)),
+    ]
+    modes += [(f"stabilised memory {m}", Stabilization(memory=m)) for m in memories[1:]]
+    for name, settings in modes:
         dtype = np.uint16 if args.depth == 16 else np.uint8
         engine = FrameColorizer(colorizer, size, settings, out_dtype=dtype)
-        frames = [engine(i, light)[0] for i, light in enumerate(lights)]
+        frames, steps = zip(*(engine(i, light) for i, light in enumerate(lights)), strict=True)
         row = {
             "warp_error": round(warp_error(frames, guide=lights), 4),
             "cdc": round(cdc(frames), 6),
         }
+        if engine.grid == size:  # the chroma before it is joined to L and rounded
+            row["chroma_warp_error"] = round(_chroma_warp([s.ab for s in steps], lights), 4)
+        if name.startswith("stabilised"):
+            row["reliability"] = round(float(np.mean([s.reliable for s in steps[1:]])), 3)
         if originals is not None:
             row["psnr"] = round(_psnr8(frames, originals), 3)
+        if name.startswith("stabilised"):
+            row["memory"] = settings.memory
         results[name] = row
         print(name, json.dumps(row), flush=True)
         if name == "per-frame":

@@ -5,7 +5,8 @@ of ``chunk`` frames. Everything in progress lives beside the output, hidden:
 
 * ``.NAME.parts/`` - ``job.json`` (input sha256 and settings), per finished chunk its
   encoded segment (video outputs), the stabiliser's state after its last frame
-  (``chunk-K.npz``) and, written last, ``chunk-K.json``;
+  (``chunk-K.npz``, kept for the last finished chunk only: it holds a full-resolution
+  rounding error) and, written last, ``chunk-K.json``;
 * ``.NAME.partial.EXT`` (video) or ``.NAME.partial/`` (frame folder) - the output being
   assembled.
 
@@ -138,16 +139,20 @@ def _read_job(work: Path) -> dict:
 
 
 def _finished_chunks(work: Path, video: bool) -> int:
-    """How many chunks from the first are complete (marker, state, and segment)."""
+    """How many chunks from the first are complete (marker and segment, and the state of
+    the last of them; 0 when that state is missing: everything is redone)."""
     count = 0
     while True:
         stem = work / f"chunk-{count:06d}"
-        complete = stem.with_suffix(".json").is_file() and stem.with_suffix(".npz").is_file()
+        complete = stem.with_suffix(".json").is_file()
         if video:
             complete = complete and stem.with_suffix(".mov").is_file()
         if not complete:
-            return count
+            break
         count += 1
+    if count and not (work / f"chunk-{count - 1:06d}.npz").is_file():
+        return 0
+    return count
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -385,3 +390,5 @@ def _finish(writer, engine, work: Path, k: int, cuts: list[int]) -> None:
     np.savez(work / f"chunk-{k:06d}.npz", **engine.state.to_arrays())
     first_pts = None if writer is None else writer.first_pts
     _write_json(work / f"chunk-{k:06d}.json", {"chunk": k, "cuts": cuts, "first_pts": first_pts})
+    if k:  # only the last finished chunk's state is ever read (resume)
+        (work / f"chunk-{k - 1:06d}.npz").unlink(missing_ok=True)

@@ -10,7 +10,9 @@ For each frame, :class:`FrameColorizer`
    (shot cuts, flow, reliability blend);
 4. joins the stabilised chroma to the frame's full-resolution L with the image
    pipeline's guided upsampling (:func:`instacolor.reconstruct.reconstruct`), so the
-   luminance of every frame is kept exactly as for a photograph.
+   luminance of every frame is kept exactly as for a photograph; 8-bit frames are
+   rounded keeping their chroma, with the previous frame's rounding error carried along
+   the flow (:mod:`instacolor.video.rounding`).
 
 :func:`colorize_frames` is the streaming API over a path or any iterable of frames.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -45,6 +48,7 @@ from instacolor.video.keyframes import (
     scale_hints,
     shot_references_of,
 )
+from instacolor.video.rounding import carry_error, round_frame
 from instacolor.video.sources import open_source
 from instacolor.video.temporal import Stabilization, Stabilizer, StabilizerState, Step
 
@@ -176,11 +180,23 @@ class FrameColorizer:
             points = None if points is None else scale_hints(points, sx, sy)
             reference = current if shot_start or changed else None
             hinted, _ = self._predict(light_grid, points, reference)
+        before = self.stabilizer.state
         step = self.stabilizer.step(gray, ab, confidence, hinted)
         chroma = torch.from_numpy(np.ascontiguousarray(step.ab.transpose(2, 0, 1)))
-        rgb = reconstruct(  # 8 bits: chroma kept, steadier along time (docs/video.md)
-            chroma, torch.from_numpy(light_grid), light, out_dtype=self.out_dtype, rounding="chroma"
-        )
+        settings = self.stabilizer.settings
+        if self.out_dtype != np.uint8 or not (settings.enabled and settings.carry_rounding):
+            rgb = reconstruct(  # 8 bits: chroma kept, steadier along time (docs/video.md)
+                chroma, torch.from_numpy(light_grid), light, out_dtype=self.out_dtype,
+                rounding="chroma",
+            )  # fmt: skip
+            return rgb, step
+        exact = reconstruct(chroma, torch.from_numpy(light_grid), light, out_dtype=np.float32)
+        previous = None if before is None else before.rounding
+        carried = None
+        if step.motion is not None and previous is not None and previous.shape[:2] == light.shape:
+            carried = carry_error(previous, step.motion)
+        rgb, error = round_frame(exact, light, carried)  # the rounding error carried along
+        self.stabilizer.state = replace(self.stabilizer.state, rounding=error)
         return rgb, step
 
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from instacolor.errors import InputError
-from instacolor.video.flow import FlowSettings, estimate_motion, warp
+from instacolor.video.flow import FlowSettings, Motion, estimate_motion, warp
 
 __all__ = ["Stabilization", "Stabilizer", "StabilizerState", "Step", "histogram_distance"]
 
@@ -57,14 +57,18 @@ class Stabilization:
             (pixels, 64 to 2048); the chroma is joined to the full-resolution
             luminance afterwards.
         flow: DIS preset and forward-backward tolerances.
+        carry_rounding: 8-bit output: each frame's rounding error is carried to the next
+            along the flow, so a tracked point keeps its rounding instead of flickering by
+            it (:mod:`instacolor.video.rounding`); False: every frame rounded on its own.
     """
 
     enabled: bool = True
-    memory: float = 0.95
+    memory: float = 0.98
     confidence_weight: float = 0.5
     cut_threshold: float = 0.35
     flow_size: int = 512
     flow: FlowSettings = field(default_factory=FlowSettings)
+    carry_rounding: bool = True
 
     def __post_init__(self) -> None:
         checks = (
@@ -85,8 +89,10 @@ class Stabilization:
             raise InputError(
                 f"flow_size: expected an integer from 64 to 2048, received {self.flow_size!r}"
             )
-        if not isinstance(self.enabled, bool):
-            raise InputError(f"enabled: expected True or False, received {self.enabled!r}")
+        for name in ("enabled", "carry_rounding"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise InputError(f"{name}: expected True or False, received {value!r}")
 
     def record(self) -> dict:
         """The settings as JSON-ready values (manifest, resume check)."""
@@ -108,25 +114,29 @@ class StabilizerState:
         gray: ``(h, w)`` uint8 gray frame at the flow grid.
         ab: ``(h, w, 2)`` float32 chroma given out for that frame.
         delta: ``(h, w, 2)`` float32 carried keyframe-hint correction, or None.
+        rounding: ``(H, W, 2)`` float16 8-bit rounding error of the frame at its full
+            resolution (:mod:`instacolor.video.rounding`), or None.
     """
 
     gray: np.ndarray
     ab: np.ndarray
     delta: np.ndarray | None = None
+    rounding: np.ndarray | None = None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"gray": self.gray, "ab": self.ab}
-        if self.delta is not None:
-            arrays["delta"] = self.delta
+        for name in ("delta", "rounding"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> StabilizerState:
-        delta = arrays.get("delta")
+        optional = {name: arrays.get(name) for name in ("delta", "rounding")}
         return cls(
             gray=np.asarray(arrays["gray"]),
             ab=np.asarray(arrays["ab"]),
-            delta=None if delta is None else np.asarray(delta),
+            **{k: None if v is None else np.asarray(v) for k, v in optional.items()},
         )
 
 
@@ -138,11 +148,13 @@ class Step:
         ab: ``(h, w, 2)`` float32 chroma for the frame.
         cut: the frame starts a new shot.
         reliable: mean flow reliability from the previous frame (0 at a cut).
+        motion: the flow from the previous frame, or None (a cut; per-frame output).
     """
 
     ab: np.ndarray
     cut: bool
     reliable: float
+    motion: Motion | None = None
 
 
 class Stabilizer:
@@ -210,4 +222,4 @@ class Stabilizer:
             out = weight * warp(previous.ab, motion) + (1.0 - weight) * target
         out = out.astype(np.float32, copy=False)
         self.state = StabilizerState(gray, out, delta)
-        return Step(out, False, motion.reliable_fraction)
+        return Step(out, False, motion.reliable_fraction, motion)
