@@ -77,22 +77,36 @@ def evaluate(colorizer: Colorizer, files: list[Path]) -> None:
         except InputError as exc:  # a near-gray photo as reference: refused, photo skipped
             print(f"{path.name}  skipped: {exc}", flush=True)
             continue
-        row = [path.name]
-        for mode in modes:
-            out = colorizer.colorize(gray, reference=refs.get(mode))
-            scores[mode].append((psnr(out, truth), colorfulness(out)))
-            row.append(f"{mode} {scores[mode][-1][0]:.2f}")
-            if mode in shares:
-                shares[mode].append(matched_share(colorizer, gray, refs[mode]))
-        print("  ".join(row), flush=True)
+        _score_modes(colorizer, path.name, gray, truth, refs, scores)
+        for mode in shares:
+            shares[mode].append(matched_share(colorizer, gray, refs[mode]))
+    _print_table(colorizer, "photos", scores, shares)
+
+
+def _score_modes(colorizer, name: str, gray, truth, refs: dict, scores: dict) -> None:
+    """Colorize ``gray`` once per mode of ``scores`` (``refs``: the mode's reference), add
+    ``(psnr, colourfulness)`` to each and print the row."""
+    row = [name]
+    for mode in scores:
+        out = colorizer.colorize(gray, reference=refs.get(mode))
+        scores[mode].append((psnr(out, truth), colorfulness(out)))
+        row.append(f"{mode} {scores[mode][-1][0]:.2f}")
+    print("  ".join(row), flush=True)
+
+
+def _print_table(colorizer, unit: str, scores: dict, shares: dict | None = None) -> None:
+    """The mean PSNR, gain over automatic and colourfulness per mode (and matched share)."""
     auto = np.mean([s[0] for s in scores["automatic"]])
-    print(f"\n{len(scores['automatic'])} photos, 256x256, weights {colorizer.loaded.name}\n")
-    print("| mode | psnr | gain | colourfulness | share of cells matched |")
-    print("|---|---|---|---|---|")
-    for mode in modes:
+    print(f"\n{len(scores['automatic'])} {unit}, 256x256, weights {colorizer.loaded.name}\n")
+    extra = " share of cells matched |" if shares is not None else ""
+    print("| mode | psnr | gain | colourfulness |" + extra)
+    print("|---|---|---|---|" + ("---|" if shares is not None else ""))
+    for mode in scores:
         p, c = np.mean(scores[mode], 0)
-        share = f"{np.mean(shares[mode]):.4f}" if mode in shares else ""
-        print(f"| {mode} | {p:.3f} | {p - auto:+.3f} | {c:.2f} | {share} |")
+        row = f"| {mode} | {p:.3f} | {p - auto:+.3f} | {c:.2f} |"
+        if shares is not None:
+            row += f" {np.mean(shares[mode]):.4f} |" if mode in shares else "  |"
+        print(row)
 
 
 def clip_frames(clip: Path, wanted: set[int]) -> dict[int, np.ndarray]:
@@ -132,19 +146,8 @@ def evaluate_clips(colorizer: Colorizer, clips: list[Path], gaps: list[int]) -> 
                 continue
             truth = small(frames[clip][k])
             gray = gray_plane(truth)
-            row = [f"{clip.name} frame {k}"]
-            for mode in modes:
-                out = colorizer.colorize(gray, reference=refs.get(mode))
-                scores[mode].append((psnr(out, truth), colorfulness(out)))
-                row.append(f"{mode} {scores[mode][-1][0]:.2f}")
-            print("  ".join(row), flush=True)
-    auto = np.mean([s[0] for s in scores["automatic"]])
-    print(f"\n{len(scores['automatic'])} pairs, 256x256, weights {colorizer.loaded.name}\n")
-    print("| mode | psnr | gain | colourfulness |")
-    print("|---|---|---|---|")
-    for mode in modes:
-        p, c = np.mean(scores[mode], 0)
-        print(f"| {mode} | {p:.3f} | {p - auto:+.3f} | {c:.2f} |")
+            _score_modes(colorizer, f"{clip.name} frame {k}", gray, truth, refs, scores)
+    _print_table(colorizer, "pairs", scores)
 
 
 def timing(colorizer: Colorizer, image: Path, repeats: int = 5) -> None:
