@@ -110,3 +110,17 @@ def test_a_colorizer_with_two_threads_matches_as_with_one(two_threads):
     np.testing.assert_array_equal(two.reference_map > 0, one.reference_map > 0)
     assert two.reference_map.max() > 0
     np.testing.assert_allclose(two.ab, one.ab, atol=0.05)
+
+
+def test_more_threads_are_shared_between_the_lanes():
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        seen = []
+        photo = _photo()
+        match_beside(
+            _light(photo), read_references(photo), lambda: seen.append(torch.get_num_threads())
+        )
+        assert seen == [2] and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

@@ -7,9 +7,10 @@ with two threads as with one), and two torch thread teams competing for the same
 (the networks at two threads beside a matching thread at two) were slower than running
 one after the other. So, when torch may use two threads or more, :func:`match_beside`
 runs the caller's work (the networks) and the matching's encoder passes in two Python
-threads at *one* torch thread each (torch's thread count is per thread, OpenMP's
-``nthreads`` setting: the caller's is set back on return), then the similarity scores
-at the caller's threads. With one torch thread it runs them one after the other.
+threads that share torch's threads (on 2 cores: one each; torch's thread count is per
+thread, OpenMP's ``nthreads`` setting: the caller's is set back on return), then the
+similarity scores at the caller's threads. With one torch thread it runs them one after
+the other.
 
 Which lane does what: a reference not yet described at this working size is encoded
 (it and its mirror) beside the networks, and the caller encodes the target after
@@ -50,9 +51,9 @@ __all__ = ["match_beside"]
 _T = TypeVar("_T")
 
 
-def _one_thread(task: Callable[[], _T]) -> _T:
-    """``task()`` at one torch thread (this thread's setting only)."""
-    torch.set_num_threads(1)
+def _at_threads(threads: int, task: Callable[[], _T]) -> _T:
+    """``task()`` at ``threads`` torch threads (this thread's setting only)."""
+    torch.set_num_threads(threads)
     return task()
 
 
@@ -75,16 +76,17 @@ def match_beside(
         out = work()
         return out, matches_of(describe_target(light), _described(references, s), s)
     new = [ref for ref in references if s not in ref._cells]
+    aside = threads // 2  # the side lane's torch threads, the rest the caller's
     with ThreadPoolExecutor(1, thread_name_prefix="instacolor-match") as pool:
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads - aside)
         try:
             if new:
-                side = pool.submit(_one_thread, lambda: describe_references(tuple(new), s))
+                side = pool.submit(_at_threads, aside, lambda: describe_references(tuple(new), s))
                 out = work()
                 target = describe_target(light)
                 side.result()
             else:
-                side = pool.submit(_one_thread, lambda: describe_target(light))
+                side = pool.submit(_at_threads, aside, lambda: describe_target(light))
                 out = work()
                 target = side.result()
         finally:
