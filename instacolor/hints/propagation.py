@@ -323,23 +323,22 @@ def propagate_pooled(
     total = np.where(known, values, 0.0).reshape(-1, h, step, w, step).sum((2, 4))
     values_c = (total / np.maximum(count, 1)).astype(np.float32)
     field = propagate(light_c, count > 0, values_c, decay=decay * step * step)
-    rows, cols = _upsampling(h, step), _upsampling(w, step)
-    out = rows @ field.astype(np.float64) @ cols.T
+    out = _upsample(_upsample(field.astype(np.float64), step, 1), step, 2)
     out[:, known] = values[:, known]
     return out.astype(np.float32)
 
 
-def _upsampling(n: int, step: int) -> np.ndarray:
-    """``(n * step, n)`` weights of 1-D linear upsampling by ``step`` (pixel centres, the
-    edges held: ``align_corners=False``)."""
+def _upsample(x: np.ndarray, step: int, axis: int) -> np.ndarray:
+    """``x`` linearly upsampled by ``step`` along ``axis`` (pixel centres, the edges held:
+    ``align_corners=False``); elementwise, no BLAS threads."""
+    n = x.shape[axis]
     src = np.clip((np.arange(n * step) + 0.5) / step - 0.5, 0.0, n - 1)
     low = np.floor(src).astype(np.int64)
     high = np.minimum(low + 1, n - 1)
-    weights = np.zeros((n * step, n))
-    rows = np.arange(n * step)
-    np.add.at(weights, (rows, low), 1.0 - (src - low))
-    np.add.at(weights, (rows, high), src - low)
-    return weights
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    weight = (src - low).reshape(shape)
+    return np.take(x, low, axis) * (1.0 - weight) + np.take(x, high, axis) * weight
 
 
 def fit_chroma(
