@@ -12,12 +12,13 @@ thread, OpenMP's ``nthreads`` setting: the caller's is set back on return), then
 similarity scores at the caller's threads. With one torch thread it runs them one after
 the other.
 
-Which lane does what: a reference not yet described at this working size is encoded
-(it and its mirror) beside the networks, and the caller encodes the target after
-them; when every reference is described already (a kept
-:class:`~instacolor.hints.reference.Reference`), the target's pass runs beside the
-networks. The matches are the same as :func:`~instacolor.hints.reference.
-match_references` gives (the same functions on the same inputs).
+Which lane does what: the side lane encodes the references not yet described at this
+working size (each and its mirror), the caller's lane the networks; the target's pass
+goes to the lane that is free first (with a kept
+:class:`~instacolor.hints.reference.Reference`, the side lane at once), so the two
+lanes stay balanced whatever else the cores are running. The matches are those of
+:func:`~instacolor.hints.reference.match_references` (the same functions on the same
+inputs; with two torch threads, the same known cells and ab as with one).
 
 Example:
     >>> import numpy as np
@@ -31,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -75,22 +77,27 @@ def match_beside(
     if threads < 2:
         out = work()
         return out, matches_of(describe_target(light), _described(references, s), s)
-    new = [ref for ref in references if s not in ref._cells]
+    new = tuple(ref for ref in references if s not in ref._cells)
     aside = threads // 2  # the side lane's torch threads, the rest the caller's
+    claim = threading.Lock()  # the target's pass goes to the lane free first
+
+    def target_if_free():
+        return describe_target(light) if claim.acquire(blocking=False) else None
+
+    def side_lane():
+        describe_references(new, s)
+        return target_if_free()
+
     with ThreadPoolExecutor(1, thread_name_prefix="instacolor-match") as pool:
         torch.set_num_threads(threads - aside)
         try:
-            if new:
-                side = pool.submit(_at_threads, aside, lambda: describe_references(tuple(new), s))
-                out = work()
-                target = describe_target(light)
-                side.result()
-            else:
-                side = pool.submit(_at_threads, aside, lambda: describe_target(light))
-                out = work()
-                target = side.result()
+            side = pool.submit(_at_threads, aside, side_lane)
+            out = work()
+            target = target_if_free()
+            theirs = side.result()
         finally:
             torch.set_num_threads(threads)
+    target = theirs if target is None else target
     return out, matches_of(target, references, s)
 
 
