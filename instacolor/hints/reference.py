@@ -238,10 +238,12 @@ def _squash(rgb: np.ndarray, side: int) -> np.ndarray:
 @cache
 def _encoder():
     """The frozen encoder with its BatchNorms folded into the convolutions (matching only
-    infers; the same features within float rounding, a few % less time)."""
+    infers; the same features within float rounding, a few % less time), its weights in
+    channels-last memory (oneDNN's native layout: a pass at 256 px 12 % faster at one
+    thread, features within 6e-5)."""
     encoder = load_encoder()
     fold_batchnorm(encoder)
-    return encoder
+    return encoder.to(memory_format=torch.channels_last)
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,8 @@ def _describe(light: torch.Tensor) -> _Cells:
     out = []
     for one in light.split(1):
         fine, coarse = [], []
-        feats = _encoder().features((one - 50.0) / 100.0, head=False)
+        x = ((one - 50.0) / 100.0).contiguous(memory_format=torch.channels_last)
+        feats = _encoder().features(x, head=False)
         for f in feats:
             f = up_rows(F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f)
             if f.shape[1] == grid * grid:
