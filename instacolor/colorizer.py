@@ -25,7 +25,7 @@ from instacolor.decode import confidence_at, decode, resolve_decoding
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
-from instacolor.hints import HintSettings, as_hints, match_references, read_references
+from instacolor.hints import HintSettings, as_hints, match_beside, read_references
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.inputs import prepare_inputs
@@ -320,11 +320,13 @@ class Colorizer:
             hints=hints if self.hinting.channels else None, hint_instances=inst,
         )  # fmt: skip
         t1 = time.perf_counter()
-        out = self.runtime.run(inputs)
+        if references:  # the matching's encoder passes beside the networks
+            out, match = match_beside(inputs.light, references, lambda: self.runtime.run(inputs))
+        else:
+            out, match = self.runtime.run(inputs), None
         ab, confidence = decode(out, decoding)
         if saturation != 1.0:
             ab = ab * saturation
-        match = match_references(inputs.light, references) if references else None
         ab = self.hinting.propagate(ab, inputs.light, hints, inst, size, match)
         t2 = time.perf_counter()
         rgb = None

@@ -44,6 +44,7 @@ from instacolor.hints.files import (
     read_hints_object,
     sidecar_path,
 )
+from instacolor.hints.overlap import match_beside
 from instacolor.hints.propagation import (
     METHODS,
     VARIANCE_CAP,
@@ -97,6 +98,7 @@ __all__ = [
     "hints_object_for",
     "instance_cells",
     "local_variance",
+    "match_beside",
     "match_references",
     "point_cells",
     "propagate",

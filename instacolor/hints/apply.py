@@ -39,7 +39,12 @@ import torch
 
 from instacolor.errors import InputError
 from instacolor.hints.cells import constraints, instance_cells, point_cells
-from instacolor.hints.propagation import decay_for_length, fit_chroma, propagate
+from instacolor.hints.propagation import (
+    decay_for_length,
+    fit_chroma,
+    propagate,
+    propagate_pooled,
+)
 from instacolor.hints.reference import ReferenceMatch
 from instacolor.hints.values import Hints
 from instacolor.reconstruct import compose_rgb, guided_upsample_ab, reconstruct
@@ -49,6 +54,7 @@ __all__ = [
     "FIT_RIDGE",
     "FULL_RESOLUTION_MAX_PIXELS",
     "INSTANCE_BAND",
+    "MATCH_SOLVE_STEP",
     "PROPAGATIONS",
     "SPREAD_BLOCKS",
     "WORKING_REACH",
@@ -78,6 +84,12 @@ FIT_RIDGE = 0.3
 POINT_RING = 1
 #: Working cells around a coloured instance's mask where its colour may fade out.
 INSTANCE_BAND = 2
+#: A reference's matches alone (no hint given) are propagated on the working grid pooled
+#: by this factor (:func:`~instacolor.hints.propagation.propagate_pooled`), or by less so
+#: that the pooled grid is never coarser than the matching grid (32x32): on kodim05 at 1 MP
+#: 3 ms CPU against 46 for the full solve; the quality protocol (docs/reference.md) moved by
+#: +0.05 / -0.01 dB on kodak24 and -0.08 / -0.01 on coco128 (same scene / unrelated).
+MATCH_SOLVE_STEP = 4
 #: ``"full"`` refuses larger images (the full-resolution solve holds them in memory).
 FULL_RESOLUTION_MAX_PIXELS = 16_000_000
 
@@ -116,6 +128,13 @@ def _centres(hints: Hints, size, s: int) -> np.ndarray:
             top, bottom, left, right = cells
             centres[(top + bottom - 1) // 2, (left + right - 1) // 2] = True
     return centres
+
+
+def _pooling(s: int) -> int:
+    """The largest factor of ``s`` up to :data:`MATCH_SOLVE_STEP` that leaves at least
+    the matching grid's 32 cells a side."""
+    steps = range(1, MATCH_SOLVE_STEP + 1)
+    return max((k for k in steps if s % k == 0 and s // k >= 32), default=1)
 
 
 def _widen_points(hints: Hints, size, s: int, known: np.ndarray, target: np.ndarray):
@@ -229,7 +248,12 @@ class HintSettings:
             target = np.where(known, target, match.ab)
             known = known | matched
         residual = np.where(known, target - current, 0.0).astype(np.float32)
-        field = propagate(light, known, residual, decay=decay_for_length(self.length(count, s)))
+        decay = decay_for_length(self.length(count, s))
+        step = _pooling(s)
+        if match is not None and not hints and step > 1:  # matches a few cells apart
+            field = propagate_pooled(light, known, residual, decay=decay, step=step)
+        else:
+            field = propagate(light, known, residual, decay=decay)
         out = current + field
         out[:, known] = target[:, known]
         return torch.from_numpy(out)
