@@ -189,10 +189,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="--time: best of N (turns)")
     parser.add_argument("--every", type=int, default=1, help="every Nth photo (coco128: 4)")
     parser.add_argument("--limit", type=int, default=0, help="first N photos only (0: all)")
+    parser.add_argument(
+        "--min-score", type=float, help="a study: matches' least score (default: the library's)"
+    )
     parser.add_argument("--clips", type=Path, nargs="+", help="colour clips: frame k with 0")
     parser.add_argument("--gaps", type=int, nargs="+", default=[10, 20, 40], help="--clips: k")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.min_score is not None:
+        import instacolor.hints.reference as matching
+
+        matching.MIN_SCORE = args.min_score
     colorizer = Colorizer(args.weights)
     if args.time:
         timing(colorizer, args.time, args.repeats)
