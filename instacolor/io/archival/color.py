@@ -117,9 +117,14 @@ def tone_deviation(rgb: torch.Tensor, *, quantile: float = COLOR_QUANTILE) -> fl
     lab = rgb_to_lab(rgb.double()).reshape(3, -1).numpy()
     light, ab = lab[0], lab[1:]
     bins = np.clip(np.floor(light / _TONE_BIN), 0, 100 / _TONE_BIN - 1).astype(np.int64)
-    present = np.unique(bins)
+    present, counts = np.unique(bins, return_counts=True)
     centers = (present + 0.5) * _TONE_BIN
-    medians = np.stack([np.median(ab[:, bins == b], axis=1) for b in present], axis=1)
+    # the pixels grouped by bin once (one integer sort), then each bin's median
+    grouped = ab[:, np.argsort(bins, kind="stable")]
+    ends = np.cumsum(counts)
+    medians = np.stack(
+        [np.median(grouped[:, e - n : e], axis=1) for e, n in zip(ends, counts)], axis=1
+    )
     curve = np.stack([np.interp(light, centers, medians[i]) for i in range(2)])
     return float(np.quantile(np.hypot(*(ab - curve)), quantile))
 
