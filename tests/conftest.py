@@ -118,3 +118,12 @@ def data_dir(request: pytest.FixtureRequest) -> Path:
     if request.node.get_closest_marker("needs_data") is None:
         raise pytest.UsageError(f"{request.node.name} uses data_dir without a needs_data mark")
     return Path(os.environ[DATA_ENV])
+
+
+@pytest.fixture
+def torch_threads():
+    """``torch_threads(n)`` sets torch's intra-op threads for the test; the caller's number
+    is restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)

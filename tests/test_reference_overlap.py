@@ -30,11 +30,8 @@ def _light(rgb: np.ndarray, side: int = 64) -> np.ndarray:
 
 
 @pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def two_threads(torch_threads):
+    torch_threads(2)
 
 
 def _same(a, b) -> None:
@@ -70,19 +67,15 @@ def test_beside_gives_the_matches_of_one_thread_and_restores_the_threads(two_thr
     assert torch.get_num_threads() == 2
 
 
-def test_one_torch_thread_runs_the_two_in_turn():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        names = []
-        photo = _photo()
-        _, got = match_beside(
-            _light(photo), read_references(photo), lambda: names.append(threading.current_thread())
-        )
-        assert names == [threading.current_thread()] and torch.get_num_threads() == 1
-        _same(got, match_references(_light(photo), read_references(photo)))
-    finally:
-        torch.set_num_threads(before)
+def test_one_torch_thread_runs_the_two_in_turn(torch_threads):
+    torch_threads(1)
+    names = []
+    photo = _photo()
+    _, got = match_beside(
+        _light(photo), read_references(photo), lambda: names.append(threading.current_thread())
+    )
+    assert names == [threading.current_thread()] and torch.get_num_threads() == 1
+    _same(got, match_references(_light(photo), read_references(photo)))
 
 
 def test_an_error_of_the_networks_is_raised_and_the_threads_restored(two_threads):
@@ -112,15 +105,11 @@ def test_a_colorizer_with_two_threads_matches_as_with_one(two_threads):
     np.testing.assert_allclose(two.ab, one.ab, atol=0.05)
 
 
-def test_more_threads_are_shared_between_the_lanes():
-    before = torch.get_num_threads()
-    torch.set_num_threads(4)
-    try:
-        seen = []
-        photo = _photo()
-        match_beside(
-            _light(photo), read_references(photo), lambda: seen.append(torch.get_num_threads())
-        )
-        assert seen == [2] and torch.get_num_threads() == 4
-    finally:
-        torch.set_num_threads(before)
+def test_more_threads_are_shared_between_the_lanes(torch_threads):
+    torch_threads(4)
+    seen = []
+    photo = _photo()
+    match_beside(
+        _light(photo), read_references(photo), lambda: seen.append(torch.get_num_threads())
+    )
+    assert seen == [2] and torch.get_num_threads() == 4

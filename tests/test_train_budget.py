@@ -144,12 +144,9 @@ def test_crop_batch_is_the_cpu_pipelines_resize_and_flip(data):
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(torch_threads):
     """One torch thread: two threads on two busy cores can take seconds for a tiny step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    torch_threads(1)
 
 
 @pytest.mark.slow
