@@ -236,9 +236,9 @@ class HintSettings:
             residual = np.where(inner, target - current, 0.0).astype(np.float32)
             current = current + propagate(light, inner | outside, residual)
         matched = np.zeros((s, s), bool) if match is None else match.known
-        points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
         count = spread(_centres(hints, size, s) | matched)  # regions: a cluster is one
         if self.fit and count >= FIT_MIN_POINTS:
+            points, goal = constraints(Hints(points=hints.points), None, size, (s, s))
             if match is not None:
                 goal = np.where(points, goal, match.ab)
             current = fit_chroma(current, points | matched, goal, FIT_RIDGE, light=light)

@@ -45,6 +45,7 @@ from instacolor.hints.reference import (
     ReferenceMatch,
     describe_references,
     describe_target,
+    match_references,
     matches_of,
 )
 
@@ -76,7 +77,7 @@ def match_beside(
     threads = torch.get_num_threads()
     if threads < 2:
         out = work()
-        return out, matches_of(describe_target(light), _described(references, s), s)
+        return out, match_references(light, references)
     new = tuple(ref for ref in references if s not in ref._cells)
     aside = threads // 2  # the side lane's torch threads, the rest the caller's
     claim = threading.Lock()  # the target's pass goes to the lane free first
@@ -99,9 +100,3 @@ def match_beside(
             torch.set_num_threads(threads)
     target = theirs if target is None else target
     return out, matches_of(target, references, s)
-
-
-def _described(references: tuple[Reference, ...], s: int) -> tuple[Reference, ...]:
-    """``references``, each described at working size ``s``."""
-    describe_references(references, s)
-    return references
