@@ -9,7 +9,7 @@ import torch
 
 from instacolor.color import lab_to_rgb
 from instacolor.errors import InputError
-from instacolor.video.metrics import warp_error
+from instacolor.video.metrics import _ab, chroma_warp_error, warp_error
 
 H, W, N = 64, 96, 5
 
@@ -85,3 +85,11 @@ def test_without_guide_the_flow_runs_on_each_output():
     _, frames = _clip(output_light_moves=True)
     frames8 = [(f >> 8).astype(np.uint8) for f in frames]
     assert warp_error(frames8) == pytest.approx(warp_error(frames8, guide=frames8), abs=1e-9)
+
+
+def test_chroma_planes_score_as_the_frames_holding_them():
+    lights, frames = _clip(output_light_moves=True)
+    planes = [_ab(f) for f in frames]
+    assert chroma_warp_error(planes, lights) == warp_error(frames, guide=lights)
+    with pytest.raises(InputError, match="one guide frame per chroma plane"):
+        chroma_warp_error(planes, lights[:-1])

@@ -52,8 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instacolor import Colorizer
 from instacolor.reconstruct import reconstruct
 from instacolor.video import FrameColorizer, Stabilization
-from instacolor.video.flow import FlowSettings, estimate_motion, warp
-from instacolor.video.metrics import _ab, cdc, psnr, warp_error
+from instacolor.video.metrics import _ab, cdc, chroma_warp_error, psnr, warp_error
 from instacolor.video.sources import open_source
 
 
@@ -130,20 +129,6 @@ def _steady(lights: list[np.ndarray], frames: list[np.ndarray], dtype) -> list[n
     return out
 
 
-def _chroma_warp(chromas: list[np.ndarray], lights: list[np.ndarray]) -> float:
-    """The warp error of the float chroma ``(H, W, 2)`` itself, along the input's flow (as
-    :func:`~instacolor.video.metrics.warp_error` with ``guide``): the output's warp error
-    without the 8-bit rounding and the join to L."""
-    grays = [np.clip(x * 2.55 + 0.5, 0, 255).astype(np.uint8) for x in lights]
-    errors = []
-    for i in range(1, len(grays)):
-        motion = estimate_motion(grays[i - 1], grays[i], FlowSettings(preset="medium"))
-        diff = np.linalg.norm(chromas[i] - warp(chromas[i - 1], motion), axis=2)
-        if motion.consistent.any():
-            errors.append(float(diff[motion.consistent].mean()))
-    return float(np.mean(errors))
-
-
 def _psnr8(frames: list[np.ndarray], originals: list[np.ndarray]) -> float:
     if frames[0].dtype == np.uint16:
         frames = [f / 257.0 for f in frames]
@@ -208,7 +193,7 @@ def main() -> None:
             "cdc": round(cdc(frames), 6),
         }
         if engine.grid == size:  # the chroma before it is joined to L and rounded
-            row["chroma_warp_error"] = round(_chroma_warp([s.ab for s in steps], lights), 4)
+            row["chroma_warp_error"] = round(chroma_warp_error([s.ab for s in steps], lights), 4)
         if name.startswith("stabilised"):
             row["reliability"] = round(float(np.mean([s.reliable for s in steps[1:]])), 3)
         if originals is not None:

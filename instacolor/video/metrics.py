@@ -35,7 +35,14 @@ from instacolor.color import rgb_to_lab
 from instacolor.errors import InputError
 from instacolor.video.flow import FlowSettings, estimate_motion, warp
 
-__all__ = ["cdc", "channel_histograms", "js_divergence", "psnr", "warp_error"]
+__all__ = [
+    "cdc",
+    "channel_histograms",
+    "chroma_warp_error",
+    "js_divergence",
+    "psnr",
+    "warp_error",
+]
 
 CDC_STEPS = (1, 2, 4)
 
@@ -93,43 +100,84 @@ def warp_error(
         InputError: fewer than two frames; ``guide`` with another number of frames, a
             frame of another size or of an unknown kind.
     """
-    flow = flow or FlowSettings(preset="medium")
-    previous = None
-    errors = []
-    count = 0
-    for i, rgb in enumerate(frames):
-        if guide is None:
-            gray = _gray8(rgb)
-        else:
-            if i >= len(guide):
-                raise InputError(
-                    f"warp_error: expected one guide frame per frame; received {len(guide)} "
-                    "guide frames for more frames; pass the input's gray frames, one per frame"
-                )
-            gray = _guide_gray(guide[i])
-            if gray.shape != rgb.shape[:2]:
-                raise InputError(
-                    f"warp_error: expected guide frame {i} of the frame's size "
-                    f"{rgb.shape[1]}x{rgb.shape[0]}; received {gray.shape[1]}x{gray.shape[0]}; "
-                    "pass the input's gray frames at the output's size"
-                )
-        current = (gray, _ab(rgb))
-        count += 1
-        if previous is not None:
-            motion = estimate_motion(previous[0], current[0], flow)
-            diff = np.linalg.norm(current[1] - warp(previous[1], motion), axis=2)
-            mask = motion.consistent
-            if mask.any():
-                errors.append(float(diff[mask].mean()))
-        previous = current
-    if guide is not None and count != len(guide):
+    counted = [0]
+
+    def pairs():
+        for i, rgb in enumerate(frames):
+            if guide is None:
+                gray = _gray8(rgb)
+            else:
+                if i >= len(guide):
+                    raise InputError(
+                        f"warp_error: expected one guide frame per frame; received "
+                        f"{len(guide)} guide frames for more frames; pass the input's gray "
+                        "frames, one per frame"
+                    )
+                gray = _guide_gray(guide[i])
+                if gray.shape != rgb.shape[:2]:
+                    raise InputError(
+                        f"warp_error: expected guide frame {i} of the frame's size "
+                        f"{rgb.shape[1]}x{rgb.shape[0]}; received {gray.shape[1]}x"
+                        f"{gray.shape[0]}; pass the input's gray frames at the output's size"
+                    )
+            counted[0] += 1
+            yield gray, _ab(rgb)
+
+    errors = _along_flow(pairs(), flow)
+    if guide is not None and counted[0] != len(guide):
         raise InputError(
-            f"warp_error: expected one guide frame per frame ({count} frames); received "
+            f"warp_error: expected one guide frame per frame ({counted[0]} frames); received "
             f"{len(guide)} guide frames; pass the input's gray frames, one per frame"
         )
     if not errors:
         raise InputError("warp_error: expected at least two frames with trackable content")
     return float(np.mean(errors))
+
+
+def chroma_warp_error(
+    chroma: Sequence[np.ndarray], guide: Sequence[np.ndarray], flow: FlowSettings | None = None
+) -> float:
+    """:func:`warp_error` of chroma planes themselves, before they are joined to L and
+    rounded to an image.
+
+    Args:
+        chroma: ``(H, W, 2)`` float a, b planes in order.
+        guide: the frames the flow is computed from, one per plane (as for
+            :func:`warp_error`).
+        flow: flow settings (default: ``medium`` DIS preset).
+
+    Returns:
+        The mean over plane pairs of the masked mean ``|ab_t - warp(ab_{t-1})|``.
+
+    Raises:
+        InputError: fewer than two planes with trackable content; a guide of another
+            number of frames or of an unknown kind.
+    """
+    if len(chroma) != len(guide):
+        raise InputError(
+            f"chroma_warp_error: expected one guide frame per chroma plane ({len(chroma)}); "
+            f"received {len(guide)}; pass the input's gray frames, one per frame"
+        )
+    errors = _along_flow(((_guide_gray(g), c) for g, c in zip(guide, chroma)), flow)
+    if not errors:
+        raise InputError("chroma_warp_error: expected at least two planes with trackable content")
+    return float(np.mean(errors))
+
+
+def _along_flow(pairs: Iterable[tuple[np.ndarray, np.ndarray]], flow: FlowSettings | None):
+    """Per consecutive pair of ``(gray (H, W) uint8, ab (H, W, 2))``: the mean of
+    ``|ab_t - warp(ab_{t-1})|`` where the flow between the grays is consistent."""
+    flow = flow or FlowSettings(preset="medium")
+    previous = None
+    errors = []
+    for gray, ab in pairs:
+        if previous is not None:
+            motion = estimate_motion(previous[0], gray, flow)
+            diff = np.linalg.norm(ab - warp(previous[1], motion), axis=2)
+            if motion.consistent.any():
+                errors.append(float(diff[motion.consistent].mean()))
+        previous = (gray, ab)
+    return errors
 
 
 def channel_histograms(rgb: np.ndarray) -> np.ndarray:
