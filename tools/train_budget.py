@@ -144,12 +144,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.38, help="with --decode annealed-mean")
     p.add_argument("--mix", type=float, help="with --decode annealed-mean: blend weight, 0-1 (1)")
     p.add_argument("--min-colorfulness", type=float, default=0.6, help="--decode auto's bar")
-    p.add_argument(
-        "--guided",
-        action="store_true",
-        help="generators guided by the pretrained encoder (v6); with --pack-to the pack carries "
-        "its weights, and training from such a pack is guided",
-    )
+    guided = "generators guided by the pretrained encoder (v6); with --pack-to the pack carries "
+    guided += "its weights, and runs from such a pack train guided"
+    p.add_argument("--guided", action="store_true", help=guided)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = p.parse_args(argv)
