@@ -111,17 +111,11 @@ def _print_table(colorizer, unit: str, scores: dict, shares: dict | None = None)
 
 def clip_frames(clip: Path, wanted: set[int]) -> dict[int, np.ndarray]:
     """The ``(H, W, 3)`` uint8 RGB frames of ``clip`` whose index is in ``wanted``."""
-    import cv2
+    import measure_video  # tools/: its reader of colour clips (a video or PNG/JPEG frames)
 
-    if clip.is_dir():
-        names = sorted(p for p in clip.iterdir() if p.suffix.lower() in (".png", ".jpg"))
-        bgrs = (cv2.imread(str(p)) for p in names)
-    else:
-        cap = cv2.VideoCapture(str(clip))
-        bgrs = (cap.read()[1] for _ in range(int(cap.get(cv2.CAP_PROP_FRAME_COUNT))))
     out = {}
-    for i, bgr in enumerate(bgrs):
-        if i > max(wanted) or bgr is None:
+    for i, bgr in enumerate(measure_video._colour_frames(clip)):
+        if i > max(wanted):
             break
         if i in wanted:
             out[i] = np.ascontiguousarray(bgr[:, :, ::-1])
