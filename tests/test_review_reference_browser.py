@@ -38,8 +38,43 @@ _INJECTED = (
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory) -> Path:
     outdir = make_batch(tmp_path_factory.mktemp("reference-browser"))
-    _colour(outdir.parent / "in" / XSS_REFERENCE)
+    hostile = _colour(outdir.parent / "in" / XSS_REFERENCE)
+    manifest = outdir / "manifest.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    (scan1,) = [r for r in records if r.get("input", "").endswith("scan1.png")]
+    scan1["references"] = [  # a record naming a hostile file it did not use, and one it did
+        {"path": str(hostile), "sha256": "0" * 64, "origin": "option"},
+        {
+            "path": str(hostile.with_name(XSS_REFERENCE + ".jpg")),
+            "sha256": "1" * 64,
+            "origin": "hints",
+        },
+        {"path": str(hostile), "sha256": sha(hostile), "origin": "hints"},
+    ]
+    with manifest.open("a") as f:
+        f.write(json.dumps(scan1) + "\n")
     return outdir
+
+
+def test_hostile_names_of_an_outputs_references_are_shown_as_text(browser, batch):
+    with ReviewServer.start(batch, port=0, reviewer="grace") as server:
+        browser.get(server.url)
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4, 30)
+        card = next(
+            c
+            for c in browser.find_elements(By.CSS_SELECTOR, ".card")
+            if c.find_element(By.CSS_SELECTOR, ".meta span").text == "scan1.png"
+        )
+        browser.get(f"{server.url}#/image/{card.get_attribute('data-index')}")
+        dropped = browser.find_element(By.ID, "dropped-references")
+        wait(browser, lambda d: dropped.get_attribute("hidden") is None, 30)
+        assert dropped.text.count("<img src=x onerror=") == 2, dropped.text  # shown as text
+        kept = browser.find_element(By.ID, "kept-names")
+        assert (
+            kept.text == XSS_REFERENCE
+            and browser.find_element(By.ID, "keep-references").is_selected()
+        )
+        assert browser.execute_script(_INJECTED) == {"xss": None, "injected": 0}
 
 
 def test_pick_a_hostile_named_reference_preview_and_apply(browser, batch):

@@ -30,16 +30,22 @@ class InputReferences:
 
     Args:
         paths: the batch's references (``--reference``), used by every input.
+        origins: the manifest's ``origin`` of each of ``paths`` (default ``"option"``
+            for all; the review app keeps the references an output was made with).
 
     Raises:
         InputError, DecodeError: a batch reference is missing, unreadable or gray.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], origins: Sequence[str] | None = None
+    ) -> None:
         self.common: tuple[Reference, ...] = read_references(list(paths) or None) or ()
         self.paths = tuple(os.path.abspath(p) for p in paths)
+        origins = ["option"] * len(paths) if origins is None else list(origins)
         self.entries = tuple(
-            {"path": str(p), "sha256": sha256_file(p), "origin": "option"} for p in paths
+            {"path": str(p), "sha256": sha256_file(p), "origin": o}
+            for p, o in zip(paths, origins, strict=True)
         )
         self._read: dict[tuple, tuple[Reference, str]] = {}
         self._listings: dict[Path, tuple[int, list[str]]] = {}

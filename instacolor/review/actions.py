@@ -44,11 +44,23 @@ async def _posted(request: Request) -> tuple[Any, Item, Any]:
     return state, item, payload
 
 
+def _keep(payload: Any) -> bool:
+    """The request's ``"keep_references"`` (default true).
+
+    Raises:
+        InputError: it is not true, false or absent.
+    """
+    keep = payload.get("keep_references", True) if isinstance(payload, dict) else True
+    if not isinstance(keep, bool):
+        raise InputError("keep_references: expected true or false")
+    return keep
+
+
 def _preview(state, item: Item, payload: Any) -> tuple[str, float]:
     item.checked()
     hints = parse_hints(state, item, payload)
     reference = picked(item, payload)
-    rgb, seconds = state.engine.preview(item, hints, None if reference is None else reference[2])
+    rgb, seconds = state.engine.preview(item, hints, reference, _keep(payload))
     return base64.b64encode(encode_png(rgb)).decode(), seconds
 
 
@@ -66,11 +78,14 @@ def _apply(state, item: Item, payload: Any):
     item.checked()
     hints = parse_hints(state, item, payload)
     reference = picked(item, payload)
+    keep = _keep(payload)
     review = {"action": "apply", "reviewer": state.reviewer,
               "hints": None if hints is None else hints.to_json(),
               "hints_sha256": None if hints is None else hints.sha256(),
-              "reference": None if reference is None else reference[0]}  # fmt: skip
-    return state.engine.apply(item, hints, review, None if reference is None else reference[0])
+              "reference": None if reference is None else reference[0],
+              "keep_references": keep}  # fmt: skip
+    name = None if reference is None else reference[0]
+    return state.engine.apply(item, hints, review, name, keep)
 
 
 async def apply(request: Request) -> Response:

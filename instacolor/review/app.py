@@ -34,7 +34,7 @@ from instacolor.review.actions import apply, decision, preview
 from instacolor.review.engine import Engine
 from instacolor.review.guard import Guard
 from instacolor.review.pool import WorkPool
-from instacolor.review.references import candidates
+from instacolor.review.references import candidates, kept
 from instacolor.review.render import KINDS, instance_list, render
 from instacolor.review.requests import (
     MAX_BODY,
@@ -172,6 +172,7 @@ def image_info(request: Request) -> JSONResponse:
             run_guarded(item.checked)
             view = run_guarded(state.engine.view, item)
             references = run_guarded(candidates, item)
+            made_with = run_guarded(kept, item)
         except Refusal as exc:
             return exc.answer()
         review = item.record.get("review")
@@ -183,6 +184,8 @@ def image_info(request: Request) -> JSONResponse:
             history=[e for e in state.log.read() if e["output"] == str(item.output)][-10:],
             applied_hints=review.get("hints") if isinstance(review, dict) else None,
             references=references,
+            kept_references=made_with.names,
+            dropped_references=list(made_with.dropped),
         )
     return JSONResponse(info)
 

@@ -33,10 +33,12 @@ import torch
 
 from instacolor.batch.jobs import Job
 from instacolor.batch.manifest import Manifest, Record
+from instacolor.batch.references import InputReferences
 from instacolor.batch.worker import Settings, Worker
 from instacolor.color import lab_to_rgb
 from instacolor.errors import DecodeError, InputError, InstacolorError
 from instacolor.io.archival import DEFAULT_MAX_PIXELS, read_scan
+from instacolor.review.references import Kept, kept
 from instacolor.review.state import Batch, Item
 from instacolor.structures import Decoding
 
@@ -44,6 +46,8 @@ __all__ = ["MAX_VIEWS", "Engine", "ReviewRecord", "View", "read_input"]
 
 #: Display copies (and their pictures) kept; the least recently shown are dropped.
 MAX_VIEWS = 48
+#: Sets of an output's references kept read (and encoded); the least recent are dropped.
+_REFERENCE_SETS = 4
 
 
 def read_input(item: Item, max_pixels: int | None):
@@ -193,6 +197,7 @@ class Engine:
         self.display_size = display_size
         self.lock = threading.RLock()
         self.views: OrderedDict[int, View] = OrderedDict()
+        self._reference_sets: OrderedDict[tuple, InputReferences] = OrderedDict()
         settings = Settings(
             weights=colorizer.loaded.name,
             working_size=colorizer.working_size,
@@ -247,34 +252,78 @@ class Engine:
     def _display_instances(self, view: View):
         return _scale_instances(view.instances, view.scale, view.light.shape)
 
-    def preview(self, item: Item, hints: Any, reference: Any = None) -> tuple[np.ndarray, float]:
+    def references(self, item: Item, keep: bool = True) -> InputReferences:
+        """The references ``item``'s output was made with that still hold
+        (:func:`~instacolor.review.references.kept`; none when ``keep`` is false), read
+        once while they are unchanged, as the batch worker's references of the item.
+
+        Raises:
+            InputError, DecodeError: a kept reference can no longer be read as a colour
+                photograph.
+        """
+        found = kept(item) if keep else Kept()
+        key = (found.paths, found.origins)
+        with self.lock:
+            refs = self._reference_sets.get(key)
+            if refs is None:
+                refs = InputReferences(found.paths, found.origins)
+                self._reference_sets[key] = refs
+                while len(self._reference_sets) > _REFERENCE_SETS:
+                    self._reference_sets.popitem(last=False)
+            self._reference_sets.move_to_end(key)
+            return refs
+
+    def preview(
+        self, item: Item, hints: Any, picked: Any = None, keep: bool = True
+    ) -> tuple[np.ndarray, float]:
         """The item re-colorized at display size with ``hints`` (in input pixels) and
-        the colour ``reference`` (read references, or None).
+        the colour references "apply" would use: those its output was made with (unless
+        ``keep`` is false), its reference sidecars, then ``picked``.
+
+        Args:
+            item: the image.
+            hints: its hints, or None.
+            picked: ``(name, path, references)`` of a picked reference
+                (:func:`~instacolor.review.references.picked`), or None.
+            keep: use the references its output was made with.
 
         Returns:
             ``(rgb, seconds)``: 8-bit RGB at display size and the time it took.
 
         Raises:
-            InputError: the hints do not fit the image (outside it, unknown instance).
+            InputError: the hints do not fit the image (outside it, unknown instance), or
+                a reference cannot be read.
         """
         with self.lock:
             view = self.view(item)
+            own, entries = self.references(item, keep).of(item.input.resolve())
+            used = {e["path"] for e in entries}
+            if picked is not None and os.path.abspath(picked[1]) not in used:
+                own = (*(own or ()), *picked[2])
             t0 = time.perf_counter()
             result = self.colorizer.colorize_light(
                 view.light,
                 hints=_scale_hints(hints, view.scale, view.light.shape),
                 instances=self._display_instances(view),
                 out_dtype=np.uint8,
-                reference=reference,
+                reference=own or None,
             )
             return result.image, time.perf_counter() - t0
 
-    def apply(self, item: Item, hints: Any, review: dict, reference: str | None = None) -> Record:
+    def apply(
+        self,
+        item: Item,
+        hints: Any,
+        review: dict,
+        reference: str | None = None,
+        keep: bool = True,
+    ) -> Record:
         """Re-colorize ``item`` at full resolution through the batch worker.
 
         ``reference``: a picked reference's name, relative to the input's folder
         (:mod:`instacolor.review.references`), handed to the worker as the ``"reference"``
-        of the item's hints line.
+        of the item's hints line. ``keep``: the references the output was made with go
+        in too (:meth:`references`; the record lists them with their origins).
 
         The output is replaced atomically (the input is only read) and a
         :class:`ReviewRecord` goes to the manifest, also when the worker failed.
@@ -284,6 +333,7 @@ class Engine:
         """
         with self.lock:
             self.view(item)  # the input is readable and its instances known
+            references = self.references(item, keep)
             book = Manifest(self.batch.manifest)  # refused while a batch writes it
             line = hint_line(hints)
             if reference is not None:
@@ -291,12 +341,14 @@ class Engine:
             source = item.input.resolve()
             self.worker.hint_lines = {str(source): line}
             self.worker.hint_lines_path = str(source.parent / ".review")
+            common, self.worker.references = self.worker.references, references
             try:
                 record = self.worker.process(Job(item.input, item.output))
                 record = ReviewRecord(**asdict(record), review=review)
                 book.append(record)
             finally:
                 self.worker.hint_lines = self.worker.hint_lines_path = None
+                self.worker.references = common
                 book.close()
             self.batch.reload()
             self.forget(item)

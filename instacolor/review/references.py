@@ -9,24 +9,127 @@ to the batch worker as the ``"reference"`` field of the image's hints line (the 
 references of :mod:`instacolor.hints.sidecars`, relative to the input's folder), so the
 manifest record lists it with its sha256 like any per-input reference. The app writes
 nothing beside the inputs.
+
+The references an output was **made with** stay with it (:func:`kept`): the batch's
+``--reference`` photos and those its hints named, as its manifest record lists them,
+go into every preview and "apply" of the image, beside its ``NAME.reference.EXT``
+sidecars (found again, as a batch run finds them) and a picked one; a request's
+``"keep_references": false`` leaves them out. The record is data, not authority: a
+listed file is used only if it is a regular file whose bytes still have the sha256 the
+record gives (so a record can name only a file whose exact contents its writer already
+knew); one that is missing or changed is left out and named in :attr:`Kept.dropped`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from instacolor.errors import DecodeError, InputError
 from instacolor.hints.reference import Reference, read_references
 from instacolor.hints.sidecars import REFERENCE_SUFFIXES, references_in
+from instacolor.weights import sha256_file
 
-__all__ = ["MAX_CANDIDATES", "candidates", "picked"]
+__all__ = ["MAX_CANDIDATES", "MAX_KEPT", "Kept", "candidates", "kept", "picked"]
 
 #: Most names offered for one image.
 MAX_CANDIDATES = 300
+#: Most references of a record kept for an image (more are dropped).
+MAX_KEPT = 16
+#: Largest reference file hashed (bytes); a larger one is dropped.
+MAX_KEPT_BYTES = 512 << 20
 _DEPTH = 2
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_KEPT_ORIGINS = ("option", "hints")  # sidecars are found again beside the input
+_digests: dict[tuple, str] = {}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The references an image's output was made with, as far as they still hold.
+
+    Attributes:
+        paths: the files still as the record lists them, in its order.
+        origins: each one's ``origin`` (``"option"`` or ``"hints"``).
+        dropped: a reason for each listed reference left out (missing, changed, not a
+            regular file), naming its file by its base name only.
+    """
+
+    paths: tuple[Path, ...] = ()
+    origins: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        """Base names of :attr:`paths`, for the page."""
+        return [p.name for p in self.paths]
+
+
+def _digest(path: Path, st: os.stat_result) -> str:
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        if len(_digests) >= 256:
+            _digests.pop(next(iter(_digests)))
+        _digests[key] = sha256_file(path)
+    return _digests[key]
+
+
+def kept(item) -> Kept:
+    """The references of ``item``'s record that still hold (see the module's text).
+
+    Args:
+        item: the image (its ``record``, a manifest record read as JSON, is not trusted).
+
+    Returns:
+        :class:`Kept`: the entries of origin ``"option"`` or ``"hints"`` whose path is an
+        absolute path to a regular file of at most :data:`MAX_KEPT_BYTES` whose sha256
+        equals the record's; the first :data:`MAX_KEPT` of them.
+    """
+    entries = item.record.get("references") if isinstance(item.record, dict) else None
+    paths: list[Path] = []
+    origins: list[str] = []
+    dropped: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            dropped.append("a reference entry of the record is not valid")
+            continue
+        if entry.get("origin") not in _KEPT_ORIGINS:
+            continue
+        raw, digest = entry.get("path"), entry.get("sha256")
+        if not isinstance(raw, str) or not isinstance(digest, str) or "\0" in raw:
+            dropped.append("a reference entry of the record is not valid")
+            continue
+        path = Path(raw)
+        name = path.name[:200]
+        if not path.is_absolute() or not _HEX64.fullmatch(digest):
+            dropped.append(f"{name!r}: the record's entry is not valid")
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            dropped.append(f"{name!r}: the file is missing")
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEPT_BYTES:
+            dropped.append(f"{name!r}: not a regular image file")
+        elif len(paths) >= MAX_KEPT:
+            dropped.append(f"{name!r}: more than {MAX_KEPT} references")
+        elif path in paths:
+            continue
+        else:
+            try:
+                same = _digest(path, st) == digest
+            except OSError:
+                same = False
+            if same:
+                paths.append(path)
+                origins.append(entry["origin"])
+            else:
+                dropped.append(f"{name!r}: the file changed since the output was made")
+    return Kept(tuple(paths), tuple(origins), tuple(dropped))
 
 
 def _folder(item) -> tuple[Path, Path]:

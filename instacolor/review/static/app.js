@@ -104,6 +104,11 @@ async function openImage(n) {
   fill($("image-status"), [badge(S.info)]);
   fill($("reference"), [el("option", { value: "" }, "none"),
     ...(S.info.references || []).map((name) => el("option", { value: String(name) }, String(name)))]);
+  const keptNames = (S.info.kept_references || []).map(String), dropped = (S.info.dropped_references || []).map(String);
+  $("keep-references").checked = true; $("keep-label").hidden = !keptNames.length;
+  $("kept-names").textContent = keptNames.join(", ");
+  $("dropped-references").hidden = !dropped.length;
+  $("dropped-references").textContent = dropped.length ? `left out: ${dropped.join("; ")}` : "";
   renderDecision(); renderHints(); setView(S.view);
 }
 
@@ -169,7 +174,8 @@ function renderHints() {
 
 function payload() {
   return { points: S.hints.map((p) => ({ x: p.x, y: p.y, color: p.color, radius: p.radius })),
-           instance_colors: { ...S.instanceColors }, reference: $("reference").value || null };
+           instance_colors: { ...S.instanceColors }, reference: $("reference").value || null,
+           keep_references: $("keep-references").checked };
 }
 
 async function requestPreview() {
@@ -181,7 +187,8 @@ async function requestPreview() {
     if (seq !== S.seq) return;
     const image = String(data.image || "");
     if (!image.startsWith("data:image/png;base64,")) throw new Error("the preview is not a PNG");
-    S.preview = (S.hints.length || Object.keys(S.instanceColors).length || $("reference").value) ? image : null;
+    S.preview = (S.hints.length || Object.keys(S.instanceColors).length || $("reference").value
+                 || !$("keep-references").checked) ? image : null;
     const shown = new Promise((resolve) => { $("main").onload = resolve; });
     setView(S.view === "compare" ? "compare" : "color");
     await shown;
@@ -269,6 +276,7 @@ $("prev").onclick = () => step(-1); $("next").onclick = () => step(1);
 $("slider").addEventListener("input", slide);
 $("apply").onclick = applyHints;
 $("reference").addEventListener("change", requestPreview);
+$("keep-references").addEventListener("change", requestPreview);
 $("clear-hints").onclick = () => { S.hints = []; S.instanceColors = {}; renderHints(); requestPreview(); };
 $("hint-list").addEventListener("click", (e) => {
   if (e.target.dataset.remove) S.hints.splice(Number(e.target.dataset.remove), 1);
