@@ -56,16 +56,21 @@ def batch(tmp_path_factory) -> Path:
     return outdir
 
 
+def _open_image(browser, server, name: str) -> None:
+    """Load the grid, then the page of the image whose input is ``name``."""
+    browser.get(server.url)
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4, 30)
+    card = next(
+        c
+        for c in browser.find_elements(By.CSS_SELECTOR, ".card")
+        if c.find_element(By.CSS_SELECTOR, ".meta span").text == name
+    )
+    browser.get(f"{server.url}#/image/{card.get_attribute('data-index')}")
+
+
 def test_hostile_names_of_an_outputs_references_are_shown_as_text(browser, batch):
     with ReviewServer.start(batch, port=0, reviewer="grace") as server:
-        browser.get(server.url)
-        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4, 30)
-        card = next(
-            c
-            for c in browser.find_elements(By.CSS_SELECTOR, ".card")
-            if c.find_element(By.CSS_SELECTOR, ".meta span").text == "scan1.png"
-        )
-        browser.get(f"{server.url}#/image/{card.get_attribute('data-index')}")
+        _open_image(browser, server, "scan1.png")
         dropped = browser.find_element(By.ID, "dropped-references")
         wait(browser, lambda d: dropped.get_attribute("hidden") is None, 30)
         assert dropped.text.count("<img src=x onerror=") == 2, dropped.text  # shown as text
@@ -79,14 +84,7 @@ def test_hostile_names_of_an_outputs_references_are_shown_as_text(browser, batch
 
 def test_pick_a_hostile_named_reference_preview_and_apply(browser, batch):
     with ReviewServer.start(batch, port=0, reviewer="grace") as server:
-        browser.get(server.url)
-        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4, 30)
-        card = next(
-            c
-            for c in browser.find_elements(By.CSS_SELECTOR, ".card")
-            if c.find_element(By.CSS_SELECTOR, ".meta span").text == "scan0.png"
-        )
-        browser.get(f"{server.url}#/image/{card.get_attribute('data-index')}")
+        _open_image(browser, server, "scan0.png")
         main = browser.find_element(By.ID, "main")
         wait(browser, lambda d: main.get_attribute("naturalWidth") not in (None, "0"), 30)
         select = browser.find_element(By.ID, "reference")
