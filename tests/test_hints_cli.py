@@ -107,3 +107,20 @@ def test_a_hint_outside_the_image_fails_that_input_and_a_broken_file_stops_the_b
     assert run.returncode == 2 and "line 2: expected a JSON object" in run.stderr
     run = _cli(tmp_path, a, "-o", tmp_path / "out3", "--hints", tmp_path / "missing.jsonl")
     assert run.returncode == 2 and "expected a readable JSON-lines file" in run.stderr
+
+
+@pytest.mark.slow
+def test_a_fifo_or_folder_as_a_hints_file_fails_at_once_and_writes_nothing(tmp_path):
+    a, b, _ = _inputs(tmp_path / "in")
+    fifo = tmp_path / "hints.jsonl"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    for hints, kind in ((fifo, "a FIFO"), (tmp_path / "in", "a folder")):
+        run = _cli(tmp_path, a, "-o", tmp_path / "out", "--hints", hints)
+        assert run.returncode == 2 and f"not a regular file ({kind})" in run.stderr, run.stderr
+        assert not (tmp_path / "out").exists()
+    os.mkfifo(tmp_path / "in" / "a.hints.json")  # a sidecar: that input fails, the rest run
+    run = _cli(tmp_path, a, b, "-o", tmp_path / "out")
+    records = _records(tmp_path / "out")
+    assert run.returncode == 1 and records["b.png"]["status"] == "done"
+    assert records["a.png"]["status"] == "failed" and "a FIFO" in records["a.png"]["error"]
+    assert not (tmp_path / "out" / "a.png").exists()

@@ -128,3 +128,15 @@ def test_cli_hostile_inputs_fail_clearly_and_overwrite_nothing(tmp_path):
     assert record["input"] == str(good) and record["output"] == str(output)
     assert not (tmp_path / "pwned").exists() and not (Path.cwd() / "pwned").exists()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+
+
+def test_cli_a_fifo_or_folder_as_hints_file_fails_at_once(tmp_path):
+    clip = tmp_path / "clip.mkv"
+    write_clip(clip, 4)
+    fifo = tmp_path / "keys.jsonl"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    for hints, kind in ((fifo, "a FIFO"), (tmp_path, "a folder")):
+        run = _video([str(clip), "-o", str(tmp_path / "out.mp4"), "--hints", str(hints)])
+        _out, err = run.communicate(timeout=120)
+        assert run.returncode == 2 and f"not a regular file ({kind})" in err, err
+        assert "--hints" in err and not (tmp_path / "out.mp4").exists()

@@ -26,8 +26,10 @@ from typing import Any
 
 from instacolor.errors import InputError, UsageError
 from instacolor.hints.values import Hints, Lab
+from instacolor.io.regular import read_regular
 
 __all__ = [
+    "MAX_HINTS_BYTES",
     "HintsObject",
     "hints_for",
     "hints_from_json",
@@ -38,6 +40,9 @@ __all__ = [
     "references_in",
     "sidecar_path",
 ]
+
+#: Largest hints file read (bytes): a JSON sidecar or a JSON-lines file of a batch.
+MAX_HINTS_BYTES = 64 << 20
 
 
 def hints_from_json(data: Any, where: str = "hints") -> Hints:
@@ -205,7 +210,7 @@ def read_hints_object(path: str | Path) -> HintsObject:
         InputError: the file cannot be read or is not JSON; the message names the file.
     """
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_regular(path, MAX_HINTS_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(
             f"{path}: expected a readable JSON hints file ({type(exc).__name__}: {exc})"
@@ -242,7 +247,7 @@ def read_hints_lines(path: str | Path) -> dict[str, Any]:
             ``"input"`` string, or two lines name the same input.
     """
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = read_regular(path, MAX_HINTS_BYTES).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--hints {path}: expected a readable JSON-lines file ({exc})") from None
     table: dict[str, Any] = {}
@@ -278,14 +283,15 @@ def hints_object_for(
         lines_path: the file of ``lines`` (its folder resolves relative references).
 
     Raises:
-        InputError: the sidecar cannot be read as JSON (the message names the file).
+        InputError: the sidecar cannot be read as JSON, or is not a regular file (a
+            FIFO, a folder, a dangling link); the message names the file.
     """
     source = Path(source)
     data = None if lines is None else lines.get(str(source.resolve()))
     if data is not None:
         return HintsObject.check(data, lines_path or ".", f"hints for {source.name}")
     sidecar = sidecar_path(source)
-    return read_hints_object(sidecar) if os.path.isfile(sidecar) else None
+    return read_hints_object(sidecar) if os.path.lexists(sidecar) else None
 
 
 def hints_for(source: str | Path, lines: dict[str, Any] | None = None) -> Hints | None:

@@ -48,7 +48,9 @@ import numpy as np
 
 from instacolor.errors import DecodeError, InputError, UsageError
 from instacolor.hints import Hints, Reference, as_hints, read_references
+from instacolor.hints.files import MAX_HINTS_BYTES
 from instacolor.hints.sidecars import references_in
+from instacolor.io.regular import read_regular
 from instacolor.video.sources import file_sha256
 
 __all__ = [
@@ -61,8 +63,6 @@ __all__ = [
     "scale_hints",
     "shot_references_of",
 ]
-
-_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,7 @@ def read_keyframe_file(path: str | os.PathLike) -> KeyframeFile:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > _MAX_BYTES:
-            raise UsageError(f"--hints {path.name}: expected at most 64 MiB of JSON lines")
-        data = path.read_bytes()
+        data = read_regular(path, MAX_HINTS_BYTES)
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
