@@ -110,17 +110,22 @@ def test_a_hint_outside_the_image_fails_that_input_and_a_broken_file_stops_the_b
 
 
 @pytest.mark.slow
-def test_a_fifo_or_folder_as_a_hints_file_fails_at_once_and_writes_nothing(tmp_path):
+def test_a_piped_hints_file_is_read_and_a_special_sidecar_fails_its_input(tmp_path):
     a, b, _ = _inputs(tmp_path / "in")
     fifo = tmp_path / "hints.jsonl"
-    os.mkfifo(fifo)  # reading it would wait for a writer for ever
-    for hints, kind in ((fifo, "a FIFO"), (tmp_path / "in", "a folder")):
-        run = _cli(tmp_path, a, "-o", tmp_path / "out", "--hints", hints)
-        assert run.returncode == 2 and f"not a regular file ({kind})" in run.stderr, run.stderr
-        assert not (tmp_path / "out").exists()
-    os.mkfifo(tmp_path / "in" / "a.hints.json")  # a sidecar: that input fails, the rest run
-    run = _cli(tmp_path, a, b, "-o", tmp_path / "out")
-    records = _records(tmp_path / "out")
+    os.mkfifo(fifo)  # as --hints <(...) gives it: a pipe with a writer
+    line = json.dumps({"input": str(a), "points": [[10, 10, "#ff0000"]]}) + "\n"
+    writer = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'w').write({line!r})"])
+    run = _cli(tmp_path, a, "-o", tmp_path / "out", "--hints", fifo)
+    writer.wait(60)
+    assert run.returncode == 0, run.stderr
+    assert _records(tmp_path / "out")["a.png"]["hints"] == 1
+    run = _cli(tmp_path, a, "-o", tmp_path / "out2", "--hints", tmp_path / "in")
+    assert run.returncode == 2 and "not a regular file (a folder)" in run.stderr, run.stderr
+    assert not (tmp_path / "out2").exists()
+    os.mkfifo(tmp_path / "in" / "a.hints.json")  # nobody writes it: never waited on
+    run = _cli(tmp_path, a, b, "-o", tmp_path / "out3")
+    records = _records(tmp_path / "out3")
     assert run.returncode == 1 and records["b.png"]["status"] == "done"
     assert records["a.png"]["status"] == "failed" and "a FIFO" in records["a.png"]["error"]
-    assert not (tmp_path / "out" / "a.png").exists()
+    assert not (tmp_path / "out3" / "a.png").exists()

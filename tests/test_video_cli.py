@@ -130,13 +130,10 @@ def test_cli_hostile_inputs_fail_clearly_and_overwrite_nothing(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
 
 
-def test_cli_a_fifo_or_folder_as_hints_file_fails_at_once(tmp_path):
+def test_cli_a_folder_as_hints_file_fails_at_once(tmp_path):
     clip = tmp_path / "clip.mkv"
     write_clip(clip, 4)
-    fifo = tmp_path / "keys.jsonl"
-    os.mkfifo(fifo)  # reading it would wait for a writer for ever
-    for hints, kind in ((fifo, "a FIFO"), (tmp_path, "a folder")):
-        run = _video([str(clip), "-o", str(tmp_path / "out.mp4"), "--hints", str(hints)])
-        _out, err = run.communicate(timeout=120)
-        assert run.returncode == 2 and f"not a regular file ({kind})" in err, err
-        assert "--hints" in err and not (tmp_path / "out.mp4").exists()
+    run = _video([str(clip), "-o", str(tmp_path / "out.mp4"), "--hints", str(tmp_path)])
+    _out, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and "not a regular file (a folder)" in err, err
+    assert "--hints" in err and not (tmp_path / "out.mp4").exists()

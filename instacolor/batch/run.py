@@ -259,6 +259,7 @@ def colorize_batch(
                 )
         outdir = _output_folder(output)
         lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
+        settings = replace(settings, hint_lines=lines)  # read once: a pipe works too
         jobs, refused = discover(
             [os.fspath(p) for p in inputs],
             None if list_file is None else os.fspath(list_file),
@@ -370,7 +371,7 @@ def colorize_files(
         >>> counts["done"]  # doctest: +SKIP
         120
     """
-    known = {f.name for f in fields(Settings)} - {"device", "threads"}
+    known = {f.name for f in fields(Settings)} - {"device", "threads", "hint_lines"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise InputError(

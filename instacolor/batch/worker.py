@@ -15,8 +15,10 @@ import errno
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,6 +84,10 @@ class Settings:
             (:mod:`instacolor.hints.reference`); empty: none. An input also takes its
             own (:mod:`instacolor.hints.sidecars`: ``NAME.reference.jpg`` sidecars and the
             ``"reference"`` field of its hints).
+        hint_lines: the table of ``hints_file``, read once by the batch
+            (:func:`~instacolor.batch.run.colorize_batch`), so that every worker sees the
+            same lines and a pipe (``--hints <(...)``) is read only once; None: each worker
+            reads ``hints_file`` itself.
 
     Example:
         >>> Settings(weights="instacolor-untrained-w16", working_size=64).device
@@ -104,6 +110,7 @@ class Settings:
     confidence: bool = False
     hints_file: str | None = None
     references: tuple[str, ...] = ()
+    hint_lines: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 def confidence_path(output: Path) -> Path:
@@ -182,7 +189,9 @@ class Worker:
                 decode=settings.decode,
             )
         self.colorizer = colorizer
-        self.hint_lines = read_hints_lines(settings.hints_file) if settings.hints_file else None
+        self.hint_lines = settings.hint_lines
+        if self.hint_lines is None and settings.hints_file:
+            self.hint_lines = read_hints_lines(settings.hints_file)
         self.hint_lines_path = settings.hints_file
         self.references = InputReferences(settings.references)
         self.model = colorizer.loaded.name

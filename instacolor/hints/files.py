@@ -26,7 +26,7 @@ from typing import Any
 
 from instacolor.errors import InputError, UsageError
 from instacolor.hints.values import Hints, Lab
-from instacolor.io.regular import read_regular
+from instacolor.io.regular import read_small
 
 __all__ = [
     "MAX_HINTS_BYTES",
@@ -203,14 +203,20 @@ class HintsObject:
         return self._references
 
 
-def read_hints_object(path: str | Path) -> HintsObject:
+def read_hints_object(path: str | Path, *, pipes: bool = False) -> HintsObject:
     """Read and parse a JSON hints file (e.g. a ``NAME.hints.json`` sidecar) once.
 
+    Args:
+        path: the file: a regular file of at most :data:`MAX_HINTS_BYTES`.
+        pipes: also read a FIFO or character device (a file the user named,
+            :func:`~instacolor.io.regular.read_small`).
+
     Raises:
-        InputError: the file cannot be read or is not JSON; the message names the file.
+        InputError: the file cannot be read, is not a regular file (a FIFO, a folder),
+            or is not JSON; the message names the file.
     """
     try:
-        data = json.loads(read_regular(path, MAX_HINTS_BYTES).decode("utf-8"))
+        data = json.loads(read_small(path, MAX_HINTS_BYTES, pipes=pipes).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(
             f"{path}: expected a readable JSON hints file ({type(exc).__name__}: {exc})"
@@ -219,13 +225,13 @@ def read_hints_object(path: str | Path) -> HintsObject:
 
 
 def read_hints_file(path: str | Path) -> Hints:
-    """Hints from a JSON file (e.g. a ``NAME.hints.json`` sidecar).
+    """Hints from a JSON file the caller names (a FIFO or pipe is read too).
 
     Raises:
         InputError: the file cannot be read, is not JSON, or not of
             :func:`hints_from_json`'s form; the message names the file.
     """
-    return read_hints_object(path).hints
+    return read_hints_object(path, pipes=True).hints
 
 
 def sidecar_path(source: str | Path) -> Path:
@@ -247,7 +253,7 @@ def read_hints_lines(path: str | Path) -> dict[str, Any]:
             ``"input"`` string, or two lines name the same input.
     """
     try:
-        lines = read_regular(path, MAX_HINTS_BYTES).decode("utf-8").splitlines()
+        lines = read_small(path, MAX_HINTS_BYTES, pipes=True).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--hints {path}: expected a readable JSON-lines file ({exc})") from None
     table: dict[str, Any] = {}

@@ -50,7 +50,7 @@ from instacolor.errors import DecodeError, InputError, UsageError
 from instacolor.hints import Hints, Reference, as_hints, read_references
 from instacolor.hints.files import MAX_HINTS_BYTES
 from instacolor.hints.sidecars import references_in
-from instacolor.io.regular import read_regular
+from instacolor.io.regular import read_small
 from instacolor.video.sources import file_sha256
 
 __all__ = [
@@ -90,7 +90,7 @@ def read_keyframe_file(path: str | os.PathLike) -> KeyframeFile:
     """
     path = Path(path)
     try:
-        data = read_regular(path, MAX_HINTS_BYTES)
+        data = read_small(path, MAX_HINTS_BYTES, pipes=True)
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
