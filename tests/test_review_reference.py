@@ -104,3 +104,18 @@ def test_apply_with_a_reference_records_it_in_the_manifest(client, batch):
     assert last["references"] == [{"path": str(street), "sha256": sha(street), "origin": "hints"}]
     assert last["review"]["reference"] == "colour/street.png"
     assert sorted(p.name for p in inputs.iterdir()) == beside  # nothing written beside inputs
+
+
+def test_a_reference_applied_before_stays_with_the_next_apply(client, batch):
+    n = index_of(client, "scan1.png")
+    street = (batch.parent / "in" / "colour" / "street.png").resolve()
+    status, body = client.post(f"/api/images/{n}/apply", {"reference": "colour/street.png"})
+    assert status == 200, body
+    status, info = client.get(f"/api/images/{n}")
+    assert json.loads(info)["kept_references"] == ["street.png"]
+    hint = {"points": [{"x": 20, "y": 20, "color": "#2040c0", "radius": 2}]}
+    status, body = client.post(f"/api/images/{n}/apply", hint)  # no reference picked now
+    assert status == 200, body
+    last = json.loads((batch / "manifest.jsonl").read_text().splitlines()[-1])
+    assert last["references"] == [{"path": str(street), "sha256": sha(street), "origin": "hints"}]
+    assert last["review"]["reference"] is None and last["hints"] == 1
