@@ -63,9 +63,9 @@ def add_video_parser(commands) -> None:
     video.add_argument(
         "--memory",
         type=_number(0.0, 0.999),
-        default=0.98,
+        default=0.99,
         help="weight of the colour carried from the previous frame where the motion is "
-        "reliable, 0-0.999 (default 0.98; higher: steadier, slower to follow changes)",
+        "reliable, 0-0.999 (default 0.99; higher: steadier, slower to follow changes)",
     )
     video.add_argument(
         "--cut-threshold",

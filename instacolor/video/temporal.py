@@ -81,13 +81,13 @@ class Stabilization:
     """
 
     enabled: bool = True
-    memory: float = 0.98
+    memory: float = 0.99
     confidence_weight: float = 0.5
     cut_threshold: float = 0.35
     flow_size: int = 512
-    flow: FlowSettings = field(default_factory=FlowSettings)
+    flow: FlowSettings = field(default_factory=lambda: FlowSettings(preset="medium"))
     carry_rounding: bool = True
-    follow: float = 0.0
+    follow: float = 4.0
 
     def __post_init__(self) -> None:
         checks = (
