@@ -30,7 +30,7 @@ def _noise(seed: int) -> list[np.ndarray]:
 
 def test_a_genuine_change_is_followed_within_a_few_frames_without_the_gate_lagging_it():
     change = [_BASE + (0.0 if i < 5 else 20.0) for i in range(len(_FRAMES))]
-    plain = _run(Stabilization(memory=0.98), change)
+    plain = _run(Stabilization(memory=0.98, follow=0.0), change)
     gated = _run(Stabilization(memory=0.98, follow=2.0), change)
     band = (slice(2, 16), slice(None), 0)  # the static top band
     assert gated[4][band].mean() == 0.0
@@ -41,9 +41,9 @@ def test_a_genuine_change_is_followed_within_a_few_frames_without_the_gate_laggi
 
 def test_the_gate_keeps_frame_to_frame_noise_out():
     nets = _noise(0)
-    plain = _run(Stabilization(memory=0.98), nets)
+    plain = _run(Stabilization(memory=0.98, follow=0.0), nets)
     gated = _run(Stabilization(memory=0.98, follow=2.0), nets)
-    no_memory = _run(Stabilization(memory=0.0), nets)
+    no_memory = _run(Stabilization(memory=0.0, follow=0.0), nets)
 
     def swing(out):
         return float(np.mean([np.abs(out[i] - out[i + 1])[2:16].mean() for i in range(20, 29)]))
