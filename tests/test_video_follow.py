@@ -103,3 +103,17 @@ def test_a_resumed_video_with_the_gate_equals_an_uninterrupted_one(tmp_path):
         whole = cv2.imread(str(tmp_path / "whole" / f"f{i}.png"), cv2.IMREAD_UNCHANGED)
         out = cv2.imread(str(tmp_path / "out" / f"f{i}.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(whole, out)
+
+
+def test_cli_defaults_are_the_library_defaults_and_a_bad_follow_exits_2(capsys):
+    from instacolor.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["video", "in.mp4", "-o", "out.mp4"])
+    default = Stabilization()
+    assert (args.memory, args.follow) == (default.memory, default.follow)
+    assert parser.parse_args(["video", "in", "-o", "out", "--follow", "0"]).follow == 0.0
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["video", "in", "-o", "out", "--follow", "-1"])
+    assert exit_.value.code == 2
+    assert "--follow" in capsys.readouterr().err
