@@ -76,7 +76,7 @@ def test_stabilizer_halves_flicker_and_resets_at_a_cut():
     assert np.array_equal(outputs[8], base - 12.0)  # the cut takes the network's colour
 
 
-def test_default_memory_is_steadier_than_0_85_and_still_follows_a_real_change():
+def test_default_memory_is_steadier_than_0_85_and_follows_a_real_change_at_once():
     frames = [to_gray(shapes_frame(i)) for i in range(40)]
     base = np.zeros((72, 128, 2), np.float32)
 
@@ -85,16 +85,19 @@ def test_default_memory_is_steadier_than_0_85_and_still_follows_a_real_change():
         return [stab.step(gray, net).ab for gray, net in zip(frames, nets, strict=True)]
 
     flicker = [base + (12.0 if i % 2 else -12.0) for i in range(40)]
-    swings = [
-        np.abs(out[20] - out[21])[2:16].mean()
-        for out in (run(Stabilization(), flicker), run(Stabilization(memory=0.85), flicker))
-    ]
-    assert Stabilization().memory == 0.98
-    assert swings[0] < 0.5 * swings[1]  # the static top band: 0.4 against 2.0 Lab
+    settings = [Stabilization(), Stabilization(follow=0.0), Stabilization(memory=0.85, follow=0.0)]
+    swings = [np.abs(out[20] - out[21])[2:16].mean() for out in (run(s, flicker) for s in settings)]
+    assert (Stabilization().memory, Stabilization().follow) == (0.99, 4.0)
+    assert Stabilization().flow.preset == "medium"
+    assert swings[1] < 0.5 * swings[2]  # the static top band: 0.2 against 2.0 Lab
+    # a 24 Lab flicker is departure enough to open the innovation gate a little: 3.2 Lab left
+    assert swings[0] < 0.2 * 24.0
     change = [base + (0.0 if i < 5 else 20.0) for i in range(40)]  # the colour really changes
-    out = run(Stabilization(), change)
+    out, plain = run(Stabilization(), change), run(settings[1], change)
     assert out[4][2:16].mean() == 0.0
-    assert 9.0 < out[39][2:16, ..., 0].mean() <= 20.0  # 34 frames on, half of the way
+    assert out[8][2:16, ..., 0].mean() > 18.0  # the gate: most of the way 3 frames on
+    assert plain[8][2:16, ..., 0].mean() < 2.0  # memory 0.99 alone: hardly moved
+    assert 19.5 < out[39][2:16, ..., 0].mean() <= 20.0
 
 
 def test_8_bit_rounding_leaves_a_warp_error_floor_that_16_bits_do_not():

@@ -16,10 +16,12 @@ pixel of every frame.
 
 Rows: ``per-frame``, ``steady``, ``stabilised`` (the library's setting or the first
 ``--memory``), ``stabilised, rounding not carried`` (the same without
-``carry_rounding``) and one row per further ``--memory``. Where the flow grid is the frame
-(clips up to 512 pixels wide), ``chroma_warp_error`` is the warp error of the float
-chroma before it is joined to L and rounded, and ``reliability`` the stabiliser's mean
-flow reliability.
+``carry_rounding``), one row per further ``--memory`` and, with ``--follow``, one row per
+memory and follow value (the stabiliser's innovation gate, ``Stabilization.follow``),
+one row per ``--variant`` (settings changed from the library's, e.g. the flow preset).
+Where the flow grid is the frame (clips up to 512 pixels wide), ``chroma_warp_error`` is
+the warp error of the float chroma before it is joined to L and rounded, and
+``reliability`` the stabiliser's mean flow reliability.
 
 Every row's warp error is measured along the flow of the INPUT (its gray frames, the L
 that is colorized: ``warp_error(..., guide=lights)``), the same flow for every output of
@@ -52,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instacolor import Colorizer
 from instacolor.reconstruct import reconstruct
 from instacolor.video import FrameColorizer, Stabilization
+from instacolor.video.flow import FlowSettings
 from instacolor.video.metrics import _ab, cdc, chroma_warp_error, psnr, warp_error
 from instacolor.video.sources import open_source
 
@@ -135,6 +138,22 @@ def _psnr8(frames: list[np.ndarray], originals: list[np.ndarray]) -> float:
     return psnr(frames, originals)
 
 
+def _variant(spec: str) -> Stabilization:
+    """``memory=0.99,flow=medium,follow=4,carry=0`` -> the library's settings with those."""
+    fields = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key == "flow":
+            fields["flow"] = FlowSettings(preset=value)
+        elif key == "carry":
+            fields["carry_rounding"] = value == "1"
+        elif key in ("memory", "follow"):
+            fields[key] = float(value)
+        else:
+            raise SystemExit(f"--variant: unknown key {key!r} (memory, follow, flow, carry)")
+    return Stabilization(**fields)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("clip", type=Path)
@@ -145,6 +164,16 @@ def main() -> None:
     parser.add_argument("--weights", default="default")
     parser.add_argument(
         "--memory", help="stabiliser memory, or several, comma-separated (default: the library's)"
+    )
+    parser.add_argument(
+        "--follow", help="also rows with these follow values (comma-separated), per memory"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a further stabilised row, e.g. memory=0.99,flow=medium,follow=4 (repeatable)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--depth", type=int, choices=(8, 16), default=8, help="output bits")
@@ -184,6 +213,14 @@ def main() -> None:
         ("stabilised, rounding not carried", Stabilization(**first, carry_rounding=False)),
     ]
     modes += [(f"stabilised memory {m}", Stabilization(memory=m)) for m in memories[1:]]
+    follows = [] if args.follow is None else [float(f) for f in args.follow.split(",")]
+    for m in memories:
+        memory = Stabilization().memory if m is None else m
+        modes += [
+            (f"stabilised memory {memory} follow {f}", Stabilization(memory=memory, follow=f))
+            for f in follows
+        ]
+    modes += [(f"stabilised {spec}", _variant(spec)) for spec in args.variant]
     for name, settings in modes:
         dtype = np.uint16 if args.depth == 16 else np.uint8
         engine = FrameColorizer(colorizer, size, settings, out_dtype=dtype)
@@ -200,6 +237,8 @@ def main() -> None:
             row["psnr"] = round(_psnr8(frames, originals), 3)
         if name.startswith("stabilised"):
             row["memory"] = settings.memory
+            row["follow"] = settings.follow
+            row["flow"] = settings.flow.preset
         results[name] = row
         print(name, json.dumps(row), flush=True)
         if name == "per-frame":

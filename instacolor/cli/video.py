@@ -63,9 +63,17 @@ def add_video_parser(commands) -> None:
     video.add_argument(
         "--memory",
         type=_number(0.0, 0.999),
-        default=0.98,
+        default=0.99,
         help="weight of the colour carried from the previous frame where the motion is "
-        "reliable, 0-0.999 (default 0.98; higher: steadier, slower to follow changes)",
+        "reliable, 0-0.999 (default 0.99; higher: steadier, slower to follow changes)",
+    )
+    video.add_argument(
+        "--follow",
+        type=_number(0.0, 1000.0),
+        default=4.0,
+        help="Lab units of persistent change in the network's colour at which that memory is "
+        "halved, so a genuine colour change is followed within a few frames (default 4; 0: "
+        "the memory alone)",
     )
     video.add_argument(
         "--cut-threshold",
@@ -140,6 +148,7 @@ def run_video(args: argparse.Namespace) -> int:
     stabilization = Stabilization(
         enabled=not args.no_stabilize,
         memory=args.memory,
+        follow=args.follow,
         cut_threshold=args.cut_threshold,
         flow_size=args.flow_size,
     )

@@ -9,12 +9,19 @@ where ``warp`` follows the optical flow computed on the gray frames
 (:mod:`instacolor.video.flow`), ``reliability`` is 0 where the flow fails its
 forward-backward check (occlusions, new content) and falls with the gray-level mismatch,
 and ``confidence_t`` is the network's own confidence where the weights have a trained
-head (else 0). Colour therefore stays where objects stay, and new content takes the
-network's colour. ``delta_t`` carries keyframe hints: on a frame with hints it is the
-hinted chroma minus the network's own, and it is warped forward through the rest of the
-shot (dropped where the flow fails), so the hinted colours follow what they were put
-on. At a scene cut (the gray histograms of consecutive frames differ by more than
-``cut_threshold`` in total variation) everything resets.
+head (else 0). With ``follow > 0`` the weight is also multiplied by
+``follow² / (follow² + |s_t|²)``, where ``s_t = keep · reliability · warp(s_{t-1}) +
+(1 - keep) (net_t + delta_t - warp(ab_{t-1}))`` is the innovation (the new chroma's
+departure from the carried one) averaged along the motion over a few frames: frame-to-frame
+noise averages out of it and keeps the full memory, while a departure that persists (a
+genuine colour change, a light coming on) grows it and lowers the memory there, so the
+carried colour follows within a few frames instead of lagging. Colour therefore stays
+where objects stay, and new content takes the network's colour. ``delta_t`` carries
+keyframe hints: on a frame with hints it is the hinted chroma minus the network's own,
+and it is warped forward through the rest of the shot (dropped where the flow fails), so
+the hinted colours follow what they were put on. At a scene cut (the gray histograms of
+consecutive frames differ by more than ``cut_threshold`` in total variation) everything
+resets.
 
 Example:
     >>> import numpy as np
@@ -35,9 +42,18 @@ import numpy as np
 from instacolor.errors import InputError
 from instacolor.video.flow import FlowSettings, Motion, estimate_motion, warp
 
-__all__ = ["Stabilization", "Stabilizer", "StabilizerState", "Step", "histogram_distance"]
+__all__ = [
+    "INNOVATION_KEEP",
+    "Stabilization",
+    "Stabilizer",
+    "StabilizerState",
+    "Step",
+    "histogram_distance",
+]
 
 _BINS = 32
+#: Share of the innovation average ``s_t`` kept from the frame before (about 5 frames).
+INNOVATION_KEEP = 0.8
 
 
 @dataclass(frozen=True)
@@ -60,21 +76,25 @@ class Stabilization:
         carry_rounding: 8-bit output: each frame's rounding error is carried to the next
             along the flow, so a tracked point keeps its rounding instead of flickering by
             it (:mod:`instacolor.video.rounding`); False: every frame rounded on its own.
+        follow: Lab units of persistent innovation at which the memory is halved
+            (see the module docstring), >= 0; 0: the memory does not depend on it.
     """
 
     enabled: bool = True
-    memory: float = 0.98
+    memory: float = 0.99
     confidence_weight: float = 0.5
     cut_threshold: float = 0.35
     flow_size: int = 512
-    flow: FlowSettings = field(default_factory=FlowSettings)
+    flow: FlowSettings = field(default_factory=lambda: FlowSettings(preset="medium"))
     carry_rounding: bool = True
+    follow: float = 4.0
 
     def __post_init__(self) -> None:
         checks = (
             ("memory", self.memory, 0.0, 0.999),
             ("confidence_weight", self.confidence_weight, 0.0, 1.0),
             ("cut_threshold", self.cut_threshold, 1e-6, 1.0),
+            ("follow", self.follow, 0.0, 1000.0),
         )
         for name, value, low, high in checks:
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -106,6 +126,9 @@ def histogram_distance(a: np.ndarray, b: np.ndarray) -> float:
     return 0.5 * float(np.abs(ha - hb).sum())
 
 
+_OPTIONAL = ("delta", "rounding", "innovation")
+
+
 @dataclass(frozen=True, eq=False)
 class StabilizerState:
     """What one frame leaves for the next (saved at chunk ends for ``--resume``).
@@ -116,23 +139,26 @@ class StabilizerState:
         delta: ``(h, w, 2)`` float32 carried keyframe-hint correction, or None.
         rounding: ``(H, W, 2)`` float16 8-bit rounding error of the frame at its full
             resolution (:mod:`instacolor.video.rounding`), or None.
+        innovation: ``(h, w, 2)`` float32 innovation average ``s_t`` (``follow > 0``),
+            or None.
     """
 
     gray: np.ndarray
     ab: np.ndarray
     delta: np.ndarray | None = None
     rounding: np.ndarray | None = None
+    innovation: np.ndarray | None = None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"gray": self.gray, "ab": self.ab}
-        for name in ("delta", "rounding"):
+        for name in _OPTIONAL:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> StabilizerState:
-        optional = {name: arrays.get(name) for name in ("delta", "rounding")}
+        optional = {name: arrays.get(name) for name in _OPTIONAL}
         return cls(
             gray=np.asarray(arrays["gray"]),
             ab=np.asarray(arrays["ab"]),
@@ -212,14 +238,29 @@ class Stabilizer:
         elif delta is not None:
             delta = warp(delta, motion) * motion.consistent[..., None]
         target = ab_net if delta is None else ab_net + delta
+        innovation = None
         if hinted is not None or not settings.enabled:
             out = target
         else:
             weight = settings.memory * motion.reliability
             if confidence is not None and settings.confidence_weight > 0:
                 weight = weight * (1.0 - settings.confidence_weight * confidence)
+            carried = warp(previous.ab, motion)
+            if settings.follow > 0:
+                innovation = self._innovation(target - carried, motion)
+                size = np.square(innovation).sum(axis=2)
+                weight = weight * (settings.follow**2 / (settings.follow**2 + size))
             weight = weight[..., None]
-            out = weight * warp(previous.ab, motion) + (1.0 - weight) * target
+            out = weight * carried + (1.0 - weight) * target
         out = out.astype(np.float32, copy=False)
-        self.state = StabilizerState(gray, out, delta)
+        self.state = StabilizerState(gray, out, delta, innovation=innovation)
         return Step(out, False, motion.reliable_fraction, motion)
+
+    def _innovation(self, residual: np.ndarray, motion: Motion) -> np.ndarray:
+        """``s_t`` from this frame's ``(h, w, 2)`` residual and the state's ``s_{t-1}``."""
+        innovation = (1.0 - INNOVATION_KEEP) * residual
+        before = self.state.innovation
+        if before is not None and before.shape == residual.shape:
+            kept = warp(before, motion) * (INNOVATION_KEEP * motion.reliability)[..., None]
+            innovation += kept
+        return innovation.astype(np.float32, copy=False)
