@@ -91,6 +91,13 @@ MAX_CELL_SPREAD = 8.0
 _L_SCALE = 40.0
 
 
+#: Precision of the matching encoder's pass. bfloat16 (a study: ``tools/measure_reference.py
+#: --match-dtype``) took 35 % less time a pass on a CPU with AVX512-BF16, features within
+#: 1e-3 cosine, but let more false matches of unrelated photos through the score floor
+#: (docs/reference.md): float32.
+MATCH_DTYPE = torch.float32
+
+
 @dataclass(frozen=True)
 class ReferenceMatch:
     """Colours a reference gives the working grid.
@@ -108,14 +115,14 @@ class ReferenceMatch:
 
 
 @cache
-def _encoder():
-    """The frozen encoder with its BatchNorms folded into the convolutions (matching only
-    infers; the same features within float rounding, a few % less time), its weights in
+def _encoder(dtype: torch.dtype = torch.float32):
+    """The frozen encoder in ``dtype``, its BatchNorms folded into the convolutions (matching
+    only infers; the same features within float rounding, a few % less time), its weights in
     channels-last memory (oneDNN's native layout: a pass at 256 px 12 % faster at one
     thread, features within 6e-5)."""
     encoder = load_encoder()
     fold_batchnorm(encoder)
-    return encoder.to(memory_format=torch.channels_last)
+    return encoder.to(dtype=dtype, memory_format=torch.channels_last)
 
 
 @dataclass(frozen=True)
@@ -163,9 +170,10 @@ def _describe(light: torch.Tensor) -> _Cells:
     out = []
     for one in light.split(1):
         fine, coarse = [], []
-        x = ((one - 50.0) / 100.0).contiguous(memory_format=torch.channels_last)
-        feats = _encoder().features(x, head=False)
+        x = ((one - 50.0) / 100.0).to(MATCH_DTYPE).contiguous(memory_format=torch.channels_last)
+        feats = _encoder(MATCH_DTYPE).features(x, head=False)
         for f in feats:
+            f = f.float()
             f = up_rows(F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f)
             if f.shape[1] == grid * grid:
                 fine.append(F.normalize(f, dim=2))
