@@ -25,7 +25,7 @@ from instacolor.decode import confidence_at, decode, resolve_decoding
 from instacolor.detection.base import Detector, DetectorConfig
 from instacolor.detection.factory import build_detector
 from instacolor.errors import InputError
-from instacolor.hints import HintSettings, as_hints, match_beside, read_references
+from instacolor.hints import HintSettings, as_hints, match_beside
 from instacolor.io.image import DEFAULT_COLOR_TOLERANCE, read_luminance, to_output
 from instacolor.models.generator import FUSION_POINTS
 from instacolor.models.inputs import prepare_inputs
@@ -295,7 +295,6 @@ class Colorizer:
         The result's ``image`` is the raw ``(H, W, 3)`` RGB of ``out_dtype`` (None for None).
         """
         saturation = self.saturation if saturation is None else _check_saturation(saturation)
-        references = read_references(reference)
         size = (int(l_full.shape[0]), int(l_full.shape[1]))
         inst = as_instances(instances, size)
         sem = as_semantic(semantic)
@@ -320,8 +319,8 @@ class Colorizer:
             hints=hints if self.hinting.channels else None, hint_instances=inst,
         )  # fmt: skip
         t1 = time.perf_counter()
-        if references:  # the matching's encoder passes beside the networks
-            out, match = match_beside(inputs.light, references, lambda: self.runtime.run(inputs))
+        if reference is not None:  # read, checked and encoded beside the networks
+            out, match = match_beside(inputs.light, reference, lambda: self.runtime.run(inputs))
         else:
             out, match = self.runtime.run(inputs), None
         ab, confidence = decode(out, decoding)

@@ -26,3 +26,14 @@ def test_the_matching_encoder_is_the_pretrained_one_folded():
     for a, b in zip(want, got):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in _encoder().modules())
+
+
+def test_the_bfloat16_study_encoder_is_the_same_network_in_bfloat16():
+    x = torch.rand(1, 1, 96, 96) - 0.5
+    with torch.inference_mode():
+        want = _encoder().features(x, head=False)
+        got = _encoder(torch.bfloat16).features(x.to(torch.bfloat16), head=False)
+    for a, b in zip(want, got):
+        assert b.dtype == torch.bfloat16 and b.shape == a.shape
+        cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b.float().flatten(1))
+        assert cosine.min() > 0.99

@@ -1,4 +1,5 @@
-"""Reference matching beside the networks: the same matches, torch's threads restored."""
+"""Reference matching beside the networks: the same matches, torch's threads restored, a bad
+reference read in the side lane refused as the reader refuses it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 from instacolor.color import rgb_to_lab
+from instacolor.errors import DecodeError, InputError, InstacolorError
 from instacolor.hints import match_beside, match_references, read_references
 
 
@@ -113,3 +115,74 @@ def test_more_threads_are_shared_between_the_lanes(torch_threads):
         _light(photo), read_references(photo), lambda: seen.append(torch.get_num_threads())
     )
     assert seen == [2] and torch.get_num_threads() == 4
+
+
+# ---------------------------------------------------------------- reading in the side lane
+
+
+def test_the_side_lane_reads_paths_arrays_and_pil_images_as_the_caller_would(two_threads, tmp_path):
+    photo = _photo()
+    path = tmp_path / "reference.png"
+    Image.fromarray(np.ascontiguousarray(photo[8:, ::-1])).save(path)
+    light = _light(photo)
+    torch.set_num_threads(1)
+    want = match_references(light, read_references([path, photo]))
+    torch.set_num_threads(2)
+    assert want.known.sum() > 10
+    for given in ([path, photo], (str(path), Image.fromarray(photo))):
+        _, got = match_beside(light, given, lambda: None)
+        _same(got, want)
+    assert torch.get_num_threads() == 2
+
+
+def _bad_references(tmp_path) -> dict:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    return {
+        "gray": np.full((48, 64, 3), 90, np.uint8),
+        "gray second": [_photo(), np.full((48, 64, 3), 90, np.uint8)],
+        "empty list": [],
+        "missing file": tmp_path / "nowhere.jpg",
+        "undecodable file": broken,
+        "wrong type": 3,
+    }
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "case", ["gray", "gray second", "empty list", "missing file", "undecodable file", "wrong type"]
+)
+def test_a_bad_reference_raises_the_readers_error_beside_or_not(
+    torch_threads, tmp_path, threads, case
+):
+    torch_threads(threads)
+    bad = _bad_references(tmp_path)[case]
+    with pytest.raises(InstacolorError) as serial:
+        read_references(bad)
+    ran = []
+    with pytest.raises(type(serial.value)) as beside:
+        match_beside(_light(_photo()), bad, lambda: ran.append(torch.get_num_threads()))
+    assert str(beside.value) == str(serial.value)  # the same clear message
+    # two threads: read in the side lane, the error once the networks are done; one
+    # thread: read first, nothing run
+    assert ran == ([1] if threads == 2 else [])
+    assert torch.get_num_threads() == threads
+    assert (tmp_path / "broken.jpg").read_bytes() == b"not an image at all"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg"]  # nothing written
+
+
+def test_a_colorizer_refuses_a_bad_reference_read_beside_and_writes_nothing(two_threads, tmp_path):
+    from instacolor import Colorizer
+
+    colorizer = Colorizer("default", working_size=64)
+    gray = np.asarray(Image.fromarray(_photo()).convert("L"))
+    bad = _bad_references(tmp_path)
+    with pytest.raises(InputError, match="reference 0: expected a colour photograph"):
+        colorizer.colorize_full(gray, reference=bad["gray"])
+    with pytest.raises(DecodeError, match="could not decode"):
+        colorizer.colorize(gray, reference=[bad["undecodable file"]])
+    assert torch.get_num_threads() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg"]
+    assert (tmp_path / "broken.jpg").read_bytes() == b"not an image at all"
+    good = colorizer.colorize_full(gray, reference=_photo())  # the colorizer goes on
+    assert good.reference_map.max() > 0

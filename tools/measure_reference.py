@@ -186,6 +186,10 @@ def main() -> None:
     parser.add_argument(
         "--min-score", type=float, help="a study: matches' least score (default: the library's)"
     )
+    parser.add_argument(
+        "--match-dtype", choices=("float32", "bfloat16"),
+        help="a study: the matching encoder's precision (default: the library's choice)",
+    )  # fmt: skip
     parser.add_argument("--clips", type=Path, nargs="+", help="colour clips: frame k with 0")
     parser.add_argument("--gaps", type=int, nargs="+", default=[10, 20, 40], help="--clips: k")
     args = parser.parse_args()
@@ -194,6 +198,10 @@ def main() -> None:
         import instacolor.hints.reference as matching
 
         matching.MIN_SCORE = args.min_score
+    if args.match_dtype is not None:
+        import instacolor.hints.reference as matching
+
+        matching.MATCH_DTYPE = getattr(torch, args.match_dtype)
     colorizer = Colorizer(args.weights)
     if args.time:
         timing(colorizer, args.time, args.repeats)

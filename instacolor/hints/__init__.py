@@ -6,6 +6,7 @@
   the networks' hint channels;
 * :mod:`~instacolor.hints.propagation` - edge-aware propagation (Levin et al. 2004) and
   the chroma fit;
+* :mod:`~instacolor.hints.photos` - reading and checking colour reference photos;
 * :mod:`~instacolor.hints.reference` - colour from reference photos (matches as hints);
 * :mod:`~instacolor.hints.apply` - :class:`HintSettings`: how a colorizer applies hints.
 
@@ -45,6 +46,7 @@ from instacolor.hints.files import (
     sidecar_path,
 )
 from instacolor.hints.overlap import match_beside
+from instacolor.hints.photos import Reference, read_references, references_sha256
 from instacolor.hints.propagation import (
     METHODS,
     VARIANCE_CAP,
@@ -57,14 +59,7 @@ from instacolor.hints.propagation import (
     propagate,
     system,
 )
-from instacolor.hints.reference import (
-    MATCH_SIZE,
-    Reference,
-    ReferenceMatch,
-    match_references,
-    read_references,
-    references_sha256,
-)
+from instacolor.hints.reference import MATCH_SIZE, ReferenceMatch, match_references
 from instacolor.hints.values import HintPoint, Hints, Lab, as_lab
 
 __all__ = [

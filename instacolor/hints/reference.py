@@ -23,42 +23,37 @@ then fits the chroma to them and propagates the residuals edge-aware, so that wh
 nothing matches the networks' colours remain. Each reference is also matched mirrored
 (left-right), so a reference taken from the other side still matches.
 
+The references come read and checked by :func:`~instacolor.hints.photos.read_references`
+(:mod:`~instacolor.hints.photos`; :class:`Reference`, :func:`read_references` and
+:func:`references_sha256` are importable from here too).
+
 Example:
     >>> import numpy as np
-    >>> rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    >>> refs = read_references([rgb])
-    >>> refs[0].rgb.shape, refs[0].source
-    ((48, 64, 3), 'array')
-    >>> read_references(np.full((48, 64, 3), 128, np.uint8))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    instacolor.errors.InputError: reference 0: expected a colour photograph, received a gray...
+    >>> rng = np.random.default_rng(0)
+    >>> refs = read_references(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    >>> match = match_references(np.full((32, 32), 50.0, np.float32), refs)
+    >>> match.known.shape, match.ab.shape
+    ((32, 32), (2, 32, 32))
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from instacolor.color import rgb_to_lab
-from instacolor.errors import DecodeError, InputError
+from instacolor.hints.photos import Reference, read_references, references_sha256, squash
 from instacolor.hints.similarity import (
     interpolation_matrix,
     up_rows,
     upsampled_norms,
     upsampled_products,
 )
-from instacolor.io.archival import DEFAULT_COLOR_THRESHOLD, tone_deviation
 from instacolor.models.encoder import load_encoder
 from instacolor.models.fold import fold_batchnorm
 
@@ -94,26 +89,13 @@ MIN_SCORE = 0.7
 MAX_CELL_SPREAD = 8.0
 #: L difference (Lab units) that costs 1 of the score.
 _L_SCALE = 40.0
-#: Largest reference side kept for matching (a larger photo is shrunk when read).
-_READ_SIDE = 1024
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A colour reference photo, checked and shrunk for matching.
-
-    Its matching descriptors are computed once per working size and kept with it, so a
-    batch that gives every input the same reference (``--reference``, or one
-    :class:`Reference` passed to many calls) encodes it once.
-
-    Attributes:
-        rgb: ``(H, W, 3)`` float32 sRGB in ``[0, 1]``, at most 1024 px a side.
-        source: the path, or ``"array"`` / ``"PIL"``.
-    """
-
-    rgb: np.ndarray
-    source: str
-    _cells: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+#: Precision of the matching encoder's pass. bfloat16 (a study: ``tools/measure_reference.py
+#: --match-dtype``) took 35 % less time a pass on a CPU with AVX512-BF16, features within
+#: 1e-3 cosine, but let more false matches of unrelated photos through the score floor
+#: (docs/reference.md): float32.
+MATCH_DTYPE = torch.float32
 
 
 @dataclass(frozen=True)
@@ -132,120 +114,15 @@ class ReferenceMatch:
     confidence: np.ndarray
 
 
-def _rgb_of(item: Any, index: int) -> tuple[np.ndarray, str]:
-    """``(H, W, 3)`` float32 sRGB of one reference item."""
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise InputError(f"reference {index}: expected an image file, {path} does not exist")
-        try:
-            with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image)
-                image.thumbnail((_READ_SIDE, _READ_SIDE))
-                rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DecodeError(
-                f"reference {index}: expected a readable JPEG, PNG or TIFF image, could not "
-                f"decode {path} ({exc})"
-            ) from exc
-        return rgb, str(path)
-    if isinstance(item, Image.Image):
-        image = item.copy()
-        image.thumbnail((_READ_SIDE, _READ_SIDE))
-        return np.asarray(image.convert("RGB"), np.float32) / 255.0, "PIL"
-    if isinstance(item, np.ndarray):
-        if item.ndim != 3 or item.shape[2] != 3 or min(item.shape[:2]) < 1:
-            raise InputError(
-                f"reference {index}: expected an (H, W, 3) colour array, received shape "
-                f"{item.shape}"
-            )
-        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(item.dtype)
-        if scale is None and item.dtype.kind != "f":
-            raise InputError(
-                f"reference {index}: expected dtype uint8, uint16 or float in [0, 1], "
-                f"received {item.dtype}"
-            )
-        if scale is not None:  # integers: in [0, 1] once scaled
-            return np.divide(item, np.float32(scale), dtype=np.float32), "array"
-        rgb = item.astype(np.float32)
-        if not (np.isfinite(rgb).all() and rgb.min() >= 0.0 and rgb.max() <= 1.0):
-            raise InputError(f"reference {index}: expected finite float values in [0, 1]")
-        return rgb, "array"
-    raise InputError(
-        f"reference: expected a path, a numpy array, a PIL image or a list of them, "
-        f"received {type(item).__name__}"
-    )
-
-
-def read_references(reference: Any) -> tuple[Reference, ...] | None:
-    """Check and read the colour reference(s) given to a colorizer.
-
-    Args:
-        reference: None, a path, an ``(H, W, 3)`` array (uint8, uint16 or float in
-            ``[0, 1]``), a PIL image, a :class:`Reference` (kept as it is), or a
-            non-empty list / tuple of them.
-
-    Returns:
-        The references (None for None).
-
-    Raises:
-        InputError: an empty list, a wrong type or shape, a missing file, or a gray or
-            toned reference (its :func:`~instacolor.io.archival.tone_deviation` under
-            :data:`~instacolor.io.archival.DEFAULT_COLOR_THRESHOLD`): no colour to take.
-        DecodeError: a file that cannot be decoded as an image.
-    """
-    if reference is None:
-        return None
-    items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
-    if not items:
-        raise InputError("reference: expected at least one colour photograph, received none")
-    out = []
-    for index, item in enumerate(items):
-        if isinstance(item, Reference):  # read and checked already
-            out.append(item)
-            continue
-        rgb, source = _rgb_of(item, index)
-        preview = torch.from_numpy(_squash(rgb, 128)).permute(2, 0, 1)
-        deviation = tone_deviation(preview)
-        if deviation < DEFAULT_COLOR_THRESHOLD:
-            raise InputError(
-                f"reference {index}: expected a colour photograph, received a gray or toned "
-                f"image (tone deviation {deviation:.1f} Lab, at least "
-                f"{DEFAULT_COLOR_THRESHOLD:g} needed): there is no colour to take from it"
-            )
-        out.append(Reference(rgb=rgb, source=source))
-    return tuple(out)
-
-
-def references_sha256(references: tuple[Reference, ...]) -> str:
-    """sha256 of the references' pixels as read (shape and float32 sRGB, in order).
-
-    Records and provenance name the references by it (the same photo from a path, an
-    array or a PIL image gives the same digest).
-    """
-    digest = hashlib.sha256()
-    for ref in references:
-        digest.update(np.asarray(ref.rgb.shape, np.int64).tobytes())
-        digest.update(np.ascontiguousarray(ref.rgb, np.float32).tobytes())
-    return digest.hexdigest()
-
-
-def _squash(rgb: np.ndarray, side: int) -> np.ndarray:
-    """``rgb`` ``(H, W, 3)`` resized to ``(side, side, 3)`` (bilinear, antialiased)."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
-    out = F.interpolate(t, (side, side), mode="bilinear", antialias=True, align_corners=False)
-    return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
-
-
 @cache
-def _encoder():
-    """The frozen encoder with its BatchNorms folded into the convolutions (matching only
-    infers; the same features within float rounding, a few % less time), its weights in
+def _encoder(dtype: torch.dtype = torch.float32):
+    """The frozen encoder in ``dtype``, its BatchNorms folded into the convolutions (matching
+    only infers; the same features within float rounding, a few % less time), its weights in
     channels-last memory (oneDNN's native layout: a pass at 256 px 12 % faster at one
     thread, features within 6e-5)."""
     encoder = load_encoder()
     fold_batchnorm(encoder)
-    return encoder.to(memory_format=torch.channels_last)
+    return encoder.to(dtype=dtype, memory_format=torch.channels_last)
 
 
 @dataclass(frozen=True)
@@ -293,9 +170,10 @@ def _describe(light: torch.Tensor) -> _Cells:
     out = []
     for one in light.split(1):
         fine, coarse = [], []
-        x = ((one - 50.0) / 100.0).contiguous(memory_format=torch.channels_last)
-        feats = _encoder().features(x, head=False)
+        x = ((one - 50.0) / 100.0).to(MATCH_DTYPE).contiguous(memory_format=torch.channels_last)
+        feats = _encoder(MATCH_DTYPE).features(x, head=False)
         for f in feats:
+            f = f.float()
             f = up_rows(F.adaptive_avg_pool2d(f, grid) if f.shape[-1] > grid else f)
             if f.shape[1] == grid * grid:
                 fine.append(F.normalize(f, dim=2))
@@ -331,7 +209,7 @@ def _reference_light(ref: Reference, s: int) -> torch.Tensor:
     """``(2, 1, M, M)`` L of a reference and its mirror for the encoder: it takes the
     target's path (the working size ``s``, then up to :data:`MATCH_SIZE`), so both are
     as sharp."""
-    low = rgb_to_lab(torch.from_numpy(_squash(ref.rgb, s)).permute(2, 0, 1))[:1]
+    low = rgb_to_lab(torch.from_numpy(squash(ref.rgb, s)).permute(2, 0, 1))[:1]
     both = torch.stack([low, low.flip(-1)])
     return F.interpolate(both, (MATCH_SIZE, MATCH_SIZE), mode="bilinear")
 
@@ -339,7 +217,7 @@ def _reference_light(ref: Reference, s: int) -> torch.Tensor:
 def _reference_cells(ref: Reference, cells: _Cells) -> tuple[_Cells, torch.Tensor, torch.Tensor]:
     """A reference's cells (it and its mirror, ``cells``), their mean ab ``(2, 2 G*G)``
     and ab spread ``(2 G*G,)``."""
-    rgb = torch.from_numpy(_squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
+    rgb = torch.from_numpy(squash(ref.rgb, MATCH_SIZE)).permute(2, 0, 1)
     ab = rgb_to_lab(rgb)[1:]
     ab_mean = F.avg_pool2d(ab, _STRIDE)  # (2, G, G)
     ab_square = F.avg_pool2d(ab**2, _STRIDE)
