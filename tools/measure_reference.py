@@ -190,6 +190,10 @@ def main() -> None:
         "--match-dtype", choices=("float32", "bfloat16"),
         help="a study: the matching encoder's precision (default: the library's choice)",
     )  # fmt: skip
+    parser.add_argument(
+        "--mirror", choices=("pass", "flip"),
+        help="a study: the mirror's own encoder pass, or the reference's cells flipped",
+    )  # fmt: skip
     parser.add_argument("--clips", type=Path, nargs="+", help="colour clips: frame k with 0")
     parser.add_argument("--gaps", type=int, nargs="+", default=[10, 20, 40], help="--clips: k")
     args = parser.parse_args()
@@ -202,6 +206,10 @@ def main() -> None:
         import instacolor.hints.reference as matching
 
         matching.MATCH_DTYPE = getattr(torch, args.match_dtype)
+    if args.mirror is not None:
+        import instacolor.hints.reference as matching
+
+        matching.MIRROR = args.mirror
     colorizer = Colorizer(args.weights)
     if args.time:
         timing(colorizer, args.time, args.repeats)

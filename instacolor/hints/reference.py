@@ -96,6 +96,9 @@ _L_SCALE = 40.0
 #: 1e-3 cosine, but let more false matches of unrelated photos through the score floor
 #: (docs/reference.md): float32.
 MATCH_DTYPE = torch.float32
+#: How a reference's mirror is described: ``"pass"``, its own encoder pass, or ``"flip"``,
+#: the reference's cells flipped (one pass fewer; the encoder is not mirror-symmetric).
+MIRROR = "pass"
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,16 @@ class _Cells:
         """Images ``lo`` to ``hi - 1``."""
         coarse = tuple((c[lo:hi], n[lo:hi]) for c, n in self.coarse)
         return _Cells(self.fine[lo:hi], coarse, self.light[lo:hi])
+
+    def mirrored(self) -> _Cells:
+        """The cells of the images flipped left-right (each grid's columns reversed)."""
+
+        def flip(x: torch.Tensor) -> torch.Tensor:  # (B, n*n, ...) row-major on n x n
+            n = math.isqrt(x.shape[1])
+            return x.reshape(x.shape[0], n, n, *x.shape[2:]).flip(2).reshape(x.shape)
+
+        coarse = tuple((flip(c), flip(n)) for c, n in self.coarse)
+        return _Cells(flip(self.fine), coarse, flip(self.light))
 
 
 def _cat(cells: list[_Cells]) -> _Cells:
@@ -210,7 +223,7 @@ def _reference_light(ref: Reference, s: int) -> torch.Tensor:
     target's path (the working size ``s``, then up to :data:`MATCH_SIZE`), so both are
     as sharp."""
     low = rgb_to_lab(torch.from_numpy(squash(ref.rgb, s)).permute(2, 0, 1))[:1]
-    both = torch.stack([low, low.flip(-1)])
+    both = torch.stack([low, low.flip(-1)] if MIRROR == "pass" else [low])
     return F.interpolate(both, (MATCH_SIZE, MATCH_SIZE), mode="bilinear")
 
 
@@ -248,7 +261,10 @@ def describe_references(references: tuple[Reference, ...], s: int) -> None:
     todo = list({id(ref): ref for ref in references if s not in ref._cells}.values())
     with torch.inference_mode():
         for ref in todo:
-            ref._cells[s] = _reference_cells(ref, _describe(_reference_light(ref, s)))
+            cells = _describe(_reference_light(ref, s))
+            if MIRROR == "flip":
+                cells = _cat([cells, cells.mirrored()])
+            ref._cells[s] = _reference_cells(ref, cells)
 
 
 def describe_target(light: np.ndarray) -> _Cells:
