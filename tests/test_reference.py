@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -91,6 +92,11 @@ def test_missing_and_unreadable_reference_files(tmp_path):
     with pytest.raises(DecodeError, match="could not decode"):
         read_references(str(broken))
     assert broken.read_bytes() == b"not an image at all"  # only read
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # never opened: nobody writes it
+    for special in (fifo, tmp_path):
+        with pytest.raises(InputError, match="is not a regular file"):
+            read_references(special)
 
 
 def test_a_bad_reference_or_hint_fails_the_call(shipped, photo):

@@ -80,7 +80,7 @@ class InputReferences:
         except FileNotFoundError:
             raise InputError(f"{label} {path}: expected an image file, it does not exist") from None
         except (InstacolorError, OSError) as exc:
-            text = str(exc).removeprefix("reference 0: ")
+            text = str(exc).removeprefix("reference 0: ").replace(f", {path} ", ", it ")
             kind = type(exc) if isinstance(exc, InstacolorError) else DecodeError
             raise kind(f"{label} {path}: {text}") from None
 

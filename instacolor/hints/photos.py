@@ -73,7 +73,8 @@ def _rgb_of(item: Any, index: int) -> tuple[np.ndarray, str]:
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         if not path.is_file():
-            raise InputError(f"reference {index}: expected an image file, {path} does not exist")
+            what = "is not a regular file" if path.exists() else "does not exist"
+            raise InputError(f"reference {index}: expected an image file, {path} {what}")
         try:
             with Image.open(path) as image:
                 image = ImageOps.exif_transpose(image)
