@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import os
 import struct
 from pathlib import Path
 
@@ -272,8 +273,12 @@ def test_decompression_bomb_message_says_how_to_raise_the_limit(tmp_path):
 def test_missing_path_and_bad_options(tmp_path):
     with pytest.raises(InputError, match="there is no file at this path"):
         read_scan(tmp_path / "missing.tif")
-    with pytest.raises(InputError, match="there is no file at this path"):
+    with pytest.raises(InputError, match=r"there is no file at this path.*a folder"):
         read_scan(tmp_path)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # never opened: nobody writes it
+    with pytest.raises(InputError, match="not a regular file: a FIFO"):
+        read_scan(fifo)
     path = tmp_path / "g.png"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
     with pytest.raises(InputError, match="max_pixels: expected an int >= 1 or None"):

@@ -196,6 +196,13 @@ def _guess_format(fh: BinaryIO) -> str | None:
         return None
 
 
+def _special(file: Path) -> str:
+    """What a path that exists but is not a regular file is (never opened)."""
+    if file.is_dir():
+        return "it is a folder"
+    return "it is not a regular file: a FIFO, a device or a socket"
+
+
 @contextmanager
 def _opened(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO, str, str]]:
     """Open read-only, hash, and identify: yields ``(path, fh, sha256, format)``."""
@@ -203,9 +210,10 @@ def _opened(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO, str, str]
         raise InputError(f"path: expected a str or os.PathLike, received {type(path).__name__}")
     file = Path(path).absolute()
     if not file.is_file():
+        what = "it does not exist" if not file.exists() else _special(file)
         raise InputError(
-            f"{file}: expected an existing image file; there is no file at this path (it does "
-            "not exist or is a folder): check the path"
+            f"{file}: expected an existing image file; there is no file at this path ({what}): "
+            "check the path"
         )
     with file.open("rb") as fh:
         digest, size = hashlib.sha256(), 0
