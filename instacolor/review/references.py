@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ _DEPTH = 2
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEPT_ORIGINS = ("option", "hints")  # sidecars are found again beside the input
 _digests: dict[tuple, str] = {}
+_digests_lock = threading.Lock()  # requests run in worker threads
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,15 @@ class Kept:
 
 def _digest(path: Path, st: os.stat_result) -> str:
     key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _digests:
-        if len(_digests) >= 256:
-            _digests.pop(next(iter(_digests)))
-        _digests[key] = sha256_file(path)
-    return _digests[key]
+    with _digests_lock:
+        found = _digests.get(key)
+    if found is None:
+        found = sha256_file(path)
+        with _digests_lock:
+            if len(_digests) >= 256:
+                _digests.pop(next(iter(_digests)))
+            _digests[key] = found
+    return found
 
 
 def kept(item) -> Kept:
