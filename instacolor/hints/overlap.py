@@ -1,7 +1,8 @@
 """Reference matching beside the networks, each on its own core.
 
 A colorization with a colour reference adds encoder passes (the target's, and for a
-reference not yet described its own and its mirror's) to the networks' pass. At 256 px
+reference not yet described its own; its mirror's too with
+:data:`~instacolor.hints.reference.MIRROR` ``"pass"``) to the networks' pass. At 256 px
 an encoder pass barely gains from a second torch thread (one pass took about as long
 with two threads as with one), and two torch thread teams competing for the same cores
 (the networks at two threads beside a matching thread at two) were slower than running
@@ -15,7 +16,7 @@ the other.
 Which lane does what: the side lane reads and checks the references
 (:func:`~instacolor.hints.photos.read_references`; a kept
 :class:`~instacolor.hints.reference.Reference` is taken as it is) and encodes those not
-yet described at this working size (each and its mirror), the caller's lane runs the
+yet described at this working size, the caller's lane runs the
 networks; the target's pass goes to the lane that is free first (with a kept
 :class:`~instacolor.hints.reference.Reference`, the side lane at once), so the two lanes
 stay balanced whatever else the cores are running. The matches are those of
