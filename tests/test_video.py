@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -283,6 +284,23 @@ def test_frames_that_would_share_a_png_name_and_overlong_outputs_are_refused(tmp
     (tmp_path / "in" / "frame0.tif").unlink()
     with pytest.raises(UsageError, match="at most 240 bytes"):
         colorize_video(tmp_path / "in", tmp_path / ("é" * 121), colorizer=colorizer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling link", "folder"])
+def test_a_frame_name_that_is_not_a_file_is_refused_before_anything_is_written(
+    tmp_path, colorizer, kind
+):
+    _write_folder(tmp_path / "in", _gray_frames(3))
+    odd = tmp_path / "in" / "frame 0001b.png"  # would sort between the frames
+    if kind == "fifo":
+        os.mkfifo(odd)  # never opened: nobody writes it
+    elif kind == "dangling link":
+        odd.symlink_to(tmp_path / "gone.png")
+    else:
+        odd.mkdir()
+    with pytest.raises(InputError, match=r"'frame 0001b.png', which is not a regular file"):
+        colorize_video(tmp_path / "in", tmp_path / "out", colorizer=colorizer)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 

@@ -125,12 +125,23 @@ def _natural(name: str) -> list:
 
 
 def frame_names(folder: Path) -> list[str]:
-    """The PNG/TIFF file names directly in ``folder``, in natural order."""
-    names = [
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file() and entry.name.lower().endswith(FRAME_SUFFIXES)
-    ]
+    """The PNG/TIFF file names directly in ``folder``, in natural order.
+
+    Raises:
+        InputError: a name with a frame's suffix is not a regular file (a FIFO, a device,
+            a folder, a dangling link): a frame would go missing without a word.
+    """
+    names = []
+    for entry in os.scandir(folder):
+        if not entry.name.lower().endswith(FRAME_SUFFIXES):
+            continue
+        if not entry.is_file():
+            raise InputError(
+                f"{folder}: expected every .png, .tif and .tiff name of a frame folder to be "
+                f"a frame file, received {entry.name[:200]!r}, which is not a regular file "
+                "(a FIFO, device, folder or dangling link): move it out of the folder"
+            )
+        names.append(entry.name)
     return sorted(names, key=_natural)
 
 
