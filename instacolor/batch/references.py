@@ -32,20 +32,26 @@ class InputReferences:
         paths: the batch's references (``--reference``), used by every input.
         origins: the manifest's ``origin`` of each of ``paths`` (default ``"option"``
             for all; the review app keeps the references an output was made with).
+        digests: the sha256 of each of ``paths``' files, when the caller has just checked
+            them (default: each file is hashed).
 
     Raises:
         InputError, DecodeError: a batch reference is missing, unreadable or gray.
     """
 
     def __init__(
-        self, paths: Sequence[str | os.PathLike], origins: Sequence[str] | None = None
+        self,
+        paths: Sequence[str | os.PathLike],
+        origins: Sequence[str] | None = None,
+        digests: Sequence[str] | None = None,
     ) -> None:
         self.common: tuple[Reference, ...] = read_references(list(paths) or None) or ()
         self.paths = tuple(os.path.abspath(p) for p in paths)
         origins = ["option"] * len(paths) if origins is None else list(origins)
+        digests = [sha256_file(p) for p in paths] if digests is None else list(digests)
         self.entries = tuple(
-            {"path": str(p), "sha256": sha256_file(p), "origin": o}
-            for p, o in zip(paths, origins, strict=True)
+            {"path": str(p), "sha256": d, "origin": o}
+            for p, o, d in zip(paths, origins, digests, strict=True)
         )
         self._read: dict[tuple, tuple[Reference, str]] = {}
         self._listings: dict[Path, tuple[int, list[str]]] = {}

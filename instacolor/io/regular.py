@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["FileTooLarge", "NotRegularFile", "read_small"]
+__all__ = ["FileTooLarge", "NotRegularFile", "file_kind", "read_small"]
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -42,7 +42,10 @@ class FileTooLarge(OSError):
     """The file holds more bytes than the reader accepts."""
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, in words: ``"a folder"``, ``"a FIFO"``..."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -78,7 +81,7 @@ def read_small(path: str | os.PathLike, limit: int, *, pipes: bool = False) -> b
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                raise NotRegularFile(f"is not a regular file ({_kind(info.st_mode)})")
+                raise NotRegularFile(f"is not a regular file ({file_kind(info.st_mode)})")
             if info.st_size > limit:
                 raise FileTooLarge(f"is larger than {limit} bytes ({info.st_size})")
             with os.fdopen(fd, "rb") as handle:

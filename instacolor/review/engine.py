@@ -262,11 +262,11 @@ class Engine:
                 photograph.
         """
         found = kept(item) if keep else Kept()
-        key = (found.paths, found.origins)
+        key = (found.paths, found.origins, found.digests)
         with self.lock:
             refs = self._reference_sets.get(key)
             if refs is None:
-                refs = InputReferences(found.paths, found.origins)
+                refs = InputReferences(found.paths, found.origins, found.digests)
                 self._reference_sets[key] = refs
                 while len(self._reference_sets) > _REFERENCE_SETS:
                     self._reference_sets.popitem(last=False)

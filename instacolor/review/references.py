@@ -57,12 +57,14 @@ class Kept:
     Attributes:
         paths: the files still as the record lists them, in its order.
         origins: each one's ``origin`` (``"option"`` or ``"hints"``).
+        digests: each one's sha256, checked against its bytes.
         dropped: a reason for each listed reference left out (missing, changed, not a
             regular file), naming its file by its base name only.
     """
 
     paths: tuple[Path, ...] = ()
     origins: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()
 
     @property
@@ -98,6 +100,7 @@ def kept(item) -> Kept:
     entries = item.record.get("references") if isinstance(item.record, dict) else None
     paths: list[Path] = []
     origins: list[str] = []
+    digests: list[str] = []
     dropped: list[str] = []
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
@@ -133,9 +136,10 @@ def kept(item) -> Kept:
             if same:
                 paths.append(path)
                 origins.append(entry["origin"])
+                digests.append(digest)
             else:
                 dropped.append(f"{name!r}: the file changed since the output was made")
-    return Kept(tuple(paths), tuple(origins), tuple(dropped))
+    return Kept(tuple(paths), tuple(origins), tuple(digests), tuple(dropped))
 
 
 def _folder(item) -> tuple[Path, Path]:

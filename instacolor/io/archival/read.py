@@ -79,6 +79,7 @@ from instacolor.io.archival.color import (
     usable_profile,
 )
 from instacolor.io.archival.decode import FORMATS, decode_page, page_count, sniff_format
+from instacolor.io.regular import file_kind
 
 __all__ = [
     "COLOR_QUANTILE",
@@ -196,13 +197,6 @@ def _guess_format(fh: BinaryIO) -> str | None:
         return None
 
 
-def _special(file: Path) -> str:
-    """What a path that exists but is not a regular file is (never opened)."""
-    if file.is_dir():
-        return "it is a folder"
-    return "it is not a regular file: a FIFO, a device or a socket"
-
-
 @contextmanager
 def _opened(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO, str, str]]:
     """Open read-only, hash, and identify: yields ``(path, fh, sha256, format)``."""
@@ -210,7 +204,12 @@ def _opened(path: str | os.PathLike) -> Iterator[tuple[Path, BinaryIO, str, str]
         raise InputError(f"path: expected a str or os.PathLike, received {type(path).__name__}")
     file = Path(path).absolute()
     if not file.is_file():
-        what = "it does not exist" if not file.exists() else _special(file)
+        try:  # what is there instead (never opened)
+            kind = file_kind(file.stat().st_mode)
+        except OSError:
+            what = "it does not exist"
+        else:
+            what = "it is a folder" if kind == "a folder" else f"it is not a regular file: {kind}"
         raise InputError(
             f"{file}: expected an existing image file; there is no file at this path ({what}): "
             "check the path"
