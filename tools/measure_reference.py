@@ -198,18 +198,16 @@ def main() -> None:
     parser.add_argument("--gaps", type=int, nargs="+", default=[10, 20, 40], help="--clips: k")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.min_score is not None:
-        import instacolor.hints.reference as matching
+    import instacolor.hints.reference as matching
 
-        matching.MIN_SCORE = args.min_score
-    if args.match_dtype is not None:
-        import instacolor.hints.reference as matching
-
-        matching.MATCH_DTYPE = getattr(torch, args.match_dtype)
-    if args.mirror is not None:
-        import instacolor.hints.reference as matching
-
-        matching.MIRROR = args.mirror
+    studies = {  # the library's settings a study replaces
+        "MIN_SCORE": args.min_score,
+        "MATCH_DTYPE": args.match_dtype and getattr(torch, args.match_dtype),
+        "MIRROR": args.mirror,
+    }
+    for name, value in studies.items():
+        if value is not None:
+            setattr(matching, name, value)
     colorizer = Colorizer(args.weights)
     if args.time:
         timing(colorizer, args.time, args.repeats)
